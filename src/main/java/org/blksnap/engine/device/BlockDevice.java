@@ -1,0 +1,93 @@
+package org.blksnap.engine.device;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * A block device: a fixed number of bytes addressed by byte offset.
+ *
+ * <p>All operations are positional and thread-safe: any number of threads may read and write
+ * concurrently, and none of them moves a shared position. Reads and writes transfer the whole
+ * buffer ({@code remaining()} bytes) or throw. Offsets and lengths are in bytes; callers keep
+ * them inside {@code [0, sizeBytes())}, and implementations reject ranges outside with
+ * {@link IllegalArgumentException}. I/O errors are {@link IOException}s that name the device,
+ * the operation, the offset and the length.
+ */
+public interface BlockDevice extends AutoCloseable {
+
+    /** A name for messages: a path, an export or an image name. */
+    String name();
+
+    /** Capacity in bytes. */
+    long sizeBytes();
+
+    /** Logical block size in bytes (512 or 4096); the smallest unit the device addresses. */
+    int logicalBlockSize();
+
+    /** The minimum efficient I/O size in bytes (the kernel's io_min); at least the logical block size. */
+    default int minimumIoBytes() {
+        return logicalBlockSize();
+    }
+
+    /** Reads {@code dst.remaining()} bytes at {@code offsetBytes} into {@code dst}. */
+    void read(ByteBuffer dst, long offsetBytes) throws IOException;
+
+    /** Writes {@code src.remaining()} bytes at {@code offsetBytes}. Not durable until {@link #flush()}. */
+    void write(ByteBuffer src, long offsetBytes) throws IOException;
+
+    /** Makes every write that completed before this call durable. */
+    void flush() throws IOException;
+
+    /**
+     * Tells the device that the range's content is no longer needed. Afterwards the range reads
+     * as anything (zeros on files, where a hole is punched).
+     */
+    void discard(long offsetBytes, long lengthBytes) throws IOException;
+
+    /**
+     * Makes the range read as zeros.
+     *
+     * @param mayUnmap whether the device may deallocate the range (NBD's WRITE_ZEROES without NO_HOLE)
+     */
+    void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) throws IOException;
+
+    /**
+     * Whether {@link #writeZeroes} is cheap (punches holes, no data written), for NBD's FAST_ZERO.
+     */
+    default boolean fastZeroes() {
+        return false;
+    }
+
+    /**
+     * Describes allocation from {@code offsetBytes}: calls {@code sink} with consecutive extents
+     * that start at {@code offsetBytes} and together cover at least {@code lengthBytes} (the last may
+     * go past it, never past the device end), stopping early when the sink returns false. The
+     * default says everything is allocated data.
+     */
+    default void mapAllocation(long offsetBytes, long lengthBytes, ExtentSink sink) throws IOException {
+        sink.extent(Math.min(lengthBytes, sizeBytes() - offsetBytes), false);
+    }
+
+    /** Receives allocation extents in order. */
+    @FunctionalInterface
+    interface ExtentSink {
+        /**
+         * @param lengthBytes extent length, > 0
+         * @param hole        true if the extent is unallocated and reads as zeros
+         * @return false to stop
+         */
+        boolean extent(long lengthBytes, boolean hole);
+    }
+
+    /** Releases the device. Further calls fail. */
+    @Override
+    void close() throws IOException;
+
+    /** Checks that {@code [offsetBytes, offsetBytes+lengthBytes)} lies inside the device. */
+    default void checkRange(long offsetBytes, long lengthBytes) {
+        if (offsetBytes < 0 || lengthBytes < 0 || offsetBytes > sizeBytes() - lengthBytes) {
+            throw new IllegalArgumentException(name() + ": range offset " + offsetBytes + " length " + lengthBytes
+                    + " is outside the device of " + sizeBytes() + " bytes");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+package org.blksnap.engine.device;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+
+/** Aligned direct buffers, for O_DIRECT I/O. */
+public final class DirectBuffers {
+    private DirectBuffers() {
+    }
+
+    /** A direct buffer of {@code capacityBytes} whose address is a multiple of {@code alignmentBytes}. */
+    public static ByteBuffer allocateAligned(int capacityBytes, int alignmentBytes) {
+        return ByteBuffer.allocateDirect(capacityBytes + alignmentBytes).alignedSlice(alignmentBytes)
+                .limit(capacityBytes).slice();
+    }
+
+    static boolean isAligned(ByteBuffer buf, int alignmentBytes) {
+        long address = MemorySegment.ofBuffer(buf).address();
+        return address % alignmentBytes == 0;
+    }
+}

@@ -1,0 +1,218 @@
+package org.blksnap.engine.device;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Path;
+
+/**
+ * A block device over a regular file or a Linux block device node, with positional
+ * {@link FileChannel} I/O. Optionally O_DIRECT: aligned requests then go through a direct channel,
+ * unaligned ones through a buffered channel on the same file (the kernel keeps the two coherent).
+ * Regular files get holes punched on discard and an allocation map from SEEK_DATA/SEEK_HOLE.
+ */
+final class FileBlockDevice implements BlockDevice {
+    private static final int ZERO_CHUNK_BYTES = 1 << 20;
+    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(ZERO_CHUNK_BYTES).asReadOnlyBuffer();
+
+    private final Path path;
+    private final FileChannel channel;
+    private final FileChannel directChannel;
+    private final long sizeBytes;
+    private final int logicalBlockSize;
+    private final int minimumIoBytes;
+    private final boolean regularFile;
+    private final NativeIo nativeIo;
+    private final int nativeHandle;
+
+    FileBlockDevice(Path path, FileChannel channel, FileChannel directChannel, long sizeBytes, int logicalBlockSize,
+                    int minimumIoBytes, boolean regularFile, NativeIo nativeIo, int nativeHandle) {
+        this.path = path;
+        this.channel = channel;
+        this.directChannel = directChannel;
+        this.sizeBytes = sizeBytes;
+        this.logicalBlockSize = logicalBlockSize;
+        this.minimumIoBytes = minimumIoBytes;
+        this.regularFile = regularFile;
+        this.nativeIo = nativeIo;
+        this.nativeHandle = nativeHandle;
+    }
+
+    @Override
+    public String name() {
+        return path.toString();
+    }
+
+    @Override
+    public long sizeBytes() {
+        return sizeBytes;
+    }
+
+    @Override
+    public int logicalBlockSize() {
+        return logicalBlockSize;
+    }
+
+    @Override
+    public int minimumIoBytes() {
+        return minimumIoBytes;
+    }
+
+    private FileChannel channelFor(ByteBuffer buf, long offsetBytes) {
+        if (directChannel != null && buf.isDirect() && offsetBytes % logicalBlockSize == 0
+                && buf.remaining() % logicalBlockSize == 0 && DirectBuffers.isAligned(buf, logicalBlockSize)) {
+            return directChannel;
+        }
+        return channel;
+    }
+
+    @Override
+    public void read(ByteBuffer dst, long offsetBytes) throws IOException {
+        int length = dst.remaining();
+        checkRange(offsetBytes, length);
+        FileChannel ch = channelFor(dst, offsetBytes);
+        long pos = offsetBytes;
+        try {
+            while (dst.hasRemaining()) {
+                int n = ch.read(dst, pos);
+                if (n < 0) {
+                    // Past the end of a file shorter than the device: reads as zeros.
+                    while (dst.hasRemaining()) {
+                        dst.put((byte) 0);
+                    }
+                    break;
+                }
+                pos += n;
+            }
+        } catch (IOException e) {
+            throw new IOException("read of " + path + " at offset " + offsetBytes + " length " + length + " failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public void write(ByteBuffer src, long offsetBytes) throws IOException {
+        int length = src.remaining();
+        checkRange(offsetBytes, length);
+        FileChannel ch = channelFor(src, offsetBytes);
+        long pos = offsetBytes;
+        try {
+            while (src.hasRemaining()) {
+                pos += ch.write(src, pos);
+            }
+        } catch (IOException e) {
+            throw new IOException("write of " + path + " at offset " + offsetBytes + " length " + length + " failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public void flush() throws IOException {
+        try {
+            channel.force(false);
+        } catch (IOException e) {
+            throw new IOException("flush of " + path + " failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public void discard(long offsetBytes, long lengthBytes) throws IOException {
+        checkRange(offsetBytes, lengthBytes);
+        if (regularFile && nativeHandle >= 0 && lengthBytes > 0) {
+            nativeIo.punchHole(nativeHandle, offsetBytes, lengthBytes);
+        }
+    }
+
+    @Override
+    public boolean fastZeroes() {
+        return regularFile && nativeHandle >= 0;
+    }
+
+    @Override
+    public void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) throws IOException {
+        checkRange(offsetBytes, lengthBytes);
+        if (lengthBytes == 0) {
+            return;
+        }
+        if (regularFile && nativeHandle >= 0) {
+            nativeIo.punchHole(nativeHandle, offsetBytes, lengthBytes);
+            if (!mayUnmap) {
+                nativeIo.preallocate(nativeHandle, offsetBytes, lengthBytes);
+            }
+            return;
+        }
+        long pos = offsetBytes;
+        long end = offsetBytes + lengthBytes;
+        while (pos < end) {
+            ByteBuffer z = ZEROS.duplicate();
+            z.limit((int) Math.min(ZERO_CHUNK_BYTES, end - pos));
+            write(z, pos);
+            pos += z.limit();
+        }
+    }
+
+    @Override
+    public void mapAllocation(long offsetBytes, long lengthBytes, ExtentSink sink) throws IOException {
+        long end = Math.min(sizeBytes, offsetBytes + lengthBytes);
+        if (!regularFile || nativeHandle < 0) {
+            sink.extent(end - offsetBytes, false);
+            return;
+        }
+        long fileEnd = channel.size();
+        long pos = offsetBytes;
+        while (pos < end) {
+            if (pos >= fileEnd) {
+                sink.extent(sizeBytes - pos, true);
+                return;
+            }
+            long data = nativeIo.seekData(nativeHandle, pos);
+            if (data < 0 || data >= fileEnd) {
+                sink.extent(sizeBytes - pos, true);
+                return;
+            }
+            if (data > pos) {
+                if (!sink.extent(data - pos, true)) {
+                    return;
+                }
+                pos = data;
+                continue;
+            }
+            long hole = Math.min(nativeIo.seekHole(nativeHandle, pos), sizeBytes);
+            if (hole <= pos) {
+                hole = sizeBytes;
+            }
+            if (!sink.extent(hole - pos, false)) {
+                return;
+            }
+            pos = hole;
+        }
+    }
+
+    @Override
+    public void close() throws IOException {
+        IOException first = null;
+        for (FileChannel ch : new FileChannel[] {channel, directChannel}) {
+            if (ch == null) {
+                continue;
+            }
+            try {
+                ch.close();
+            } catch (IOException e) {
+                if (first == null) {
+                    first = e;
+                } else {
+                    first.addSuppressed(e);
+                }
+            }
+        }
+        if (nativeHandle >= 0) {
+            nativeIo.close(nativeHandle);
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "FileBlockDevice[" + path + ", " + sizeBytes + " bytes]";
+    }
+}

@@ -1,0 +1,176 @@
+package org.blksnap.engine.device;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Path;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Linux open/close/fallocate/lseek through FFM. Probed once; if the linker or a symbol is missing
+ * it logs one line and reports {@link #available()} false.
+ */
+@SuppressWarnings("restricted")
+final class LinuxNativeIo implements NativeIo {
+    static final LinuxNativeIo INSTANCE = new LinuxNativeIo();
+
+    private static final Logger LOG = LoggerFactory.getLogger(LinuxNativeIo.class);
+    private static final int O_RDONLY = 0;
+    private static final int O_RDWR = 2;
+    private static final int O_CLOEXEC = 0x80000;
+    private static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    private static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+    private static final int SEEK_DATA = 3;
+    private static final int SEEK_HOLE = 4;
+    private static final int ENXIO = 6;
+
+    private final MethodHandle open;
+    private final MethodHandle close;
+    private final MethodHandle fallocate;
+    private final MethodHandle lseek;
+    private final boolean available;
+
+    private LinuxNativeIo() {
+        MethodHandle o = null;
+        MethodHandle c = null;
+        MethodHandle f = null;
+        MethodHandle l = null;
+        boolean ok = false;
+        try {
+            Linker linker = Linker.nativeLinker();
+            SymbolLookup libc = linker.defaultLookup();
+            Linker.Option errno = Linker.Option.captureCallState("errno");
+            o = linker.downcallHandle(libc.find("open").orElseThrow(),
+                    FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT), errno);
+            c = linker.downcallHandle(libc.find("close").orElseThrow(),
+                    FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT));
+            f = linker.downcallHandle(libc.find("fallocate").orElseThrow(),
+                    FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                            ValueLayout.JAVA_LONG, ValueLayout.JAVA_LONG), errno);
+            l = linker.downcallHandle(libc.find("lseek").orElseThrow(),
+                    FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
+                            ValueLayout.JAVA_INT), errno);
+            ok = System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).contains("linux");
+        } catch (Throwable t) {
+            LOG.info("native file calls unavailable ({}); holes and preallocation are not used", t.toString());
+        }
+        open = o;
+        close = c;
+        fallocate = f;
+        lseek = l;
+        available = ok;
+    }
+
+    @Override
+    public boolean available() {
+        return available;
+    }
+
+    private static final java.lang.invoke.VarHandle ERRNO = Linker.Option.captureStateLayout()
+            .varHandle(java.lang.foreign.MemoryLayout.PathElement.groupElement("errno"));
+
+    private static int errno(MemorySegment state) {
+        return (int) ERRNO.get(state, 0L);
+    }
+
+    private void requireAvailable(String what) throws IOException {
+        if (!available) {
+            throw new IOException(what + ": native file calls are not available");
+        }
+    }
+
+    @Override
+    public int open(Path path, boolean write) throws IOException {
+        requireAvailable("open " + path);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(Linker.Option.captureStateLayout());
+            int fd = (int) open.invokeExact(state, arena.allocateFrom(path.toString()), (write ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+            if (fd < 0) {
+                throw new IOException("open " + path + " failed: errno " + errno(state));
+            }
+            return fd;
+        } catch (IOException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IOException("open " + path + " failed", t);
+        }
+    }
+
+    @Override
+    public void close(int handle) {
+        if (!available) {
+            return;
+        }
+        try {
+            int rc = (int) close.invokeExact(handle);
+            if (rc != 0) {
+                LOG.debug("close({}) returned {}", handle, rc);
+            }
+        } catch (Throwable t) {
+            LOG.debug("close({}) failed", handle, t);
+        }
+    }
+
+    private void fallocate(int handle, int mode, long offsetBytes, long lengthBytes, String what) throws IOException {
+        requireAvailable(what);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(Linker.Option.captureStateLayout());
+            int rc = (int) fallocate.invokeExact(state, handle, mode, offsetBytes, lengthBytes);
+            if (rc != 0) {
+                throw new IOException(what + " at offset " + offsetBytes + " length " + lengthBytes
+                        + " failed: errno " + errno(state));
+            }
+        } catch (IOException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IOException(what + " failed", t);
+        }
+    }
+
+    @Override
+    public void preallocate(int handle, long offsetBytes, long lengthBytes) throws IOException {
+        fallocate(handle, FALLOC_FL_KEEP_SIZE, offsetBytes, lengthBytes, "fallocate");
+    }
+
+    @Override
+    public void punchHole(int handle, long offsetBytes, long lengthBytes) throws IOException {
+        fallocate(handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offsetBytes, lengthBytes, "punch hole");
+    }
+
+    private long seek(int handle, long offsetBytes, int whence) throws IOException {
+        requireAvailable("lseek");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(Linker.Option.captureStateLayout());
+            long rc = (long) lseek.invokeExact(state, handle, offsetBytes, whence);
+            if (rc < 0) {
+                int err = errno(state);
+                if (err == ENXIO) {
+                    return -1;
+                }
+                throw new IOException("lseek " + (whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE") + " at "
+                        + offsetBytes + " failed: errno " + err);
+            }
+            return rc;
+        } catch (IOException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IOException("lseek failed", t);
+        }
+    }
+
+    @Override
+    public long seekData(int handle, long offsetBytes) throws IOException {
+        return seek(handle, offsetBytes, SEEK_DATA);
+    }
+
+    @Override
+    public long seekHole(int handle, long offsetBytes) throws IOException {
+        return seek(handle, offsetBytes, SEEK_HOLE);
+    }
+}

@@ -1,0 +1,41 @@
+package org.blksnap.engine.device;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+/**
+ * The few native file calls Java does not offer: fallocate (preallocate, punch holes) and
+ * lseek SEEK_DATA/SEEK_HOLE (allocation maps). Behind an interface so that tests can fail them on
+ * demand; {@link #system()} is the real one, or {@link #unsupported()} where FFM is not usable.
+ */
+public interface NativeIo {
+    /** Opens {@code path} for these calls only; returns a handle. */
+    int open(Path path, boolean write) throws IOException;
+
+    void close(int handle);
+
+    /** Reserves blocks for the range (fallocate mode 0, keep size). */
+    void preallocate(int handle, long offsetBytes, long lengthBytes) throws IOException;
+
+    /** Deallocates the range, which then reads as zeros (FALLOC_FL_PUNCH_HOLE | KEEP_SIZE). */
+    void punchHole(int handle, long offsetBytes, long lengthBytes) throws IOException;
+
+    /** The first data offset at or after {@code offsetBytes}, or -1 if none (SEEK_DATA). */
+    long seekData(int handle, long offsetBytes) throws IOException;
+
+    /** The first hole offset at or after {@code offsetBytes} (SEEK_HOLE). */
+    long seekHole(int handle, long offsetBytes) throws IOException;
+
+    /** Whether the calls work on this system; when false every call throws. */
+    boolean available();
+
+    /** The process-wide native implementation, probed once. */
+    static NativeIo system() {
+        return LinuxNativeIo.INSTANCE;
+    }
+
+    /** An implementation that supports nothing. */
+    static NativeIo unsupported() {
+        return UnsupportedNativeIo.INSTANCE;
+    }
+}

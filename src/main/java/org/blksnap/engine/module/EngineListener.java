@@ -1,0 +1,22 @@
+package org.blksnap.engine.module;
+
+import org.blksnap.engine.snapshot.ImageInfo;
+
+/**
+ * Notified when block devices appear or go away, so that a server can add and remove exports.
+ * Called on the thread that made the change, after the change; implementations must be quick
+ * and must not call back into the engine under their own locks.
+ */
+public interface EngineListener {
+    /** A snapshot image became readable (at the end of a take). */
+    default void imageCreated(ImageInfo image) {
+    }
+
+    /** A snapshot image is gone (destroy, or exit); I/O on it now fails with ENODEV. */
+    default void imageRemoved(ImageInfo image) {
+    }
+
+    /** An original device was removed from the engine (its tracker is detached). */
+    default void deviceRemoved(String deviceName) {
+    }
+}

@@ -1,0 +1,44 @@
+package org.blksnap.engine.sysfs;
+
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import org.blksnap.engine.snapshot.ImageInfo;
+import org.blksnap.engine.tracker.CbtInfo;
+
+/**
+ * The read-only status view of the engine (what sysfs shows for the kernel module, and more).
+ *
+ * @param version   engine version, for example {@code 1.0.0.0}
+ * @param params    module parameters by name
+ * @param devices   devices served, with their trackers
+ * @param snapshots live snapshots
+ */
+public record Status(String version, Map<String, Long> params, List<DeviceStatus> devices, List<SnapshotStatus> snapshots) {
+
+    /**
+     * @param name         device name
+     * @param sizeBytes    capacity in bytes
+     * @param tracker      CBT info if a tracker is attached, else null
+     * @param snapshotId   the snapshot the device belongs to, or null
+     */
+    public record DeviceStatus(String name, long sizeBytes, CbtInfo tracker, UUID snapshotId) {
+    }
+
+    /**
+     * @param id                 snapshot id
+     * @param state              {@code created}, {@code taken} or {@code corrupted}
+     * @param devices            device names in creation order
+     * @param images             images (empty before take)
+     * @param capacitySectors    difference storage appended, in sectors
+     * @param usedSectors        difference storage filled, in sectors
+     * @param requestedSectors   total asked for by low-space events, in sectors
+     * @param chunksCopied       chunks stored in the difference storage so far
+     * @param pendingEvents      events queued and not yet collected
+     * @param corruptedErrno     the errno that corrupted the snapshot, or 0
+     */
+    public record SnapshotStatus(UUID id, String state, List<String> devices, List<ImageInfo> images,
+                                 long capacitySectors, long usedSectors, long requestedSectors, long chunksCopied,
+                                 int pendingEvents, int corruptedErrno) {
+    }
+}
