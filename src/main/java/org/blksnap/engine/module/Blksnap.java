@@ -26,7 +26,7 @@ public interface Blksnap extends AutoCloseable {
      * step fails, the steps already up are undone before the exception is thrown.
      */
     static Blksnap init(Params params) {
-        throw new UnsupportedOperationException("engine not yet implemented");
+        return new BlksnapEngine(params, org.blksnap.engine.device.NativeIo.system(), null);
     }
 
     /** The engine version, 1.0.0.0. */

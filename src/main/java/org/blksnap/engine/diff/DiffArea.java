@@ -1,0 +1,484 @@
+package org.blksnap.engine.diff;
+
+import java.io.IOException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.module.ParamValues;
+import org.blksnap.engine.module.Params;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The chunk table of one device in one taken snapshot: copy-on-write for writes to the original,
+ * and the read and write paths of the device's snapshot image.
+ *
+ * <p>Guarantee: before new data of a write reaches a chunk of the original for the first time since
+ * take, the chunk's take-time content is on stable difference storage, or the chunk already holds
+ * image-written data, or the snapshot has been declared corrupted. Each chunk is copied at most
+ * once; concurrent writes to one chunk wait for that one copy; later writes cost one bit test.
+ * Reads of the original never wait.
+ *
+ * <p>Memory: a bit per chunk ("done": stored or failed) and a {@link Chunk} object only for chunks
+ * that were copied or written through the image, so an idle snapshot of a huge device costs little.
+ *
+ * <p>Thread-safe. Errors of the copy (storage full, I/O) never reach the writer: they mark the
+ * snapshot corrupted through {@link Owner}, with an event. Image I/O fails with EIO once the snapshot
+ * is corrupted.
+ */
+public final class DiffArea implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(DiffArea.class);
+    private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
+    private static final int SECTOR_SHIFT = 9;
+
+    /** What the diff area reports to: its snapshot. */
+    public interface Owner {
+        /** A device's copy failed with {@code errno}; called once per device. */
+        void deviceCorrupted(String device, Errno errno, String message);
+
+        /** The errno that corrupted the snapshot, or null while it is intact. */
+        Errno corruption();
+    }
+
+    private final String device;
+    private final BlockDevice original;
+    private final long capacityBytes;
+    private final int chunkShift;
+    private final long chunkCount;
+    private final DiffStorage storage;
+    private final Owner owner;
+    private final long[] doneBits;
+    private final ConcurrentHashMap<Long, Chunk> chunks = new ConcurrentHashMap<>();
+    private final DiffBufferPool pool;
+    private final ChunkCache cache;
+    private final AtomicLong chunksCopied = new AtomicLong();
+    private volatile Errno corrupted;
+    private volatile boolean closed;
+
+    /**
+     * @param device   device name, for messages and events
+     * @param original the unfiltered backing device (the engine's reads bypass the tracker)
+     * @param values   parameters read at take (chunk geometry)
+     * @param live     live parameters (cache and pool limits are read at each use)
+     */
+    public DiffArea(String device, BlockDevice original, ParamValues values, Params live, DiffStorage storage, Owner owner) {
+        this.device = device;
+        this.original = original;
+        this.capacityBytes = original.sizeBytes();
+        this.chunkShift = chunkShift(capacityBytes, original.minimumIoBytes(), values);
+        this.chunkCount = chunkCount(capacityBytes, chunkShift);
+        this.storage = storage;
+        this.owner = owner;
+        this.doneBits = new long[(int) ((chunkCount + 63) >>> 6)];
+        this.pool = new DiffBufferPool(1 << chunkShift, () -> live.values().freeDiffBufferPoolSize());
+        this.cache = new ChunkCache(() -> live.values().chunkMaximumInCache(), pool);
+    }
+
+    /**
+     * The chunk shift by the module's rule: the minimum shift, grown while the chunk count is above
+     * chunk_maximum_count or a chunk is smaller than the device's minimum I/O size.
+     */
+    public static int chunkShift(long capacityBytes, int ioMinBytes, ParamValues values) {
+        int shift = values.chunkMinimumShift();
+        while (chunkCount(capacityBytes, shift) > values.chunkMaximumCount() || (1L << shift) < ioMinBytes) {
+            shift++;
+        }
+        return shift;
+    }
+
+    /** Chunks of 2^shift bytes needed to cover the capacity; the last may be short. */
+    public static long chunkCount(long capacityBytes, int shift) {
+        long size = 1L << shift;
+        return (capacityBytes + size - 1) >>> shift;
+    }
+
+    public String device() {
+        return device;
+    }
+
+    public int chunkShift() {
+        return chunkShift;
+    }
+
+    public int chunkSizeBytes() {
+        return 1 << chunkShift;
+    }
+
+    public long chunkCount() {
+        return chunkCount;
+    }
+
+    public long capacityBytes() {
+        return capacityBytes;
+    }
+
+    /** Chunks whose take-time content was stored so far (by copy-on-write or image writes). */
+    public long chunksCopied() {
+        return chunksCopied.get();
+    }
+
+    /** Chunk objects in memory. */
+    public int chunksInMemory() {
+        return chunks.size();
+    }
+
+    /** The errno that corrupted this device's diff area, or null. */
+    public Errno corruption() {
+        return corrupted;
+    }
+
+    private long chunkIndex(long offsetBytes) {
+        return offsetBytes >>> chunkShift;
+    }
+
+    private long chunkStart(long index) {
+        return index << chunkShift;
+    }
+
+    private int chunkBytes(long index) {
+        return (int) Math.min(1L << chunkShift, capacityBytes - chunkStart(index));
+    }
+
+    private boolean isDone(long index) {
+        long word = (long) BITS.getAcquire(doneBits, (int) (index >>> 6));
+        return (word & (1L << index)) != 0;
+    }
+
+    private void setDone(long index) {
+        int w = (int) (index >>> 6);
+        long bit = 1L << index;
+        long old;
+        do {
+            old = (long) BITS.getVolatile(doneBits, w);
+            if ((old & bit) != 0) {
+                return;
+            }
+        } while (!BITS.compareAndSet(doneBits, w, old, old | bit));
+    }
+
+    // ---- copy-on-write ---------------------------------------------------------------------
+
+    /**
+     * Stores the take-time content of every chunk that {@code [offsetBytes, offsetBytes+lengthBytes)}
+     * touches and that is not stored yet. Returns when it is safe to write the range to the original.
+     * Never throws for a copy failure: the snapshot is marked corrupted instead.
+     */
+    public void copyOnWrite(long offsetBytes, long lengthBytes) {
+        if (lengthBytes <= 0 || corrupted != null || closed) {
+            return;
+        }
+        long first = chunkIndex(offsetBytes);
+        long last = chunkIndex(offsetBytes + lengthBytes - 1);
+        for (long i = first; i <= last; i++) {
+            if (isDone(i)) {
+                continue;
+            }
+            Errno snapshotError = owner.corruption();
+            if (snapshotError != null) {
+                markCorrupted(snapshotError, "snapshot is corrupted");
+                return;
+            }
+            Chunk c = chunks.computeIfAbsent(i, Chunk::new);
+            c.lock.lock();
+            try {
+                if (c.state != Chunk.NEW) {
+                    continue;
+                }
+                if (corrupted != null || closed) {
+                    return;
+                }
+                store(c, null, 0);
+            } catch (BlksnapException e) {
+                fail(c, e.errno(), e.getMessage());
+                return;
+            } catch (IOException | RuntimeException e) {
+                fail(c, Errno.EIO, e.getMessage());
+                return;
+            } finally {
+                c.lock.unlock();
+            }
+        }
+    }
+
+    /**
+     * Under the chunk lock, for a NEW chunk: loads its take-time content from the original, applies
+     * {@code imageData} at {@code offsetInChunk} if given, and writes the whole chunk to a new region.
+     */
+    private void store(Chunk c, ByteBuffer imageData, int offsetInChunk) throws IOException {
+        int n = chunkBytes(c.index);
+        ByteBuffer buf = c.buffer != null ? c.buffer : pool.acquire();
+        try {
+            buf.clear().limit(n);
+            original.read(buf, chunkStart(c.index));
+            if (imageData != null) {
+                buf.clear().position(offsetInChunk);
+                buf.put(imageData);
+            }
+            Region region = storage.allocate((long) chunkSizeBytes() >>> SECTOR_SHIFT);
+            buf.clear().limit(n);
+            region.write(buf, 0);
+            c.region = region;
+            c.state = Chunk.STORED;
+            c.buffer = buf;
+            setDone(c.index);
+            chunksCopied.incrementAndGet();
+        } catch (IOException | RuntimeException e) {
+            if (c.buffer != buf) {
+                pool.release(buf);
+            }
+            throw e;
+        }
+        cache.touch(c);
+    }
+
+    /** Under the chunk lock: the chunk failed; the snapshot is corrupted. */
+    private void fail(Chunk c, Errno errno, String message) {
+        c.state = Chunk.FAILED;
+        c.region = null;
+        if (c.buffer != null) {
+            cache.remove(c);
+            pool.release(c.buffer);
+            c.buffer = null;
+        }
+        setDone(c.index);
+        markCorrupted(errno, "chunk " + c.index + ": " + message);
+    }
+
+    private synchronized void markCorrupted(Errno errno, String message) {
+        if (corrupted != null) {
+            return;
+        }
+        corrupted = errno;
+        LOG.warn("{}: snapshot copy-on-write failed ({}): {}", device, errno, message);
+        cache.clear();
+        owner.deviceCorrupted(device, errno, message);
+    }
+
+    // ---- image I/O -------------------------------------------------------------------------
+
+    private void checkUsable() {
+        if (closed) {
+            throw new BlksnapException(Errno.ENODEV, device + ": the snapshot was destroyed");
+        }
+        Errno e = owner.corruption();
+        if (e == null) {
+            e = corrupted;
+        }
+        if (e != null) {
+            throw new BlksnapException(Errno.EIO, device + ": the snapshot is corrupted (" + e + ")");
+        }
+    }
+
+    /**
+     * Reads the image: the device as it was at take. Chunks never copied are read straight from the
+     * original, without a lock: a chunk found still not copied after the read cannot have been written
+     * since take (writes copy first), so the read was take-time data; otherwise it is read again from
+     * the storage.
+     *
+     * @throws BlksnapException EIO once the snapshot is corrupted, ENODEV once destroyed
+     */
+    public void imageRead(ByteBuffer dst, long offsetBytes) throws IOException {
+        checkUsable();
+        int startPos = dst.position();
+        long end = offsetBytes + dst.remaining();
+        long pos = offsetBytes;
+        while (pos < end) {
+            long idx = chunkIndex(pos);
+            if (!isDone(idx)) {
+                long runEnd = pos;
+                long j = idx;
+                while (runEnd < end && !isDone(j)) {
+                    runEnd = Math.min(end, chunkStart(j + 1));
+                    j++;
+                }
+                int from = startPos + (int) (pos - offsetBytes);
+                ByteBuffer slice = dst.duplicate().limit(from + (int) (runEnd - pos)).position(from);
+                original.read(slice, pos);
+                for (long k = idx; k < j; k++) {
+                    if (isDone(k)) {
+                        long s = Math.max(pos, chunkStart(k));
+                        long e = Math.min(runEnd, chunkStart(k + 1));
+                        readStored(k, dst, startPos + (int) (s - offsetBytes), s, (int) (e - s));
+                    }
+                }
+                pos = runEnd;
+            } else {
+                long e = Math.min(end, chunkStart(idx + 1));
+                readStored(idx, dst, startPos + (int) (pos - offsetBytes), pos, (int) (e - pos));
+                pos = e;
+            }
+        }
+        dst.position(startPos + (int) (end - offsetBytes));
+        // A copy that failed meanwhile may have let new data reach the original under us.
+        checkUsable();
+    }
+
+    /** Copies {@code length} bytes at device offset {@code offsetBytes} of a done chunk into dst at {@code dstPos}. */
+    private void readStored(long idx, ByteBuffer dst, int dstPos, long offsetBytes, int length) throws IOException {
+        Chunk c = chunks.get(idx);
+        if (c == null) {
+            throw new IllegalStateException(device + ": chunk " + idx + " is done but has no descriptor");
+        }
+        c.lock.lock();
+        try {
+            if (c.state != Chunk.STORED) {
+                throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
+            }
+            if (c.buffer == null) {
+                ByteBuffer buf = pool.acquire();
+                try {
+                    buf.clear().limit(chunkBytes(idx));
+                    c.region.read(buf, 0);
+                } catch (IOException | RuntimeException e) {
+                    pool.release(buf);
+                    throw e;
+                }
+                c.buffer = buf;
+            }
+            int inChunk = (int) (offsetBytes - chunkStart(idx));
+            dst.put(dstPos, c.buffer, inChunk, length);
+            cache.touch(c);
+        } finally {
+            c.lock.unlock();
+        }
+    }
+
+    /**
+     * Writes to the image: the data lands in the difference storage, never on the original. The first
+     * write to a chunk copies its take-time content into a region first.
+     *
+     * @throws BlksnapException EIO once the snapshot is corrupted (a write that overflows the storage
+     *                          corrupts it), ENODEV once destroyed
+     */
+    public void imageWrite(ByteBuffer src, long offsetBytes) throws IOException {
+        checkUsable();
+        long end = offsetBytes + src.remaining();
+        long pos = offsetBytes;
+        int base = src.position();
+        while (pos < end) {
+            long idx = chunkIndex(pos);
+            long e = Math.min(end, chunkStart(idx + 1));
+            int from = base + (int) (pos - offsetBytes);
+            ByteBuffer piece = src.duplicate().limit(from + (int) (e - pos)).position(from);
+            int inChunk = (int) (pos - chunkStart(idx));
+            Chunk c = chunks.computeIfAbsent(idx, Chunk::new);
+            c.lock.lock();
+            try {
+                checkUsable();
+                switch (c.state) {
+                    case Chunk.NEW -> {
+                        try {
+                            store(c, piece, inChunk);
+                        } catch (BlksnapException ex) {
+                            fail(c, ex.errno(), ex.getMessage());
+                            throw new BlksnapException(Errno.EIO, device + ": image write failed: " + ex.getMessage(), ex);
+                        } catch (IOException | RuntimeException ex) {
+                            fail(c, Errno.EIO, ex.getMessage());
+                            throw ex;
+                        }
+                    }
+                    case Chunk.STORED -> {
+                        c.region.write(piece.duplicate(), inChunk);
+                        if (c.buffer != null) {
+                            c.buffer.put(inChunk, piece, piece.position(), piece.remaining());
+                            cache.touch(c);
+                        }
+                    }
+                    default -> throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
+                }
+            } finally {
+                c.lock.unlock();
+            }
+            pos = e;
+        }
+        src.position(base + (int) (end - offsetBytes));
+    }
+
+    /**
+     * Allocation of the image: chunks not yet copied report the original's allocation; copied ones
+     * are data. A chunk copied while the original was being asked is reported as data.
+     */
+    public void imageMapAllocation(long offsetBytes, long lengthBytes, BlockDevice.ExtentSink sink) throws IOException {
+        checkUsable();
+        long end = Math.min(capacityBytes, offsetBytes + lengthBytes);
+        List<long[]> extents = new ArrayList<>();
+        long pos = offsetBytes;
+        while (pos < end) {
+            long idx = chunkIndex(pos);
+            if (isDone(idx)) {
+                long e = chunkStart(idx + 1);
+                while (e < end && isDone(chunkIndex(e))) {
+                    e = chunkStart(chunkIndex(e) + 1);
+                }
+                e = Math.min(e, capacityBytes);
+                extents.add(new long[] {pos, e - pos, 0});
+                pos = e;
+                continue;
+            }
+            long runEnd = Math.min(chunkStart(idx + 1), capacityBytes);
+            while (runEnd < end && !isDone(chunkIndex(runEnd))) {
+                runEnd = Math.min(chunkStart(chunkIndex(runEnd) + 1), capacityBytes);
+            }
+            long[] cursor = {pos};
+            final long limit = runEnd;
+            original.mapAllocation(pos, runEnd - pos, (len, hole) -> {
+                long l = Math.min(len, limit - cursor[0]);
+                if (l > 0) {
+                    extents.add(new long[] {cursor[0], l, hole ? 1 : 0});
+                    cursor[0] += l;
+                }
+                return cursor[0] < limit;
+            });
+            if (cursor[0] < runEnd) {
+                extents.add(new long[] {cursor[0], runEnd - cursor[0], 0});
+            }
+            pos = runEnd;
+        }
+        for (long[] x : extents) {
+            boolean hole = x[2] == 1;
+            if (hole) {
+                for (long i = chunkIndex(x[0]); i <= chunkIndex(x[0] + x[1] - 1); i++) {
+                    if (isDone(i)) {
+                        hole = false;
+                        break;
+                    }
+                }
+            }
+            if (!sink.extent(x[1], hole)) {
+                return;
+            }
+        }
+    }
+
+    /** Flushes the storage (image FLUSH). */
+    public void flush() throws IOException {
+        checkUsable();
+        storage.force();
+    }
+
+    /** Buffers in the chunk cache. */
+    public int cachedChunks() {
+        return cache.size();
+    }
+
+    /** Free buffers kept in the pool. */
+    public int pooledBuffers() {
+        return pool.freeCount();
+    }
+
+    /** Releases chunk buffers and descriptors; image-written data is simply dropped. */
+    @Override
+    public void close() {
+        closed = true;
+        cache.clear();
+        pool.clear();
+        chunks.clear();
+    }
+}

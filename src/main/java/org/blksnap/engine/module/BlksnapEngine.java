@@ -1,0 +1,514 @@
+package org.blksnap.engine.module;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.ConcurrentSkipListMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Supplier;
+import java.util.regex.Pattern;
+import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.device.NativeIo;
+import org.blksnap.engine.diff.DiffArea;
+import org.blksnap.engine.diff.DiffStorage;
+import org.blksnap.engine.diff.StorageSpec;
+import org.blksnap.engine.event.SnapshotEvent;
+import org.blksnap.engine.snapshot.ImageInfo;
+import org.blksnap.engine.snapshot.ImageRegistry;
+import org.blksnap.engine.snapshot.SnapImage;
+import org.blksnap.engine.snapshot.Snapshot;
+import org.blksnap.engine.sysfs.Status;
+import org.blksnap.engine.tracker.CbtInfo;
+import org.blksnap.engine.tracker.CbtMap;
+import org.blksnap.engine.tracker.TrackedDevice;
+import org.blksnap.engine.tracker.Tracker;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The engine behind {@link Blksnap}. Control operations are serialised by one lock (as the module's
+ * ioctls are by its mutexes); I/O never takes it. {@link #snapshotWaitEvent} waits outside it.
+ */
+final class BlksnapEngine implements Blksnap {
+    private static final Logger LOG = LoggerFactory.getLogger(BlksnapEngine.class);
+    private static final Pattern DEVICE_NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+
+    /** The init steps, in the module's order. */
+    static final List<String> STEPS = List.of("diff_io", "images", "trackers", "control", "status");
+
+    private final Params params;
+    private final NativeIo nativeIo;
+    private final ReentrantLock control = new ReentrantLock();
+    private final ConcurrentSkipListMap<String, TrackedDevice> devices = new ConcurrentSkipListMap<>();
+    private final LinkedHashMap<UUID, Snapshot> snapshots = new LinkedHashMap<>();
+    private final CopyOnWriteArrayList<EngineListener> listeners = new CopyOnWriteArrayList<>();
+    private final Lifecycle lifecycle = new Lifecycle();
+    private volatile ImageRegistry images;
+    private volatile boolean trackersUp;
+    private volatile boolean accepting;
+    private volatile boolean statusUp;
+
+    /**
+     * @param failAt name of an init step to fail, for tests of the unwind; null in production
+     */
+    BlksnapEngine(Params params, NativeIo nativeIo, String failAt) {
+        this.params = params;
+        this.nativeIo = nativeIo;
+        control.lock();
+        try {
+            lifecycle.bringUp(List.of(
+                    step("diff_io", failAt, () -> LOG.debug("native file calls {}", nativeIo.available() ? "available" : "unavailable"),
+                            () -> { }),
+                    step("images", failAt, () -> images = new ImageRegistry(), () -> images = null),
+                    step("trackers", failAt, () -> trackersUp = true, this::trackersDone),
+                    step("control", failAt, () -> accepting = true, this::controlDone),
+                    step("status", failAt, () -> statusUp = true, () -> statusUp = false)));
+        } finally {
+            control.unlock();
+        }
+        LOG.info("blksnap {} up; parameters {}", Version.CURRENT, params.asMap());
+    }
+
+    private static Lifecycle.Step step(String name, String failAt, Lifecycle.Action up, Lifecycle.Action down) {
+        return new Lifecycle.Step(name, () -> {
+            if (name.equals(failAt)) {
+                throw new BlksnapException(Errno.ENOMEM, "init step " + name + " failed (injected)");
+            }
+            up.run();
+        }, down);
+    }
+
+    /** Which init steps are up, in order (for tests of the unwind). */
+    List<String> stepsUp() {
+        return lifecycle.stepsUp();
+    }
+
+    /** snapshot_done + ctrl_done: refuse control calls, destroy every snapshot (images first). */
+    private void controlDone() {
+        accepting = false;
+        List<Snapshot> all = new ArrayList<>(snapshots.values());
+        snapshots.clear();
+        RuntimeException first = null;
+        for (Snapshot s : all) {
+            try {
+                notifyRemoved(s.destroy(images));
+            } catch (RuntimeException e) {
+                if (first == null) {
+                    first = e;
+                } else {
+                    first.addSuppressed(e);
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    /** tracker_done: detach every tracker and close every device. */
+    private void trackersDone() throws IOException {
+        trackersUp = false;
+        IOException first = null;
+        for (TrackedDevice d : devices.values()) {
+            d.setTracker(null);
+            try {
+                d.close();
+            } catch (IOException e) {
+                if (first == null) {
+                    first = e;
+                } else {
+                    first.addSuppressed(e);
+                }
+            }
+        }
+        devices.clear();
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    private void checkAccepting() {
+        if (!accepting) {
+            throw new BlksnapException(Errno.ESHUTDOWN, "blksnap is shutting down");
+        }
+    }
+
+    private <T> T locked(Supplier<T> op) {
+        control.lock();
+        try {
+            checkAccepting();
+            return op.get();
+        } finally {
+            control.unlock();
+        }
+    }
+
+    private void lockedRun(Runnable op) {
+        locked(() -> {
+            op.run();
+            return null;
+        });
+    }
+
+    @Override
+    public Version version() {
+        return Version.CURRENT;
+    }
+
+    @Override
+    public Params params() {
+        return params;
+    }
+
+    // ---- devices ------------------------------------------------------------------------------
+
+    @Override
+    public void addDevice(String name, BlockDevice backing) {
+        lockedRun(() -> {
+            if (name == null || !DEVICE_NAME.matcher(name).matches() || name.startsWith(ImageRegistry.PREFIX)) {
+                throw new BlksnapException(Errno.EINVAL, "device name '" + name + "' must be 1-128 letters, digits, '.', '_'"
+                        + " or '-', start with a letter or digit, and not start with " + ImageRegistry.PREFIX);
+            }
+            if (devices.containsKey(name)) {
+                throw new BlksnapException(Errno.EEXIST, "device " + name + " already exists");
+            }
+            devices.put(name, new TrackedDevice(name, backing));
+            LOG.info("device {} added: {} ({} bytes)", name, backing.name(), backing.sizeBytes());
+        });
+    }
+
+    @Override
+    public void removeDevice(String name) {
+        lockedRun(() -> {
+            TrackedDevice d = existing(name);
+            Tracker t = d.tracker();
+            if (t != null && t.owner() != null) {
+                Snapshot s = snapshots.get(t.owner());
+                if (s != null) {
+                    s.deviceCorrupted(name, Errno.ENODEV, "device was removed");
+                }
+            }
+            d.markRemoved();
+            d.setTracker(null);
+            devices.remove(name);
+            try {
+                d.close();
+            } catch (IOException e) {
+                LOG.warn("closing removed device {} failed: {}", name, e.toString());
+            }
+            LOG.info("device {} removed; its tracker is detached", name);
+        });
+        for (EngineListener l : listeners) {
+            l.deviceRemoved(name);
+        }
+    }
+
+    @Override
+    public List<String> deviceNames() {
+        return List.copyOf(devices.keySet());
+    }
+
+    private TrackedDevice existing(String name) {
+        TrackedDevice d = name == null ? null : devices.get(name);
+        if (d == null) {
+            throw new BlksnapException(Errno.ENXIO, "no device '" + name + "'");
+        }
+        return d;
+    }
+
+    @Override
+    public BlockDevice device(String name) {
+        return existing(name);
+    }
+
+    @Override
+    public BlockDevice image(String imageName) {
+        ImageRegistry r = images;
+        if (r == null) {
+            throw new BlksnapException(Errno.ESHUTDOWN, "blksnap is shutting down");
+        }
+        return r.get(imageName);
+    }
+
+    @Override
+    public void addListener(EngineListener listener) {
+        listeners.add(listener);
+    }
+
+    @Override
+    public void removeListener(EngineListener listener) {
+        listeners.remove(listener);
+    }
+
+    @Override
+    public boolean isBackingPath(Path path) {
+        Path p = path.toAbsolutePath().normalize();
+        for (TrackedDevice d : devices.values()) {
+            Path b = Path.of(d.backing().name()).toAbsolutePath().normalize();
+            try {
+                if (b.equals(p) || (Files.exists(p) && Files.exists(b) && Files.isSameFile(b, p))) {
+                    return true;
+                }
+            } catch (IOException e) {
+                // not comparable: not the same
+            }
+        }
+        return false;
+    }
+
+    // ---- trackers -----------------------------------------------------------------------------
+
+    @Override
+    public List<CbtInfo> trackerCollect() {
+        List<CbtInfo> out = new ArrayList<>();
+        for (TrackedDevice d : devices.values()) {
+            Tracker t = d.tracker();
+            if (t != null) {
+                out.add(t.cbt().info());
+            }
+        }
+        return out;
+    }
+
+    @Override
+    public CbtInfo cbtInfo(String device) {
+        return trackerOf(existing(device), Errno.ENODATA).cbt().info();
+    }
+
+    private static Tracker trackerOf(TrackedDevice d, Errno ifNone) {
+        Tracker t = d.tracker();
+        if (t == null) {
+            throw new BlksnapException(ifNone, "device " + d.name() + " has no tracker (it was never in a snapshot,"
+                    + " or its tracker was removed)");
+        }
+        return t;
+    }
+
+    @Override
+    public byte[] trackerReadCbtMap(String device, long offsetBlocks, int lengthBlocks) {
+        control.lock();
+        Tracker t;
+        try {
+            checkAccepting();
+            t = trackerOf(existing(device), Errno.ENODATA);
+            Snapshot s = t.owner() == null ? null : snapshots.get(t.owner());
+            if (s == null || s.state() != Snapshot.State.TAKEN) {
+                throw new BlksnapException(Errno.EPERM, "device " + device + " is not in a taken snapshot;"
+                        + " the CBT map can be read only while a snapshot is held");
+            }
+        } finally {
+            control.unlock();
+        }
+        return t.cbt().readMap(offsetBlocks, lengthBlocks);
+    }
+
+    @Override
+    public void trackerMarkDirty(String deviceOrImage, List<SectorRange> ranges) {
+        lockedRun(() -> {
+            TrackedDevice d;
+            if (deviceOrImage != null && deviceOrImage.startsWith(ImageRegistry.PREFIX)) {
+                SnapImage img = images.get(deviceOrImage);
+                d = devices.get(img.device());
+                if (d == null) {
+                    throw new BlksnapException(Errno.ENODEV, "device of image " + deviceOrImage + " was removed");
+                }
+            } else {
+                d = devices.get(deviceOrImage);
+                if (d == null) {
+                    throw new BlksnapException(Errno.ENODEV, "no device or image '" + deviceOrImage + "'");
+                }
+            }
+            trackerOf(d, Errno.ENODEV).cbt().markBoth(ranges);
+        });
+    }
+
+    @Override
+    public void trackerRemove(String device) {
+        lockedRun(() -> {
+            TrackedDevice d = existing(device);
+            Tracker t = trackerOf(d, Errno.ENODATA);
+            if (t.owner() != null) {
+                throw new BlksnapException(Errno.EBUSY, "device " + device + " is in snapshot " + t.owner()
+                        + "; destroy it first");
+            }
+            d.setTracker(null);
+            LOG.info("tracker of {} removed; its CBT history is gone", device);
+        });
+    }
+
+    // ---- snapshots ----------------------------------------------------------------------------
+
+    @Override
+    public UUID snapshotCreate(List<String> names) {
+        return locked(() -> {
+            if (names == null || names.isEmpty()) {
+                throw new BlksnapException(Errno.EINVAL, "a snapshot needs at least one device");
+            }
+            Set<String> seen = new HashSet<>();
+            List<TrackedDevice> list = new ArrayList<>();
+            for (String n : names) {
+                if (!seen.add(n)) {
+                    throw new BlksnapException(Errno.EINVAL, "device " + n + " is listed twice");
+                }
+                TrackedDevice d = existing(n);
+                Tracker t = d.tracker();
+                if (t != null && t.owner() != null) {
+                    throw new BlksnapException(Errno.EBUSY, "device " + n + " is already in snapshot " + t.owner());
+                }
+                list.add(d);
+            }
+            UUID id = UUID.randomUUID();
+            ParamValues values = params.values();
+            for (TrackedDevice d : list) {
+                if (d.tracker() == null) {
+                    d.setTracker(new Tracker(d.name(), CbtMap.create(d.name(), d.sizeBytes(), values)));
+                    LOG.info("tracker attached to {}", d.name());
+                }
+                d.tracker().setOwner(id);
+            }
+            snapshots.put(id, new Snapshot(id, list, params, nativeIo));
+            LOG.info("snapshot {} created over {}", id, names);
+            return id;
+        });
+    }
+
+    private Snapshot snapshot(UUID id, Errno ifUnknown) {
+        Snapshot s = id == null ? null : snapshots.get(id);
+        if (s == null) {
+            throw new BlksnapException(ifUnknown, "no snapshot " + id);
+        }
+        return s;
+    }
+
+    @Override
+    public void snapshotAppendStorage(UUID id, StorageSpec storage) {
+        Snapshot s = locked(() -> snapshot(id, Errno.ESRCH));
+        // Creating and preallocating a file may take a while: not under the control lock.
+        s.appendStorage(storage, this::isBackingPath);
+    }
+
+    @Override
+    public void snapshotTake(UUID id, TakeHooks hooks) {
+        List<SnapImage> created = locked(() -> {
+            Snapshot s = snapshot(id, Errno.ESRCH);
+            try {
+                return s.take(hooks == null ? TakeHooks.NONE : hooks, images);
+            } catch (BlksnapException e) {
+                if (e.errno() == Errno.EFAULT) {
+                    snapshots.remove(id);
+                    s.destroy(images);
+                }
+                throw e;
+            }
+        });
+        for (SnapImage img : created) {
+            for (EngineListener l : listeners) {
+                l.imageCreated(img.info());
+            }
+        }
+    }
+
+    @Override
+    public List<UUID> snapshotCollect() {
+        return locked(() -> List.copyOf(snapshots.keySet()));
+    }
+
+    @Override
+    public List<ImageInfo> snapshotCollectImages(UUID id) {
+        return locked(() -> {
+            Snapshot s = snapshot(id, Errno.ESRCH);
+            if (s.state() != Snapshot.State.TAKEN) {
+                throw new BlksnapException(Errno.ENODEV, "snapshot " + id + " is not taken yet");
+            }
+            return s.images().stream().map(SnapImage::info).toList();
+        });
+    }
+
+    @Override
+    public SnapshotEvent snapshotWaitEvent(UUID id, long timeoutMillis) {
+        Snapshot s = locked(() -> snapshot(id, Errno.ESRCH));
+        return s.events().take(timeoutMillis);
+    }
+
+    @Override
+    public void snapshotDestroy(UUID id) {
+        List<SnapImage> removed = locked(() -> {
+            Snapshot s = snapshot(id, Errno.ENODEV);
+            snapshots.remove(id);
+            return s.destroy(images);
+        });
+        notifyRemoved(removed);
+    }
+
+    private void notifyRemoved(List<SnapImage> removed) {
+        for (SnapImage img : removed) {
+            for (EngineListener l : listeners) {
+                try {
+                    l.imageRemoved(img.info());
+                } catch (RuntimeException e) {
+                    LOG.warn("listener failed on removal of {}: {}", img.name(), e.toString());
+                }
+            }
+        }
+    }
+
+    // ---- status -------------------------------------------------------------------------------
+
+    @Override
+    public Status status() {
+        control.lock();
+        try {
+            if (!statusUp) {
+                throw new BlksnapException(Errno.ESHUTDOWN, "blksnap is shutting down");
+            }
+            List<Status.DeviceStatus> ds = new ArrayList<>();
+            for (TrackedDevice d : devices.values()) {
+                Tracker t = d.tracker();
+                ds.add(new Status.DeviceStatus(d.name(), d.sizeBytes(), t == null ? null : t.cbt().info(),
+                        t == null ? null : t.owner()));
+            }
+            List<Status.SnapshotStatus> ss = new ArrayList<>();
+            for (Snapshot s : snapshots.values()) {
+                DiffStorage st = s.storage();
+                Errno c = s.corruption();
+                String state = c != null ? "corrupted" : s.state().name().toLowerCase(java.util.Locale.ROOT);
+                long copied = s.diffAreas().stream().mapToLong(DiffArea::chunksCopied).sum();
+                ss.add(new Status.SnapshotStatus(s.id(), state, s.deviceNames(),
+                        s.images().stream().map(SnapImage::info).toList(), st.capacitySectors(), st.filledSectors(),
+                        st.requestedSectors(), copied, s.events().pending(), c == null ? 0 : c.number()));
+            }
+            Map<String, Long> p = params.asMap();
+            return new Status(Version.CURRENT.toString(), p, ds, ss);
+        } finally {
+            control.unlock();
+        }
+    }
+
+    /** I/O counters of a device: reads, bytes read, writes, bytes written. */
+    long[] counters(String device) {
+        return existing(device).counters();
+    }
+
+    @Override
+    public void close() {
+        RuntimeException failure;
+        control.lock();
+        try {
+            failure = lifecycle.tearDown();
+        } finally {
+            control.unlock();
+        }
+        LOG.info("blksnap down");
+        if (failure != null) {
+            throw failure;
+        }
+    }
+}

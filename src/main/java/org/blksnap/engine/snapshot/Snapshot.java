@@ -1,0 +1,277 @@
+package org.blksnap.engine.snapshot;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.UUID;
+import java.util.function.Predicate;
+import org.blksnap.engine.device.NativeIo;
+import org.blksnap.engine.diff.DiffArea;
+import org.blksnap.engine.diff.DiffStorage;
+import org.blksnap.engine.diff.StorageSpec;
+import org.blksnap.engine.event.EventQueue;
+import org.blksnap.engine.event.SnapshotEvent;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.module.ParamValues;
+import org.blksnap.engine.module.Params;
+import org.blksnap.engine.module.TakeHooks;
+import org.blksnap.engine.tracker.CbtMap;
+import org.blksnap.engine.tracker.TrackedDevice;
+import org.blksnap.engine.tracker.Tracker;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A snapshot of one or more devices: created, then taken at one point in time across all of them,
+ * then destroyed. Owns the difference storage and the event queue; at take, one diff area and one
+ * image per device.
+ *
+ * <p>Thread-safety: lifecycle calls ({@link #take}, {@link #destroy}) are serialised by the engine's
+ * control lock; {@link #appendStorage}, corruption reports and the read-only accessors may come from
+ * any thread.
+ */
+public final class Snapshot implements DiffArea.Owner {
+    private static final Logger LOG = LoggerFactory.getLogger(Snapshot.class);
+
+    /** Lifecycle state. */
+    public enum State { CREATED, TAKEN, DESTROYED }
+
+    private final UUID id;
+    private final List<TrackedDevice> devices;
+    private final Params params;
+    private final EventQueue events;
+    private final DiffStorage storage;
+    private final List<DiffArea> areas = new ArrayList<>();
+    private final List<SnapImage> images = new ArrayList<>();
+    private final Set<String> corruptedDevices = new HashSet<>();
+    private volatile State state = State.CREATED;
+    private volatile Errno corruption;
+
+    /**
+     * Creates the snapshot of devices whose trackers are already attached and owned by it.
+     * Queues the first low_free_space event.
+     */
+    public Snapshot(UUID id, List<TrackedDevice> devices, Params params, NativeIo nativeIo) {
+        this.id = id;
+        this.devices = List.copyOf(devices);
+        this.params = params;
+        this.events = new EventQueue(id.toString());
+        this.storage = new DiffStorage(id.toString(), events, params.values().diffStorageMinimum(), nativeIo);
+    }
+
+    public UUID id() {
+        return id;
+    }
+
+    public State state() {
+        return state;
+    }
+
+    public List<String> deviceNames() {
+        return devices.stream().map(TrackedDevice::name).toList();
+    }
+
+    public List<TrackedDevice> devices() {
+        return devices;
+    }
+
+    public DiffStorage storage() {
+        return storage;
+    }
+
+    public EventQueue events() {
+        return events;
+    }
+
+    /** Images in device order; empty before take. */
+    public synchronized List<SnapImage> images() {
+        return List.copyOf(images);
+    }
+
+    /** Diff areas in device order; empty before take. */
+    public synchronized List<DiffArea> diffAreas() {
+        return List.copyOf(areas);
+    }
+
+    @Override
+    public Errno corruption() {
+        return corruption;
+    }
+
+    @Override
+    public void deviceCorrupted(String device, Errno errno, String message) {
+        boolean first;
+        synchronized (this) {
+            first = corruptedDevices.add(device);
+            if (corruption == null) {
+                corruption = errno;
+            }
+        }
+        if (first) {
+            events.post(new SnapshotEvent.Corrupted(System.nanoTime(), device, errno.number()));
+            LOG.warn("snapshot {}: device {} corrupted ({}): {}", id, device, errno, message);
+        }
+    }
+
+    /** Appends difference storage; see {@link DiffStorage#append}. */
+    public void appendStorage(StorageSpec spec, Predicate<Path> isBackingStore) {
+        if (state == State.DESTROYED) {
+            throw new BlksnapException(Errno.ESRCH, "snapshot " + id + " was destroyed");
+        }
+        storage.append(spec, isBackingStore);
+    }
+
+    /**
+     * Takes the snapshot: diff areas are prepared, the freeze hook runs, the barriers of all devices
+     * close (in name order, so that takes cannot deadlock), CBT maps switch (reset first if corrupted or
+     * resized) and copy-on-write starts on all devices at one point, the barriers open, the thaw hook
+     * runs, and the images appear.
+     *
+     * @throws BlksnapException EALREADY taken; ENODEV no devices; EFAULT no storage appended (the caller
+     *                          destroys the snapshot, as v1); EIO if the freeze hook failed
+     */
+    public List<SnapImage> take(TakeHooks hooks, ImageRegistry registry) {
+        if (state == State.TAKEN) {
+            throw new BlksnapException(Errno.EALREADY, "snapshot " + id + " is already taken");
+        }
+        if (state == State.DESTROYED) {
+            throw new BlksnapException(Errno.ESRCH, "snapshot " + id + " was destroyed");
+        }
+        if (devices.isEmpty()) {
+            throw new BlksnapException(Errno.ENODEV, "snapshot " + id + " has no devices");
+        }
+        if (storage.capacitySectors() == 0) {
+            throw new BlksnapException(Errno.EFAULT, "snapshot " + id + " has no difference storage appended"
+                    + " (in-memory difference storage is not supported)");
+        }
+        ParamValues values = params.values();
+        List<DiffArea> prepared = new ArrayList<>();
+        for (TrackedDevice d : devices) {
+            prepared.add(new DiffArea(d.name(), d.backing(), values, params, storage, this));
+        }
+        try {
+            hooks.beforeBarrier();
+        } catch (Exception e) {
+            runAfter(hooks);
+            throw new BlksnapException(Errno.EIO, "snapshot " + id + ": freeze hook failed: " + e.getMessage(), e);
+        }
+        List<TrackedDevice> order = new ArrayList<>(devices);
+        order.sort(Comparator.comparing(TrackedDevice::name));
+        long[] stamps = new long[order.size()];
+        long t0 = System.nanoTime();
+        try {
+            for (int i = 0; i < order.size(); i++) {
+                stamps[i] = order.get(i).barrier().close();
+            }
+            for (int i = 0; i < devices.size(); i++) {
+                TrackedDevice d = devices.get(i);
+                Tracker t = d.tracker();
+                if (t.cbt().needsReset(d.sizeBytes())) {
+                    LOG.info("{}: CBT map reset (corrupted or resized); a new generation starts", d.name());
+                    t.replaceCbt(CbtMap.create(d.name(), d.sizeBytes(), values));
+                }
+                t.cbt().switchAtTake();
+                t.setDiffArea(prepared.get(i));
+            }
+            synchronized (this) {
+                areas.addAll(prepared);
+            }
+            state = State.TAKEN;
+        } finally {
+            for (int i = order.size() - 1; i >= 0; i--) {
+                if (stamps[i] != 0) {
+                    order.get(i).barrier().open(stamps[i]);
+                }
+            }
+            runAfter(hooks);
+        }
+        LOG.info("snapshot {} taken over {} ({} µs with writes held)", id, deviceNames(), (System.nanoTime() - t0) / 1000);
+        List<SnapImage> created = new ArrayList<>();
+        for (int i = 0; i < devices.size(); i++) {
+            TrackedDevice d = devices.get(i);
+            int n = registry.allocateNumber();
+            ImageInfo info = new ImageInfo(d.name(), ImageRegistry.PREFIX + n, id, d.sizeBytes());
+            SnapImage img = new SnapImage(info, prepared.get(i), d.tracker(), d.logicalBlockSize());
+            registry.register(n, img);
+            created.add(img);
+        }
+        synchronized (this) {
+            images.addAll(created);
+        }
+        return created;
+    }
+
+    private void runAfter(TakeHooks hooks) {
+        try {
+            hooks.afterBarrier();
+        } catch (Exception e) {
+            LOG.error("snapshot {}: thaw hook failed: {}", id, e.toString());
+        }
+    }
+
+    /**
+     * Destroys: wakes event waiters, removes the images, stops copy-on-write on every device (barrier
+     * closed), releases the diff areas and the storage. Trackers stay attached. Never touches the
+     * content of the originals or of the storage files.
+     *
+     * @return the images removed
+     */
+    public List<SnapImage> destroy(ImageRegistry registry) {
+        if (state == State.DESTROYED) {
+            return List.of();
+        }
+        state = State.DESTROYED;
+        events.close();
+        List<SnapImage> removed;
+        synchronized (this) {
+            removed = List.copyOf(images);
+            images.clear();
+        }
+        for (SnapImage img : removed) {
+            img.markRemoved();
+            registry.release(ImageRegistry.numberOf(img.name()));
+        }
+        List<TrackedDevice> order = new ArrayList<>(devices);
+        order.sort(Comparator.comparing(TrackedDevice::name));
+        long[] stamps = new long[order.size()];
+        try {
+            for (int i = 0; i < order.size(); i++) {
+                stamps[i] = order.get(i).barrier().close();
+            }
+            for (TrackedDevice d : devices) {
+                Tracker t = d.tracker();
+                if (t != null) {
+                    t.setDiffArea(null);
+                    if (id.equals(t.owner())) {
+                        t.setOwner(null);
+                    }
+                }
+            }
+        } finally {
+            for (int i = order.size() - 1; i >= 0; i--) {
+                if (stamps[i] != 0) {
+                    order.get(i).barrier().open(stamps[i]);
+                }
+            }
+        }
+        List<DiffArea> toClose;
+        synchronized (this) {
+            toClose = List.copyOf(areas);
+            areas.clear();
+        }
+        toClose.forEach(DiffArea::close);
+        storage.close();
+        LOG.info("snapshot {} destroyed", id);
+        return removed;
+    }
+
+    /** Flushes the difference storage. */
+    void force() throws IOException {
+        storage.force();
+    }
+}

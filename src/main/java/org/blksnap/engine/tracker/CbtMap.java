@@ -1,0 +1,252 @@
+package org.blksnap.engine.tracker;
+
+import java.util.Arrays;
+import java.util.UUID;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.module.ParamValues;
+import org.blksnap.engine.module.SectorRange;
+
+/**
+ * The change block tracking map of one device: one byte per tracking block in each of two maps.
+ *
+ * <p>The write map records, for every block, the number of the snapshot generation in which it was
+ * last written ({@code max(value, active)}); the read map is the write map as it was at the last
+ * take, frozen until the next one. A block whose read-map value is above S has changed since
+ * snapshot S of the same generation.
+ *
+ * <p>Thread-safety: {@link #mark} is called by many writers at once, always inside the device's
+ * barrier (shared side); writers all store the same active number, so racing stores are benign.
+ * {@link #switchAtTake} and {@link #resetIfNeeded} run with the barrier closed (no writer inside).
+ * {@link #markBoth}, {@link #readMap} and {@link #info} synchronise on the map, so they see a
+ * consistent generation.
+ */
+public final class CbtMap {
+    /** Largest tracking block: 2^26 bytes (64 MiB), as fixed upstream in v3. */
+    public static final int MAX_BLOCK_SHIFT = 26;
+    private static final int SECTOR_SHIFT = 9;
+    private static final int NUMBER_LIMIT = 256;
+
+    private final String device;
+    private final long capacityBytes;
+    private final int blockShift;
+    private final int blockCount;
+    private final byte[] writeMap;
+    private final byte[] readMap;
+    private volatile UUID generationId;
+    private volatile int previous;
+    private volatile int active;
+    private volatile boolean corrupted;
+
+    private CbtMap(String device, long capacityBytes, int blockShift) {
+        this.device = device;
+        this.capacityBytes = capacityBytes;
+        this.blockShift = blockShift;
+        long count = blockCount(capacityBytes, blockShift);
+        if (count > Integer.MAX_VALUE - 8) {
+            throw new BlksnapException(Errno.ENOMEM, device + ": CBT map of " + count + " blocks is too large");
+        }
+        this.blockCount = (int) count;
+        this.writeMap = new byte[blockCount];
+        this.readMap = new byte[blockCount];
+        this.generationId = UUID.randomUUID();
+        this.previous = 0;
+        this.active = 1;
+    }
+
+    /** A new map for a device of {@code capacityBytes}, with the block size rule applied to {@code params}. */
+    public static CbtMap create(String device, long capacityBytes, ParamValues params) {
+        return new CbtMap(device, capacityBytes, blockShift(capacityBytes, params));
+    }
+
+    /**
+     * The tracking block shift: the smallest shift at or above the minimum whose block count is at
+     * most the maximum count, capped at {@link #MAX_BLOCK_SHIFT}. (v1 doubled the exponent instead;
+     * that bug is not copied.)
+     */
+    public static int blockShift(long capacityBytes, ParamValues params) {
+        int shift = params.trackingBlockMinimumShift();
+        while (shift < MAX_BLOCK_SHIFT && blockCount(capacityBytes, shift) > params.trackingBlockMaximumCount()) {
+            shift++;
+        }
+        return shift;
+    }
+
+    /** Number of blocks of 2^shift bytes needed to cover {@code capacityBytes}. */
+    public static long blockCount(long capacityBytes, int shift) {
+        long sectors = (capacityBytes + 511) >>> SECTOR_SHIFT;
+        long sectorsPerBlock = 1L << (shift - SECTOR_SHIFT);
+        return (sectors + sectorsPerBlock - 1) / sectorsPerBlock;
+    }
+
+    public String device() {
+        return device;
+    }
+
+    public long capacityBytes() {
+        return capacityBytes;
+    }
+
+    public int blockShift() {
+        return blockShift;
+    }
+
+    public int blockSizeBytes() {
+        return 1 << blockShift;
+    }
+
+    public int blockCount() {
+        return blockCount;
+    }
+
+    public boolean isCorrupted() {
+        return corrupted;
+    }
+
+    /** The block holding byte {@code offsetBytes}. */
+    public long blockIndex(long offsetBytes) {
+        return offsetBytes >>> blockShift;
+    }
+
+    /**
+     * Marks the bytes {@code [offsetBytes, offsetBytes + lengthBytes)} written in the active
+     * generation. A range past the map flags the map corrupted (it is rebuilt at the next take) and
+     * is otherwise ignored; the write itself goes on.
+     *
+     * @return false if the range was past the map
+     */
+    public boolean mark(long offsetBytes, long lengthBytes) {
+        if (lengthBytes <= 0) {
+            return true;
+        }
+        if (corrupted) {
+            return false;
+        }
+        long first = blockIndex(offsetBytes);
+        long last = blockIndex(offsetBytes + lengthBytes - 1);
+        if (last >= blockCount) {
+            corrupted = true;
+            return false;
+        }
+        byte a = (byte) active;
+        for (int i = (int) first; i <= last; i++) {
+            // Skip the store when it changes nothing, to keep shared cache lines clean.
+            if (Byte.toUnsignedInt(writeMap[i]) < Byte.toUnsignedInt(a)) {
+                writeMap[i] = a;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Marks the ranges in both maps: the write map gets the active number, the read map the previous
+     * one, so the blocks show as changed now and in the next read map (mark-dirty of v1).
+     *
+     * @throws BlksnapException EINVAL for a range past the map (ranges before it stay marked), EFAULT if
+     *                          the map is corrupted
+     */
+    public synchronized void markBoth(java.util.List<SectorRange> ranges) {
+        if (corrupted) {
+            throw new BlksnapException(Errno.EFAULT, device + ": CBT map is corrupted");
+        }
+        for (SectorRange r : ranges) {
+            long first = blockIndex(r.offsetBytes());
+            long last = blockIndex(r.offsetBytes() + r.lengthBytes() - 1);
+            if (last >= blockCount) {
+                throw new BlksnapException(Errno.EINVAL, device + ": range " + r + " is past the end of the CBT map ("
+                        + blockCount + " blocks of " + blockSizeBytes() + " bytes)");
+            }
+            int a = active;
+            int p = previous;
+            for (int i = (int) first; i <= last; i++) {
+                if (Byte.toUnsignedInt(writeMap[i]) < a) {
+                    writeMap[i] = (byte) a;
+                }
+                if (Byte.toUnsignedInt(readMap[i]) < p) {
+                    readMap[i] = (byte) p;
+                }
+            }
+        }
+    }
+
+    /**
+     * The switch at take: the read map becomes a copy of the write map and numbers advance. At the
+     * wrap (the active number would reach 256) both maps are zeroed, a new generation starts and the
+     * reported number is 0, so a client sees the new generation and does a full backup. (v1 left the
+     * read map stale and reported 255; that bug is not copied.) Must run with writers held back.
+     */
+    public synchronized void switchAtTake() {
+        int next = active + 1;
+        if (next >= NUMBER_LIMIT) {
+            Arrays.fill(writeMap, (byte) 0);
+            Arrays.fill(readMap, (byte) 0);
+            generationId = UUID.randomUUID();
+            previous = 0;
+            active = 1;
+            return;
+        }
+        System.arraycopy(writeMap, 0, readMap, 0, blockCount);
+        previous = active;
+        active = next;
+    }
+
+    /** Whether the map must be rebuilt at take: it is corrupted or the capacity changed. */
+    public boolean needsReset(long currentCapacityBytes) {
+        return corrupted || currentCapacityBytes != capacityBytes;
+    }
+
+    /**
+     * Copies up to {@code lengthBlocks} bytes of the read map starting at block {@code offsetBlocks}.
+     *
+     * @throws BlksnapException ENODATA if the offset is past the map, EINVAL for a negative argument,
+     *                          EFAULT if the map is corrupted
+     */
+    public synchronized byte[] readMap(long offsetBlocks, int lengthBlocks) {
+        if (offsetBlocks < 0 || lengthBlocks < 0) {
+            throw new BlksnapException(Errno.EINVAL, device + ": CBT read offset (" + offsetBlocks + ") and length ("
+                    + lengthBlocks + ") must be >= 0");
+        }
+        if (corrupted) {
+            throw new BlksnapException(Errno.EFAULT, device + ": CBT map is corrupted");
+        }
+        if (offsetBlocks > blockCount) {
+            throw new BlksnapException(Errno.ENODATA, device + ": CBT read offset " + offsetBlocks
+                    + " is past the map of " + blockCount + " blocks");
+        }
+        int n = (int) Math.min(lengthBlocks, blockCount - offsetBlocks);
+        return Arrays.copyOfRange(readMap, (int) offsetBlocks, (int) offsetBlocks + n);
+    }
+
+    /** The read-map value of one block (0..255). */
+    public synchronized int readValue(int block) {
+        return Byte.toUnsignedInt(readMap[block]);
+    }
+
+    /** The write-map value of one block (0..255). */
+    public synchronized int writeValue(int block) {
+        return Byte.toUnsignedInt(writeMap[block]);
+    }
+
+    /** Number of the last taken snapshot in this generation. */
+    public int snapNumber() {
+        return previous;
+    }
+
+    public int activeNumber() {
+        return active;
+    }
+
+    public UUID generationId() {
+        return generationId;
+    }
+
+    /** What TRACKER_COLLECT reports. */
+    public synchronized CbtInfo info() {
+        return new CbtInfo(device, blockSizeBytes(), capacityBytes, blockCount, generationId, previous);
+    }
+
+    /** Bytes of heap the two maps take. */
+    public long heapBytes() {
+        return 2L * blockCount;
+    }
+}

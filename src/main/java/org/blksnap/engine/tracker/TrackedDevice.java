@@ -1,0 +1,185 @@
+package org.blksnap.engine.tracker;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.concurrent.atomic.LongAdder;
+import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.module.Errno;
+
+/**
+ * An original device as the engine serves it: the filter on its write path. Reads, flushes and
+ * allocation queries pass straight to the backing device and never wait. Writes, discards and
+ * write-zeroes enter the device's {@link TakeBarrier}, go through the tracker (CBT mark, then
+ * copy-on-write) if one is attached, and only then reach the backing device.
+ *
+ * <p>Thread-safe. The barrier exists whether or not a tracker is attached, so a take can drain every
+ * write in flight, including ones that started before the tracker was attached.
+ */
+public final class TrackedDevice implements BlockDevice {
+    private final String name;
+    private final BlockDevice backing;
+    private final TakeBarrier barrier = new TakeBarrier();
+    private volatile Tracker tracker;
+    private volatile boolean removed;
+    private final LongAdder reads = new LongAdder();
+    private final LongAdder readBytes = new LongAdder();
+    private final LongAdder writes = new LongAdder();
+    private final LongAdder writeBytes = new LongAdder();
+
+    public TrackedDevice(String name, BlockDevice backing) {
+        this.name = name;
+        this.backing = backing;
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    /** The unfiltered backing device: the engine's own reads of the original use it. */
+    public BlockDevice backing() {
+        return backing;
+    }
+
+    public TakeBarrier barrier() {
+        return barrier;
+    }
+
+    /** The attached tracker, or null. */
+    public Tracker tracker() {
+        return tracker;
+    }
+
+    /** Attaches or detaches (null) the tracker, with the barrier closed so no write is half-tracked. */
+    public void setTracker(Tracker t) {
+        long stamp = barrier.close();
+        try {
+            this.tracker = t;
+        } finally {
+            barrier.open(stamp);
+        }
+    }
+
+    /** After removal every I/O fails with ENXIO. */
+    public void markRemoved() {
+        removed = true;
+    }
+
+    private void checkPresent() {
+        if (removed) {
+            throw new BlksnapException(Errno.ENXIO, "device " + name + " was removed");
+        }
+    }
+
+    @Override
+    public long sizeBytes() {
+        return backing.sizeBytes();
+    }
+
+    @Override
+    public int logicalBlockSize() {
+        return backing.logicalBlockSize();
+    }
+
+    @Override
+    public int minimumIoBytes() {
+        return backing.minimumIoBytes();
+    }
+
+    @Override
+    public void read(ByteBuffer dst, long offsetBytes) throws IOException {
+        checkPresent();
+        int n = dst.remaining();
+        backing.read(dst, offsetBytes);
+        reads.increment();
+        readBytes.add(n);
+    }
+
+    @Override
+    public void write(ByteBuffer src, long offsetBytes) throws IOException {
+        checkPresent();
+        int n = src.remaining();
+        checkRange(offsetBytes, n);
+        long stamp = barrier.enter();
+        try {
+            Tracker t = tracker;
+            if (t != null) {
+                t.beforeWrite(offsetBytes, n);
+            }
+            backing.write(src, offsetBytes);
+        } finally {
+            barrier.exit(stamp);
+        }
+        writes.increment();
+        writeBytes.add(n);
+    }
+
+    @Override
+    public void flush() throws IOException {
+        checkPresent();
+        backing.flush();
+    }
+
+    @Override
+    public void discard(long offsetBytes, long lengthBytes) throws IOException {
+        checkPresent();
+        checkRange(offsetBytes, lengthBytes);
+        long stamp = barrier.enter();
+        try {
+            Tracker t = tracker;
+            if (t != null) {
+                t.beforeWrite(offsetBytes, lengthBytes);
+            }
+            backing.discard(offsetBytes, lengthBytes);
+        } finally {
+            barrier.exit(stamp);
+        }
+    }
+
+    @Override
+    public void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) throws IOException {
+        checkPresent();
+        checkRange(offsetBytes, lengthBytes);
+        long stamp = barrier.enter();
+        try {
+            Tracker t = tracker;
+            if (t != null) {
+                t.beforeWrite(offsetBytes, lengthBytes);
+            }
+            backing.writeZeroes(offsetBytes, lengthBytes, mayUnmap);
+        } finally {
+            barrier.exit(stamp);
+        }
+        writes.increment();
+        writeBytes.add(lengthBytes);
+    }
+
+    @Override
+    public boolean fastZeroes() {
+        return backing.fastZeroes();
+    }
+
+    @Override
+    public void mapAllocation(long offsetBytes, long lengthBytes, ExtentSink sink) throws IOException {
+        checkPresent();
+        backing.mapAllocation(offsetBytes, lengthBytes, sink);
+    }
+
+    /** I/O counters: reads, bytes read, writes (incl. write-zeroes), bytes written. */
+    public long[] counters() {
+        return new long[] {reads.sum(), readBytes.sum(), writes.sum(), writeBytes.sum()};
+    }
+
+    /** Closes the backing device. */
+    @Override
+    public void close() throws IOException {
+        removed = true;
+        backing.close();
+    }
+
+    @Override
+    public String toString() {
+        return "TrackedDevice[" + name + "]";
+    }
+}
