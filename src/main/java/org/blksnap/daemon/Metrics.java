@@ -2,6 +2,8 @@ package org.blksnap.daemon;
 
 import com.sun.net.httpserver.HttpServer;
 import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.FunctionCounter;
+import org.blksnap.nbd.ExportStats;
 import io.micrometer.core.instrument.MultiGauge;
 import io.micrometer.core.instrument.Tags;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
@@ -55,12 +57,35 @@ final class Metrics implements AutoCloseable {
         snapNumber = MultiGauge.builder("blksnap.tracker.snap.number").register(registry);
     }
 
-    /** Counts one I/O of a device or image export. */
-    void io(String device, String op, long bytes) {
-        registry.counter("blksnap.device.io", "device", device, "op", op).increment();
-        if (bytes > 0) {
-            registry.counter("blksnap.device.io.bytes", "device", device, "op", op).increment(bytes);
+    private volatile java.util.function.Supplier<java.util.Map<String, ExportStats>> exportStats = java.util.Map::of;
+    private final java.util.Set<String> exportsRegistered = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    /** Where per-export I/O counters come from (the NBD server's own counters, so the data path pays nothing). */
+    void exportStats(java.util.function.Supplier<java.util.Map<String, ExportStats>> source) {
+        this.exportStats = source;
+    }
+
+    private void registerExportCounters() {
+        for (String name : exportStats.get().keySet()) {
+            if (!exportsRegistered.add(name)) {
+                continue;
+            }
+            java.util.function.ToDoubleFunction<String> requests = n -> stat(n).requests();
+            FunctionCounter.builder("blksnap.device.requests", name, requests).tag("device", name).register(registry);
+            FunctionCounter.builder("blksnap.device.errors", name, n -> stat(n).errors()).tag("device", name)
+                    .register(registry);
+            FunctionCounter.builder("blksnap.device.read.bytes", name, n -> stat(n).bytesRead()).tag("device", name)
+                    .register(registry);
+            FunctionCounter.builder("blksnap.device.written.bytes", name, n -> stat(n).bytesWritten())
+                    .tag("device", name).register(registry);
+            FunctionCounter.builder("blksnap.device.connections", name, n -> stat(n).connections())
+                    .tag("device", name).register(registry);
         }
+    }
+
+    private ExportStats stat(String name) {
+        ExportStats s = exportStats.get().get(name);
+        return s == null ? new ExportStats(0, 0, 0, 0, 0, 0) : s;
     }
 
     /** Counts an event handed to a client. */
@@ -71,6 +96,7 @@ final class Metrics implements AutoCloseable {
     /** Refreshes the sampled gauges and returns the text exposition. */
     String scrape() {
         try {
+            registerExportCounters();
             Status s = engine.status();
             List<MultiGauge.Row<?>> cap = new ArrayList<>();
             List<MultiGauge.Row<?>> use = new ArrayList<>();

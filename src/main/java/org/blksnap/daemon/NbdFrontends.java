@@ -1,14 +1,190 @@
 package org.blksnap.daemon;
 
 import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.URLEncoder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import org.blksnap.engine.device.BlockDevice;
 import org.blksnap.engine.module.Blksnap;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.snapshot.ImageInfo;
+import org.blksnap.engine.sysfs.Status;
+import org.blksnap.nbd.Export;
+import org.blksnap.nbd.ExportInfo;
+import org.blksnap.nbd.ExportProvider;
+import org.blksnap.nbd.ExportStats;
+import org.blksnap.nbd.MetaContext;
+import org.blksnap.nbd.NbdServer;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
-/** Starts the NBD server over the engine (filled in once the nbd branch is merged). */
+/**
+ * The daemon's NBD side: an {@link ExportProvider} over the engine (each original device under its
+ * name, each image under its image name while its snapshot lives) and the {@link NbdServer} that
+ * serves it on TCP and/or a Unix socket.
+ */
 final class NbdFrontends {
+    private static final Logger LOG = LoggerFactory.getLogger(NbdFrontends.class);
+
     private NbdFrontends() {
     }
 
     static NbdFrontend start(Blksnap engine, DaemonConfig config, Metrics metrics) throws IOException {
-        return NbdFrontend.NONE;
+        if (config.listen() == null && config.nbdSocket() == null) {
+            LOG.info("no NBD listener (--listen none --socket none)");
+            return NbdFrontend.NONE;
+        }
+        Provider provider = new Provider(engine, config.readOnlyImages());
+        NbdServer server = new NbdServer(provider);
+        try {
+            InetSocketAddress tcp = null;
+            if (config.listen() != null) {
+                tcp = server.listenTcp(config.listen().getHostString(), config.listen().getPort());
+                LOG.info("NBD on tcp {}:{}", tcp.getHostString(), tcp.getPort());
+            }
+            Path unix = null;
+            if (config.nbdSocket() != null) {
+                unix = server.listenUnix(config.nbdSocket());
+                LOG.info("NBD on unix {}", unix);
+            }
+            metrics.exportStats(server::stats);
+            return new Frontend(server, tcp, unix);
+        } catch (IOException | RuntimeException e) {
+            try {
+                server.close();
+            } catch (IOException s) {
+                e.addSuppressed(s);
+            }
+            throw e;
+        }
+    }
+
+    private record Frontend(NbdServer server, InetSocketAddress tcp, Path unix) implements NbdFrontend {
+        @Override
+        public String uri(String exportName) {
+            if (tcp != null) {
+                String host = tcp.getHostString();
+                if (host.contains(":")) {
+                    host = "[" + host + "]";
+                }
+                return "nbd://" + host + ":" + tcp.getPort() + "/" + exportName;
+            }
+            return "nbd+unix:///" + exportName + "?socket=" + URLEncoder.encode(unix.toString(), StandardCharsets.UTF_8)
+                    .replace("%2F", "/");
+        }
+
+        @Override
+        public void closeExport(String exportName) {
+            server.closeExport(exportName);
+        }
+
+        @Override
+        public void close() throws IOException {
+            server.close();
+        }
+    }
+
+    /** Exports over the engine; thread-safe because the engine is. */
+    static final class Provider implements ExportProvider {
+        private final Blksnap engine;
+        private final boolean readOnlyImages;
+
+        Provider(Blksnap engine, boolean readOnlyImages) {
+            this.engine = engine;
+            this.readOnlyImages = readOnlyImages;
+        }
+
+        @Override
+        public List<ExportInfo> list() {
+            List<ExportInfo> out = new ArrayList<>();
+            Status s = engine.status();
+            for (Status.DeviceStatus d : s.devices()) {
+                out.add(new ExportInfo(d.name(), "blksnap device " + d.name()));
+            }
+            for (Status.SnapshotStatus sn : s.snapshots()) {
+                for (ImageInfo i : sn.images()) {
+                    out.add(new ExportInfo(i.image(), "snapshot image of " + i.device() + " (snapshot " + sn.id() + ")"));
+                }
+            }
+            return out;
+        }
+
+        @Override
+        public Export open(String name) {
+            if (engine.deviceNames().contains(name)) {
+                BlockDevice dev;
+                try {
+                    dev = engine.device(name);
+                } catch (BlksnapException e) {
+                    return null;
+                }
+                return new DeviceExport(name, dev);
+            }
+            Optional<ImageInfo> info = imageInfo(name);
+            if (info.isEmpty()) {
+                return null;
+            }
+            BlockDevice img;
+            try {
+                img = engine.image(name);
+            } catch (BlksnapException e) {
+                return null;
+            }
+            return new ImageExport(engine, info.get(), img, readOnlyImages);
+        }
+
+        private Optional<ImageInfo> imageInfo(String name) {
+            for (Status.SnapshotStatus sn : engine.status().snapshots()) {
+                for (ImageInfo i : sn.images()) {
+                    if (i.image().equals(name)) {
+                        return Optional.of(i);
+                    }
+                }
+            }
+            return Optional.empty();
+        }
+    }
+
+    private record DeviceExport(String name, BlockDevice device) implements Export {
+        @Override
+        public String description() {
+            return "blksnap device " + name;
+        }
+    }
+
+    /**
+     * An image export, with the CBT of its device as {@code qemu:dirty-bitmap:blksnap:<generation>:<S>}
+     * contexts: dirty = the block's read-map value is greater than S.
+     */
+    private record ImageExport(Blksnap engine, ImageInfo info, BlockDevice device, boolean readOnly) implements Export {
+        @Override
+        public String name() {
+            return info.image();
+        }
+
+        @Override
+        public String description() {
+            return "snapshot image of " + info.device() + " (snapshot " + info.snapshotId() + ")";
+        }
+
+        @Override
+        public List<String> metaContextNames() {
+            return CbtContext.names(engine, info.device());
+        }
+
+        @Override
+        public MetaContext resolveMetaContext(String name) {
+            return CbtContext.resolve(engine, info.device(), name, device.sizeBytes());
+        }
+    }
+
+    /** Adapter for metrics: the server's counters. */
+    interface StatsSource {
+        Map<String, ExportStats> stats();
     }
 }
