@@ -62,7 +62,7 @@ class ControlServerTest {
     @Test
     @Tag("system")
     void curlOverTheUnixSocketWorks() throws Exception {
-        org.blksnap.e2e.Tools.require("curl");
+        org.blksnap.testing.ExternalTool.require("curl");
         Process p = new ProcessBuilder("curl", "-sS", "--unix-socket", socket.toString(), "http://x/v1/version")
                 .redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes());
