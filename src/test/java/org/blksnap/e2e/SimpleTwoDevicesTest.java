@@ -1,0 +1,108 @@
+package org.blksnap.e2e;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.blksnap.testing.ExternalTool;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Port of upstream 1000-simple with two devices and a kernel ext4 on each export (nbdfuse + loop):
+ * files with checksums before take; take with both filesystems frozen; files written after take on
+ * the original; the image mounts and holds exactly the files of take time; files written into the
+ * image survive a remount; the original is unchanged by all of it and by destroy.
+ */
+@Tag("system")
+class SimpleTwoDevicesTest {
+    @TempDir
+    Path dir;
+    final Random random = new Random(1000);
+
+    private Map<String, String> writeFiles(Path mp, String prefix, int n) throws Exception {
+        Map<String, String> sums = new LinkedHashMap<>();
+        for (int i = 0; i < n; i++) {
+            byte[] data = new byte[(random.nextInt(100) + 8) * 512];
+            random.nextBytes(data);
+            Path f = mp.resolve(prefix + i);
+            Files.write(f, data);
+            sums.put(f.getFileName().toString(), md5(data));
+        }
+        ExternalTool.run(java.time.Duration.ofSeconds(60), "sync").assertSuccess();
+        return sums;
+    }
+
+    private static String md5(byte[] data) throws Exception {
+        return HexFormat.of().formatHex(MessageDigest.getInstance("MD5").digest(data));
+    }
+
+    private static void check(Path mp, Map<String, String> sums) throws Exception {
+        for (var e : sums.entrySet()) {
+            assertThat(md5(Files.readAllBytes(mp.resolve(e.getKey())))).as("md5 of %s in %s", e.getKey(), mp)
+                    .isEqualTo(e.getValue());
+        }
+    }
+
+    @Test
+    void imageHoldsTheTakeTimeFilesImageWritesSurviveARemountAndTheOriginalIsUntouched() throws Exception {
+        FuseLoopMount.require();
+        Path mnt1 = dir.resolve("mnt1");
+        Path mnt2 = dir.resolve("mnt2");
+        Path mntImage = dir.resolve("mnt-image");
+        try (DaemonHarness d = DaemonHarness.start(dir.resolve("data"), List.of("dev1=64M", "dev2=128M"),
+                List.of("diff_storage_minimum=65536"))) {
+            FuseLoopMount m1 = FuseLoopMount.attach(d.uri("dev1"), Files.createDirectories(dir.resolve("w1")));
+            try (m1; FuseLoopMount m2 = FuseLoopMount.attach(d.uri("dev2"), Files.createDirectories(dir.resolve("w2")))) {
+                m1.mkfs();
+                m2.mkfs();
+                m1.mount(mnt1);
+                m2.mount(mnt2);
+                Map<String, String> before = writeFiles(mnt1, "before", 9);
+
+                String id = d.ok("snapshot", "create", "--device", "dev1", "--device", "dev2");
+                d.ok("snapshot", "append-storage", "--id", id, "--file", dir.resolve("diff_storage0").toString(),
+                        "--size", "256M");
+                d.ok("snapshot", "take", "--id", id, "--freeze", mnt1.toString(), "--freeze", mnt2.toString());
+                assertThat(d.ok("snapshot", "collect")).isEqualTo(id);
+                assertThat(d.ok("snapshot", "images", "--id", id).lines().toList()).containsExactly(
+                        "dev1 blksnap-image0 " + d.uri("blksnap-image0"), "dev2 blksnap-image1 " + d.uri("blksnap-image1"));
+
+                Map<String, String> after = writeFiles(mnt1, "after", 3);
+                check(mnt1, before);
+                check(mnt1, after);
+
+                try (FuseLoopMount img = FuseLoopMount.attach(d.uri("blksnap-image0"),
+                        Files.createDirectories(dir.resolve("wi")))) {
+                    img.mount(mntImage);
+                    check(mntImage, before);
+                    for (String f : after.keySet()) {
+                        assertThat(mntImage.resolve(f)).as("file written after take").doesNotExist();
+                    }
+                    Map<String, String> inImage = writeFiles(mntImage, "snapshot", 3);
+                    img.umount();
+                    img.mount(mntImage);
+                    check(mntImage, before);
+                    check(mntImage, inImage);
+                    img.umount();
+                }
+                d.ok("snapshot", "destroy", "--id", id);
+                m1.umount();
+                m1.mount(mnt1);
+                check(mnt1, before);
+                check(mnt1, after);
+                for (int i = 0; i < 3; i++) {
+                    assertThat(mnt1.resolve("snapshot" + i)).as("image writes never reach the original").doesNotExist();
+                }
+                assertThat(d.ok("tracker", "collect").lines().toList()).hasSize(2);
+            }
+        }
+    }
+}
