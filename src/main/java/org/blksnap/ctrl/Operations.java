@@ -5,7 +5,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.List;
-import java.util.Map;
 import java.util.UUID;
 import java.util.function.Consumer;
 import org.blksnap.engine.diff.StorageSpec;
@@ -333,10 +332,5 @@ final class Operations {
         engine.snapshotDestroy(id);
         LOG.info("snapshot {} destroyed", id);
         return ok();
-    }
-
-    /** Sorted parameter map, for messages. */
-    Map<String, Long> paramMap() {
-        return engine.params().asMap();
     }
 }

@@ -7,7 +7,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Optional;
 import org.blksnap.engine.device.BlockDevice;
 import org.blksnap.engine.module.Blksnap;
@@ -17,7 +16,6 @@ import org.blksnap.engine.sysfs.Status;
 import org.blksnap.nbd.Export;
 import org.blksnap.nbd.ExportInfo;
 import org.blksnap.nbd.ExportProvider;
-import org.blksnap.nbd.ExportStats;
 import org.blksnap.nbd.MetaContext;
 import org.blksnap.nbd.NbdServer;
 import org.slf4j.Logger;
@@ -181,10 +179,5 @@ final class NbdFrontends {
         public MetaContext resolveMetaContext(String name) {
             return CbtContext.resolve(engine, info.device(), name, device.sizeBytes());
         }
-    }
-
-    /** Adapter for metrics: the server's counters. */
-    interface StatsSource {
-        Map<String, ExportStats> stats();
     }
 }
