@@ -26,6 +26,8 @@ final class Connection implements Runnable {
     private static final Logger LOG = LoggerFactory.getLogger(Connection.class);
     /** Requests up to this size (without FUA) may run on the reader thread. */
     static final int INLINE_MAX_BYTES = 128 * 1024;
+    /** Quick requests run inline while their average service time stays below this. */
+    static final long INLINE_MAX_NANOS = 30_000;
 
     private final long id;
     private final NbdServer server;
@@ -39,6 +41,8 @@ final class Connection implements Runnable {
     private volatile Negotiated negotiated;
     private volatile boolean terminating;
     private volatile Thread thread;
+    /** Moving average of the service time of quick requests (racy updates are fine: it is a hint). */
+    private volatile long quickNanos;
 
     Connection(long id, NbdServer server, NbdChannel channel, NbdServer.Config config, ThreadFactory requestThreads) {
         this.id = id;
@@ -140,6 +144,8 @@ final class Connection implements Runnable {
     private void transmit(Negotiated n, StatsCounters stats) throws IOException, InterruptedException {
         RequestHandler handler = new RequestHandler(this, n, out, server.pool(), stats, config.holeDetectionMinBytes());
         int maxPayload = n.sizes().maximumBytes();
+        out.batchRepliesOf(Thread.currentThread());
+        in.beforeRead(out::flushBatch);
         while (true) {
             ByteBuffer h;
             try {
@@ -165,7 +171,7 @@ final class Connection implements Runnable {
                 LOG.debug("{}: client disconnects", this);
                 return;
             }
-            slots.acquire();
+            acquire(slots, 1);
             ByteBuffer payload = null;
             int held = 0;
             try {
@@ -181,13 +187,13 @@ final class Connection implements Runnable {
                         continue;
                     }
                     held = (int) length;
-                    budget.acquire(held);
+                    acquire(budget, held);
                     payload = server.pool().acquire(held);
                     in.readFully(payload);
                     payload.flip();
                 } else if (type == CMD_READ && length <= maxPayload) {
                     held = (int) length;
-                    budget.acquire(held);
+                    acquire(budget, held);
                 }
             } catch (IOException | InterruptedException | RuntimeException e) {
                 server.pool().release(payload);
@@ -196,11 +202,30 @@ final class Connection implements Runnable {
                 throw e;
             }
             Request r = new Request(flags, type, cookie, offset, length, payload, held);
-            if (in.buffered() == 0 && quick(r)) {
-                handler.handle(r);
+            if (quick(r)) {
+                if (quickNanos < INLINE_MAX_NANOS) {
+                    timed(handler, r);
+                } else {
+                    requestThreads.newThread(() -> timed(handler, r)).start();
+                }
             } else {
                 requestThreads.newThread(() -> handler.handle(r)).start();
             }
+        }
+    }
+
+    private void timed(RequestHandler handler, Request r) {
+        long start = System.nanoTime();
+        handler.handle(r);
+        long q = quickNanos;
+        quickNanos = q + ((System.nanoTime() - start) - q) / 8;
+    }
+
+    /** Acquires permits, first sending batched replies if it has to wait (their clients may be what we wait for). */
+    private void acquire(Semaphore s, int permits) throws IOException, InterruptedException {
+        if (!s.tryAcquire(permits)) {
+            out.flushBatch();
+            s.acquire(permits);
         }
     }
 

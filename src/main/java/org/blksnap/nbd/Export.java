@@ -58,6 +58,17 @@ public interface Export extends AutoCloseable {
     }
 
     /**
+     * Whether structured READs of at least {@link NbdServer.Config#holeDetectionMinBytes()} consult
+     * {@link BlockDevice#mapAllocation} and send unallocated ranges as {@code OFFSET_HOLE} chunks
+     * (no zeros on the wire). Worth it only where the allocation map is cheap, e.g. the in-memory
+     * chunk map of a snapshot image; not for files on tmpfs, where SEEK_HOLE scans the page cache
+     * up to the next hole (milliseconds per request on a large allocated file). Default false.
+     */
+    default boolean sparseReads() {
+        return false;
+    }
+
+    /**
      * The names of all metadata contexts this export offers besides {@code base:allocation}, e.g.
      * {@code qemu:dirty-bitmap:backup-1}. Used by the default {@link #listMetaContexts(String)}.
      */

@@ -12,7 +12,13 @@ import java.nio.ByteBuffer;
 final class NbdInput {
     static final int BUFFER_BYTES = 64 * 1024;
 
+    /** Runs before a read that may block (the connection flushes its batched replies there). */
+    interface BeforeRead {
+        void run() throws IOException;
+    }
+
     private final NbdChannel channel;
+    private BeforeRead beforeRead = () -> { };
     /** Unread bytes are between position and limit. */
     private final ByteBuffer buffer;
 
@@ -20,6 +26,10 @@ final class NbdInput {
         this.channel = channel;
         this.buffer = ByteBuffer.allocateDirect(BUFFER_BYTES);
         this.buffer.flip();
+    }
+
+    void beforeRead(BeforeRead hook) {
+        this.beforeRead = hook;
     }
 
     /** Bytes received but not consumed yet. */
@@ -40,6 +50,7 @@ final class NbdInput {
         if (bytes > BUFFER_BYTES) {
             throw new IllegalArgumentException("bytes (" + bytes + ") must be <= " + BUFFER_BYTES);
         }
+        beforeRead.run();
         buffer.compact();
         try {
             while (buffer.position() < bytes) {
@@ -72,6 +83,9 @@ final class NbdInput {
             ByteBuffer part = buffer.slice(buffer.position(), fromBuffer);
             dst.put(part);
             buffer.position(buffer.position() + fromBuffer);
+        }
+        if (dst.hasRemaining()) {
+            beforeRead.run();
         }
         while (dst.hasRemaining()) {
             if (channel.read(dst) < 0) {

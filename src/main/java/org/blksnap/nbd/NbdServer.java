@@ -45,8 +45,9 @@ public final class NbdServer implements AutoCloseable {
      * @param maxConnections        connections beyond this are closed right after accept
      * @param maxRequestsInFlight   requests of one connection executing at once (>= 1); the reader waits beyond
      * @param maxBytesInFlight      READ/WRITE payload bytes of one connection in flight (>= 32 MiB)
-     * @param holeDetectionMinBytes structured READs of at least this many bytes look up the allocation map
-     *                              and send holes as OFFSET_HOLE chunks; smaller ones are sent as data
+     * @param holeDetectionMinBytes on exports with {@link Export#sparseReads()}, structured READs of at least
+     *                              this many bytes look up the allocation map and send holes as OFFSET_HOLE
+     *                              chunks; smaller ones are sent as data
      * @param shutdownGrace         how long closing waits for in-flight requests of a connection
      */
     public record Config(boolean readOnly, int maxConnections, int maxRequestsInFlight, int maxBytesInFlight,

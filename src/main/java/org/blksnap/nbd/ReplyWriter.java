@@ -45,11 +45,18 @@ import java.util.concurrent.locks.ReentrantLock;
  * buffer plus the caller's payload buffers, and leaves in one gathering write under a lock, so
  * replies of concurrent requests never interleave. Once a write fails the stream may hold a
  * partial message, so every later write fails fast. Thread-safe.
+ *
+ * <p>Replies produced on the connection's reader thread (requests executed inline) are batched:
+ * small messages are copied into a batch buffer instead of being written, and the reader calls
+ * {@link #flushBatch()} before it blocks for more input. With pipelined requests this turns one
+ * write syscall per reply into one per burst. Any other thread that writes sends the pending
+ * batch first, in the same gathering write.
  */
 final class ReplyWriter {
     private static final int HEADER_AREA_BYTES = 8192;
     /** Most buffers in one message: {@link ReadRuns#MAX_RUNS} runs of (header, data) plus slack. */
-    private static final int MAX_VECTOR = 2 * ReadRuns.MAX_RUNS + 8;
+    private static final int MAX_VECTOR = 2 * ReadRuns.MAX_RUNS + 9;
+    static final int BATCH_BYTES = 256 * 1024;
 
     private final NbdChannel channel;
     private final ReentrantLock lock = new ReentrantLock();
@@ -57,9 +64,31 @@ final class ReplyWriter {
     private final ByteBuffer[] vector = new ByteBuffer[MAX_VECTOR];
     private int vectorLength;
     private volatile IOException failure;
+    /** Pending whole messages (between 0 and position), guarded by the lock. */
+    private final ByteBuffer batch = ByteBuffer.allocateDirect(BATCH_BYTES);
+    private volatile Thread batchingThread;
 
     ReplyWriter(NbdChannel channel) {
         this.channel = channel;
+    }
+
+    /** Lets {@code thread} (the reader) batch its replies; it must call {@link #flushBatch()} before blocking. */
+    void batchRepliesOf(Thread thread) {
+        batchingThread = thread;
+    }
+
+    /** Writes the batched replies, if any. */
+    void flushBatch() throws IOException {
+        lock.lock();
+        try {
+            if (batch.position() == 0) {
+                return;
+            }
+            begin();
+            send(false);
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Whether an earlier write failed, so nothing more can be sent. */
@@ -254,6 +283,29 @@ final class ReplyWriter {
     }
 
     private void send() throws IOException {
+        send(true);
+    }
+
+    private void send(boolean mayBatch) throws IOException {
+        if (mayBatch && Thread.currentThread() == batchingThread) {
+            long total = 0;
+            for (int i = 0; i < vectorLength; i++) {
+                total += vector[i].remaining();
+            }
+            if (total <= batch.remaining()) {
+                for (int i = 0; i < vectorLength; i++) {
+                    batch.put(vector[i]);
+                    vector[i] = null;
+                }
+                vectorLength = 0;
+                return;
+            }
+        }
+        if (batch.position() > 0) {
+            System.arraycopy(vector, 0, vector, 1, vectorLength);
+            vector[0] = batch.flip();
+            vectorLength++;
+        }
         int first = 0;
         try {
             while (first < vectorLength) {
@@ -270,6 +322,7 @@ final class ReplyWriter {
                 vector[i] = null;
             }
             vectorLength = 0;
+            batch.clear();
         }
     }
 

@@ -34,6 +34,7 @@ final class RequestHandler {
     private final BufferPool pool;
     private final StatsCounters stats;
     private final int holeDetectionMinBytes;
+    private final boolean sparseReads;
 
     RequestHandler(Connection connection, Negotiated negotiated, ReplyWriter out, BufferPool pool, StatsCounters stats,
                    int holeDetectionMinBytes) {
@@ -44,6 +45,7 @@ final class RequestHandler {
         this.pool = pool;
         this.stats = stats;
         this.holeDetectionMinBytes = holeDetectionMinBytes;
+        this.sparseReads = negotiated.export().sparseReads();
     }
 
     /** Flags each command accepts; FUA is accepted everywhere (a no-op where nothing is written). */
@@ -172,7 +174,7 @@ final class RequestHandler {
         ByteBuffer buf = pool.acquire(length);
         try {
             ReadRuns runs = null;
-            if (structured && length >= holeDetectionMinBytes && (r.flags() & CMD_FLAG_DF) == 0) {
+            if (structured && sparseReads && length >= holeDetectionMinBytes && (r.flags() & CMD_FLAG_DF) == 0) {
                 runs = ReadRuns.map(device, offset, length);
             }
             if (runs == null) {

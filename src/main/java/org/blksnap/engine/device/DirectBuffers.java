@@ -10,8 +10,9 @@ public final class DirectBuffers {
 
     /** A direct buffer of {@code capacityBytes} whose address is a multiple of {@code alignmentBytes}. */
     public static ByteBuffer allocateAligned(int capacityBytes, int alignmentBytes) {
-        return ByteBuffer.allocateDirect(capacityBytes + alignmentBytes).alignedSlice(alignmentBytes)
-                .limit(capacityBytes).slice();
+        ByteBuffer raw = ByteBuffer.allocateDirect(capacityBytes + alignmentBytes);
+        int pad = (alignmentBytes - raw.alignmentOffset(0, alignmentBytes)) % alignmentBytes;
+        return raw.slice(pad, capacityBytes);
     }
 
     static boolean isAligned(ByteBuffer buf, int alignmentBytes) {

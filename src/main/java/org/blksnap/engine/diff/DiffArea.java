@@ -324,6 +324,7 @@ public final class DiffArea implements AutoCloseable {
     private void readStored(long idx, ByteBuffer dst, int dstPos, long offsetBytes, int length) throws IOException {
         Chunk c = chunks.get(idx);
         if (c == null) {
+            checkUsable(); // released by destroy meanwhile
             throw new IllegalStateException(device + ": chunk " + idx + " is done but has no descriptor");
         }
         c.lock.lock();
