@@ -96,21 +96,35 @@ public final class TrackedDevice implements BlockDevice {
         readBytes.add(n);
     }
 
-    @Override
-    public void write(ByteBuffer src, long offsetBytes) throws IOException {
+    /** An operation that changes the device. */
+    @FunctionalInterface
+    private interface Change {
+        void apply() throws IOException;
+    }
+
+    /**
+     * The filter: inside the barrier, the tracker (if any) marks CBT and copies the touched chunks;
+     * only then does the change reach the backing device.
+     */
+    private void filtered(long offsetBytes, long lengthBytes, Change change) throws IOException {
         checkPresent();
-        int n = src.remaining();
-        checkRange(offsetBytes, n);
+        checkRange(offsetBytes, lengthBytes);
         long stamp = barrier.enter();
         try {
             Tracker t = tracker;
             if (t != null) {
-                t.beforeWrite(offsetBytes, n);
+                t.beforeWrite(offsetBytes, lengthBytes);
             }
-            backing.write(src, offsetBytes);
+            change.apply();
         } finally {
             barrier.exit(stamp);
         }
+    }
+
+    @Override
+    public void write(ByteBuffer src, long offsetBytes) throws IOException {
+        int n = src.remaining();
+        filtered(offsetBytes, n, () -> backing.write(src, offsetBytes));
         writes.increment();
         writeBytes.add(n);
     }
@@ -123,34 +137,12 @@ public final class TrackedDevice implements BlockDevice {
 
     @Override
     public void discard(long offsetBytes, long lengthBytes) throws IOException {
-        checkPresent();
-        checkRange(offsetBytes, lengthBytes);
-        long stamp = barrier.enter();
-        try {
-            Tracker t = tracker;
-            if (t != null) {
-                t.beforeWrite(offsetBytes, lengthBytes);
-            }
-            backing.discard(offsetBytes, lengthBytes);
-        } finally {
-            barrier.exit(stamp);
-        }
+        filtered(offsetBytes, lengthBytes, () -> backing.discard(offsetBytes, lengthBytes));
     }
 
     @Override
     public void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) throws IOException {
-        checkPresent();
-        checkRange(offsetBytes, lengthBytes);
-        long stamp = barrier.enter();
-        try {
-            Tracker t = tracker;
-            if (t != null) {
-                t.beforeWrite(offsetBytes, lengthBytes);
-            }
-            backing.writeZeroes(offsetBytes, lengthBytes, mayUnmap);
-        } finally {
-            barrier.exit(stamp);
-        }
+        filtered(offsetBytes, lengthBytes, () -> backing.writeZeroes(offsetBytes, lengthBytes, mayUnmap));
         writes.increment();
         writeBytes.add(lengthBytes);
     }

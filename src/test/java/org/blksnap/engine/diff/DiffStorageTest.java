@@ -14,20 +14,13 @@ import org.blksnap.engine.module.BlksnapException;
 import org.blksnap.engine.module.Errno;
 import org.blksnap.engine.module.SectorRange;
 import org.junit.jupiter.api.Test;
+import static org.blksnap.engine.Errnos.errnoOf;
 import org.junit.jupiter.api.io.TempDir;
 
 class DiffStorageTest {
     @TempDir
     Path dir;
 
-    private static Errno errnoOf(Runnable r) {
-        try {
-            r.run();
-        } catch (BlksnapException e) {
-            return e.errno();
-        }
-        return null;
-    }
 
     private DiffStorage storage(EventQueue q, long minimum) {
         return new DiffStorage("s", q, minimum, NativeIo.system());

@@ -12,17 +12,10 @@ import java.util.concurrent.atomic.AtomicInteger;
 import org.blksnap.engine.module.BlksnapException;
 import org.blksnap.engine.module.Errno;
 import org.junit.jupiter.api.Test;
+import static org.blksnap.engine.Errnos.errnoOf;
 
 class EventQueueTest {
 
-    private static Errno errnoOf(Runnable r) {
-        try {
-            r.run();
-        } catch (BlksnapException e) {
-            return e.errno();
-        }
-        return null;
-    }
 
     @Test
     void eventsComeOutInOrder() {

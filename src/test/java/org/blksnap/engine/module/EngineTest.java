@@ -21,6 +21,7 @@ import org.blksnap.engine.tracker.CbtInfo;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import static org.blksnap.engine.Errnos.errnoOf;
 import org.junit.jupiter.api.io.TempDir;
 
 class EngineTest {
@@ -44,14 +45,6 @@ class EngineTest {
         engine.close();
     }
 
-    private static Errno errnoOf(Runnable r) {
-        try {
-            r.run();
-        } catch (BlksnapException e) {
-            return e.errno();
-        }
-        return null;
-    }
 
     private static ByteBuffer pattern(int length, int seed) {
         byte[] b = new byte[length];
@@ -91,13 +84,7 @@ class EngineTest {
         assertThat(read(img, 5 * MiB, (int) MiB)).containsOnly(0);
         assertThat(read(d0, 300_000, 4096)).isEqualTo(pattern(4096, 2).array());
         engine.snapshotDestroy(id);
-        assertThat(errnoOf(() -> {
-            try {
-                img.read(ByteBuffer.allocate(512), 0);
-            } catch (java.io.IOException e) {
-                throw new AssertionError(e);
-            }
-        })).isEqualTo(Errno.ENODEV);
+        assertThat(errnoOf(() -> img.read(ByteBuffer.allocate(512), 0))).isEqualTo(Errno.ENODEV);
     }
 
     @Test
@@ -253,13 +240,7 @@ class EngineTest {
         });
         assertThat(engine.deviceNames()).containsExactly("d0");
         BlockDevice img0 = engine.image("blksnap-image0");
-        assertThat(errnoOf(() -> {
-            try {
-                img0.read(ByteBuffer.allocate(512), 0);
-            } catch (java.io.IOException e) {
-                throw new AssertionError(e);
-            }
-        })).isEqualTo(Errno.EIO);
+        assertThat(errnoOf(() -> img0.read(ByteBuffer.allocate(512), 0))).isEqualTo(Errno.EIO);
         engine.device("d0").write(pattern(512, 1), 0);
         engine.snapshotDestroy(id);
     }
