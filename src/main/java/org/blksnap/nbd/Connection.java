@@ -122,6 +122,11 @@ final class Connection implements Runnable {
         } finally {
             drain();
             try {
+                out.flushBatch();
+            } catch (IOException e) {
+                LOG.debug("{}: last replies lost: {}", this, e.toString());
+            }
+            try {
                 channel.close();
             } catch (IOException e) {
                 LOG.debug("{}: close failed: {}", this, e.toString());

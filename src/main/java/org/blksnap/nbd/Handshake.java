@@ -177,8 +177,8 @@ final class Handshake {
         try {
             export = open(name);
         } catch (OptionError e) {
-            LOG.info("{}: EXPORT_NAME {}: {}; disconnecting", peer, quote(name), e.getMessage());
-            return null;
+            // EXPORT_NAME has no error reply: all we can do is hang up.
+            throw new NbdProtocolException("EXPORT_NAME " + quote(name) + ": " + e.getMessage());
         }
         try {
             Negotiated n = negotiated(export, List.of());
