@@ -81,6 +81,19 @@ final class Connection implements Runnable {
         channel.shutdownInput();
     }
 
+    /**
+     * Closes the socket under a connection that did not end in time (a request stuck in the
+     * device): the client sees the end of the stream at once; the stuck thread ends when the
+     * device returns.
+     */
+    void forceClose() {
+        try {
+            channel.close();
+        } catch (IOException e) {
+            LOG.debug("{}: close failed: {}", this, e.toString());
+        }
+    }
+
     /** Waits for the connection thread to end; true if it did. */
     boolean awaitEnd(Duration timeout) throws InterruptedException {
         Thread t = thread;

@@ -25,6 +25,8 @@ final class MemoryDevice implements BlockDevice {
     /** When set, reads wait for it (to keep requests in flight). */
     volatile CountDownLatch readGate;
     volatile int flushes;
+    /** When > 0, every read and write sleeps a random time up to this many microseconds (forces out-of-order replies). */
+    volatile int jitterMicros;
 
     MemoryDevice(String name, int sizeBytes) {
         this.name = name;
@@ -47,6 +49,14 @@ final class MemoryDevice implements BlockDevice {
     }
 
     private void maybeFail() throws IOException {
+        int jitter = jitterMicros;
+        if (jitter > 0) {
+            try {
+                Thread.sleep(java.time.Duration.ofNanos(1000L * java.util.concurrent.ThreadLocalRandom.current().nextInt(jitter)));
+            } catch (InterruptedException e) {
+                throw new IOException("interrupted", e);
+            }
+        }
         RuntimeException r = failWith;
         if (r != null) {
             throw r;
