@@ -104,11 +104,11 @@ final class Connection implements Runnable {
     public void run() {
         StatsCounters stats = null;
         try {
-            Negotiated n = new Handshake(in, out, server.provider(), config.readOnly(), server::isClosing, toString()).run();
+            Negotiated n = new Handshake(in, out, server.provider(), config.readOnly(), server::isClosing, toString(),
+                    entering -> negotiated = entering).run();
             if (n == null) {
                 return;
             }
-            negotiated = n;
             stats = server.countersFor(n.export().name());
             stats.connections.increment();
             stats.activeConnections.increment();
