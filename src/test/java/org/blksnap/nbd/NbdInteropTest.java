@@ -239,14 +239,15 @@ class NbdInteropTest {
     @Test
     void fioVerifiesPipelinedRandomWritesWithCrc32c() {
         ExternalTool.require("fio");
-        Result r = ExternalTool.run(Duration.ofSeconds(120), List.of("fio", "--name=verify", "--ioengine=nbd",
+        // fio leaves verify state files in its working directory: keep them in the temp dir.
+        Result r = ExternalTool.run(Duration.ofSeconds(120), Map.of(), dir, List.of("fio", "--name=verify", "--ioengine=nbd",
                 "--uri=" + uri("disk"), "--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=32M",
                 "--verify=crc32c", "--do_verify=1", "--verify_fatal=1")).assertSuccess();
         assertThat(r.stdout()).contains("err= 0");
-        ExternalTool.run(Duration.ofSeconds(120), List.of("fio", "--name=mixed", "--ioengine=nbd", "--uri=" + uri("disk"),
+        ExternalTool.run(Duration.ofSeconds(120), Map.of(), dir, List.of("fio", "--name=mixed", "--ioengine=nbd", "--uri=" + uri("disk"),
                 "--rw=randrw", "--bs=64k", "--iodepth=16", "--size=16M", "--verify=crc32c", "--do_verify=1",
                 "--verify_fatal=1")).assertSuccess();
-        ExternalTool.run(Duration.ofSeconds(120), List.of("fio", "--name=trim", "--ioengine=nbd", "--uri=" + uri("disk"),
+        ExternalTool.run(Duration.ofSeconds(120), Map.of(), dir, List.of("fio", "--name=trim", "--ioengine=nbd", "--uri=" + uri("disk"),
                 "--rw=trim", "--bs=64k", "--size=8M")).assertSuccess();
     }
 }
