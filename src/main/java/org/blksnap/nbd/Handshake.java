@@ -49,6 +49,8 @@ final class Handshake {
     private final boolean forceReadOnly;
     private final BooleanSupplier shuttingDown;
     private final String peer;
+    /** Told about the export before the client learns that transmission starts, so closeExport cannot miss it. */
+    private final java.util.function.Consumer<Negotiated> entering;
 
     private boolean noZeroes;
     private boolean structuredReplies;
@@ -57,13 +59,14 @@ final class Handshake {
     private String selectedFor;
 
     Handshake(NbdInput in, ReplyWriter out, ExportProvider provider, boolean forceReadOnly,
-              BooleanSupplier shuttingDown, String peer) {
+              BooleanSupplier shuttingDown, String peer, java.util.function.Consumer<Negotiated> entering) {
         this.in = in;
         this.out = out;
         this.provider = provider;
         this.forceReadOnly = forceReadOnly;
         this.shuttingDown = shuttingDown;
         this.peer = peer;
+        this.entering = entering;
     }
 
     /**
@@ -177,20 +180,22 @@ final class Handshake {
         try {
             export = open(name);
         } catch (OptionError e) {
-            LOG.info("{}: EXPORT_NAME {}: {}; disconnecting", peer, quote(name), e.getMessage());
-            return null;
+            // EXPORT_NAME has no error reply: all we can do is hang up.
+            throw new NbdProtocolException("EXPORT_NAME " + quote(name) + ": " + e.getMessage());
         }
+        Negotiated n;
         try {
-            Negotiated n = negotiated(export, List.of());
-            ByteBuffer reply = ByteBuffer.allocate(EXPORT_NAME_REPLY_LENGTH + (noZeroes ? 0 : EXPORT_NAME_ZEROES_LENGTH));
-            reply.putLong(EXPORT_NAME_SIZE_OFFSET, export.device().sizeBytes());
-            reply.putShort(EXPORT_NAME_FLAGS_OFFSET, (short) n.transmissionFlags());
-            out.raw(reply);
-            return n;
-        } catch (IOException | RuntimeException e) {
+            n = negotiated(export, List.of());
+        } catch (RuntimeException e) {
             export.close();
             throw e;
         }
+        ByteBuffer reply = ByteBuffer.allocate(EXPORT_NAME_REPLY_LENGTH + (noZeroes ? 0 : EXPORT_NAME_ZEROES_LENGTH));
+        reply.putLong(EXPORT_NAME_SIZE_OFFSET, export.device().sizeBytes());
+        reply.putShort(EXPORT_NAME_FLAGS_OFFSET, (short) n.transmissionFlags());
+        entering.accept(n); // from here on the connection owns (and closes) the export
+        out.raw(reply);
+        return n;
     }
 
     private void list(ByteBuffer data) throws IOException, OptionError {
@@ -249,11 +254,13 @@ final class Handshake {
             bs.putInt(INFO_BLOCK_SIZE_PREFERRED_OFFSET, neg.sizes().preferredBytes());
             bs.putInt(INFO_BLOCK_SIZE_MAXIMUM_OFFSET, neg.sizes().maximumBytes());
             out.optionReply(option, REP_INFO, bs);
-            out.optionReply(option, REP_ACK);
             if (option == OPT_GO) {
                 handedOver = true;
+                entering.accept(neg);
+                out.optionReply(option, REP_ACK);
                 return neg;
             }
+            out.optionReply(option, REP_ACK);
             return null;
         } finally {
             if (!handedOver) {

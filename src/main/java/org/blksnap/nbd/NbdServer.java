@@ -259,7 +259,8 @@ public final class NbdServer implements AutoCloseable {
         for (Connection c : ending) {
             try {
                 if (!c.awaitEnd(wait)) {
-                    LOG.warn("{} did not end within {}", c, wait);
+                    LOG.warn("{} did not end within {} (a request is stuck in the device); closing its socket", c, wait);
+                    c.forceClose();
                 }
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();

@@ -50,6 +50,8 @@ final class TestExports implements ExportProvider, AutoCloseable {
     private final Map<String, Entry> exports = new ConcurrentHashMap<>();
     private final List<String> order = new ArrayList<>();
     private volatile String defaultName;
+    /** Whether exports announce {@link Export#sparseReads()}. */
+    volatile boolean sparseReads;
 
     /** Adds an export over a new sparse file {@code dir/name.img} of {@code sizeBytes}. */
     Entry add(Path dir, String name, long sizeBytes, boolean readOnly, DirtyBitmap... bitmaps) {
@@ -116,6 +118,11 @@ final class TestExports implements ExportProvider, AutoCloseable {
             @Override
             public List<String> metaContextNames() {
                 return e.bitmaps().stream().map(DirtyBitmap::name).toList();
+            }
+
+            @Override
+            public boolean sparseReads() {
+                return sparseReads;
             }
 
             @Override

@@ -1,0 +1,265 @@
+package org.blksnap.nbd;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
+import static org.blksnap.nbd.NbdHandshakeDescriptor.*;
+import static org.blksnap.nbd.NbdTransmissionDescriptor.*;
+
+import java.io.IOException;
+import java.net.SocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import org.blksnap.nbd.NbdTestClient.Reply;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The server over a real transport. Subclasses pick the transport (TCP, Unix domain socket);
+ * every test runs over each, like Netty's {@code EpollDomainSocketEchoTest extends EpollSocketEchoTest}.
+ */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+abstract class NbdTransportTest {
+    static final int SIZE = 16 << 20;
+    static final int BLOCK = 4096;
+
+    @TempDir
+    Path dir;
+    TestExports exports;
+    MemoryDevice disk;
+    NbdServer server;
+    SocketAddress address;
+    final List<NbdTestClient> clients = new ArrayList<>();
+
+    /** Starts listening on the transport under test. */
+    abstract SocketAddress listen(NbdServer server, Path dir) throws IOException;
+
+    @BeforeEach
+    void start() throws IOException {
+        exports = new TestExports();
+        disk = new MemoryDevice("disk", SIZE);
+        exports.add("disk", "", disk, false);
+        exports.add("other", "", new MemoryDevice("other", SIZE), false);
+        server = new NbdServer(exports, NbdServer.Config.defaults().withShutdownGrace(Duration.ofSeconds(2)));
+        address = listen(server, dir);
+    }
+
+    @AfterEach
+    void stop() throws IOException {
+        for (NbdTestClient c : clients) {
+            c.close();
+        }
+        server.close();
+    }
+
+    NbdTestClient connect() throws IOException {
+        NbdTestClient c = NbdTestClient.connect(address);
+        clients.add(c);
+        return c;
+    }
+
+    @Test
+    void dataRoundTripsWithSimpleAndStructuredReplies() throws IOException {
+        NbdTestClient simple = connect();
+        simple.go("disk", false);
+        byte[] data = NbdProtocolTest.pattern(4 << 20, 11);
+        assertThat(simple.write(BLOCK, data, 0)).isZero();
+        NbdTestClient structured = connect();
+        structured.go("disk", true);
+        assertThat(structured.read(BLOCK, data.length)).isEqualTo(data);
+        assertThat(simple.read(BLOCK, data.length)).isEqualTo(data);
+    }
+
+    @Test
+    void aFlushOnOneConnectionCoversWritesOfAnotherBecauseTheyShareTheDevice() throws IOException {
+        NbdTestClient a = connect();
+        assertThat(a.go("disk", true).flags() & FLAG_CAN_MULTI_CONN).isNotZero();
+        NbdTestClient b = connect();
+        b.go("disk", true);
+        assertThat(a.write(0, new byte[] {1, 2, 3, 4}, 0)).isZero();
+        assertThat(b.command(CMD_FLUSH, 0, 0, 0)).isZero();
+        assertThat(b.read(0, 4)).containsExactly(1, 2, 3, 4);
+    }
+
+    @Test
+    void manyRequestsInFlightOnOneConnectionGetWholeRepliesMatchedByCookie() throws Exception {
+        disk.jitterMicros = 300;
+        NbdTestClient c = connect();
+        c.go("disk", true);
+        int n = 512;
+        Map<Long, Integer> readBlock = new HashMap<>();
+        // First write n distinct blocks, all in flight at once, then read them all back in flight at once.
+        CompletableFuture<List<Reply>> writeReplies = CompletableFuture.supplyAsync(() -> readN(c, n));
+        for (int i = 0; i < n; i++) {
+            c.writeRequest(0, 1_000_000 + i, (long) i * BLOCK, NbdProtocolTest.pattern(BLOCK, i));
+        }
+        List<Reply> writes = writeReplies.get(30, TimeUnit.SECONDS);
+        assertThat(writes).allSatisfy(r -> assertThat(r.errorCode()).isZero());
+        assertThat(writes).extracting(Reply::cookie).doesNotHaveDuplicates().hasSize(n);
+        CompletableFuture<List<Reply>> readReplies = CompletableFuture.supplyAsync(() -> readN(c, n));
+        for (int i = 0; i < n; i++) {
+            long cookie = 2_000_000 + i;
+            readBlock.put(cookie, i);
+            c.request(0, CMD_READ, cookie, (long) i * BLOCK, BLOCK);
+        }
+        List<Reply> reads = readReplies.get(30, TimeUnit.SECONDS);
+        assertThat(reads).extracting(Reply::cookie).doesNotHaveDuplicates().hasSize(n);
+        boolean outOfOrder = false;
+        long previous = 0;
+        for (Reply r : reads) {
+            assertThat(r.type()).isEqualTo(REPLY_TYPE_OFFSET_DATA);
+            assertThat(r.done()).isTrue();
+            int block = readBlock.get(r.cookie());
+            ByteBuffer p = ByteBuffer.wrap(r.payload());
+            assertThat(p.getLong(0)).isEqualTo((long) block * BLOCK);
+            assertThat(java.util.Arrays.copyOfRange(r.payload(), 8, r.payload().length))
+                    .isEqualTo(NbdProtocolTest.pattern(BLOCK, block));
+            outOfOrder |= r.cookie() < previous;
+            previous = r.cookie();
+        }
+        assertThat(outOfOrder).as("replies overtook each other").isTrue();
+    }
+
+    private static List<Reply> readN(NbdTestClient c, int n) {
+        List<Reply> all = new ArrayList<>();
+        try {
+            for (int i = 0; i < n; i++) {
+                all.add(c.readReply());
+            }
+        } catch (IOException e) {
+            throw new RuntimeException(e);
+        }
+        return all;
+    }
+
+    @Test
+    void closeExportEndsItsConnectionsWithRequestsInFlightWithoutHanging() throws Exception {
+        NbdTestClient victim = connect();
+        victim.go("disk", false);
+        NbdTestClient bystander = connect();
+        bystander.go("other", false);
+        CountDownLatch gate = new CountDownLatch(1);
+        disk.readGate = gate;
+        for (int i = 0; i < 8; i++) {
+            victim.request(0, CMD_READ, 100 + i, 0, BLOCK);
+        }
+        CompletableFuture<Integer> closed = CompletableFuture.supplyAsync(() -> server.closeExport("disk"));
+        Thread.sleep(300);
+        gate.countDown();
+        assertThat(closed.get(20, TimeUnit.SECONDS)).isEqualTo(1);
+        // Every request got a reply (success or ESHUTDOWN) or the stream ended; never a hang.
+        List<Integer> errors = new ArrayList<>();
+        try {
+            for (int i = 0; i < 8; i++) {
+                errors.add(victim.readReply().errorCode());
+            }
+        } catch (IOException e) {
+            // end of stream: acceptable
+        }
+        assertThat(errors).allSatisfy(e -> assertThat(e).isIn(0, ESHUTDOWN));
+        assertThat(victim.readToEnd()).isEmpty();
+        assertThat(bystander.read(0, 16)).hasSize(16);
+        assertThat(server.connectionCount()).isEqualTo(1);
+    }
+
+    @Test
+    void closeExportEndsConnectionsEvenWhenTheDeviceNeverAnswers() throws Exception {
+        NbdTestClient victim = connect();
+        victim.go("disk", true);
+        disk.readGate = new CountDownLatch(1); // never opened
+        victim.request(0, CMD_READ, 7, 0, BLOCK);
+        long start = System.nanoTime();
+        assertThat(server.closeExport("disk")).isEqualTo(1);
+        assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(15));
+        victim.readToEnd();
+        disk.readGate.countDown();
+    }
+
+    @Test
+    void closingTheServerEndsEveryConnectionAndStopsListening() throws Exception {
+        NbdTestClient inTransmission = connect();
+        inTransmission.go("disk", true);
+        NbdTestClient inHandshake = connect();
+        inHandshake.start();
+        server.close();
+        assertThat(inTransmission.readToEnd()).isEmpty();
+        byte[] rest = inHandshake.readToEnd();
+        assertThat(rest).isEmpty();
+        assertThat(server.connectionCount()).isZero();
+        assertThatThrownBy(() -> NbdTestClient.connect(address).close()).isInstanceOf(IOException.class);
+    }
+
+    @Test
+    void malformedInputFromSomeClientsNeverDisturbsAnother() throws Exception {
+        NbdTestClient good = connect();
+        good.go("disk", true);
+        byte[] data = NbdProtocolTest.pattern(BLOCK, 99);
+        assertThat(good.write(0, data, 0)).isZero();
+
+        List<ThrowingConsumer> attacks = List.of(
+                c -> c.send(new byte[] {'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', '/', '1', '.', '1', '\r', '\n'}),
+                c -> {
+                    c.readGreeting();
+                    c.sendClientFlags(0xffffffff);
+                },
+                c -> {
+                    c.start();
+                    c.sendOptionHeader(0xdeadbeefL, OPT_GO, 10);
+                },
+                c -> {
+                    c.start();
+                    c.sendOptionHeader(IHAVEOPT, OPT_GO, 0xffffffff);
+                },
+                c -> {
+                    c.start();
+                    for (int i = 0; i < 50; i++) {
+                        c.sendOption(1000 + i, new byte[i]);
+                    }
+                    c.sendOption(OPT_INFO, new byte[] {0, 0, 0x10, 0, 1, 2});
+                },
+                c -> {
+                    c.go("disk", true);
+                    c.request(0, CMD_READ, 1, SIZE, BLOCK);
+                    c.request(0, CMD_WRITE, 2, 0, 0xffffffffL); // claims 4 GiB of payload, then stops
+                    c.send(new byte[1000]);
+                },
+                c -> {
+                    c.go("disk", false);
+                    for (int t = 8; t < 40; t++) {
+                        c.request(0xffff, t, t, Long.MAX_VALUE, 0xffffffffL);
+                    }
+                    c.send(new byte[] {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+                        25, 26, 27, 28});
+                },
+                NbdTestClient::close);
+        for (ThrowingConsumer attack : attacks) {
+            NbdTestClient bad = NbdTestClient.connect(address);
+            try {
+                attack.accept(bad);
+            } catch (IOException e) {
+                // the server may already have hung up
+            } finally {
+                bad.close();
+            }
+            assertThat(good.read(0, BLOCK)).isEqualTo(data);
+        }
+        await().atMost(Duration.ofSeconds(20)).until(() -> server.connectionCount() == 1);
+        assertThat(good.read(0, BLOCK)).isEqualTo(data);
+    }
+
+    @FunctionalInterface
+    interface ThrowingConsumer {
+        void accept(NbdTestClient c) throws IOException;
+    }
+}
