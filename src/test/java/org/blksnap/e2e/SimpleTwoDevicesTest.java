@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import org.blksnap.testing.ExternalTool;
+import org.blksnap.testing.NbdFuseMount;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -53,56 +54,50 @@ class SimpleTwoDevicesTest {
 
     @Test
     void imageHoldsTheTakeTimeFilesImageWritesSurviveARemountAndTheOriginalIsUntouched() throws Exception {
-        FuseLoopMount.require();
-        Path mnt1 = dir.resolve("mnt1");
-        Path mnt2 = dir.resolve("mnt2");
-        Path mntImage = dir.resolve("mnt-image");
         try (DaemonHarness d = DaemonHarness.start(dir.resolve("data"), List.of("dev1=64M", "dev2=128M"),
-                List.of("diff_storage_minimum=65536"))) {
-            FuseLoopMount m1 = FuseLoopMount.attach(d.uri("dev1"), Files.createDirectories(dir.resolve("w1")));
-            try (m1; FuseLoopMount m2 = FuseLoopMount.attach(d.uri("dev2"), Files.createDirectories(dir.resolve("w2")))) {
-                m1.mkfs();
-                m2.mkfs();
-                m1.mount(mnt1);
-                m2.mount(mnt2);
-                Map<String, String> before = writeFiles(mnt1, "before", 9);
+                List.of("diff_storage_minimum=65536"));
+             NbdFuseMount m1 = NbdFuseMount.attach(d.uri("dev1"));
+             NbdFuseMount m2 = NbdFuseMount.attach(d.uri("dev2"))) {
+            m1.mkfsExt4();
+            m2.mkfsExt4();
+            Path mnt1 = m1.mount();
+            Path mnt2 = m2.mount();
+            Map<String, String> before = writeFiles(mnt1, "before", 9);
 
-                String id = d.ok("snapshot", "create", "--device", "dev1", "--device", "dev2");
-                d.ok("snapshot", "append-storage", "--id", id, "--file", dir.resolve("diff_storage0").toString(),
-                        "--size", "256M");
-                d.ok("snapshot", "take", "--id", id, "--freeze", mnt1.toString(), "--freeze", mnt2.toString());
-                assertThat(d.ok("snapshot", "collect")).isEqualTo(id);
-                assertThat(d.ok("snapshot", "images", "--id", id).lines().toList()).containsExactly(
-                        "dev1 blksnap-image0 " + d.uri("blksnap-image0"), "dev2 blksnap-image1 " + d.uri("blksnap-image1"));
+            String id = d.ok("snapshot", "create", "--device", "dev1", "--device", "dev2");
+            d.ok("snapshot", "append-storage", "--id", id, "--file", dir.resolve("diff_storage0").toString(),
+                    "--size", "256M");
+            d.ok("snapshot", "take", "--id", id, "--freeze", mnt1.toString(), "--freeze", mnt2.toString());
+            assertThat(d.ok("snapshot", "collect")).isEqualTo(id);
+            assertThat(d.ok("snapshot", "images", "--id", id).lines().toList()).containsExactly(
+                    "dev1 blksnap-image0 " + d.uri("blksnap-image0"), "dev2 blksnap-image1 " + d.uri("blksnap-image1"));
 
-                Map<String, String> after = writeFiles(mnt1, "after", 3);
-                check(mnt1, before);
-                check(mnt1, after);
+            Map<String, String> after = writeFiles(mnt1, "after", 3);
+            check(mnt1, before);
+            check(mnt1, after);
 
-                try (FuseLoopMount img = FuseLoopMount.attach(d.uri("blksnap-image0"),
-                        Files.createDirectories(dir.resolve("wi")))) {
-                    img.mount(mntImage);
-                    check(mntImage, before);
-                    for (String f : after.keySet()) {
-                        assertThat(mntImage.resolve(f)).as("file written after take").doesNotExist();
-                    }
-                    Map<String, String> inImage = writeFiles(mntImage, "snapshot", 3);
-                    img.umount();
-                    img.mount(mntImage);
-                    check(mntImage, before);
-                    check(mntImage, inImage);
-                    img.umount();
+            try (NbdFuseMount img = NbdFuseMount.attach(d.uri("blksnap-image0"))) {
+                Path mntImage = img.mount();
+                check(mntImage, before);
+                for (String f : after.keySet()) {
+                    assertThat(mntImage.resolve(f)).as("file written after take").doesNotExist();
                 }
-                d.ok("snapshot", "destroy", "--id", id);
-                m1.umount();
-                m1.mount(mnt1);
-                check(mnt1, before);
-                check(mnt1, after);
-                for (int i = 0; i < 3; i++) {
-                    assertThat(mnt1.resolve("snapshot" + i)).as("image writes never reach the original").doesNotExist();
-                }
-                assertThat(d.ok("tracker", "collect").lines().toList()).hasSize(2);
+                Map<String, String> inImage = writeFiles(mntImage, "snapshot", 3);
+                img.unmount();
+                mntImage = img.mount();
+                check(mntImage, before);
+                check(mntImage, inImage);
+                img.unmount();
             }
+            d.ok("snapshot", "destroy", "--id", id);
+            m1.unmount();
+            mnt1 = m1.mount();
+            check(mnt1, before);
+            check(mnt1, after);
+            for (int i = 0; i < 3; i++) {
+                assertThat(mnt1.resolve("snapshot" + i)).as("image writes never reach the original").doesNotExist();
+            }
+            assertThat(d.ok("tracker", "collect").lines().toList()).hasSize(2);
         }
     }
 }
