@@ -87,7 +87,12 @@ class SimpleTwoDevicesTest {
                 mntImage = img.mount();
                 check(mntImage, before);
                 check(mntImage, inImage);
+                img.fsfreeze(true);
+                img.fsfreeze(false);
                 img.unmount();
+                ExternalTool.Result fsck = ExternalTool.run(java.time.Duration.ofSeconds(120), "e2fsck", "-fn",
+                        img.loopDevice());
+                assertThat(fsck.exitCode()).as("the image's filesystem is clean: %s", fsck.describe()).isZero();
             }
             d.ok("snapshot", "destroy", "--id", id);
             m1.unmount();
@@ -98,6 +103,9 @@ class SimpleTwoDevicesTest {
                 assertThat(mnt1.resolve("snapshot" + i)).as("image writes never reach the original").doesNotExist();
             }
             assertThat(d.ok("tracker", "collect").lines().toList()).hasSize(2);
+            m1.unmount();
+            ExternalTool.Result fsck = ExternalTool.run(java.time.Duration.ofSeconds(120), "e2fsck", "-fn", m1.loopDevice());
+            assertThat(fsck.exitCode()).as("the original's filesystem is clean: %s", fsck.describe()).isZero();
         }
     }
 }
