@@ -285,6 +285,28 @@ public final class DiffArea implements AutoCloseable {
      * @throws BlksnapException EIO once the snapshot is corrupted, ENODEV once destroyed
      */
     public void imageRead(ByteBuffer dst, long offsetBytes) throws IOException {
+        try {
+            readImage(dst, offsetBytes);
+        } catch (IOException | RuntimeException e) {
+            if (closed) {
+                throw destroyedDuring(e);
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * I/O that raced with {@link #close()} fails as destroyed (ENODEV), not with whatever the
+     * teardown broke under it (chunks gone, storage channels closed).
+     */
+    private BlksnapException destroyedDuring(Exception e) {
+        if (e instanceof BlksnapException b && b.errno() == Errno.ENODEV) {
+            return b;
+        }
+        return new BlksnapException(Errno.ENODEV, device + ": the snapshot was destroyed during image I/O", e);
+    }
+
+    private void readImage(ByteBuffer dst, long offsetBytes) throws IOException {
         checkUsable();
         int startPos = dst.position();
         long end = offsetBytes + dst.remaining();
@@ -359,6 +381,17 @@ public final class DiffArea implements AutoCloseable {
      *                          corrupts it), ENODEV once destroyed
      */
     public void imageWrite(ByteBuffer src, long offsetBytes) throws IOException {
+        try {
+            writeImage(src, offsetBytes);
+        } catch (IOException | RuntimeException e) {
+            if (closed) {
+                throw destroyedDuring(e);
+            }
+            throw e;
+        }
+    }
+
+    private void writeImage(ByteBuffer src, long offsetBytes) throws IOException {
         checkUsable();
         long end = offsetBytes + src.remaining();
         long pos = offsetBytes;

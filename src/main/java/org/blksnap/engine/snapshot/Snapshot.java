@@ -132,8 +132,9 @@ public final class Snapshot implements DiffArea.Owner {
      * resized) and copy-on-write starts on all devices at one point, the barriers open, the thaw hook
      * runs, and the images appear.
      *
-     * @throws BlksnapException EALREADY taken; ENODEV no devices; EFAULT no storage appended (the caller
-     *                          destroys the snapshot, as v1); EIO if the freeze hook failed
+     * @throws BlksnapException EALREADY taken; ENODEV no devices; EFAULT no storage appended, or the
+     *                          snapshot is corrupted (a device was removed) (the caller destroys the
+     *                          snapshot, as v1); EIO if the freeze hook failed
      */
     public List<SnapImage> take(TakeHooks hooks, ImageRegistry registry) {
         if (state == State.TAKEN) {
@@ -148,6 +149,12 @@ public final class Snapshot implements DiffArea.Owner {
         if (storage.capacitySectors() == 0) {
             throw new BlksnapException(Errno.EFAULT, "snapshot " + id + " has no difference storage appended"
                     + " (in-memory difference storage is not supported)");
+        }
+        if (corruption != null) {
+            // A member was removed (or failed) before take: its tracker is gone. As v1 does for a diff
+            // area corrupted at take, refuse with EFAULT; the caller releases the snapshot.
+            throw new BlksnapException(Errno.EFAULT, "snapshot " + id + " is corrupted (" + corruption
+                    + "): a device was removed before take");
         }
         ParamValues values = params.values();
         List<DiffArea> prepared = new ArrayList<>();

@@ -1,5 +1,8 @@
 package org.blksnap.engine.tracker;
 
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.StampedLock;
 
 /**
@@ -7,16 +10,40 @@ import java.util.concurrent.locks.StampedLock;
  * from CBT mark to the end of the original write; a take {@link #close()}s it (exclusive), which
  * holds back new writers and waits until the ones inside have left, then {@link #open()}s it.
  *
- * <p>Outside a take, entering costs one uncontended CAS. Forbidden outcomes (tested): a writer
- * inside while the barrier is closed; a writer that entered before {@code close()} returned and is
- * still inside after it.
+ * <p>Outside a take, entering costs one uncontended CAS and a volatile read. A {@code StampedLock}
+ * alone lets new readers barge past a waiting writer, so with overlapping writes a take could wait
+ * for as long as writes kept coming; here a closer first announces itself, and a writer that finds
+ * a closer announced steps back out and waits until the barrier opens, so a close waits only for the
+ * writes already inside.
+ *
+ * <p>Forbidden outcomes (tested): a writer inside while the barrier is closed; a writer that entered
+ * before {@code close()} returned and is still inside after it; a close that waits on writers that
+ * arrived after it.
  */
 public final class TakeBarrier {
     private final StampedLock lock = new StampedLock();
+    /** Closers waiting for the lock or holding it. */
+    private final AtomicInteger closers = new AtomicInteger();
+    private final ReentrantLock gate = new ReentrantLock();
+    private final Condition opened = gate.newCondition();
 
-    /** Enters as a writer; blocks while the barrier is closed. Returns a stamp for {@link #exit}. */
+    /** Enters as a writer; blocks while the barrier is closed or a close waits. Returns a stamp for {@link #exit}. */
     public long enter() {
-        return lock.readLock();
+        while (true) {
+            long stamp = lock.readLock();
+            if (closers.get() == 0) {
+                return stamp;
+            }
+            lock.unlockRead(stamp);
+            gate.lock();
+            try {
+                while (closers.get() != 0) {
+                    opened.awaitUninterruptibly();
+                }
+            } finally {
+                gate.unlock();
+            }
+        }
     }
 
     /** Leaves after {@link #enter()}. */
@@ -26,12 +53,21 @@ public final class TakeBarrier {
 
     /** Closes: waits for writers inside to leave and holds back new ones. Returns a stamp for {@link #open}. */
     public long close() {
+        closers.incrementAndGet();
         return lock.writeLock();
     }
 
     /** Opens after {@link #close()}. */
     public void open(long stamp) {
         lock.unlockWrite(stamp);
+        if (closers.decrementAndGet() == 0) {
+            gate.lock();
+            try {
+                opened.signalAll();
+            } finally {
+                gate.unlock();
+            }
+        }
     }
 
     /** Whether the barrier is closed now (for tests and status). */
