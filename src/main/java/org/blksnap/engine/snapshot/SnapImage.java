@@ -87,8 +87,10 @@ public final class SnapImage implements BlockDevice {
         if (n == 0) {
             return;
         }
-        area.imageWrite(src, offsetBytes);
+        // Marked first: a write that fails halfway may have changed some chunks, and CBT may
+        // over-report but must never under-report.
         markCbt(offsetBytes, n);
+        area.imageWrite(src, offsetBytes);
     }
 
     private void markCbt(long offsetBytes, long lengthBytes) {
@@ -117,6 +119,9 @@ public final class SnapImage implements BlockDevice {
     public void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) throws IOException {
         checkPresent();
         checkRange(offsetBytes, lengthBytes);
+        if (lengthBytes > 0) {
+            markCbt(offsetBytes, lengthBytes);
+        }
         long pos = offsetBytes;
         long end = offsetBytes + lengthBytes;
         while (pos < end) {
@@ -125,9 +130,6 @@ public final class SnapImage implements BlockDevice {
             int n = z.remaining();
             area.imageWrite(z, pos);
             pos += n;
-        }
-        if (lengthBytes > 0) {
-            markCbt(offsetBytes, lengthBytes);
         }
     }
 
