@@ -1,0 +1,228 @@
+package org.blksnap.cli;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.Locale;
+import org.blksnap.ctrl.Operation;
+import tools.jackson.core.JacksonException;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+import tools.jackson.databind.node.ObjectNode;
+
+/**
+ * A minimal HTTP/1.1 client for the control API: one request per connection on the Unix socket
+ * (JDK {@link SocketChannel} with {@link UnixDomainSocketAddress}, so the tool starts without any
+ * HTTP library). Not thread-safe; cheap to create.
+ */
+final class ControlClient {
+    /** Largest response accepted, in bytes (a 16 MiB CBT piece in base64 plus headers). */
+    static final int MAX_RESPONSE_BYTES = 32 << 20;
+
+    private final Path socket;
+    private final JsonMapper json;
+
+    ControlClient(Path socket, JsonMapper json) {
+        this.socket = socket;
+        this.json = json;
+    }
+
+    Path socket() {
+        return socket;
+    }
+
+    /** The daemon could not be reached at all (no socket, refused, not a socket). */
+    static final class UnreachableException extends Exception {
+        UnreachableException(String message, Throwable cause) {
+            super(message, cause);
+        }
+    }
+
+    /** The daemon answered with an error body. */
+    static final class RemoteException extends Exception {
+        private final String name;
+        private final int errno;
+
+        RemoteException(String name, int errno, String message) {
+            super(message);
+            this.name = name;
+            this.errno = errno;
+        }
+
+        String errnoName() {
+            return name;
+        }
+
+        int errno() {
+            return errno;
+        }
+    }
+
+    /** The conversation broke off or the answer was not the control API's. */
+    static final class ProtocolException extends Exception {
+        ProtocolException(String message, Throwable cause) {
+            super(message, cause);
+        }
+    }
+
+    /**
+     * Calls an operation.
+     *
+     * @param body the arguments, or null for none
+     * @return the answer's JSON object
+     */
+    ObjectNode call(Operation op, ObjectNode body) throws UnreachableException, RemoteException, ProtocolException {
+        byte[] payload = body == null ? new byte[0] : json.writeValueAsBytes(body);
+        String head = "POST " + op.path() + " HTTP/1.1\r\n"
+                + "Host: blksnapd\r\n"
+                + "Content-Type: application/json\r\n"
+                + "Content-Length: " + payload.length + "\r\n"
+                + "Connection: close\r\n\r\n";
+        SocketChannel ch;
+        try {
+            ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+        } catch (IOException e) {
+            throw new UnreachableException("cannot open a Unix socket: " + e.getMessage(), e);
+        }
+        try (ch) {
+            try {
+                ch.connect(UnixDomainSocketAddress.of(socket));
+            } catch (IOException e) {
+                throw new UnreachableException("cannot reach blksnapd at " + socket + ": " + reason(e)
+                        + " (is the daemon running? start it with bin/blksnapd, or point --control or "
+                        + "BLKSNAP_CONTROL at its control.sock)", e);
+            }
+            writeFully(ch, ByteBuffer.wrap(head.getBytes(StandardCharsets.US_ASCII)));
+            writeFully(ch, ByteBuffer.wrap(payload));
+            byte[] raw = readAll(ch);
+            return parse(op, raw);
+        } catch (IOException e) {
+            throw new ProtocolException("talking to blksnapd at " + socket + " failed: " + reason(e), e);
+        }
+    }
+
+    private static String reason(IOException e) {
+        String m = e.getMessage();
+        if (e instanceof java.net.SocketException && m != null && m.toLowerCase(Locale.ROOT).contains("no such file")) {
+            return "no such socket";
+        }
+        return m == null ? e.getClass().getSimpleName() : m;
+    }
+
+    private static void writeFully(SocketChannel ch, ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) {
+            ch.write(b);
+        }
+    }
+
+    private static byte[] readAll(SocketChannel ch) throws IOException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        ByteBuffer buf = ByteBuffer.allocate(64 * 1024);
+        while (ch.read(buf) >= 0) {
+            buf.flip();
+            out.write(buf.array(), 0, buf.limit());
+            buf.clear();
+            if (out.size() > MAX_RESPONSE_BYTES) {
+                throw new IOException("response exceeds " + MAX_RESPONSE_BYTES + " bytes");
+            }
+        }
+        return out.toByteArray();
+    }
+
+    private ObjectNode parse(Operation op, byte[] raw) throws ProtocolException, RemoteException {
+        int headerEnd = indexOf(raw, "\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+        if (headerEnd < 0) {
+            throw new ProtocolException("blksnapd at " + socket + " closed the connection without a complete answer to "
+                    + op.path() + " (" + raw.length + " bytes)", null);
+        }
+        String headers = new String(raw, 0, headerEnd, StandardCharsets.ISO_8859_1);
+        String[] lines = headers.split("\r\n");
+        String[] statusLine = lines[0].split(" ", 3);
+        if (statusLine.length < 2 || !statusLine[0].startsWith("HTTP/")) {
+            throw new ProtocolException("not an HTTP answer from " + socket + ": " + lines[0], null);
+        }
+        boolean chunked = false;
+        long contentLength = -1;
+        for (int i = 1; i < lines.length; i++) {
+            String l = lines[i].toLowerCase(Locale.ROOT);
+            if (l.startsWith("transfer-encoding:") && l.contains("chunked")) {
+                chunked = true;
+            } else if (l.startsWith("content-length:")) {
+                contentLength = Long.parseLong(l.substring("content-length:".length()).trim());
+            }
+        }
+        int start = headerEnd + 4;
+        byte[] body;
+        if (chunked) {
+            body = dechunk(raw, start);
+        } else {
+            int end = contentLength < 0 ? raw.length : (int) Math.min(raw.length, start + contentLength);
+            body = java.util.Arrays.copyOfRange(raw, start, end);
+        }
+        JsonNode node;
+        try {
+            node = json.readTree(body);
+        } catch (JacksonException e) {
+            throw new ProtocolException("blksnapd answered " + op.path() + " with something that is not JSON (HTTP "
+                    + statusLine[1] + ")", e);
+        }
+        if (node == null || !node.isObject()) {
+            throw new ProtocolException("blksnapd answered " + op.path() + " with " + node, null);
+        }
+        JsonNode err = node.get("error");
+        if (err != null && err.isObject()) {
+            throw new RemoteException(err.path("name").asString("EIO"), err.path("errno").asInt(5),
+                    err.path("message").asString(""));
+        }
+        return (ObjectNode) node;
+    }
+
+    private static byte[] dechunk(byte[] raw, int pos) throws ProtocolException {
+        ByteArrayOutputStream out = new ByteArrayOutputStream();
+        while (pos < raw.length) {
+            int lineEnd = indexOf(raw, "\r\n".getBytes(StandardCharsets.US_ASCII), pos);
+            if (lineEnd < 0) {
+                break;
+            }
+            String sizeText = new String(raw, pos, lineEnd - pos, StandardCharsets.US_ASCII).split(";")[0].trim();
+            int size;
+            try {
+                size = Integer.parseInt(sizeText, 16);
+            } catch (NumberFormatException e) {
+                throw new ProtocolException("bad chunk size '" + sizeText + "'", e);
+            }
+            if (size == 0) {
+                break;
+            }
+            int dataStart = lineEnd + 2;
+            if (size < 0 || dataStart + size > raw.length) {
+                throw new ProtocolException("truncated chunk", null);
+            }
+            out.write(raw, dataStart, size);
+            pos = dataStart + size + 2;
+        }
+        return out.toByteArray();
+    }
+
+    private static int indexOf(byte[] hay, byte[] needle) {
+        return indexOf(hay, needle, 0);
+    }
+
+    private static int indexOf(byte[] hay, byte[] needle, int from) {
+        outer:
+        for (int i = from; i <= hay.length - needle.length; i++) {
+            for (int j = 0; j < needle.length; j++) {
+                if (hay[i + j] != needle[j]) {
+                    continue outer;
+                }
+            }
+            return i;
+        }
+        return -1;
+    }
+}

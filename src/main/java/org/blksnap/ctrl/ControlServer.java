@@ -1,0 +1,201 @@
+package org.blksnap.ctrl;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Arrays;
+import java.util.function.Consumer;
+import java.util.stream.Collectors;
+import org.blksnap.engine.event.SnapshotEvent;
+import org.blksnap.engine.module.Blksnap;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.module.Errno;
+import org.eclipse.jetty.http.HttpHeader;
+import org.eclipse.jetty.io.Content;
+import org.eclipse.jetty.server.Handler;
+import org.eclipse.jetty.server.Request;
+import org.eclipse.jetty.server.Response;
+import org.eclipse.jetty.server.Server;
+import org.eclipse.jetty.unixdomain.server.UnixDomainServerConnector;
+import org.eclipse.jetty.util.Callback;
+import org.eclipse.jetty.util.thread.VirtualThreadPool;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import tools.jackson.core.JacksonException;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+import tools.jackson.databind.node.ObjectNode;
+
+/**
+ * The control API: HTTP/1.1 with JSON bodies on a Unix domain socket of mode 0600 (the equivalent of
+ * the root-only {@code /dev/blksnap}). Each request runs on its own virtual thread, so a
+ * {@code wait-event} blocks nothing else. See docs/control-api.md for every operation.
+ *
+ * <p>Lifecycle: {@link #start}, then {@link #stopAccepting()} (new requests get ESHUTDOWN while
+ * requests in progress finish), then {@link #close()}.
+ */
+public final class ControlServer implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(ControlServer.class);
+    /** Largest request body, in bytes. */
+    static final int MAX_BODY_BYTES = 1 << 20;
+
+    private final Path socket;
+    private final Server server;
+    private final Operations operations;
+    private final JsonMapper json = JsonMapper.builder().build();
+    private volatile boolean accepting = true;
+
+    private ControlServer(Path socket, Operations operations, Server server) {
+        this.socket = socket;
+        this.operations = operations;
+        this.server = server;
+    }
+
+    /**
+     * Starts serving on {@code socket} (a stale socket file there is replaced; the caller holds the
+     * data directory lock, so it cannot belong to a live daemon).
+     *
+     * @param exports       NBD URIs of devices and images, for the answers
+     * @param commands      how {@code fsfreeze} is run
+     * @param eventObserver sees every event handed out by wait-event (metrics)
+     */
+    public static ControlServer start(Blksnap engine, Path socket, ExportLocator exports,
+                                      FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver)
+            throws IOException {
+        Path parent = socket.toAbsolutePath().getParent();
+        Files.createDirectories(parent);
+        Files.deleteIfExists(socket);
+        VirtualThreadPool threads = new VirtualThreadPool();
+        threads.setName("control");
+        Server server = new Server(threads);
+        server.setStopTimeout(2000);
+        JsonMapper mapper = JsonMapper.builder().build();
+        ControlServer cs = new ControlServer(socket,
+                new Operations(engine, mapper, exports, commands, eventObserver), server);
+        UnixDomainServerConnector connector = new UnixDomainServerConnector(server);
+        connector.setUnixDomainPath(socket);
+        server.addConnector(connector);
+        server.setHandler(cs.new ApiHandler());
+        try {
+            server.start();
+            Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
+        } catch (Exception e) {
+            try {
+                server.stop();
+            } catch (Exception suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw new IOException("cannot serve the control API on " + socket + ": " + e.getMessage(), e);
+        }
+        LOG.info("control API on {}", socket);
+        return cs;
+    }
+
+    /** The socket path. */
+    public Path socket() {
+        return socket;
+    }
+
+    /** From now on new requests are answered with ESHUTDOWN; requests in progress go on. */
+    public void stopAccepting() {
+        accepting = false;
+    }
+
+    @Override
+    public void close() throws IOException {
+        accepting = false;
+        try {
+            server.stop();
+        } catch (Exception e) {
+            throw new IOException("stopping the control API on " + socket + " failed", e);
+        } finally {
+            Files.deleteIfExists(socket);
+        }
+    }
+
+    private final class ApiHandler extends Handler.Abstract {
+        ApiHandler() {
+            super(InvocationType.BLOCKING);
+        }
+
+        @Override
+        public boolean handle(Request request, Response response, Callback callback) {
+            String method = request.getMethod();
+            String path = request.getHttpURI().getPath();
+            int status = 200;
+            ObjectNode body;
+            try {
+                body = dispatch(method, path, request);
+            } catch (BlksnapException e) {
+                status = ApiError.httpStatus(e.errno());
+                body = error(e.errno(), e.getMessage());
+                LOG.debug("{} {} -> {}", method, path, e.toString());
+            } catch (RuntimeException e) {
+                status = 500;
+                body = error(Errno.EIO, "internal error: " + e);
+                LOG.error("{} {} failed", method, path, e);
+            }
+            byte[] bytes = (json.writeValueAsString(body) + "\n").getBytes(StandardCharsets.UTF_8);
+            response.setStatus(status);
+            response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
+            response.getHeaders().put(HttpHeader.CONTENT_LENGTH, bytes.length);
+            response.write(true, ByteBuffer.wrap(bytes), callback);
+            return true;
+        }
+
+        private ObjectNode dispatch(String method, String path, Request request) {
+            if (!accepting) {
+                throw new BlksnapException(Errno.ESHUTDOWN, "the daemon is shutting down");
+            }
+            Operation op = Operation.ofPath(path).orElseThrow(() -> new BlksnapException(Errno.ENOENT,
+                    "unknown operation " + method + " " + path + "; known: " + Arrays.stream(Operation.values())
+                            .map(Operation::path).collect(Collectors.joining(", "))));
+            boolean get = "GET".equals(method);
+            if (!"POST".equals(method) && !(get && op.getAllowed())) {
+                throw new BlksnapException(Errno.EINVAL, method + " " + path + ": method not allowed; use POST"
+                        + (op.getAllowed() ? " or GET" : "") + " with a JSON object body");
+            }
+            JsonNode args = get ? null : readBody(request, path);
+            return operations.run(op, args);
+        }
+
+        private JsonNode readBody(Request request, String path) {
+            long declared = request.getLength();
+            if (declared > MAX_BODY_BYTES) {
+                throw new BlksnapException(Errno.EINVAL, path + ": request body (" + declared + " bytes) exceeds "
+                        + MAX_BODY_BYTES);
+            }
+            byte[] bytes;
+            try (InputStream in = Content.Source.asInputStream(request)) {
+                bytes = in.readNBytes(MAX_BODY_BYTES + 1);
+            } catch (IOException e) {
+                throw new BlksnapException(Errno.EIO, path + ": reading the request body failed: " + e.getMessage(), e);
+            }
+            if (bytes.length > MAX_BODY_BYTES) {
+                throw new BlksnapException(Errno.EINVAL, path + ": request body exceeds " + MAX_BODY_BYTES + " bytes");
+            }
+            String text = new String(bytes, StandardCharsets.UTF_8);
+            if (text.isBlank()) {
+                return null;
+            }
+            try {
+                return json.readTree(text);
+            } catch (JacksonException e) {
+                throw new BlksnapException(Errno.EINVAL, path + ": malformed JSON: " + e.getOriginalMessage());
+            }
+        }
+    }
+
+    private ObjectNode error(Errno errno, String message) {
+        ObjectNode o = json.createObjectNode();
+        ObjectNode e = o.putObject("error");
+        e.put("name", errno.name());
+        e.put("errno", errno.number());
+        e.put("message", message);
+        return o;
+    }
+}

@@ -1,0 +1,96 @@
+package org.blksnap.ctrl;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.module.TakeHooks;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Take hooks that freeze filesystems around the take barrier: {@code fsfreeze -f MP} for each mount
+ * point just before the barrier, {@code fsfreeze -u MP} for each one that was frozen right after it,
+ * whether the take worked or not. If one freeze fails, the take is aborted and the ones already
+ * frozen are thawed (the engine calls {@link #afterBarrier()} in that case too).
+ *
+ * <p>Not thread-safe: one instance per take.
+ */
+public final class FreezeHooks implements TakeHooks {
+    private static final Logger LOG = LoggerFactory.getLogger(FreezeHooks.class);
+
+    /** Runs a command and returns its exit status and output; tests substitute a fake. */
+    @FunctionalInterface
+    public interface CommandRunner {
+        Result run(List<String> command) throws IOException, InterruptedException;
+
+        record Result(int exitCode, String output) {
+        }
+
+        /** Runs the command as a process, stdout and stderr merged, with a 60 s limit. */
+        CommandRunner PROCESS = command -> {
+            Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+            byte[] out = p.getInputStream().readAllBytes();
+            if (!p.waitFor(60, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                return new Result(-1, "timed out after 60 s");
+            }
+            return new Result(p.exitValue(), new String(out, StandardCharsets.UTF_8).trim());
+        };
+    }
+
+    private final List<Path> mountPoints;
+    private final CommandRunner runner;
+    private final List<Path> frozen = new ArrayList<>();
+
+    public FreezeHooks(List<Path> mountPoints, CommandRunner runner) {
+        this.mountPoints = List.copyOf(mountPoints);
+        this.runner = runner;
+    }
+
+    /** The mount points frozen and not yet thawed (for tests). */
+    List<Path> frozen() {
+        return List.copyOf(frozen);
+    }
+
+    @Override
+    public void beforeBarrier() throws Exception {
+        for (Path mp : mountPoints) {
+            CommandRunner.Result r = runner.run(List.of("fsfreeze", "-f", mp.toString()));
+            if (r.exitCode() != 0) {
+                throw new BlksnapException(Errno.EIO, "fsfreeze -f " + mp + " failed (exit " + r.exitCode() + "): "
+                        + r.output());
+            }
+            LOG.info("froze {}", mp);
+            frozen.add(mp);
+        }
+    }
+
+    @Override
+    public void afterBarrier() throws Exception {
+        BlksnapException first = null;
+        for (Path mp : List.copyOf(frozen)) {
+            CommandRunner.Result r = runner.run(List.of("fsfreeze", "-u", mp.toString()));
+            if (r.exitCode() != 0) {
+                LOG.error("fsfreeze -u {} failed (exit {}): {}", mp, r.exitCode(), r.output());
+                BlksnapException e = new BlksnapException(Errno.EIO, "fsfreeze -u " + mp + " failed (exit "
+                        + r.exitCode() + "): " + r.output());
+                if (first == null) {
+                    first = e;
+                } else {
+                    first.addSuppressed(e);
+                }
+            } else {
+                LOG.info("thawed {}", mp);
+                frozen.remove(mp);
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+}

@@ -1,0 +1,281 @@
+package org.blksnap.daemon;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.blksnap.ctrl.ControlServer;
+import org.blksnap.ctrl.FreezeHooks;
+import org.blksnap.ctrl.Sizes;
+import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.device.BlockDevices;
+import org.blksnap.engine.module.Blksnap;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.module.EngineListener;
+import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.module.Params;
+import org.blksnap.engine.snapshot.ImageInfo;
+import org.blksnap.engine.tracker.CbtInfo;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * A running blksnapd: the engine with its devices, the NBD server, the control API and optional
+ * metrics, over one locked data directory.
+ *
+ * <p>{@link #close()} shuts down in the module's exit order: the control API stops accepting; every
+ * snapshot is destroyed (images first); every tracker is detached; the NBD server closes; the engine
+ * closes the backing files; the control socket and the lock go. The first failure is kept, the rest
+ * are added as suppressed. Idempotent and thread-safe.
+ */
+public final class Daemon implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(Daemon.class);
+
+    private final DaemonConfig config;
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private final CountDownLatch stopped = new CountDownLatch(1);
+    private DataDirLock lock;
+    private Blksnap engine;
+    private Metrics metrics;
+    private NbdFrontend nbd = NbdFrontend.NONE;
+    private ControlServer control;
+    private InetSocketAddress metricsAddress;
+
+    private Daemon(DaemonConfig config) {
+        this.config = config;
+    }
+
+    /**
+     * Starts everything; on failure, undoes what was started and rethrows.
+     *
+     * @throws DataDirLock.HeldException another daemon holds the data directory
+     * @throws BlksnapException          EINVAL for bad parameters or devices
+     * @throws IOException               a device, socket or port could not be opened
+     */
+    public static Daemon start(DaemonConfig config) throws IOException {
+        Daemon d = new Daemon(config);
+        try {
+            d.startAll();
+            return d;
+        } catch (IOException | RuntimeException e) {
+            try {
+                d.close();
+            } catch (Exception s) {
+                e.addSuppressed(s);
+            }
+            throw e;
+        }
+    }
+
+    private void startAll() throws IOException {
+        Path dataDir = config.dataDir();
+        if (!Files.isDirectory(dataDir)) {
+            Files.createDirectories(dataDir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        }
+        lock = DataDirLock.acquire(dataDir);
+        Params params = new Params();
+        for (String p : config.params()) {
+            params.set(p);
+        }
+        engine = Blksnap.init(params);
+        metrics = new Metrics(engine);
+        for (DeviceSpec spec : config.devices()) {
+            BlockDevice dev;
+            try {
+                dev = BlockDevices.open(spec.path(), spec.sizeBytes(), false);
+            } catch (IOException e) {
+                throw new IOException("device " + spec.name() + ": " + e.getMessage(), e);
+            }
+            try {
+                engine.addDevice(spec.name(), dev);
+            } catch (RuntimeException e) {
+                closeQuietly(dev);
+                throw e;
+            }
+            LOG.info("device {}: {} ({} bytes)", spec.name(), spec.path(), dev.sizeBytes());
+        }
+        nbd = NbdFrontends.start(engine, config, metrics);
+        engine.addListener(new EngineListener() {
+            @Override
+            public void imageCreated(ImageInfo image) {
+                LOG.info("image {} of {} (snapshot {}) is served", image.image(), image.device(), image.snapshotId());
+            }
+
+            @Override
+            public void imageRemoved(ImageInfo image) {
+                LOG.info("image {} removed; closing its export", image.image());
+                nbd.closeExport(image.image());
+            }
+
+            @Override
+            public void deviceRemoved(String deviceName) {
+                nbd.closeExport(deviceName);
+            }
+        });
+        control = ControlServer.start(engine, config.controlSocket(), nbd::uri, FreezeHooks.CommandRunner.PROCESS,
+                metrics::event);
+        if (config.metrics() != null) {
+            metricsAddress = metrics.serve(config.metrics());
+        }
+        LOG.info("blksnapd {} up: data dir {}", engine.version(), dataDir);
+    }
+
+    private static void closeQuietly(AutoCloseable c) {
+        try {
+            c.close();
+        } catch (Exception e) {
+            LOG.warn("closing {} failed: {}", c, e.toString());
+        }
+    }
+
+    /** The engine (tests). */
+    public Blksnap engine() {
+        return engine;
+    }
+
+    public DaemonConfig config() {
+        return config;
+    }
+
+    /** The address metrics are served on, or null. */
+    public InetSocketAddress metricsAddress() {
+        return metricsAddress;
+    }
+
+    /** The URI of an export, or null. */
+    public String uri(String exportName) {
+        return nbd.uri(exportName);
+    }
+
+    /** Blocks until {@link #close()} has finished. */
+    public void awaitStopped() throws InterruptedException {
+        stopped.await();
+    }
+
+    /** Prints where everything is and what to try next. */
+    public void printNextSteps(PrintWriter out) {
+        Path ctl = config.controlSocket().toAbsolutePath();
+        String first = config.devices().getFirst().name();
+        out.println("blksnapd " + engine.version() + " is running.");
+        out.println("  data directory : " + config.dataDir().toAbsolutePath());
+        for (DeviceSpec d : config.devices()) {
+            BlockDevice dev = engine.device(d.name());
+            out.println("  device         : " + d.name() + " (" + Sizes.format(dev.sizeBytes()) + ", " + d.path() + ")"
+                    + (nbd.uri(d.name()) == null ? "" : "  " + nbd.uri(d.name())));
+        }
+        if (config.listen() != null) {
+            out.println("  NBD (TCP)      : " + config.listen().getHostString() + ":" + config.listen().getPort());
+        }
+        if (config.nbdSocket() != null) {
+            out.println("  NBD (Unix)     : " + config.nbdSocket().toAbsolutePath());
+        }
+        out.println("  control API    : " + ctl + "   (curl --unix-socket " + ctl + " http://x/v1/version)");
+        if (metricsAddress != null) {
+            out.println("  metrics        : http://" + metricsAddress.getHostString() + ":" + metricsAddress.getPort()
+                    + "/metrics");
+        }
+        out.println();
+        out.println("Next, in another terminal:");
+        String uri = nbd.uri(first);
+        if (uri != null) {
+            out.println("  nbdinfo '" + uri + "'");
+        }
+        out.println("  export BLKSNAP_CONTROL=" + ctl);
+        out.println("  id=$(bin/blksnap snapshot create --device " + first + ")");
+        out.println("  bin/blksnap snapshot append-storage --id $id --file " + config.dataDir().toAbsolutePath()
+                .resolve("diff0.img") + " --size 256M");
+        out.println("  bin/blksnap snapshot take --id $id");
+        out.println("  bin/blksnap snapshot images --id $id        # NAME IMAGE URI");
+        String img = nbd.uri("blksnap-image0");
+        if (img != null) {
+            out.println("  nbdcopy '" + img + "' backup.img");
+        }
+        out.println("  bin/blksnap tracker read-cbt-map --device " + first + " --file cbt.map");
+        out.println("  bin/blksnap snapshot destroy --id $id");
+        out.println("Stop with Ctrl-C (or SIGTERM): snapshots are destroyed and everything is closed.");
+        out.flush();
+    }
+
+    @Override
+    public void close() throws IOException {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        LOG.info("shutting down");
+        List<Exception> errors = new ArrayList<>();
+        if (control != null) {
+            control.stopAccepting();
+        }
+        if (engine != null) {
+            for (UUID id : safeList(engine::snapshotCollect, errors)) {
+                try {
+                    engine.snapshotDestroy(id);
+                    LOG.info("snapshot {} destroyed at exit", id);
+                } catch (BlksnapException e) {
+                    if (e.errno() != Errno.ENODEV) {
+                        errors.add(e);
+                    }
+                }
+            }
+            for (CbtInfo t : safeList(engine::trackerCollect, errors)) {
+                try {
+                    engine.trackerRemove(t.device());
+                } catch (BlksnapException e) {
+                    if (e.errno() != Errno.ENODATA) {
+                        errors.add(e);
+                    }
+                }
+            }
+        }
+        run(nbd::close, errors);
+        if (engine != null) {
+            run(engine::close, errors);
+        }
+        if (control != null) {
+            run(control::close, errors);
+        }
+        if (metrics != null) {
+            run(metrics::close, errors);
+        }
+        if (lock != null) {
+            run(lock::close, errors);
+        }
+        LOG.info("stopped");
+        stopped.countDown();
+        if (!errors.isEmpty()) {
+            IOException e = new IOException("shutdown had " + errors.size() + " error(s); first: " + errors.getFirst(),
+                    errors.getFirst());
+            errors.stream().skip(1).forEach(e::addSuppressed);
+            throw e;
+        }
+    }
+
+    private static <T> List<T> safeList(java.util.function.Supplier<List<T>> s, List<Exception> errors) {
+        try {
+            return s.get();
+        } catch (RuntimeException e) {
+            errors.add(e);
+            return List.of();
+        }
+    }
+
+    private interface Step {
+        void run() throws Exception;
+    }
+
+    private static void run(Step step, List<Exception> errors) {
+        try {
+            step.run();
+        } catch (Exception e) {
+            LOG.error("shutdown step failed", e);
+            errors.add(e);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+package org.blksnap.daemon;
+
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.util.List;
+import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.module.Errno;
+
+/**
+ * Everything the daemon needs to start, resolved from flags, a config file and defaults.
+ *
+ * @param dataDir        the data directory (lock, sockets, default device)
+ * @param devices        devices to serve; never empty (the default is disk0, 1 GiB, in the data dir)
+ * @param listen         the NBD TCP address, or null for none
+ * @param nbdSocket      the NBD Unix socket, or null for none
+ * @param controlSocket  the control API socket
+ * @param params         module parameters as NAME=VALUE, applied in order
+ * @param metrics        the Prometheus /metrics address, or null for none
+ * @param readOnlyImages whether images are exported read-only
+ * @param logLevel       root log level (ERROR, WARN, INFO, DEBUG, TRACE)
+ */
+public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
+                           Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
+                           String logLevel) {
+    /** Default NBD TCP address. */
+    public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
+    /** Default data directory, relative to the working directory. */
+    public static final String DEFAULT_DATA_DIR = "blksnap-data";
+    /** Size of the default device disk0. */
+    public static final long DEFAULT_DEVICE_BYTES = 1L << 30;
+
+    public DaemonConfig {
+        devices = List.copyOf(devices);
+        params = List.copyOf(params);
+        if (devices.isEmpty()) {
+            throw new BlksnapException(Errno.EINVAL, "at least one device is needed");
+        }
+        long distinct = devices.stream().map(DeviceSpec::name).distinct().count();
+        if (distinct != devices.size()) {
+            throw new BlksnapException(Errno.EINVAL, "device names must be unique: " + devices);
+        }
+    }
+
+    /** Parses {@code HOST:PORT} ({@code [::1]:PORT} for IPv6), or returns null for {@code none}. */
+    public static InetSocketAddress parseAddress(String what, String text) {
+        if (text == null || text.isBlank() || text.equalsIgnoreCase("none")) {
+            return null;
+        }
+        int colon = text.lastIndexOf(':');
+        if (colon <= 0) {
+            throw new BlksnapException(Errno.EINVAL, what + " '" + text + "' must be HOST:PORT or none");
+        }
+        String host = text.substring(0, colon);
+        if (host.startsWith("[") && host.endsWith("]")) {
+            host = host.substring(1, host.length() - 1);
+        }
+        int port;
+        try {
+            port = Integer.parseInt(text.substring(colon + 1));
+        } catch (NumberFormatException e) {
+            port = -1;
+        }
+        if (port < 0 || port > 65535) {
+            throw new BlksnapException(Errno.EINVAL, what + " '" + text + "': port must be 0..65535");
+        }
+        return new InetSocketAddress(host, port);
+    }
+}

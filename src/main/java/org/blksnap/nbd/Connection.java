@@ -1,0 +1,240 @@
+package org.blksnap.nbd;
+
+import static org.blksnap.nbd.NbdTransmissionDescriptor.*;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.ClosedChannelException;
+import java.time.Duration;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.TimeUnit;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One client connection: handshake, then the transmission loop on the reader thread. Requests
+ * are decoded (and WRITE payloads received) on the reader thread, then executed either inline —
+ * when nothing else is waiting in the input buffer and the request is quick, saving a thread
+ * hand-off at queue depth 1 — or on a virtual thread of their own, so that up to
+ * {@link NbdServer.Config#maxRequestsInFlight()} requests run concurrently and reply out of order.
+ * The number of requests and the payload bytes in flight are bounded; the reader waits for room
+ * before it allocates.
+ */
+final class Connection implements Runnable {
+    private static final Logger LOG = LoggerFactory.getLogger(Connection.class);
+    /** Requests up to this size (without FUA) may run on the reader thread. */
+    static final int INLINE_MAX_BYTES = 128 * 1024;
+
+    private final long id;
+    private final NbdServer server;
+    private final NbdChannel channel;
+    private final NbdInput in;
+    private final ReplyWriter out;
+    private final NbdServer.Config config;
+    private final ThreadFactory requestThreads;
+    private final Semaphore slots;
+    private final Semaphore budget;
+    private volatile Negotiated negotiated;
+    private volatile boolean terminating;
+    private volatile Thread thread;
+
+    Connection(long id, NbdServer server, NbdChannel channel, NbdServer.Config config, ThreadFactory requestThreads) {
+        this.id = id;
+        this.server = server;
+        this.channel = channel;
+        this.in = new NbdInput(channel);
+        this.out = new ReplyWriter(channel);
+        this.config = config;
+        this.requestThreads = requestThreads;
+        this.slots = new Semaphore(config.maxRequestsInFlight());
+        this.budget = new Semaphore(config.maxBytesInFlight());
+    }
+
+    void start(ThreadFactory connectionThreads) {
+        Thread t = connectionThreads.newThread(this);
+        thread = t;
+        t.start();
+    }
+
+    /** The export name once in transmission, else null. */
+    String exportName() {
+        Negotiated n = negotiated;
+        return n == null ? null : n.export().name();
+    }
+
+    boolean terminating() {
+        return terminating;
+    }
+
+    /**
+     * Ends the connection without waiting for the client: stops reading, lets requests that were
+     * already received finish (those not yet started fail with ESHUTDOWN), then closes.
+     */
+    void terminate() {
+        terminating = true;
+        channel.shutdownInput();
+    }
+
+    /** Waits for the connection thread to end; true if it did. */
+    boolean awaitEnd(Duration timeout) throws InterruptedException {
+        Thread t = thread;
+        return t == null || t.join(timeout);
+    }
+
+    @Override
+    public void run() {
+        StatsCounters stats = null;
+        try {
+            Negotiated n = new Handshake(in, out, server.provider(), config.readOnly(), server::isClosing, toString()).run();
+            if (n == null) {
+                return;
+            }
+            negotiated = n;
+            stats = server.countersFor(n.export().name());
+            stats.connections.increment();
+            stats.activeConnections.increment();
+            if (server.isClosing()) {
+                terminating = true;
+            }
+            LOG.debug("{}: transmission on export {} (flags 0x{}, structured {}, {} contexts)", this, n.export().name(),
+                    Integer.toHexString(n.transmissionFlags()), n.structuredReplies(), n.contexts().size());
+            transmit(n, stats);
+        } catch (NbdProtocolException e) {
+            LOG.warn("{}: protocol violation, disconnecting: {}", this, e.getMessage());
+        } catch (EOFException | ClosedChannelException e) {
+            LOG.debug("{}: closed by peer: {}", this, e.toString());
+        } catch (IOException e) {
+            if (terminating) {
+                LOG.debug("{}: ended: {}", this, e.toString());
+            } else {
+                LOG.info("{}: connection failed: {}", this, e.toString());
+            }
+        } catch (InterruptedException e) {
+            LOG.debug("{}: interrupted", this);
+        } catch (RuntimeException | Error e) {
+            LOG.error("{}: connection failed unexpectedly", this, e);
+        } finally {
+            drain();
+            try {
+                channel.close();
+            } catch (IOException e) {
+                LOG.debug("{}: close failed: {}", this, e.toString());
+            }
+            Negotiated n = negotiated;
+            if (n != null) {
+                try {
+                    n.export().close();
+                } catch (RuntimeException e) {
+                    LOG.warn("{}: closing export {} failed", this, n.export().name(), e);
+                }
+            }
+            if (stats != null) {
+                stats.activeConnections.decrement();
+            }
+            server.connectionEnded(this);
+        }
+    }
+
+    private void transmit(Negotiated n, StatsCounters stats) throws IOException, InterruptedException {
+        RequestHandler handler = new RequestHandler(this, n, out, server.pool(), stats, config.holeDetectionMinBytes());
+        int maxPayload = n.sizes().maximumBytes();
+        while (true) {
+            ByteBuffer h;
+            try {
+                h = in.require(REQUEST_LENGTH);
+            } catch (EOFException e) {
+                if (in.buffered() != 0) {
+                    LOG.debug("{}: stream ended inside a request header", this);
+                }
+                return;
+            }
+            int p = h.position();
+            int magic = h.getInt(p + REQUEST_MAGIC_OFFSET);
+            int flags = Short.toUnsignedInt(h.getShort(p + REQUEST_FLAGS_OFFSET));
+            int type = Short.toUnsignedInt(h.getShort(p + REQUEST_TYPE_OFFSET));
+            long cookie = h.getLong(p + REQUEST_COOKIE_OFFSET);
+            long offset = h.getLong(p + REQUEST_OFFSET_OFFSET);
+            long length = Integer.toUnsignedLong(h.getInt(p + REQUEST_LENGTH_OFFSET));
+            h.position(p + REQUEST_LENGTH);
+            if (magic != REQUEST_MAGIC) {
+                throw new NbdProtocolException("bad request magic 0x" + Integer.toHexString(magic));
+            }
+            if (type == CMD_DISC) {
+                LOG.debug("{}: client disconnects", this);
+                return;
+            }
+            slots.acquire();
+            ByteBuffer payload = null;
+            int held = 0;
+            try {
+                if (type == CMD_WRITE) {
+                    if (length > maxPayload) {
+                        // Stay in sync with the stream: consume the data without keeping it.
+                        in.skip(length);
+                        stats.requests.increment();
+                        stats.errors.increment();
+                        handler.replyError(cookie, EINVAL, "WRITE of " + length + " bytes exceeds the maximum payload of "
+                                + maxPayload);
+                        slots.release();
+                        continue;
+                    }
+                    held = (int) length;
+                    budget.acquire(held);
+                    payload = server.pool().acquire(held);
+                    in.readFully(payload);
+                    payload.flip();
+                } else if (type == CMD_READ && length <= maxPayload) {
+                    held = (int) length;
+                    budget.acquire(held);
+                }
+            } catch (IOException | InterruptedException | RuntimeException e) {
+                server.pool().release(payload);
+                budget.release(held);
+                slots.release();
+                throw e;
+            }
+            Request r = new Request(flags, type, cookie, offset, length, payload, held);
+            if (in.buffered() == 0 && quick(r)) {
+                handler.handle(r);
+            } else {
+                requestThreads.newThread(() -> handler.handle(r)).start();
+            }
+        }
+    }
+
+    private static boolean quick(Request r) {
+        return switch (r.type()) {
+            case CMD_READ, CMD_WRITE -> r.lengthBytes() <= INLINE_MAX_BYTES && (r.flags() & CMD_FLAG_FUA) == 0;
+            case CMD_BLOCK_STATUS, CMD_CACHE -> true;
+            default -> false;
+        };
+    }
+
+    /** Called by the handler when a request is finished (replied or failed). */
+    void requestDone(Request r) {
+        budget.release(r.budgetBytes());
+        slots.release();
+    }
+
+    /** Waits until every request in flight has replied, at most the shutdown grace. */
+    private void drain() {
+        int all = config.maxRequestsInFlight();
+        try {
+            if (slots.tryAcquire(all, config.shutdownGrace().toMillis(), TimeUnit.MILLISECONDS)) {
+                slots.release(all);
+            } else {
+                LOG.warn("{}: {} requests still running after {}; closing anyway", this,
+                        all - slots.availablePermits(), config.shutdownGrace());
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "nbd#" + id + "(" + channel.describe() + ")";
+    }
+}

@@ -1,0 +1,355 @@
+package org.blksnap.nbd;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ClosedChannelException;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * An NBD server (fixed newstyle, structured replies, metadata contexts, every command of the
+ * baseline protocol plus TRIM, CACHE, WRITE_ZEROES, BLOCK_STATUS, FUA, DF, REQ_ONE, FAST_ZERO)
+ * serving the exports of an {@link ExportProvider} over TCP and Unix domain sockets.
+ *
+ * <p>Each connection has one virtual reader thread; its requests run concurrently on virtual
+ * threads and reply out of order, whole messages at a time. A connection's failure is logged and
+ * ends only that connection. See {@code docs/nbd.md} for the protocol coverage.
+ *
+ * <p>Thread-safe. {@link #close()} stops listening, ends every connection (in-flight requests
+ * finish or fail with ESHUTDOWN within {@link Config#shutdownGrace()}) and stops every thread.
+ */
+public final class NbdServer implements AutoCloseable {
+    private static final Logger LOG = LoggerFactory.getLogger(NbdServer.class);
+
+    /**
+     * Server settings.
+     *
+     * @param readOnly              serve every export read-only, whatever {@link Export#readOnly()} says
+     * @param maxConnections        connections beyond this are closed right after accept
+     * @param maxRequestsInFlight   requests of one connection executing at once (>= 1); the reader waits beyond
+     * @param maxBytesInFlight      READ/WRITE payload bytes of one connection in flight (>= 32 MiB)
+     * @param holeDetectionMinBytes structured READs of at least this many bytes look up the allocation map
+     *                              and send holes as OFFSET_HOLE chunks; smaller ones are sent as data
+     * @param shutdownGrace         how long closing waits for in-flight requests of a connection
+     */
+    public record Config(boolean readOnly, int maxConnections, int maxRequestsInFlight, int maxBytesInFlight,
+                         int holeDetectionMinBytes, Duration shutdownGrace) {
+        public Config {
+            if (maxConnections < 1) {
+                throw new IllegalArgumentException("maxConnections (" + maxConnections + ") must be >= 1");
+            }
+            if (maxRequestsInFlight < 1) {
+                throw new IllegalArgumentException("maxRequestsInFlight (" + maxRequestsInFlight + ") must be >= 1");
+            }
+            if (maxBytesInFlight < NbdTransmissionDescriptor.MAX_PAYLOAD_BYTES) {
+                throw new IllegalArgumentException("maxBytesInFlight (" + maxBytesInFlight + ") must be >= "
+                        + NbdTransmissionDescriptor.MAX_PAYLOAD_BYTES);
+            }
+            if (holeDetectionMinBytes < 0) {
+                throw new IllegalArgumentException("holeDetectionMinBytes (" + holeDetectionMinBytes + ") must be >= 0");
+            }
+            Objects.requireNonNull(shutdownGrace, "shutdownGrace");
+        }
+
+        /** Writable exports, 1024 connections, 128 requests / 64 MiB in flight per connection, holes from 64 KiB, 5 s grace. */
+        public static Config defaults() {
+            return new Config(false, 1024, 128, 64 * 1024 * 1024, 64 * 1024, Duration.ofSeconds(5));
+        }
+
+        public Config withReadOnly(boolean value) {
+            return new Config(value, maxConnections, maxRequestsInFlight, maxBytesInFlight, holeDetectionMinBytes,
+                    shutdownGrace);
+        }
+
+        public Config withShutdownGrace(Duration value) {
+            return new Config(readOnly, maxConnections, maxRequestsInFlight, maxBytesInFlight, holeDetectionMinBytes,
+                    value);
+        }
+
+        public Config withHoleDetectionMinBytes(int value) {
+            return new Config(readOnly, maxConnections, maxRequestsInFlight, maxBytesInFlight, value, shutdownGrace);
+        }
+    }
+
+    private final ExportProvider provider;
+    private final Config config;
+    private final BufferPool pool = new BufferPool();
+    private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
+    private final Map<String, StatsCounters> stats = new ConcurrentHashMap<>();
+    private final List<Listener> listeners = new CopyOnWriteArrayList<>();
+    private final AtomicLong connectionIds = new AtomicLong();
+    private final ThreadFactory connectionThreads = Thread.ofVirtual().name("nbd-conn-", 1).factory();
+    private final ThreadFactory requestThreads = Thread.ofVirtual().factory();
+    private volatile boolean closing;
+
+    private record Listener(ServerSocketChannel channel, Thread acceptor, Path unixPath) {
+    }
+
+    public NbdServer(ExportProvider provider) {
+        this(provider, Config.defaults());
+    }
+
+    public NbdServer(ExportProvider provider, Config config) {
+        this.provider = Objects.requireNonNull(provider, "provider");
+        this.config = Objects.requireNonNull(config, "config");
+    }
+
+    /** Listens on {@code 127.0.0.1:port}; see {@link #listenTcp(String, int)}. */
+    public InetSocketAddress listenTcp(int port) throws IOException {
+        return listenTcp("127.0.0.1", port);
+    }
+
+    /**
+     * Listens on a TCP address (TCP_NODELAY on every connection).
+     *
+     * @param host a host name or address to bind, e.g. {@code 127.0.0.1}
+     * @param port the port, or 0 for an ephemeral one
+     * @return the bound address (with the actual port)
+     * @throws IOException if binding fails, or the server is closed
+     */
+    public InetSocketAddress listenTcp(String host, int port) throws IOException {
+        checkOpen();
+        ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.INET);
+        try {
+            ch.bind(new InetSocketAddress(host, port), 128);
+        } catch (IOException e) {
+            ch.close();
+            throw new IOException("cannot listen on " + host + ":" + port + ": " + e.getMessage(), e);
+        }
+        InetSocketAddress bound = (InetSocketAddress) ch.getLocalAddress();
+        startListener(ch, null, "tcp " + bound);
+        return bound;
+    }
+
+    /**
+     * Listens on a Unix domain socket. A stale socket file (nothing accepting on it) is replaced;
+     * the file is deleted on {@link #close()}.
+     *
+     * @return the socket path
+     * @throws IOException if the path is in use by a live server, or binding fails
+     */
+    public Path listenUnix(Path socketPath) throws IOException {
+        checkOpen();
+        Path path = socketPath.toAbsolutePath();
+        UnixDomainSocketAddress address = UnixDomainSocketAddress.of(path);
+        if (Files.exists(path)) {
+            try (SocketChannel probe = SocketChannel.open(address)) {
+                throw new IOException("cannot listen on " + path + ": another server accepts connections there");
+            } catch (IOException e) {
+                if (e.getMessage() != null && e.getMessage().startsWith("cannot listen")) {
+                    throw e;
+                }
+                Files.deleteIfExists(path);
+            }
+        }
+        ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        try {
+            ch.bind(address, 128);
+        } catch (IOException e) {
+            ch.close();
+            throw new IOException("cannot listen on " + path + ": " + e.getMessage(), e);
+        }
+        startListener(ch, path, "unix " + path);
+        return path;
+    }
+
+    private void startListener(ServerSocketChannel ch, Path unixPath, String what) {
+        Thread acceptor = Thread.ofVirtual().name("nbd-accept " + what).unstarted(() -> acceptLoop(ch, what));
+        listeners.add(new Listener(ch, acceptor, unixPath));
+        acceptor.start();
+        LOG.info("NBD server listening on {}", what);
+    }
+
+    private void acceptLoop(ServerSocketChannel server, String what) {
+        while (!closing) {
+            SocketChannel ch;
+            try {
+                ch = server.accept();
+            } catch (ClosedChannelException e) {
+                return;
+            } catch (IOException e) {
+                if (closing) {
+                    return;
+                }
+                LOG.warn("accept on {} failed; retrying", what, e);
+                try {
+                    Thread.sleep(100);
+                } catch (InterruptedException ie) {
+                    return;
+                }
+                continue;
+            }
+            String peer = peerOf(ch, what);
+            if (closing || connections.size() >= config.maxConnections()) {
+                LOG.warn("refusing connection from {}: {}", peer, closing ? "server is closing"
+                        : config.maxConnections() + " connections already");
+                try {
+                    ch.close();
+                } catch (IOException e) {
+                    // nothing to do
+                }
+                continue;
+            }
+            serve(NbdChannel.of(ch, peer));
+        }
+    }
+
+    private static String peerOf(SocketChannel ch, String what) {
+        try {
+            Object remote = ch.getRemoteAddress();
+            String r = remote == null ? "" : remote.toString();
+            return r.isEmpty() ? what : r;
+        } catch (IOException e) {
+            return what;
+        }
+    }
+
+    /** Serves one already-connected channel (in-memory tests use pipes). */
+    Connection serve(NbdChannel channel) {
+        Connection c = new Connection(connectionIds.incrementAndGet(), this, channel, config, requestThreads);
+        connections.add(c);
+        c.start(connectionThreads);
+        return c;
+    }
+
+    /**
+     * Ends every connection in transmission on the export {@code name}, e.g. because its device
+     * is going away: requests already running finish, requests not started yet fail with
+     * {@code NBD_ESHUTDOWN}, then the connections are closed. Returns once they are closed (at
+     * most about {@link Config#shutdownGrace()}). New connections are the provider's business
+     * ({@link ExportProvider#open} returning null).
+     *
+     * @return the number of connections ended
+     */
+    public int closeExport(String name) {
+        List<Connection> ending = new ArrayList<>();
+        for (Connection c : connections) {
+            if (name.equals(c.exportName())) {
+                ending.add(c);
+                c.terminate();
+            }
+        }
+        awaitAll(ending);
+        if (!ending.isEmpty()) {
+            LOG.info("closed {} connection(s) of export {}", ending.size(), name);
+        }
+        return ending.size();
+    }
+
+    private void awaitAll(List<Connection> ending) {
+        Duration wait = config.shutdownGrace().plusSeconds(2);
+        for (Connection c : ending) {
+            try {
+                if (!c.awaitEnd(wait)) {
+                    LOG.warn("{} did not end within {}", c, wait);
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
+    }
+
+    /** Connections currently open (in handshake or transmission). */
+    public int connectionCount() {
+        return connections.size();
+    }
+
+    /** Per-export counters, by export name, for exports that had at least one connection. */
+    public Map<String, ExportStats> stats() {
+        Map<String, ExportStats> result = new TreeMap<>();
+        stats.forEach((k, v) -> result.put(k, v.snapshot()));
+        return result;
+    }
+
+    /** Stops listening and ends every connection; idempotent. Socket files are deleted. */
+    @Override
+    public void close() throws IOException {
+        if (closing) {
+            return;
+        }
+        closing = true;
+        IOException first = null;
+        for (Listener l : listeners) {
+            try {
+                l.channel().close();
+            } catch (IOException e) {
+                first = addSuppressed(first, e);
+            }
+        }
+        for (Listener l : listeners) {
+            try {
+                l.acceptor().join(Duration.ofSeconds(5));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            if (l.unixPath() != null) {
+                try {
+                    Files.deleteIfExists(l.unixPath());
+                } catch (IOException e) {
+                    first = addSuppressed(first, e);
+                }
+            }
+        }
+        List<Connection> all = new ArrayList<>(connections);
+        for (Connection c : all) {
+            c.terminate();
+        }
+        awaitAll(all);
+        LOG.info("NBD server closed");
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    private static IOException addSuppressed(IOException first, IOException e) {
+        if (first == null) {
+            return e;
+        }
+        first.addSuppressed(e);
+        return first;
+    }
+
+    private void checkOpen() throws IOException {
+        if (closing) {
+            throw new IOException("the NBD server is closed");
+        }
+    }
+
+    boolean isClosing() {
+        return closing;
+    }
+
+    ExportProvider provider() {
+        return provider;
+    }
+
+    BufferPool pool() {
+        return pool;
+    }
+
+    StatsCounters countersFor(String exportName) {
+        return stats.computeIfAbsent(exportName, k -> new StatsCounters());
+    }
+
+    void connectionEnded(Connection c) {
+        connections.remove(c);
+    }
+}

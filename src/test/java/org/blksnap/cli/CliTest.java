@@ -1,0 +1,228 @@
+package org.blksnap.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import org.blksnap.ctrl.ControlServer;
+import org.blksnap.ctrl.FakeBlksnap;
+import org.blksnap.ctrl.FreezeHooks;
+import org.blksnap.engine.event.SnapshotEvent;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+
+class CliTest {
+    @TempDir
+    Path dir;
+    FakeBlksnap engine;
+    ControlServer server;
+    Path socket;
+
+    @BeforeEach
+    void start() throws Exception {
+        engine = new FakeBlksnap();
+        socket = dir.resolve("control.sock");
+        server = ControlServer.start(engine, socket, name -> "nbd://127.0.0.1:10809/" + name,
+                cmd -> new FreezeHooks.CommandRunner.Result(0, ""), ev -> {
+                });
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        server.close();
+    }
+
+    CliRun run(String... args) {
+        return CliRun.run(socket, args);
+    }
+
+    @Test
+    void versionPrintsTheEngineVersion() {
+        CliRun r = run("version");
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        assertThat(r.line()).isEqualTo("1.0.0.0");
+    }
+
+    @Test
+    void snapshotCreatePrintsTheIdAlone() {
+        CliRun r = run("snapshot", "create", "--device", "disk0", "--device", "disk1");
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        assertThat(UUID.fromString(r.line())).isNotNull();
+        assertThat(engine.calls).contains("snapshotCreate [disk0, disk1]");
+    }
+
+    @Test
+    void anEngineErrorExitsWithItsErrnoAndNamesItOnStderr() {
+        UUID unknown = UUID.randomUUID();
+        CliRun r = run("snapshot", "take", "--id", unknown.toString());
+        assertThat(r.exitCode()).isEqualTo(3);
+        assertThat(r.err()).startsWith("blksnap: snapshot take: ESRCH (3): ").contains(unknown.toString());
+        CliRun dup = run("snapshot", "create", "--device", "disk0", "--device", "disk0");
+        assertThat(dup.exitCode()).isEqualTo(22);
+        assertThat(dup.err()).contains("EINVAL (22)");
+        CliRun nodev = run("snapshot", "create", "--device", "nosuch");
+        assertThat(nodev.exitCode()).isEqualTo(6);
+        assertThat(nodev.err()).contains("ENXIO (6)");
+    }
+
+    @Test
+    void usageErrorsExit64() {
+        assertThat(run("snapshot", "take").exitCode()).isEqualTo(64);
+        assertThat(run("frobnicate").exitCode()).isEqualTo(64);
+        assertThat(run("snapshot").exitCode()).isEqualTo(64);
+        CliRun badId = run("snapshot", "take", "--id", "1234");
+        assertThat(badId.exitCode()).isEqualTo(64);
+        assertThat(badId.err()).contains("'1234' is not a snapshot id");
+        CliRun badSize = run("snapshot", "append-storage", "--id", UUID.randomUUID().toString(), "--file", "x",
+                "--size", "12Q");
+        assertThat(badSize.exitCode()).isEqualTo(64);
+        CliRun badRange = run("tracker", "mark-dirty", "--device", "disk0", "--range", "12");
+        assertThat(badRange.exitCode()).isEqualTo(64);
+        assertThat(engine.calls).isEmpty();
+    }
+
+    @Test
+    void anUnreachableDaemonExits111NamingTheSocket() {
+        Path nowhere = dir.resolve("nowhere.sock");
+        CliRun r = CliRun.run(nowhere, "version");
+        assertThat(r.exitCode()).isEqualTo(111);
+        assertThat(r.err()).contains("cannot reach blksnapd at " + nowhere);
+    }
+
+    @Test
+    void jsonOutputIsOneJsonObjectPerCommand() {
+        JsonMapper json = JsonMapper.builder().build();
+        CliRun create = run("--json", "snapshot", "create", "--device", "disk0");
+        String id = json.readTree(create.out()).path("id").asString();
+        assertThat(UUID.fromString(id)).isNotNull();
+        assertThat(json.readTree(run("--json", "version").out()).path("version").asString()).isEqualTo("1.0.0.0");
+        assertThat(json.readTree(run("--json", "params").out()).path("params").path("diff_storage_minimum").asLong())
+                .isEqualTo(2097152);
+        assertThat(json.readTree(run("--json", "tracker", "collect").out()).path("trackers")).hasSize(2);
+        CliRun err = run("--json", "snapshot", "destroy", "--id", UUID.randomUUID().toString());
+        assertThat(err.exitCode()).isEqualTo(19);
+        assertThat(json.readTree(err.out()).path("error").path("name").asString()).isEqualTo("ENODEV");
+    }
+
+    @Test
+    void paramsShowsGetsAndSets() {
+        assertThat(run("params").out()).contains("diff_storage_minimum=2097152");
+        assertThat(run("params", "chunk_minimum_shift").line()).isEqualTo("18");
+        assertThat(run("params", "diff_storage_minimum=65536").line()).isEqualTo("diff_storage_minimum=65536");
+        assertThat(engine.params.get("diff_storage_minimum")).isEqualTo(65536);
+        CliRun bad = run("params", "no_such_param");
+        assertThat(bad.exitCode()).isEqualTo(22);
+        assertThat(bad.err()).contains("unknown parameter");
+    }
+
+    @Test
+    void readCbtMapWritesTheRawMapInOneMiBPiecesHonouringTheOffset() throws Exception {
+        Path out = dir.resolve("cbt.map");
+        CliRun r = run("tracker", "read-cbt-map", "--device", "disk0", "--file", out.toString(), "--offset", "100");
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        byte[] map = Files.readAllBytes(out);
+        assertThat(map).hasSize(engine.mapBlocks - 100);
+        for (int i = 0; i < map.length; i += 4099) {
+            assertThat(map[i]).isEqualTo((byte) ((100 + i) % 251));
+        }
+        assertThat(engine.calls).filteredOn(c -> c.startsWith("readCbtMap"))
+                .containsExactly("readCbtMap disk0 100 1048576", "readCbtMap disk0 1048676 1048576",
+                        "readCbtMap disk0 2097252 1048493");
+    }
+
+    @Test
+    void readCbtMapWithALengthReadsJustThat() throws Exception {
+        Path out = dir.resolve("cbt.map");
+        assertThat(run("tracker", "read-cbt-map", "--device", "disk0", "--file", out.toString(), "--offset", "5",
+                "--length", "3").exitCode()).isZero();
+        assertThat(Files.readAllBytes(out)).containsExactly(5, 6, 7);
+    }
+
+    @Test
+    void upstreamV1VerbsWorkAsAliases() throws Exception {
+        String id = run("snapshot_create", "-d", "disk0").line();
+        assertThat(run("snapshot_appendstorage", "-i", id, "-f", dir.resolve("ds").toString(), "--size", "1M")
+                .exitCode()).isZero();
+        assertThat(run("snapshot_take", "-i", id).exitCode()).isZero();
+        assertThat(run("snapshot_collect").line()).isEqualTo(id);
+        assertThat(run("snapshot_waitevent", "-i", id, "-t", "100").line()).startsWith("low_free_space");
+        assertThat(run("tracker_collect").out()).contains("disk0 generation=");
+        Path map = dir.resolve("m");
+        assertThat(run("tracker_readcbtmap", "-d", "disk0", "-f", map.toString()).exitCode()).isZero();
+        assertThat(map).hasSize(engine.mapBlocks);
+        assertThat(run("tracker_markdirtyblock", "-d", "disk0", "-r", "0:8", "-r", "64:8").exitCode()).isZero();
+        assertThat(engine.calls).contains("markDirty disk0 [0:8, 64:8]");
+        assertThat(run("tracker_remove", "-d", "disk0").exitCode()).isZero();
+        assertThat(run("snapshot_destroy", "-i", id).exitCode()).isZero();
+        assertThat(run("snapshot_destroy", "-i", id).exitCode()).isEqualTo(19);
+    }
+
+    @Test
+    void imagesPrintsNameImageAndUriPerDevice() {
+        String id = run("snapshot", "create", "--device", "disk0", "--device", "disk1").line();
+        CliRun early = run("snapshot", "images", "--id", id);
+        assertThat(early.exitCode()).isEqualTo(19);
+        run("snapshot", "take", "--id", id);
+        assertThat(run("snapshot", "images", "--id", id).out()).isEqualTo(
+                "disk0 blksnap-image0 nbd://127.0.0.1:10809/blksnap-image0\n"
+                        + "disk1 blksnap-image1 nbd://127.0.0.1:10809/blksnap-image1\n");
+    }
+
+    @Test
+    void appendStorageSendsAnAbsolutePath() {
+        String id = run("snapshot", "create", "--device", "disk0").line();
+        assertThat(run("snapshot", "append-storage", "--id", id, "--file", "rel/diff.img", "--size", "1M").exitCode())
+                .isEqualTo(2);
+        assertThat(run("snapshot", "append-storage", "--id", id, "--file", dir.resolve("diff.img").toString(),
+                "--size", "64M").exitCode()).isZero();
+        assertThat(engine.appended).singleElement().satisfies(s -> {
+            assertThat(s.path()).isEqualTo(dir.resolve("diff.img"));
+            assertThat(s.createSizeBytes()).isEqualTo(64L << 20);
+        });
+    }
+
+    @Test
+    void stretchAppendsAFilePerLowSpaceEventUpToTheLimitAndExitsZeroWhenTheSnapshotIsDestroyed() throws Exception {
+        engine.params.set("diff_storage_minimum", 2048);
+        String id = run("snapshot", "create", "--device", "disk0").line();
+        UUID uuid = UUID.fromString(id);
+        Path storage = Files.createDirectory(dir.resolve("storage"));
+        CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "snapshot", "stretch",
+                "--id", id, "--dir", storage.toString(), "--limit", "1536K", "--poll", "50"));
+        await(() -> engine.appended.size() == 1);
+        engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
+        await(() -> engine.appended.size() == 2);
+        engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
+        engine.queue(uuid, new SnapshotEvent.Corrupted(System.nanoTime(), "disk0", 28));
+        Thread.sleep(300);
+        run("snapshot", "destroy", "--id", id);
+        CliRun r = stretch.get(10, TimeUnit.SECONDS);
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        assertThat(engine.appended).extracting(s -> s.path().getFileName().toString())
+                .containsExactly("diff_storage#0", "diff_storage#1");
+        assertThat(engine.appended).extracting(s -> s.createSizeBytes()).containsExactly(1L << 20, 512L << 10);
+        JsonMapper json = JsonMapper.builder().build();
+        var lines = r.out().lines().map(json::readTree).map(n -> n.path("stretch").asString()).toList();
+        assertThat(lines).containsExactly("appended", "appended", "limit_reached", "event", "snapshot_gone");
+        JsonNode corrupted = json.readTree(r.out().lines().toList().get(3)).path("event");
+        assertThat(corrupted.path("errno").asInt()).isEqualTo(28);
+        assertThat(corrupted.path("errnoName").asString()).isEqualTo("ENOSPC");
+    }
+
+    private static void await(java.util.function.BooleanSupplier c) throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!c.getAsBoolean()) {
+            if (System.nanoTime() > end) {
+                throw new AssertionError("condition not met in 10 s");
+            }
+            Thread.sleep(20);
+        }
+    }
+}
