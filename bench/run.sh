@@ -26,6 +26,7 @@ RUNTIME=10
 SIZE=2G          # backing file of the peer comparison (fully written)
 SCN_SIZE=1G      # device of the snapshot scenarios (fully written)
 RND_SIZE=128M    # region of the random 4 KiB write pass (upstream random_write_4k: 128m)
+WARM=4G          # /dev/shm written once and freed before measuring (see warm_memory)
 PARTS=peers,scenarios,engine
 OUT=""
 QUICK=0
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift ;;
     --scn-size) SCN_SIZE=$2; shift ;;
     --rnd-size) RND_SIZE=$2; shift ;;
+    --warm) WARM=$2; shift ;;
     --parts) PARTS=$2; shift ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
@@ -64,6 +66,8 @@ fi
 JAVA_HOME="$("$ROOT/bin/jdk25")"; export JAVA_HOME
 echo "run.sh: building (mvn -q -DskipTests package) ..." >&2
 (cd "$ROOT" && mvn -B -q -o -DskipTests package >/dev/null 2>&1 || mvn -B -q -DskipTests package >&2)
+# an up-to-date build leaves class files older than pom.xml; keep bin/blksnapd from rebuilding at each start
+touch "$ROOT/target/classes/org/blksnap/daemon/Blksnapd.class"
 
 # ---- work area -----------------------------------------------------------------------------------
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -106,6 +110,15 @@ fill() {  # fill FILE SIZE: fully written, so that no server shortcuts reads via
   rm -f "$1"; truncate -s "$2" "$1"
   fio --name=fill --filename="$1" --rw=write --bs=1M --size="$2" --ioengine=psync --output=/dev/null >/dev/null
 }
+# In this VM (Firecracker) the first touch of guest memory that was never used is slow: writing a
+# sparse tmpfs file runs at ~0.4-0.5 GB/s on fresh pages and ~3-8 GB/s on recycled ones. Copy-on-write
+# (ours and QEMU's) writes new tmpfs pages, so without this the COW numbers measure the hypervisor.
+warm_memory() {
+  [ "$WARM" = 0 ] && return 0
+  echo "== warming $WARM of /dev/shm (first-touch cost of guest memory)" >&2
+  dd if=/dev/zero of="$W/warm" bs=1M count=$(($(numfmt --from=iec "$WARM") / 1048576)) status=none || true
+  rm -f "$W/warm"
+}
 record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RAW"; }  # section key server round value unit
 
 # fio_val JSON-FILE RW BS: MiB/s for bs >= 64k, IOPS otherwise
@@ -135,11 +148,22 @@ start_blksnapd() {  # start_blksnapd TAG DEVICE-FILE  -> socket $W/TAG.sock, con
   rm -rf "$W/$tag.d"
   "$ROOT/bin/blksnapd" --data-dir "$W/$tag.d" --device "disk0=$2" --listen none --socket "$W/$tag.sock" \
     --log-level WARN >"$OUT/$tag.log" 2>&1 &
-  PIDS+=($!); echo $! > "$W/$tag.jpid"
+  PIDS+=($!); echo $! > "$W/$tag.jpid"; echo "$2" > "$W/$tag.dev"
   wait_sock "$W/$tag.sock"
   wait_sock "$W/$tag.d/control.sock"
 }
+ensure_blksnapd() {  # restarts a daemon that went away (e.g. killed from outside), and says so
+  if ! kill -0 "$(cat "$W/$1.jpid")" 2>/dev/null; then
+    echo "run.sh: blksnapd '$1' is gone (see $OUT/$1.log); restarting it" >&2
+    echo "note: blksnapd '$1' restarted at $(date +%T)" >> "$OUT/env.txt"
+    rm -f "$W/$1.sock"
+    start_blksnapd "$1" "$(cat "$W/$1.dev")"
+  fi
+}
+stop_blksnapd() { kill "$(cat "$W/$1.jpid")" 2>/dev/null || true; wait "$(cat "$W/$1.jpid")" 2>/dev/null || true; }
 bsnap() { BLKSNAP_CONTROL="$W/$1.d/control.sock" "$ROOT/bin/blksnap" "${@:2}"; }
+
+warm_memory
 
 # =================================================================================================
 # Part 1: peers
@@ -171,6 +195,7 @@ if has_part peers; then
     for job in $PEER_JOBS; do
       IFS=: read -r rw bs qd <<<"$job"; key="${rw}_${bs}_qd$qd"
       for s in raw-psync "${order[@]}"; do
+        [ "$s" = blksnapd ] && ensure_blksnapd ours
         if [ "$s" = raw-psync ]; then
           [ "$qd" = 1 ] || [ "$bs" = 1M ] || continue
           v=$(fio_job "p$r-$key-$s" "$rw" "$bs" 1 time --filename="$DISK" --ioengine=psync)
@@ -181,17 +206,20 @@ if has_part peers; then
         echo "  round $r $key $s: $v" >&2
       done
     done
-    for s in "${order[@]}"; do
-      t0=$(date +%s.%N)
-      nbdcopy "${URI[$s]}" null: 2>"$OUT/nbdcopy-$s.err" || echo "run.sh: nbdcopy $s failed" >&2
-      t1=$(date +%s.%N)
-      v=$(python3 -c "import sys; print($(stat -c %s "$DISK")/1048576/($t1-$t0))")
-      record peers nbdcopy "$s" "$r" "$v" MiB/s
-      echo "  round $r nbdcopy $s: $v MiB/s" >&2
+    for k in a b; do  # two copies per round (each is short)
+      for s in "${order[@]}"; do
+        [ "$s" = blksnapd ] && ensure_blksnapd ours
+        t0=$(date +%s.%N)
+        nbdcopy "${URI[$s]}" null: 2>"$OUT/nbdcopy-$s.err" || echo "run.sh: nbdcopy $s failed" >&2
+        t1=$(date +%s.%N)
+        v=$(python3 -c "print($(stat -c %s "$DISK")/1048576/($t1-$t0))")
+        record peers nbdcopy "$s" "$r$k" "$v" MiB/s
+        echo "  round $r$k nbdcopy $s: $v MiB/s" >&2
+      done
     done
   done
   kill "$(cat "$W/pk.pid")" "$(cat "$W/pq.pid")" "$(cat "$W/pqn.pid")" 2>/dev/null || true
-  kill "$(cat "$W/ours.jpid")"; wait "$(cat "$W/ours.jpid")" 2>/dev/null || true
+  stop_blksnapd ours
   rm -f "$DISK"
 fi
 
@@ -225,6 +253,7 @@ scn_snapshot() {  # scn_snapshot SERVER ROUND DEV-URI IMG-URI
 
 ours_round() {  # ours_round ROUND
   local r=$1 id dev img
+  ensure_blksnapd so
   dev=$(nbd_uri "$W/so.sock" disk0)
   bsnap so tracker remove --device disk0 >/dev/null 2>&1 || true
   scn_common blksnapd "$r" "$dev" base
@@ -306,7 +335,7 @@ if has_part scenarios; then
     if ((r % 2)); then ours_round "$r"; qemu_round "$r"; else qemu_round "$r"; ours_round "$r"; fi
   done
   kill "$(cat "$W/sq.pid")" 2>/dev/null || true
-  kill "$(cat "$W/so.jpid")"; wait "$(cat "$W/so.jpid")" 2>/dev/null || true
+  stop_blksnapd so
   rm -f "$SDEV"
 fi
 
