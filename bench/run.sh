@@ -234,6 +234,11 @@ scn() {  # scn SERVER ROUND KEY RW BS URI MODE
   record scenarios "$3" "$1" "$2" "$v" "$([ "$5" = 4k ] && echo IOPS || echo MiB/s)"
   echo "  round $2 $1 $3: $v" >&2
 }
+scn_warm() {  # untimed 2 s of 1 MiB writes before each round's first measurement (the first job of a
+              # round otherwise ran measurably slower on both servers)
+  fio --name=warm --ioengine=nbd --uri="$1" --rw=write --bs=1M --iodepth=8 --runtime=2 --time_based \
+    --output=/dev/null >/dev/null 2>&1 || true
+}
 scn_common() {  # scn_common SERVER ROUND DEV-URI PHASE   (PHASE: base or tracked)
   scn "$1" "$2" "$4-write1M" write 1M "$3" "$SCN_SIZE"
   scn "$1" "$2" "$4-randwrite4k" randwrite 4k "$3" "$RND_SIZE"
@@ -256,6 +261,7 @@ ours_round() {  # ours_round ROUND
   ensure_blksnapd so
   dev=$(nbd_uri "$W/so.sock" disk0)
   bsnap so tracker remove --device disk0 >/dev/null 2>&1 || true
+  scn_warm "$dev"
   scn_common blksnapd "$r" "$dev" base
   id=$(bsnap so snapshot create --device disk0); bsnap so snapshot destroy --id "$id"
   scn_common blksnapd "$r" "$dev" tracked
@@ -287,6 +293,7 @@ qemu_wait_export_gone() {
 qemu_round() {  # qemu_round ROUND
   local r=$1 dev img
   dev=$(nbd_uri "$W/sq.sock" dev); img=$(nbd_uri "$W/sq.sock" img)
+  scn_warm "$dev"
   scn_common qemu "$r" "$dev" base
   # "tracker attached": a recording dirty bitmap on the node (what libvirt keeps per checkpoint)
   QMP "block-dirty-bitmap-add {\"node\":\"src\",\"name\":\"cbt\",\"granularity\":65536}" >/dev/null
