@@ -24,6 +24,23 @@ final class FileBlockDevice implements BlockDevice {
     private final boolean regularFile;
     private final NativeIo nativeIo;
     private final int nativeHandle;
+    /**
+     * A range known to be all data, from an earlier SEEK_HOLE: writes never turn data into holes, so
+     * it stays true until a hole is punched here (discard, writeZeroes), which resets it. On tmpfs a
+     * SEEK_HOLE walks the page cache up to the next hole (the end of a fully written file), so
+     * without this every large structured READ paid a scan of the rest of the file. A stale answer
+     * can only say "data" for a hole, which is always safe.
+     */
+    private volatile KnownData knownData = KnownData.NONE;
+
+    private record KnownData(long startBytes, long endBytes) {
+        static final KnownData NONE = new KnownData(0, 0);
+    }
+
+    /** Before and after punching a hole; a fresh object, so a lookup that began before sees a change. */
+    private void forgetKnownData() {
+        knownData = new KnownData(0, 0);
+    }
 
     FileBlockDevice(Path path, FileChannel channel, FileChannel directChannel, long sizeBytes, int logicalBlockSize,
                     int minimumIoBytes, boolean regularFile, NativeIo nativeIo, int nativeHandle) {
@@ -117,7 +134,9 @@ final class FileBlockDevice implements BlockDevice {
     public void discard(long offsetBytes, long lengthBytes) throws IOException {
         checkRange(offsetBytes, lengthBytes);
         if (regularFile && nativeHandle >= 0 && lengthBytes > 0) {
+            forgetKnownData();
             nativeIo.punchHole(nativeHandle, offsetBytes, lengthBytes);
+            forgetKnownData();
         }
     }
 
@@ -133,7 +152,9 @@ final class FileBlockDevice implements BlockDevice {
             return;
         }
         if (regularFile && nativeHandle >= 0) {
+            forgetKnownData();
             nativeIo.punchHole(nativeHandle, offsetBytes, lengthBytes);
+            forgetKnownData();
             if (!mayUnmap) {
                 nativeIo.preallocate(nativeHandle, offsetBytes, lengthBytes);
             }
@@ -156,9 +177,21 @@ final class FileBlockDevice implements BlockDevice {
             sink.extent(end - offsetBytes, false);
             return;
         }
+        KnownData known = knownData;
+        if (known.startBytes() <= offsetBytes && end <= known.endBytes()) {
+            sink.extent(known.endBytes() - offsetBytes, false); // as SEEK_HOLE would: up to the hole
+            return;
+        }
         long fileEnd = channel.size();
         long pos = offsetBytes;
         while (pos < end) {
+            if (known.startBytes() <= pos && pos < known.endBytes()) {
+                if (!sink.extent(known.endBytes() - pos, false)) {
+                    return;
+                }
+                pos = known.endBytes();
+                continue;
+            }
             if (pos >= fileEnd) {
                 sink.extent(sizeBytes - pos, true);
                 return;
@@ -178,6 +211,9 @@ final class FileBlockDevice implements BlockDevice {
             long hole = Math.min(nativeIo.seekHole(nativeHandle, pos), sizeBytes);
             if (hole <= pos) {
                 hole = sizeBytes;
+            }
+            if (knownData == known) {
+                knownData = new KnownData(pos, Math.min(hole, fileEnd));
             }
             if (!sink.extent(hole - pos, false)) {
                 return;

@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# blksnap for Java — benchmark harness (project issue #6). See docs/BENCHMARKS.md.
+#
+#   bench/run.sh [--quick] [--rounds N] [--runtime S] [--size SIZE] [--scn-size SIZE]
+#                [--parts peers,scenarios,engine,jmh] [--out DIR]
+#
+# Parts (default: peers,scenarios,engine; add jmh explicitly or run bench/jmh.sh):
+#   peers      fio (ioengine=nbd) and nbdcopy against blksnapd, nbdkit file, qemu-nbd (default and
+#              --cache=none --aio=native), same backing file in /dev/shm, Unix sockets, servers
+#              alternating within each round; fio psync on the raw file as the physical limit.
+#   scenarios  upstream tests/fio + perf-cow style: no tracker, tracker attached, snapshot taken
+#              (first / second 1 MiB pass, fresh random 4 KiB writes), image reads cold / after COW;
+#              for blksnapd and for QEMU (qemu-storage-daemon: copy-before-write + snapshot-access).
+#   engine     take latency (1/4/16 sparse 1 TiB devices, idle / under writes) and heap per snapshot
+#              (1 GiB, 1 TiB, 10 TiB), in-process (org.blksnap.bench.EngineProbe, bench profile).
+#   jmh        the JMH hot-path suite (bench/jmh.sh), short settings.
+#
+# Output: bench/results/<timestamp>/{raw.tsv,table.md,*.json,logs}; bench/results/latest -> it.
+# Numbers on a shared 2-vCPU VM are noisy: compare the ratios (same run, medians over rounds).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BENCH="$ROOT/bench"
+ROUNDS=3
+RUNTIME=10
+SIZE=2G          # backing file of the peer comparison (fully written)
+SCN_SIZE=1G      # device of the snapshot scenarios (fully written)
+RND_SIZE=128M    # region of the random 4 KiB write pass (upstream random_write_4k: 128m)
+WARM=4G          # /dev/shm written once and freed before measuring (see warm_memory)
+PARTS=peers,scenarios,engine
+OUT=""
+QUICK=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1; ROUNDS=1; RUNTIME=3; SIZE=512M; SCN_SIZE=256M; RND_SIZE=32M ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --runtime) RUNTIME=$2; shift ;;
+    --size) SIZE=$2; shift ;;
+    --scn-size) SCN_SIZE=$2; shift ;;
+    --rnd-size) RND_SIZE=$2; shift ;;
+    --warm) WARM=$2; shift ;;
+    --parts) PARTS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
+  esac
+  shift
+done
+has_part() { [[ ",$PARTS," == *",$1,"* ]]; }
+
+# ---- tools ---------------------------------------------------------------------------------------
+need() { command -v "$1" >/dev/null || { echo "run.sh: '$1' not found: $2" >&2; exit 69; }; }
+need fio "apt-get install -y fio (needs ioengine=nbd: fio >= 3.19)"
+need nbdkit "apt-get install -y nbdkit"
+need qemu-nbd "apt-get install -y qemu-utils"
+need nbdcopy "apt-get install -y libnbd-bin"
+need jq "apt-get install -y jq"
+need python3 "apt-get install -y python3"
+if has_part scenarios && ! command -v qemu-storage-daemon >/dev/null; then
+  echo "run.sh: qemu-storage-daemon is missing (QEMU's copy-before-write peer); installing qemu-system-common ..." >&2
+  if ! apt-get install -y qemu-system-common >/dev/null 2>&1; then
+    echo "run.sh: could not install it; run 'apt-get install -y qemu-system-common' as root, or use --parts peers,engine" >&2
+    exit 69
+  fi
+fi
+JAVA_HOME="$("$ROOT/bin/jdk25")"; export JAVA_HOME
+echo "run.sh: building (mvn -q -DskipTests package) ..." >&2
+(cd "$ROOT" && mvn -B -q -o -DskipTests package >/dev/null 2>&1 || mvn -B -q -DskipTests package >&2)
+# an up-to-date build leaves class files older than pom.xml; keep bin/blksnapd from rebuilding at each start
+touch "$ROOT/target/classes/org/blksnap/daemon/Blksnapd.class"
+
+# ---- work area -----------------------------------------------------------------------------------
+STAMP=$(date +%Y%m%d-%H%M%S)
+OUT=${OUT:-$BENCH/results/$STAMP}
+mkdir -p "$OUT"
+ln -sfn "$OUT" "$BENCH/results/latest"
+W=/dev/shm/blksnap-bench.$$
+mkdir -p "$W"
+RAW="$OUT/raw.tsv"
+: > "$RAW"
+PIDS=()
+cleanup() {
+  set +e
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  for f in "$W"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+  sleep 0.5
+  rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host: $(nproc) vCPU, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -r)"
+  echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "git: $(cd "$ROOT" && git rev-parse --short HEAD) ($(cd "$ROOT" && git rev-parse --abbrev-ref HEAD))"
+  echo "java: $("$JAVA_HOME/bin/java" -version 2>&1 | head -1)"
+  echo "fio: $(fio --version); nbdkit: $(nbdkit --version | head -1); qemu: $(qemu-nbd --version | head -1)"
+  echo "settings: rounds=$ROUNDS runtime=${RUNTIME}s size=$SIZE scn-size=$SCN_SIZE rnd-size=$RND_SIZE quick=$QUICK"
+} > "$OUT/env.txt"
+cat "$OUT/env.txt" >&2
+
+wait_sock() {  # wait_sock PATH [SECONDS]
+  local i
+  for ((i = 0; i < ${2:-60} * 10; i++)); do [ -S "$1" ] && return 0; sleep 0.1; done
+  echo "run.sh: socket $1 did not appear" >&2; return 1
+}
+fill() {  # fill FILE SIZE: fully written, so that no server shortcuts reads via holes
+  rm -f "$1"; truncate -s "$2" "$1"
+  fio --name=fill --filename="$1" --rw=write --bs=1M --size="$2" --ioengine=psync --output=/dev/null >/dev/null
+}
+# In this VM (Firecracker) the first touch of guest memory that was never used is slow: writing a
+# sparse tmpfs file runs at ~0.4-0.5 GB/s on fresh pages and ~3-8 GB/s on recycled ones. Copy-on-write
+# (ours and QEMU's) writes new tmpfs pages, so without this the COW numbers measure the hypervisor.
+warm_memory() {
+  [ "$WARM" = 0 ] && return 0
+  echo "== warming $WARM of /dev/shm (first-touch cost of guest memory)" >&2
+  dd if=/dev/zero of="$W/warm" bs=1M count=$(($(numfmt --from=iec "$WARM") / 1048576)) status=none || true
+  rm -f "$W/warm"
+}
+record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RAW"; }  # section key server round value unit
+
+# fio_val JSON-FILE RW BS: MiB/s for bs >= 64k, IOPS otherwise
+fio_val() {
+  local dir=read
+  case "$2" in write|randwrite|rw|randrw) dir=write ;; esac
+  if [ "$3" = 4k ]; then jq -r ".jobs[0].$dir.iops" "$1"; else jq -r ".jobs[0].$dir.bw_bytes / 1048576" "$1"; fi
+}
+# fio_job LABEL RW BS QD MODE TARGET-ARGS...   MODE: time (RUNTIME s + 1 s ramp) or SIZE (one pass)
+# prints the value; keeps the json in $OUT/fio/
+fio_job() {
+  local label=$1 rw=$2 bs=$3 qd=$4 mode=$5; shift 5
+  local js="$OUT/fio/$label.json"; mkdir -p "$OUT/fio"
+  local run=(--runtime="$RUNTIME" --ramp_time=1 --time_based --norandommap --randrepeat=0)
+  [ "$mode" != time ] && run=(--size="$mode" --randrepeat=0)
+  if ! fio --name="$label" "$@" --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs=1 "${run[@]}" \
+      --output-format=json --output="$js" >/dev/null 2>"$OUT/fio/$label.err"; then
+    echo "run.sh: fio $label failed: $(tail -2 "$OUT/fio/$label.err")" >&2; echo nan; return 0
+  fi
+  fio_val "$js" "$rw" "$bs"
+}
+nbd_uri() { echo "nbd+unix:///$2?socket=$1"; }  # nbd_uri SOCKET EXPORT
+
+# ---- our daemon ----------------------------------------------------------------------------------
+start_blksnapd() {  # start_blksnapd TAG DEVICE-FILE  -> socket $W/TAG.sock, control $W/TAG.d/control.sock
+  local tag=$1
+  rm -rf "$W/$tag.d"
+  "$ROOT/bin/blksnapd" --data-dir "$W/$tag.d" --device "disk0=$2" --listen none --socket "$W/$tag.sock" \
+    --log-level WARN >"$OUT/$tag.log" 2>&1 &
+  PIDS+=($!); echo $! > "$W/$tag.jpid"; echo "$2" > "$W/$tag.dev"
+  wait_sock "$W/$tag.sock"
+  wait_sock "$W/$tag.d/control.sock"
+}
+ensure_blksnapd() {  # restarts a daemon that went away (e.g. killed from outside), and says so
+  if ! kill -0 "$(cat "$W/$1.jpid")" 2>/dev/null; then
+    echo "run.sh: blksnapd '$1' is gone (see $OUT/$1.log); restarting it" >&2
+    echo "note: blksnapd '$1' restarted at $(date +%T)" >> "$OUT/env.txt"
+    rm -f "$W/$1.sock"
+    start_blksnapd "$1" "$(cat "$W/$1.dev")"
+  fi
+}
+stop_blksnapd() { kill "$(cat "$W/$1.jpid")" 2>/dev/null || true; wait "$(cat "$W/$1.jpid")" 2>/dev/null || true; }
+bsnap() { BLKSNAP_CONTROL="$W/$1.d/control.sock" "$ROOT/bin/blksnap" "${@:2}"; }
+
+warm_memory
+
+# =================================================================================================
+# Part 1: peers
+# =================================================================================================
+PEER_JOBS="read:1M:8 write:1M:8 randread:4k:1 randread:4k:32 randwrite:4k:1 randwrite:4k:32"
+if has_part peers; then
+  DISK=$W/disk.img
+  echo "== peers: filling $DISK ($SIZE)" >&2
+  fill "$DISK" "$SIZE"
+  start_blksnapd ours "$DISK"
+  nbdkit -U "$W/pk.sock" -P "$W/pk.pid" file "$DISK"
+  QOPTS="driver=raw,file.driver=file,file.filename=$DISK,file.locking=off"
+  qemu-nbd -k "$W/pq.sock" -t -e 4 --fork --pid-file="$W/pq.pid" --image-opts "$QOPTS"
+  qemu-nbd -k "$W/pqn.sock" -t -e 4 --fork --pid-file="$W/pqn.pid" --cache=none --aio=native --image-opts "$QOPTS"
+  wait_sock "$W/pk.sock"; wait_sock "$W/pq.sock"; wait_sock "$W/pqn.sock"
+  declare -A URI=(
+    [blksnapd]="$(nbd_uri "$W/ours.sock" disk0)"
+    [nbdkit]="$(nbd_uri "$W/pk.sock" "")"
+    [qemu-nbd]="$(nbd_uri "$W/pq.sock" "")"
+    [qemu-nbd-nocache]="$(nbd_uri "$W/pqn.sock" "")"
+  )
+  SERVERS=(blksnapd nbdkit qemu-nbd qemu-nbd-nocache)
+  # JIT warm-up of our daemon (not recorded)
+  fio_job warmup-w randwrite 4k 32 time --ioengine=nbd --uri="${URI[blksnapd]}" >/dev/null
+  fio_job warmup-r read 1M 8 time --ioengine=nbd --uri="${URI[blksnapd]}" >/dev/null
+  for ((r = 1; r <= ROUNDS; r++)); do
+    n=${#SERVERS[@]}
+    order=(); for ((i = 0; i < n; i++)); do order+=("${SERVERS[$(((i + r - 1) % n))]}"); done
+    for job in $PEER_JOBS; do
+      IFS=: read -r rw bs qd <<<"$job"; key="${rw}_${bs}_qd$qd"
+      for s in raw-psync "${order[@]}"; do
+        [ "$s" = blksnapd ] && ensure_blksnapd ours
+        if [ "$s" = raw-psync ]; then
+          [ "$qd" = 1 ] || [ "$bs" = 1M ] || continue
+          v=$(fio_job "p$r-$key-$s" "$rw" "$bs" 1 time --filename="$DISK" --ioengine=psync)
+        else
+          v=$(fio_job "p$r-$key-$s" "$rw" "$bs" "$qd" time --ioengine=nbd --uri="${URI[$s]}")
+        fi
+        record peers "$key" "$s" "$r" "$v" "$([ "$bs" = 4k ] && echo IOPS || echo MiB/s)"
+        echo "  round $r $key $s: $v" >&2
+      done
+    done
+    for k in a b; do  # two copies per round (each is short)
+      for s in "${order[@]}"; do
+        [ "$s" = blksnapd ] && ensure_blksnapd ours
+        t0=$(date +%s.%N)
+        nbdcopy "${URI[$s]}" null: 2>"$OUT/nbdcopy-$s.err" || echo "run.sh: nbdcopy $s failed" >&2
+        t1=$(date +%s.%N)
+        v=$(python3 -c "print($(stat -c %s "$DISK")/1048576/($t1-$t0))")
+        record peers nbdcopy "$s" "$r$k" "$v" MiB/s
+        echo "  round $r$k nbdcopy $s: $v MiB/s" >&2
+      done
+    done
+  done
+  kill "$(cat "$W/pk.pid")" "$(cat "$W/pq.pid")" "$(cat "$W/pqn.pid")" 2>/dev/null || true
+  stop_blksnapd ours
+  rm -f "$DISK"
+fi
+
+# =================================================================================================
+# Part 2: blksnap scenarios (ours) and QEMU copy-before-write + snapshot-access (qemu)
+# =================================================================================================
+# One pass of SCN_SIZE for 1 MiB sequential jobs; RND_SIZE with a random map (each 4 KiB block once)
+# for random writes; time-based random reads. Depth 8 as upstream tests/fio.
+scn() {  # scn SERVER ROUND KEY RW BS URI MODE
+  local v
+  v=$(fio_job "s$2-$1-$3" "$4" "$5" 8 "$7" --ioengine=nbd --uri="$6")
+  record scenarios "$3" "$1" "$2" "$v" "$([ "$5" = 4k ] && echo IOPS || echo MiB/s)"
+  echo "  round $2 $1 $3: $v" >&2
+}
+scn_warm() {  # untimed 2 s of 1 MiB writes before each round's first measurement (the first job of a
+              # round otherwise ran measurably slower on both servers)
+  fio --name=warm --ioengine=nbd --uri="$1" --rw=write --bs=1M --iodepth=8 --runtime=2 --time_based \
+    --output=/dev/null >/dev/null 2>&1 || true
+}
+scn_common() {  # scn_common SERVER ROUND DEV-URI PHASE   (PHASE: base or tracked)
+  scn "$1" "$2" "$4-write1M" write 1M "$3" "$SCN_SIZE"
+  scn "$1" "$2" "$4-randwrite4k" randwrite 4k "$3" "$RND_SIZE"
+  if [ "$4" = base ]; then
+    scn "$1" "$2" "$4-read1M" read 1M "$3" "$SCN_SIZE"
+    scn "$1" "$2" "$4-randread4k" randread 4k "$3" time
+  fi
+}
+scn_snapshot() {  # scn_snapshot SERVER ROUND DEV-URI IMG-URI
+  scn "$1" "$2" img-cold-read1M read 1M "$4" "$SCN_SIZE"
+  scn "$1" "$2" img-cold-randread4k randread 4k "$4" time
+  scn "$1" "$2" snap-write1M-pass1 write 1M "$3" "$SCN_SIZE"
+  scn "$1" "$2" snap-write1M-pass2 write 1M "$3" "$SCN_SIZE"
+  scn "$1" "$2" img-copied-read1M read 1M "$4" "$SCN_SIZE"
+  scn "$1" "$2" img-copied-randread4k randread 4k "$4" time
+}
+
+ours_round() {  # ours_round ROUND
+  local r=$1 id dev img
+  ensure_blksnapd so
+  dev=$(nbd_uri "$W/so.sock" disk0)
+  bsnap so tracker remove --device disk0 >/dev/null 2>&1 || true
+  scn_warm "$dev"
+  scn_common blksnapd "$r" "$dev" base
+  id=$(bsnap so snapshot create --device disk0); bsnap so snapshot destroy --id "$id"
+  scn_common blksnapd "$r" "$dev" tracked
+  rm -f "$W/so-diff.img"
+  id=$(bsnap so snapshot create --device disk0)
+  bsnap so snapshot append-storage --id "$id" --file "$W/so-diff.img" --size "$SCN_STORAGE" >/dev/null
+  bsnap so snapshot take --id "$id"
+  img=$(bsnap so snapshot images --id "$id" | awk '{print $3}')
+  scn_snapshot blksnapd "$r" "$dev" "$img"
+  bsnap so status | grep chunks_copied >> "$OUT/so-status.txt" || true
+  bsnap so snapshot destroy --id "$id"
+  rm -f "$W/so-diff.img"
+  id=$(bsnap so snapshot create --device disk0)
+  bsnap so snapshot append-storage --id "$id" --file "$W/so-diff.img" --size "$SCN_STORAGE" >/dev/null
+  bsnap so snapshot take --id "$id"
+  scn blksnapd "$r" snap-randwrite4k-fresh randwrite 4k "$dev" "$RND_SIZE"
+  bsnap so snapshot destroy --id "$id"
+  rm -f "$W/so-diff.img"
+}
+
+QMP() { python3 "$BENCH/qmp.py" "$W/sq.qmp" "$@"; }
+qemu_wait_export_gone() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    QMP query-block-exports | grep -q "\"$1\"" || return 0; sleep 0.1
+  done
+  echo "run.sh: QEMU export $1 did not go away" >&2; return 1
+}
+qemu_round() {  # qemu_round ROUND
+  local r=$1 dev img
+  dev=$(nbd_uri "$W/sq.sock" dev); img=$(nbd_uri "$W/sq.sock" img)
+  scn_warm "$dev"
+  scn_common qemu "$r" "$dev" base
+  # "tracker attached": a recording dirty bitmap on the node (what libvirt keeps per checkpoint)
+  QMP "block-dirty-bitmap-add {\"node\":\"src\",\"name\":\"cbt\",\"granularity\":65536}" >/dev/null
+  scn_common qemu "$r" "$dev" tracked
+  qemu_snapshot_on
+  scn_snapshot qemu "$r" "$dev" "$img"
+  qemu_snapshot_off
+  qemu_snapshot_on
+  scn qemu "$r" snap-randwrite4k-fresh randwrite 4k "$dev" "$RND_SIZE"
+  qemu_snapshot_off
+  QMP 'block-dirty-bitmap-remove {"node":"src","name":"cbt"}' >/dev/null
+}
+qemu_snapshot_on() {  # point in time: device export moves onto the copy-before-write filter
+  rm -f "$W/sq-tgt.img"; truncate -s "$SCN_SIZE" "$W/sq-tgt.img"
+  QMP "blockdev-add {\"driver\":\"file\",\"node-name\":\"tgt\",\"filename\":\"$W/sq-tgt.img\",\"locking\":\"off\"}" \
+      'blockdev-add {"driver":"copy-before-write","node-name":"cbw","file":"src","target":"tgt"}' \
+      'block-export-del {"id":"edev"}' >/dev/null
+  qemu_wait_export_gone edev
+  QMP 'block-export-add {"type":"nbd","id":"edev","node-name":"cbw","name":"dev","writable":true}' \
+      'blockdev-add {"driver":"snapshot-access","node-name":"acc","file":"cbw"}' \
+      'block-export-add {"type":"nbd","id":"eimg","node-name":"acc","name":"img","writable":false}' >/dev/null
+}
+qemu_snapshot_off() {
+  QMP 'block-export-del {"id":"eimg"}' >/dev/null; qemu_wait_export_gone eimg
+  QMP 'blockdev-del {"node-name":"acc"}' 'block-export-del {"id":"edev"}' >/dev/null; qemu_wait_export_gone edev
+  QMP 'block-export-add {"type":"nbd","id":"edev","node-name":"src","name":"dev","writable":true}' \
+      'blockdev-del {"node-name":"cbw"}' 'blockdev-del {"node-name":"tgt"}' >/dev/null
+  rm -f "$W/sq-tgt.img"
+}
+
+if has_part scenarios; then
+  SDEV=$W/sdev.img
+  # diff storage: the whole device may be copied on the first pass; plus room
+  SCN_STORAGE=$(($(numfmt --from=iec "$SCN_SIZE") / 1048576 + 256))M
+  echo "== scenarios: filling $SDEV ($SCN_SIZE)" >&2
+  fill "$SDEV" "$SCN_SIZE"
+  start_blksnapd so "$SDEV"
+  qemu-storage-daemon --blockdev "driver=file,node-name=src,filename=$SDEV,locking=off" \
+    --nbd-server "addr.type=unix,addr.path=$W/sq.sock" \
+    --export type=nbd,id=edev,node-name=src,name=dev,writable=on \
+    --chardev "socket,id=qmp0,path=$W/sq.qmp,server=on,wait=off" --monitor chardev=qmp0 \
+    --pidfile "$W/sq.pid" --daemonize
+  wait_sock "$W/sq.sock"
+  fio_job warmup-so randwrite 4k 32 time --ioengine=nbd --uri="$(nbd_uri "$W/so.sock" disk0)" >/dev/null
+  for ((r = 1; r <= ROUNDS; r++)); do
+    if ((r % 2)); then ours_round "$r"; qemu_round "$r"; else qemu_round "$r"; ours_round "$r"; fi
+  done
+  kill "$(cat "$W/sq.pid")" 2>/dev/null || true
+  stop_blksnapd so
+  rm -f "$SDEV"
+fi
+
+# =================================================================================================
+# Part 3: engine probes (take latency, heap per snapshot) and Part 4: JMH
+# =================================================================================================
+if has_part engine; then
+  echo "== engine: take latency and heap per snapshot" >&2
+  "$BENCH/engine-probe.sh" --dir "$W/probe" $([ "$QUICK" = 1 ] && echo --quick) --tsv "$RAW" \
+    2> >(tee "$OUT/engine-probe.log" >&2)
+fi
+if has_part jmh; then
+  echo "== jmh" >&2
+  "$BENCH/jmh.sh" --quick -rf json -rff "$OUT/jmh.json" 2>&1 | tee "$OUT/jmh.txt" >&2
+fi
+
+echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/env.txt"
+python3 "$BENCH/summarize.py" "$OUT" > "$OUT/table.md"
+cat "$OUT/table.md"
+echo "run.sh: results in $OUT (table.md, raw.tsv, fio/*.json)" >&2

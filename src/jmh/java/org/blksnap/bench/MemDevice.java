@@ -1,0 +1,64 @@
+package org.blksnap.bench;
+
+import java.nio.ByteBuffer;
+import org.blksnap.engine.device.BlockDevice;
+
+/**
+ * An in-memory {@link BlockDevice} over one direct buffer, for microbenchmarks that must not
+ * measure a file system. Thread-safe for disjoint ranges (each call works on a duplicate).
+ */
+final class MemDevice implements BlockDevice {
+    private final String name;
+    private final ByteBuffer data;
+
+    MemDevice(String name, int sizeBytes) {
+        this.name = name;
+        this.data = ByteBuffer.allocateDirect(sizeBytes);
+    }
+
+    @Override
+    public String name() {
+        return name;
+    }
+
+    @Override
+    public long sizeBytes() {
+        return data.capacity();
+    }
+
+    @Override
+    public int logicalBlockSize() {
+        return 512;
+    }
+
+    @Override
+    public void read(ByteBuffer dst, long offsetBytes) {
+        int n = dst.remaining();
+        dst.put(data.duplicate().clear().position((int) offsetBytes).limit((int) offsetBytes + n));
+    }
+
+    @Override
+    public void write(ByteBuffer src, long offsetBytes) {
+        data.duplicate().clear().position((int) offsetBytes).put(src);
+    }
+
+    @Override
+    public void flush() {
+    }
+
+    @Override
+    public void discard(long offsetBytes, long lengthBytes) {
+    }
+
+    @Override
+    public void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) {
+        ByteBuffer d = data.duplicate().clear().position((int) offsetBytes);
+        for (long i = 0; i < lengthBytes; i++) {
+            d.put((byte) 0);
+        }
+    }
+
+    @Override
+    public void close() {
+    }
+}
