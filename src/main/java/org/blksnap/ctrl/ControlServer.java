@@ -134,10 +134,12 @@ public final class ControlServer implements AutoCloseable {
                 status = ApiError.httpStatus(e.errno());
                 body = error(e.errno(), e.getMessage());
                 LOG.debug("{} {} -> {}", method, path, e.toString());
+                drainQuietly(request);
             } catch (RuntimeException e) {
                 status = 500;
                 body = error(Errno.EIO, "internal error: " + e);
                 LOG.error("{} {} failed", method, path, e);
+                drainQuietly(request);
             }
             byte[] bytes = (json.writeValueAsString(body) + "\n").getBytes(StandardCharsets.UTF_8);
             response.setStatus(status);
@@ -161,6 +163,18 @@ public final class ControlServer implements AutoCloseable {
             }
             JsonNode args = get ? null : readBody(request, path);
             return operations.run(op, args);
+        }
+
+        /**
+         * Reads and drops what is left of a refused request's body (bounded), so that a client still
+         * sending it gets the answer instead of a broken pipe.
+         */
+        private void drainQuietly(Request request) {
+            try (InputStream in = Content.Source.asInputStream(request)) {
+                in.skipNBytes(Math.min(Math.max(0, request.getLength()), MAX_BODY_BYTES));
+            } catch (IOException | RuntimeException e) {
+                LOG.debug("dropping the rest of a refused request body failed: {}", e.toString());
+            }
         }
 
         private JsonNode readBody(Request request, String path) {
