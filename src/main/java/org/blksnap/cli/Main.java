@@ -26,7 +26,7 @@ import tools.jackson.databind.json.JsonMapper;
  * errno number when the daemon reports an engine error (ESRCH 3, EBUSY 16, ...); 64 usage; 74 a local
  * file; 76 a broken answer; 111 the daemon is not reachable. See docs/cli.md.
  */
-@Command(name = "blksnap", mixinStandardHelpOptions = true, versionProvider = Main.ToolVersion.class,
+@Command(name = "blksnap", mixinStandardHelpOptions = true, scope = CommandLine.ScopeType.INHERIT, versionProvider = Main.ToolVersion.class,
         description = "Control blksnapd: change tracking, snapshots and snapshot images served over NBD.",
         footer = {"", "Exit status: 0 ok; the errno number of an engine error (ESRCH 3, ENOENT 2, EBUSY 16, "
                 + "EINVAL 22, ...); 64 usage; 74 local file error; 76 bad answer; 111 daemon not reachable."},

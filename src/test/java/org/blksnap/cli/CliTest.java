@@ -73,6 +73,17 @@ class CliTest {
     }
 
     @Test
+    void everyCommandGroupAndCommandAnswersHelpWithExitZero() {
+        for (String[] args : new String[][] {{"--help"}, {"snapshot", "--help"}, {"tracker", "--help"},
+                {"device", "--help"}, {"snapshot", "take", "--help"}, {"tracker", "read-cbt-map", "-h"}}) {
+            CliRun r = run(args);
+            assertThat(r.exitCode()).as(String.join(" ", args) + ": " + r).isZero();
+            assertThat(r.out()).startsWith("Usage: blksnap");
+        }
+        assertThat(run("snapshot", "--help").out()).contains("append-storage", "wait-event", "stretch");
+    }
+
+    @Test
     void usageErrorsExit64() {
         assertThat(run("snapshot", "take").exitCode()).isEqualTo(64);
         assertThat(run("frobnicate").exitCode()).isEqualTo(64);
