@@ -44,6 +44,8 @@ interface NbdChannel extends Closeable {
                 if (socket.supportedOptions().contains(StandardSocketOptions.TCP_NODELAY)) {
                     socket.setOption(StandardSocketOptions.TCP_NODELAY, true);
                 }
+                socket.setOption(StandardSocketOptions.SO_RCVBUF, 4 << 20);
+                socket.setOption(StandardSocketOptions.SO_SNDBUF, 4 << 20);
             } catch (IOException e) {
                 // Only a latency hint; the connection works without it.
             }
