@@ -2,7 +2,12 @@ package org.blksnap.nbd;
 
 import java.io.EOFException;
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.nio.ByteBuffer;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /**
  * Buffered reads of a connection, so that a 28-byte request header costs one read syscall and
@@ -11,6 +16,14 @@ import java.nio.ByteBuffer;
  */
 final class NbdInput {
     static final int BUFFER_BYTES = 64 * 1024;
+    /** Payloads from this size on are read by a platform thread (see {@link #readOnPlatformThread}). */
+    static final int LARGE_READ_BYTES = 256 * 1024;
+    /**
+     * Platform threads for large payload reads, shared by all connections: at most one per connection
+     * is busy at a time (its reader waits for it), and idle ones end after a minute by themselves.
+     */
+    private static final ExecutorService LARGE_READS =
+            Executors.newCachedThreadPool(Thread.ofPlatform().daemon().name("nbd-payload-", 0).factory());
 
     /** Runs before a read that may block (the connection flushes its batched replies there). */
     interface BeforeRead {
@@ -87,6 +100,14 @@ final class NbdInput {
         if (dst.hasRemaining()) {
             beforeRead.run();
         }
+        if (dst.remaining() >= LARGE_READ_BYTES && Thread.currentThread().isVirtual()) {
+            readOnPlatformThread(dst);
+            return;
+        }
+        readLoop(dst);
+    }
+
+    private void readLoop(ByteBuffer dst) throws IOException {
         while (dst.hasRemaining()) {
             if (channel.read(dst) < 0) {
                 throw new EOFException("end of stream from " + channel.describe() + " with "
@@ -94,6 +115,32 @@ final class NbdInput {
             }
         }
     }
+
+    /**
+     * A large payload arrives in pieces of the client's socket send buffer (~208 KiB on a Unix
+     * socket); a virtual thread parks on the JDK's poller for each piece, a platform thread waits in
+     * the kernel. One hand-off per request instead of a poller round trip per piece.
+     */
+    private void readOnPlatformThread(ByteBuffer dst) throws IOException {
+        Future<?> f = LARGE_READS.submit(() -> {
+            readLoop(dst);
+            return null;
+        });
+        try {
+            f.get();
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof IOException io) {
+                throw io;
+            }
+            throw new IOException("payload read from " + channel.describe() + " failed: " + e.getCause(), e.getCause());
+        } catch (InterruptedException e) {
+            f.cancel(true);
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException("interrupted while reading a payload from " + channel.describe());
+        }
+    }
+
+
 
     /** Discards exactly {@code bytes} bytes of input without allocating. */
     void skip(long bytes) throws IOException {
