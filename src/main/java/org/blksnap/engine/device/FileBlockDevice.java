@@ -12,8 +12,6 @@ import java.nio.file.Path;
  * Regular files get holes punched on discard and an allocation map from SEEK_DATA/SEEK_HOLE.
  */
 final class FileBlockDevice implements BlockDevice {
-    private static final int ZERO_CHUNK_BYTES = 1 << 20;
-    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(ZERO_CHUNK_BYTES).asReadOnlyBuffer();
 
     private final Path path;
     private final FileChannel channel;
@@ -160,14 +158,7 @@ final class FileBlockDevice implements BlockDevice {
             }
             return;
         }
-        long pos = offsetBytes;
-        long end = offsetBytes + lengthBytes;
-        while (pos < end) {
-            ByteBuffer z = ZEROS.duplicate();
-            z.limit((int) Math.min(ZERO_CHUNK_BYTES, end - pos));
-            write(z, pos);
-            pos += z.limit();
-        }
+        DirectBuffers.writeZeros(offsetBytes, lengthBytes, this::write);
     }
 
     @Override

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
 import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.device.DirectBuffers;
 import org.blksnap.engine.diff.DiffArea;
 import org.blksnap.engine.module.BlksnapException;
 import org.blksnap.engine.module.Errno;
@@ -18,9 +19,6 @@ import org.blksnap.engine.tracker.Tracker;
  * <p>Thread-safe. Fails with EIO once the snapshot is corrupted and with ENODEV once it is destroyed.
  */
 public final class SnapImage implements BlockDevice {
-    private static final int ZERO_BYTES = 1 << 20;
-    private static final ByteBuffer ZEROS = ByteBuffer.allocateDirect(ZERO_BYTES).asReadOnlyBuffer();
-
     private final ImageInfo info;
     private final DiffArea area;
     private final Tracker tracker;
@@ -122,15 +120,7 @@ public final class SnapImage implements BlockDevice {
         if (lengthBytes > 0) {
             markCbt(offsetBytes, lengthBytes);
         }
-        long pos = offsetBytes;
-        long end = offsetBytes + lengthBytes;
-        while (pos < end) {
-            ByteBuffer z = ZEROS.duplicate();
-            z.limit((int) Math.min(ZERO_BYTES, end - pos));
-            int n = z.remaining();
-            area.imageWrite(z, pos);
-            pos += n;
-        }
+        DirectBuffers.writeZeros(offsetBytes, lengthBytes, area::imageWrite);
     }
 
     @Override

@@ -167,34 +167,25 @@ public final class Snapshot implements DiffArea.Owner {
             runAfter(hooks);
             throw new BlksnapException(Errno.EIO, "snapshot " + id + ": freeze hook failed: " + e.getMessage(), e);
         }
-        List<TrackedDevice> order = new ArrayList<>(devices);
-        order.sort(Comparator.comparing(TrackedDevice::name));
-        long[] stamps = new long[order.size()];
         long t0 = System.nanoTime();
         try {
-            for (int i = 0; i < order.size(); i++) {
-                stamps[i] = order.get(i).barrier().close();
-            }
-            for (int i = 0; i < devices.size(); i++) {
-                TrackedDevice d = devices.get(i);
-                Tracker t = d.tracker();
-                if (t.cbt().needsReset(d.sizeBytes())) {
-                    LOG.info("{}: CBT map reset (corrupted or resized); a new generation starts", d.name());
-                    t.replaceCbt(CbtMap.create(d.name(), d.sizeBytes(), values));
+            withBarriersClosed(() -> {
+                for (int i = 0; i < devices.size(); i++) {
+                    TrackedDevice d = devices.get(i);
+                    Tracker t = d.tracker();
+                    if (t.cbt().needsReset(d.sizeBytes())) {
+                        LOG.info("{}: CBT map reset (corrupted or resized); a new generation starts", d.name());
+                        t.replaceCbt(CbtMap.create(d.name(), d.sizeBytes(), values));
+                    }
+                    t.cbt().switchAtTake();
+                    t.setDiffArea(prepared.get(i));
                 }
-                t.cbt().switchAtTake();
-                t.setDiffArea(prepared.get(i));
-            }
-            synchronized (this) {
-                areas.addAll(prepared);
-            }
-            state = State.TAKEN;
+                synchronized (this) {
+                    areas.addAll(prepared);
+                }
+                state = State.TAKEN;
+            });
         } finally {
-            for (int i = order.size() - 1; i >= 0; i--) {
-                if (stamps[i] != 0) {
-                    order.get(i).barrier().open(stamps[i]);
-                }
-            }
             runAfter(hooks);
         }
         LOG.info("snapshot {} taken over {} ({} µs with writes held)", id, deviceNames(), (System.nanoTime() - t0) / 1000);
@@ -211,6 +202,28 @@ public final class Snapshot implements DiffArea.Owner {
             images.addAll(created);
         }
         return created;
+    }
+
+    /**
+     * Runs {@code inside} with the barriers of all the snapshot's devices closed: closed in name
+     * order (so that two takes cannot deadlock), opened in reverse, also when {@code inside} throws.
+     */
+    private void withBarriersClosed(Runnable inside) {
+        List<TrackedDevice> order = new ArrayList<>(devices);
+        order.sort(Comparator.comparing(TrackedDevice::name));
+        long[] stamps = new long[order.size()];
+        try {
+            for (int i = 0; i < order.size(); i++) {
+                stamps[i] = order.get(i).barrier().close();
+            }
+            inside.run();
+        } finally {
+            for (int i = order.size() - 1; i >= 0; i--) {
+                if (stamps[i] != 0) {
+                    order.get(i).barrier().open(stamps[i]);
+                }
+            }
+        }
     }
 
     private void runAfter(TakeHooks hooks) {
@@ -243,13 +256,7 @@ public final class Snapshot implements DiffArea.Owner {
             img.markRemoved();
             registry.release(ImageRegistry.numberOf(img.name()));
         }
-        List<TrackedDevice> order = new ArrayList<>(devices);
-        order.sort(Comparator.comparing(TrackedDevice::name));
-        long[] stamps = new long[order.size()];
-        try {
-            for (int i = 0; i < order.size(); i++) {
-                stamps[i] = order.get(i).barrier().close();
-            }
+        withBarriersClosed(() -> {
             for (TrackedDevice d : devices) {
                 Tracker t = d.tracker();
                 if (t != null) {
@@ -259,13 +266,7 @@ public final class Snapshot implements DiffArea.Owner {
                     }
                 }
             }
-        } finally {
-            for (int i = order.size() - 1; i >= 0; i--) {
-                if (stamps[i] != 0) {
-                    order.get(i).barrier().open(stamps[i]);
-                }
-            }
-        }
+        });
         List<DiffArea> toClose;
         synchronized (this) {
             toClose = List.copyOf(areas);
