@@ -50,17 +50,7 @@ public class CowCopyBench {
     private Path storagePath;
     private long next;
 
-    private static final DiffArea.Owner OWNER = new DiffArea.Owner() {
-        @Override
-        public void deviceCorrupted(String device, Errno errno, String message) {
-            throw new IllegalStateException(device + ": " + errno + " " + message);
-        }
-
-        @Override
-        public Errno corruption() {
-            return null;
-        }
-    };
+    private static final DiffArea.Owner OWNER = MemDevice.FAIL_ON_CORRUPTION;
 
     @Setup(Level.Trial)
     public void setupTrial() throws IOException {

@@ -48,17 +48,7 @@ public class DiffAreaBench {
     private Path storagePath;
     private final ByteBuffer buf4k = ByteBuffer.allocateDirect(4096);
 
-    private static final DiffArea.Owner OWNER = new DiffArea.Owner() {
-        @Override
-        public void deviceCorrupted(String device, Errno errno, String message) {
-            throw new IllegalStateException(device + ": " + errno + " " + message);
-        }
-
-        @Override
-        public Errno corruption() {
-            return null;
-        }
-    };
+    private static final DiffArea.Owner OWNER = MemDevice.FAIL_ON_CORRUPTION;
 
     @Setup(Level.Trial)
     public void setupTrial() throws IOException {

@@ -2,12 +2,27 @@ package org.blksnap.bench;
 
 import java.nio.ByteBuffer;
 import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.diff.DiffArea;
+import org.blksnap.engine.module.Errno;
 
 /**
  * An in-memory {@link BlockDevice} over one direct buffer, for microbenchmarks that must not
  * measure a file system. Thread-safe for disjoint ranges (each call works on a duplicate).
  */
 final class MemDevice implements BlockDevice {
+    /** The owner of a benchmark's diff area: a corruption is a broken benchmark, so it throws. */
+    static final DiffArea.Owner FAIL_ON_CORRUPTION = new DiffArea.Owner() {
+        @Override
+        public void deviceCorrupted(String device, Errno errno, String message) {
+            throw new IllegalStateException(device + ": " + errno + " " + message);
+        }
+
+        @Override
+        public Errno corruption() {
+            return null;
+        }
+    };
+
     private final String name;
     private final ByteBuffer data;
 
