@@ -1,8 +1,7 @@
 package org.blksnap.engine.tracker;
 
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.locks.Condition;
-import java.util.concurrent.locks.ReentrantLock;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.StampedLock;
 
 /**
@@ -10,62 +9,98 @@ import java.util.concurrent.locks.StampedLock;
  * from CBT mark to the end of the original write; a take {@link #close()}s it (exclusive), which
  * holds back new writers and waits until the ones inside have left, then {@link #open()}s it.
  *
- * <p>Outside a take, entering costs one uncontended CAS and a volatile read. A {@code StampedLock}
- * alone lets new readers barge past a waiting writer, so with overlapping writes a take could wait
- * for as long as writes kept coming; here a closer first announces itself, and a writer that finds
- * a closer announced steps back out and waits until the barrier opens, so a close waits only for the
- * writes already inside.
+ * <p>Thread-safe; any number of writers and closers, platform or virtual threads. Outside a take,
+ * entering costs one uncontended CAS and a volatile read.
+ *
+ * <p>A {@code StampedLock} alone lets new readers barge past a waiting writer, so with overlapping
+ * writes a take could wait for as long as writes kept coming. Here a closer first announces itself,
+ * and a writer that finds a closer announced steps back out and waits until the barrier opens, so a
+ * close waits only for the writes already inside.
+ *
+ * <p>Nobody ever waits in a queue behind a thread that is not running. Writers never queue on the
+ * lock (they only try it) and {@link #open()} takes no lock: it swaps the gate and releases a latch.
+ * Virtual threads are not preempted, so a ready virtual thread may wait a long time for a carrier;
+ * a design in which {@code open()} had to acquire a lock that such a thread was next in line for
+ * hung whenever every carrier was busy (seen with more carriers than cores).
  *
  * <p>Forbidden outcomes (tested): a writer inside while the barrier is closed; a writer that entered
  * before {@code close()} returned and is still inside after it; a close that waits on writers that
- * arrived after it.
+ * arrived after it; an {@code open()} that blocks.
  */
 public final class TakeBarrier {
-    private final StampedLock lock = new StampedLock();
-    /** Closers waiting for the lock or holding it. */
-    private final AtomicInteger closers = new AtomicInteger();
-    private final ReentrantLock gate = new ReentrantLock();
-    private final Condition opened = gate.newCondition();
+    /** How many closers are announced (waiting for the lock or holding it), and what opens them. */
+    private record Gate(int closers, CountDownLatch opened) {}
 
-    /** Enters as a writer; blocks while the barrier is closed or a close waits. Returns a stamp for {@link #exit}. */
+    private static final Gate OPEN = new Gate(0, new CountDownLatch(0));
+
+    private final StampedLock lock = new StampedLock();
+    private final AtomicReference<Gate> gate = new AtomicReference<>(OPEN);
+
+    /**
+     * Enters as a writer; blocks while the barrier is closed or a close waits. Returns a stamp for
+     * {@link #exit}. Uninterruptible: an interrupt that arrives while waiting is kept for the caller.
+     */
     public long enter() {
-        while (true) {
-            long stamp = lock.readLock();
-            if (closers.get() == 0) {
-                return stamp;
-            }
-            lock.unlockRead(stamp);
-            gate.lock();
-            try {
-                while (closers.get() != 0) {
-                    opened.awaitUninterruptibly();
+        boolean interrupted = false;
+        try {
+            while (true) {
+                long stamp = lock.tryReadLock();
+                Gate g = gate.get();
+                if (g.closers() == 0 && stamp != 0) {
+                    return stamp;
                 }
-            } finally {
-                gate.unlock();
+                if (stamp != 0) {
+                    lock.unlockRead(stamp);
+                }
+                // Not in the lock: wait for the gate read above to open. If it opened already (the
+                // write lock was still held while we looked), the await returns at once.
+                try {
+                    g.opened().await();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
             }
         }
     }
 
-    /** Leaves after {@link #enter()}. */
+    /** Leaves after {@link #enter()}. Never blocks. */
     public void exit(long stamp) {
         lock.unlockRead(stamp);
     }
 
-    /** Closes: waits for writers inside to leave and holds back new ones. Returns a stamp for {@link #open}. */
+    /**
+     * Closes: waits for writers inside to leave and holds back new ones. Returns a stamp for
+     * {@link #open}. Closers exclude each other; each waits only for writers already inside.
+     */
     public long close() {
-        closers.incrementAndGet();
+        while (true) {
+            Gate g = gate.get();
+            Gate next = g.closers() == 0 ? new Gate(1, new CountDownLatch(1)) : new Gate(g.closers() + 1, g.opened());
+            if (gate.compareAndSet(g, next)) {
+                break;
+            }
+        }
         return lock.writeLock();
     }
 
-    /** Opens after {@link #close()}. */
+    /** Opens after {@link #close()}. Never blocks; when the last closer opens, waiting writers go on. */
     public void open(long stamp) {
         lock.unlockWrite(stamp);
-        if (closers.decrementAndGet() == 0) {
-            gate.lock();
-            try {
-                opened.signalAll();
-            } finally {
-                gate.unlock();
+        while (true) {
+            Gate g = gate.get();
+            if (g.closers() <= 0) {
+                throw new IllegalStateException("open() without a matching close()");
+            }
+            Gate next = g.closers() == 1 ? OPEN : new Gate(g.closers() - 1, g.opened());
+            if (gate.compareAndSet(g, next)) {
+                if (next == OPEN) {
+                    g.opened().countDown();
+                }
+                return;
             }
         }
     }
