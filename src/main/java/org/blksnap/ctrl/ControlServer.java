@@ -4,10 +4,13 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.Arrays;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Consumer;
 import java.util.stream.Collectors;
 import org.blksnap.engine.event.SnapshotEvent;
@@ -76,13 +79,18 @@ public final class ControlServer implements AutoCloseable {
         JsonMapper mapper = JsonMapper.builder().build();
         ControlServer cs = new ControlServer(socket,
                 new Operations(engine, mapper, exports, commands, eventObserver), server);
+        // Bound inside a fresh 0700 directory, made 0600, then renamed into place: the socket is never
+        // reachable under a looser mode, whatever the directory it ends up in allows.
+        Path privateDir = privateDirectory(parent);
+        Path bound = privateDir.resolve("s");
         UnixDomainServerConnector connector = new UnixDomainServerConnector(server);
-        connector.setUnixDomainPath(socket);
+        connector.setUnixDomainPath(bound);
         server.addConnector(connector);
         server.setHandler(cs.new ApiHandler());
         try {
             server.start();
-            Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
+            Files.setPosixFilePermissions(bound, PosixFilePermissions.fromString("rw-------"));
+            Files.move(bound, socket, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } catch (Exception e) {
             try {
                 server.stop();
@@ -90,9 +98,26 @@ public final class ControlServer implements AutoCloseable {
                 e.addSuppressed(suppressed);
             }
             throw new IOException("cannot serve the control API on " + socket + ": " + e.getMessage(), e);
+        } finally {
+            Files.deleteIfExists(bound);
+            Files.deleteIfExists(privateDir);
         }
         LOG.info("control API on {}", socket);
         return cs;
+    }
+
+    /** A new directory of mode 0700 beside the socket, with a short name (socket paths are limited to 107 bytes). */
+    private static Path privateDirectory(Path parent) throws IOException {
+        for (int attempt = 0; ; attempt++) {
+            Path dir = parent.resolve(".ctl" + Integer.toHexString(ThreadLocalRandom.current().nextInt(1 << 16, 1 << 20)));
+            try {
+                return Files.createDirectory(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+            } catch (FileAlreadyExistsException e) {
+                if (attempt > 100) {
+                    throw e;
+                }
+            }
+        }
     }
 
     /** The socket path. */

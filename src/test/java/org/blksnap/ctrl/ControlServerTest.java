@@ -51,6 +51,28 @@ class ControlServerTest {
         assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(socket))).isEqualTo("rw-------");
     }
 
+    /**
+     * In a world-writable directory the socket must never be reachable under a looser mode: it is
+     * bound in a private 0700 directory, made 0600 and renamed into place; nothing is left beside it.
+     */
+    @Test
+    void inALooseDirectoryTheSocketIsStill0600AndNothingIsLeftBehind() throws Exception {
+        Path loose = Files.createDirectory(dir.resolve("loose"));
+        Files.setPosixFilePermissions(loose, PosixFilePermissions.fromString("rwxrwxrwx"));
+        Path other = loose.resolve("ctl.sock");
+        try (ControlServer second = ControlServer.start(engine, other, name -> "nbd://x/" + name,
+                cmd -> new FreezeHooks.CommandRunner.Result(0, ""), ev -> {
+                })) {
+            assertThat(second.socket()).isEqualTo(other);
+            assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(other))).isEqualTo("rw-------");
+            try (var listing = Files.list(loose)) {
+                assertThat(listing.map(p -> p.getFileName().toString())).containsExactly("ctl.sock");
+            }
+            assertThat(RawHttp.send(other, "GET", "/v1/version", null).status()).isEqualTo(200);
+        }
+        assertThat(other).doesNotExist();
+    }
+
     @Test
     void versionAnswersGetAndPost() throws Exception {
         RawHttp.Reply get = RawHttp.send(socket, "GET", "/v1/version", null);
