@@ -1,5 +1,7 @@
 package org.blksnap.daemon;
 
+import java.io.IOException;
+
 /**
  * The NBD side of the daemon as the rest of it sees it: URIs of exports, and closing an export
  * whose image went away.
@@ -27,6 +29,7 @@ interface NbdFrontend extends AutoCloseable {
     /** Disconnects every client of that export (its image was removed). */
     void closeExport(String exportName);
 
+    /** Stops serving and disconnects every client. */
     @Override
-    void close() throws Exception;
+    void close() throws IOException;
 }

@@ -20,7 +20,7 @@ final class BufferPool {
     private final ConcurrentLinkedQueue<ByteBuffer>[] free;
     private final AtomicInteger[] retained;
 
-    @SuppressWarnings("unchecked")
+    @SuppressWarnings({"unchecked", "rawtypes"})
     BufferPool() {
         int classes = MAX_SHIFT - MIN_SHIFT + 1;
         free = new ConcurrentLinkedQueue[classes];

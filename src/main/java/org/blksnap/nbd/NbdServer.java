@@ -139,6 +139,16 @@ public final class NbdServer implements AutoCloseable {
         return bound;
     }
 
+    /** Whether a server answers on that socket path (a stale socket file refuses the connection). */
+    private static boolean acceptsConnections(UnixDomainSocketAddress address) {
+        try {
+            SocketChannel.open(address).close();
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
     /**
      * Listens on a Unix domain socket. A stale socket file (nothing accepting on it) is replaced;
      * the file is deleted on {@link #close()}.
@@ -151,14 +161,10 @@ public final class NbdServer implements AutoCloseable {
         Path path = socketPath.toAbsolutePath();
         UnixDomainSocketAddress address = UnixDomainSocketAddress.of(path);
         if (Files.exists(path)) {
-            try (SocketChannel probe = SocketChannel.open(address)) {
+            if (acceptsConnections(address)) {
                 throw new IOException("cannot listen on " + path + ": another server accepts connections there");
-            } catch (IOException e) {
-                if (e.getMessage() != null && e.getMessage().startsWith("cannot listen")) {
-                    throw e;
-                }
-                Files.deleteIfExists(path);
             }
+            Files.deleteIfExists(path);
         }
         ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         try {

@@ -77,7 +77,7 @@ public final class DaemonHarness implements AutoCloseable {
     }
 
     @Override
-    public void close() throws Exception {
+    public void close() throws java.io.IOException {
         daemon.close();
     }
 }
