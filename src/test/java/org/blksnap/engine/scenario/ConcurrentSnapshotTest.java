@@ -14,7 +14,6 @@ import java.util.UUID;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
@@ -150,6 +149,7 @@ class ConcurrentSnapshotTest {
                             origs.get(d).write(stamp(d, block, s), (long) block * BLOCK);
                         }
                         acked.set(block, s);
+                        Io.pauseBetweenRequests();
                     }
                 } catch (Throwable t) {
                     writerErrors.add(t);
@@ -318,12 +318,8 @@ class ConcurrentSnapshotTest {
                         } catch (Throwable e) {
                             unexpected.add(e);
                         }
-                        // Virtual threads are not preempted: once the image is gone these loops never
-                        // block, and two of them hold both carriers of this 2-core machine; Thread.yield
-                        // only requeues them locally, so threads woken by destroy (and destroy, waiting
-                        // for a monitor they are next in line for) never ran. A timed park unmounts and
-                        // requeues fairly, as a real NBD client blocks on its socket between requests.
-                        LockSupport.parkNanos(20_000);
+                        // Once the image is gone these loops never block: see Io.pauseBetweenRequests.
+                        Io.pauseBetweenRequests();
                     }
                 }));
             }

@@ -19,6 +19,18 @@ final class Io {
     private Io() {
     }
 
+    /**
+     * What a writer loop on a virtual thread does between two requests, as a real NBD client's
+     * connection does while it waits on its socket: it unmounts for a moment. Virtual threads are not
+     * preempted; writer loops that never block keep every carrier busy, so a thread that a lock
+     * handed off to (a take, a destroy, an image read waiting for a chunk) can wait forever for a
+     * carrier (seen with one carrier). {@code Thread.yield} is not enough: it requeues the writer where
+     * its carrier looks first. A timed park requeues it fairly.
+     */
+    static void pauseBetweenRequests() {
+        java.util.concurrent.locks.LockSupport.parkNanos(20_000);
+    }
+
     static byte[] read(BlockDevice d, long offsetBytes, int lengthBytes) throws IOException {
         ByteBuffer b = ByteBuffer.allocate(lengthBytes);
         d.read(b, offsetBytes);
