@@ -2,6 +2,7 @@ package org.blksnap.engine.diff;
 
 import java.util.Iterator;
 import java.util.LinkedHashMap;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.IntSupplier;
 
 /**
@@ -9,13 +10,17 @@ import java.util.function.IntSupplier;
  * chunk_maximum_in_cache (read live). When over the limit, the oldest chunks whose lock is free
  * give their buffer back to the pool; busy ones are skipped, as in the module.
  *
- * <p>Thread-safe: one monitor. It only ever try-locks chunks, so it cannot deadlock with a thread
- * that holds a chunk lock and calls in here.
+ * <p>Thread-safe: one lock. It only ever try-locks chunks, so it cannot deadlock with a thread
+ * that holds a chunk lock and calls in here. A {@code ReentrantLock} rather than a monitor: a
+ * virtual thread that a monitor is handed to is resubmitted through the JDK's unblocker thread,
+ * and with every carrier busy with writers that resubmission was seen to wait for seconds while an
+ * image reader (holding a chunk lock) waited on it.
  */
 final class ChunkCache {
     private final IntSupplier limit;
     private final DiffBufferPool pool;
     private final LinkedHashMap<Long, Chunk> chunks = new LinkedHashMap<>(64, 0.75f, true);
+    private final ReentrantLock lock = new ReentrantLock();
 
     ChunkCache(IntSupplier limit, DiffBufferPool pool) {
         this.limit = limit;
@@ -23,9 +28,14 @@ final class ChunkCache {
     }
 
     /** Records use of a chunk that holds a buffer (caller holds its lock); may evict others. */
-    synchronized void touch(Chunk c) {
-        chunks.put(c.index, c);
-        trim();
+    void touch(Chunk c) {
+        lock.lock();
+        try {
+            chunks.put(c.index, c);
+            trim();
+        } finally {
+            lock.unlock();
+        }
     }
 
     private void trim() {
@@ -48,28 +58,43 @@ final class ChunkCache {
     }
 
     /** Forgets a chunk (caller holds its lock and deals with its buffer). */
-    synchronized void remove(Chunk c) {
-        chunks.remove(c.index);
+    void remove(Chunk c) {
+        lock.lock();
+        try {
+            chunks.remove(c.index);
+        } finally {
+            lock.unlock();
+        }
     }
 
-    synchronized int size() {
-        return chunks.size();
+    int size() {
+        lock.lock();
+        try {
+            return chunks.size();
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Drops every buffer (at corruption and at destroy). */
-    synchronized void clear() {
-        Iterator<Chunk> it = chunks.values().iterator();
-        while (it.hasNext()) {
-            Chunk c = it.next();
-            if (c.lock.tryLock()) {
-                try {
-                    pool.release(c.buffer);
-                    c.buffer = null;
-                } finally {
-                    c.lock.unlock();
+    void clear() {
+        lock.lock();
+        try {
+            Iterator<Chunk> it = chunks.values().iterator();
+            while (it.hasNext()) {
+                Chunk c = it.next();
+                if (c.lock.tryLock()) {
+                    try {
+                        pool.release(c.buffer);
+                        c.buffer = null;
+                    } finally {
+                        c.lock.unlock();
+                    }
                 }
+                it.remove();
             }
-            it.remove();
+        } finally {
+            lock.unlock();
         }
     }
 }
