@@ -3,7 +3,6 @@ package org.blksnap.engine.scenario;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.blksnap.engine.scenario.Io.MiB;
 
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.HashSet;
 import java.util.List;
@@ -44,42 +43,22 @@ class BoundaryTest {
     private Blksnap engine;
     private int blksz;
 
-    /** The seq of every sector, as the test expects it. */
+    /** A model whose writes and checks count in blocks of {@code blksz}. */
     private final class Model {
-        final String name;
+        final SectorModel sectors;
         final BlockDevice dev;
-        final int[] seq;
 
-        Model(String name, BlockDevice dev, int[] seq) {
-            this.name = name;
-            this.dev = dev;
-            this.seq = seq;
+        Model(SectorModel sectors) {
+            this.sectors = sectors;
+            this.dev = sectors.dev;
         }
 
         void write(long offsetBytes, int blocks) throws Exception {
-            int s = gen.nextSeq();
-            int sectors = blocks * blksz / SECTOR;
-            int first = (int) (offsetBytes / SECTOR);
-            dev.write(gen.sectors(first, sectors), offsetBytes);
-            for (int i = 0; i < sectors; i++) {
-                seq[first + i] = s;
-            }
+            sectors.write(offsetBytes, (long) blocks * blksz);
         }
 
         void check(String what, long offsetBytes, long lengthBytes) throws Exception {
-            if (lengthBytes <= 0) {
-                return;
-            }
-            ByteBuffer b = Io.readBuffer(dev, offsetBytes, (int) lengthBytes);
-            TestSector.Failures f = new TestSector.Failures(name + ": " + what + " at " + offsetBytes + "+" + lengthBytes);
-            for (int i = 0; i < lengthBytes / SECTOR; i++) {
-                int lba = (int) (offsetBytes / SECTOR) + i;
-                TestSector.Fault fault = TestSector.check(b, i * SECTOR, lba, seq[lba], gen.timeOf(seq[lba]), true);
-                if (fault != null) {
-                    f.add(lba, fault, TestSector.seqOf(b, i * SECTOR));
-                }
-            }
-            assertThat(f.report()).as(what).isEmpty();
+            sectors.check(what, offsetBytes, lengthBytes);
         }
 
         void checkBlock(String what, long blockOffsetBytes) throws Exception {
@@ -98,7 +77,7 @@ class BoundaryTest {
         try (Blksnap e = Blksnap.init(p)) {
             engine = e;
             engine.addDevice("d0", BlockDevices.open(dir.resolve("d0.img"), DEVICE_BYTES, false));
-            Model orig = new Model("original", engine.device("d0"), new int[(int) (DEVICE_BYTES / SECTOR)]);
+            Model orig = new Model(new SectorModel("original", engine.device("d0"), new int[(int) (DEVICE_BYTES / SECTOR)], gen));
             for (long off = 0; off < DEVICE_BYTES; off += MiB) {
                 orig.dev.write(gen.sectors(off / SECTOR, (int) (MiB / SECTOR)), off);
             }
@@ -116,7 +95,7 @@ class BoundaryTest {
         engine.snapshotAppendStorage(id, StorageSpec.create(dir.resolve("diff-" + tag), 40 * MiB));
         engine.snapshotTake(id, TakeHooks.NONE);
         BlockDevice img = engine.image(engine.snapshotCollectImages(id).get(0).image());
-        return new Session(id, new Model("image", img, orig.seq.clone()));
+        return new Session(id, new Model(orig.sectors.copyFor("image", img)));
     }
 
     private void end(Session s) {
