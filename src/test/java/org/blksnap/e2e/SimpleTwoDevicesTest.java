@@ -2,11 +2,7 @@ package org.blksnap.e2e;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.util.HexFormat;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -29,27 +25,11 @@ class SimpleTwoDevicesTest {
     final Random random = new Random(1000);
 
     private Map<String, String> writeFiles(Path mp, String prefix, int n) throws Exception {
-        Map<String, String> sums = new LinkedHashMap<>();
-        for (int i = 0; i < n; i++) {
-            byte[] data = new byte[(random.nextInt(100) + 8) * 512];
-            random.nextBytes(data);
-            Path f = mp.resolve(prefix + i);
-            Files.write(f, data);
-            sums.put(f.getFileName().toString(), md5(data));
-        }
-        ExternalTool.run(java.time.Duration.ofSeconds(60), "sync").assertSuccess();
-        return sums;
-    }
-
-    private static String md5(byte[] data) throws Exception {
-        return HexFormat.of().formatHex(MessageDigest.getInstance("MD5").digest(data));
+        return FileSet.write(mp, prefix, n, random);
     }
 
     private static void check(Path mp, Map<String, String> sums) throws Exception {
-        for (var e : sums.entrySet()) {
-            assertThat(md5(Files.readAllBytes(mp.resolve(e.getKey())))).as("md5 of %s in %s", e.getKey(), mp)
-                    .isEqualTo(e.getValue());
-        }
+        FileSet.check(mp, sums);
     }
 
     @Test
