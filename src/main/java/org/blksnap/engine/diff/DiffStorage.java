@@ -205,19 +205,30 @@ public final class DiffStorage implements AutoCloseable {
             throw new BlksnapException(Errno.ENOENT, "directory " + parent + " of storage " + path + " does not exist");
         }
         Files.createFile(path);
-        try (RandomAccessFile raf = new RandomAccessFile(path.toFile(), "rw")) {
-            raf.setLength(sizeBytes);
-        }
-        if (preallocate && nativeIo.available()) {
-            int h = nativeIo.open(path, true);
-            try {
-                nativeIo.preallocate(h, 0, sizeBytes);
-            } catch (IOException e) {
-                throw new BlksnapException(Errno.ENOSPC, "cannot preallocate " + sizeBytes + " bytes for storage " + path
-                        + ": " + e.getMessage(), e);
-            } finally {
-                nativeIo.close(h);
+        try {
+            try (RandomAccessFile raf = new RandomAccessFile(path.toFile(), "rw")) {
+                raf.setLength(sizeBytes);
             }
+            if (preallocate && nativeIo.available()) {
+                int h = nativeIo.open(path, true);
+                try {
+                    nativeIo.preallocate(h, 0, sizeBytes);
+                } catch (IOException e) {
+                    throw new BlksnapException(Errno.ENOSPC, "cannot preallocate " + sizeBytes + " bytes for storage "
+                            + path + ": " + e.getMessage(), e);
+                } finally {
+                    nativeIo.close(h);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            // A refused append changes nothing: the file made here goes again (a full filesystem
+            // would otherwise keep a useless file of the full size in the user's directory).
+            try {
+                Files.deleteIfExists(path);
+            } catch (IOException d) {
+                e.addSuppressed(d);
+            }
+            throw e;
         }
     }
 

@@ -96,6 +96,55 @@ class DiffStorageTest {
         assertThat(s.filledSectors()).isEqualTo(36);
     }
 
+    /** A filesystem that is full: fallocate fails with ENOSPC (as on a small tmpfs). */
+    private static final class FullFilesystem implements NativeIo {
+        @Override
+        public int open(Path path, boolean write) {
+            return 3;
+        }
+
+        @Override
+        public void close(int handle) {
+        }
+
+        @Override
+        public void preallocate(int handle, long offsetBytes, long lengthBytes) throws java.io.IOException {
+            throw new java.io.IOException("fallocate at offset " + offsetBytes + " length " + lengthBytes
+                    + " failed: errno 28");
+        }
+
+        @Override
+        public void punchHole(int handle, long offsetBytes, long lengthBytes) {
+            throw new UnsupportedOperationException();
+        }
+
+        @Override
+        public long seekData(int handle, long offsetBytes) {
+            throw new UnsupportedOperationException();
+        }
+
+        @Override
+        public long seekHole(int handle, long offsetBytes) {
+            throw new UnsupportedOperationException();
+        }
+
+        @Override
+        public boolean available() {
+            return true;
+        }
+    }
+
+    @Test
+    void aFileThatCannotBePreallocatedIsEnospcAndIsRemovedAgain() {
+        DiffStorage s = new DiffStorage("s", new EventQueue("s"), 64, new FullFilesystem());
+        Path f = dir.resolve("diff_storage#2");
+        assertThatThrownBy(() -> s.append(StorageSpec.create(f, 16 << 20), p -> false))
+                .isInstanceOfSatisfying(BlksnapException.class, e -> assertThat(e.errno()).isEqualTo(Errno.ENOSPC))
+                .hasMessageContaining("cannot preallocate").hasMessageContaining("diff_storage#2");
+        assertThat(f).as("a refused append leaves no file behind").doesNotExist();
+        assertThat(s.capacitySectors()).isZero();
+    }
+
     @Test
     void aMissingPathWithoutSizeIsEnoentAndNothingChanges() {
         DiffStorage s = storage(new EventQueue("s"), 64);
