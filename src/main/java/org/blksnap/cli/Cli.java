@@ -336,8 +336,9 @@ final class Cli {
     /**
      * Grows the snapshot's storage on its events until it is destroyed: each low_free_space gets a
      * new file {@code DIR/diff_storage#N} of the requested size (created preallocated by the daemon)
-     * while the total stays within {@code limitBytes}; corrupted events are reported. Exits 0 once
-     * the snapshot is gone (ESRCH), after removing the files it created.
+     * while the total stays within {@code limitBytes}; when DIR's filesystem has less room, as much
+     * as fits; when it has none, the failure is reported and the watch goes on. Corrupted events are
+     * reported. Exits 0 once the snapshot is gone (ESRCH), after removing the files it created.
      */
     int stretch(UUID id, Path dir, long limitBytes, long pollMs) throws Exception {
         Path absDir = dir.toAbsolutePath().normalize();
@@ -381,13 +382,31 @@ final class Cli {
                         continue;
                     }
                     Path file = absDir.resolve("diff_storage#" + next);
-                    appendQuiet(id, file, size);
+                    long got;
+                    try {
+                        got = appendShrinking(id, file, size);
+                    } catch (ControlClient.RemoteException e) {
+                        if ("ESRCH".equals(e.errnoName())) {
+                            continue; // destroyed meanwhile: the next wait says so and ends the loop
+                        }
+                        // Keep watching: the snapshot lives on until its storage overflows, and the
+                        // corrupted event, if it comes, is reported like any other.
+                        report(obj().put("stretch", "grow_failed").put("file", file.toString()).put("sizeBytes", size)
+                                        .put("errnoName", e.errnoName()).put("errno", e.errno())
+                                        .put("message", e.getMessage()).put("allocatedBytes", allocated),
+                                "cannot grow the storage by " + Sizes.format(size) + " at " + file + ": "
+                                        + e.errnoName() + " (" + e.errno() + "): " + e.getMessage()
+                                        + "; the snapshot overflows if its storage fills up");
+                        continue;
+                    }
                     created.add(file);
                     next++;
-                    allocated += size;
-                    report(obj().put("stretch", "appended").put("file", file.toString()).put("sizeBytes", size)
-                                    .put("allocatedBytes", allocated),
-                            "appended " + file + " (" + Sizes.format(size) + "), total " + Sizes.format(allocated));
+                    allocated += got;
+                    report(obj().put("stretch", "appended").put("file", file.toString()).put("sizeBytes", got)
+                                    .put("requestedBytes", size).put("allocatedBytes", allocated),
+                            "appended " + file + " (" + Sizes.format(got) + (got < size
+                                    ? " of the " + Sizes.format(size) + " asked for: no room for more there" : "")
+                                    + "), total " + Sizes.format(allocated));
                 } else {
                     ObjectNode line = obj().put("stretch", "event");
                     line.set("event", ev);
@@ -403,6 +422,30 @@ final class Cli {
                 }
             }
             err.flush();
+        }
+    }
+
+    /**
+     * Appends a new file of {@code size} bytes; when its filesystem has no room for that much
+     * (ENOSPC), tries half the size, and so on down to a sixteenth of it (at least 64 KiB), so a
+     * nearly full filesystem still gives what it has. Returns the size appended.
+     *
+     * @throws ControlClient.RemoteException the last refusal, when nothing could be appended
+     */
+    private long appendShrinking(UUID id, Path file, long size) throws Exception {
+        long floor = Math.max(64L << 10, size / 16);
+        long s = size;
+        while (true) {
+            try {
+                appendQuiet(id, file, s);
+                return s;
+            } catch (ControlClient.RemoteException e) {
+                long half = s / 2 / SectorRange.SECTOR_BYTES * SectorRange.SECTOR_BYTES;
+                if (!"ENOSPC".equals(e.errnoName()) || half < floor) {
+                    throw e;
+                }
+                s = half;
+            }
         }
     }
 

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -225,6 +226,36 @@ class CliTest {
         JsonNode corrupted = json.readTree(r.out().lines().toList().get(3)).path("event");
         assertThat(corrupted.path("errno").asInt()).isEqualTo(28);
         assertThat(corrupted.path("errnoName").asString()).isEqualTo("ENOSPC");
+    }
+
+    /** As upstream 1200 (storage on a small tmpfs): the filesystem fills up before the limit. */
+    @Test
+    void stretchOnAFullFilesystemAppendsWhatFitsThenReportsTheFailureAndKeepsWatching() throws Exception {
+        engine.params.set("diff_storage_minimum", 2048);
+        String id = run("snapshot", "create", "--device", "disk0").line();
+        UUID uuid = UUID.fromString(id);
+        Path storage = Files.createDirectory(dir.resolve("storage"));
+        engine.roomBytes = (1 << 20) + (300 << 10);
+        CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "snapshot", "stretch",
+                "--id", id, "--dir", storage.toString(), "--limit", "2G", "--poll", "50"));
+        await(() -> engine.appended.size() == 1);
+        engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
+        await(() -> engine.appended.size() == 2);
+        engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
+        Thread.sleep(300);
+        engine.queue(uuid, new SnapshotEvent.Corrupted(System.nanoTime(), "disk0", 28));
+        Thread.sleep(300);
+        run("snapshot", "destroy", "--id", id);
+        CliRun r = stretch.get(10, TimeUnit.SECONDS);
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        assertThat(engine.appended).extracting(s -> s.createSizeBytes()).containsExactly(1L << 20, 256L << 10);
+        JsonMapper json = JsonMapper.builder().build();
+        List<JsonNode> lines = r.out().lines().map(json::readTree).toList();
+        assertThat(lines).extracting(n -> n.path("stretch").asString())
+                .containsExactly("appended", "appended", "grow_failed", "event", "snapshot_gone");
+        assertThat(lines.get(1).path("requestedBytes").asLong()).isEqualTo(1L << 20);
+        assertThat(lines.get(2).path("errnoName").asString()).isEqualTo("ENOSPC");
+        assertThat(lines.get(2).path("file").asString()).endsWith("diff_storage#2");
     }
 
     private static void await(java.util.function.BooleanSupplier c) throws InterruptedException {

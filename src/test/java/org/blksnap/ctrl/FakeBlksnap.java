@@ -33,6 +33,8 @@ import org.blksnap.engine.tracker.CbtInfo;
 public final class FakeBlksnap implements Blksnap {
     public final List<String> calls = new CopyOnWriteArrayList<>();
     public final List<StorageSpec> appended = new CopyOnWriteArrayList<>();
+    /** Room left on the filesystem of created storage files: a larger create fails with ENOSPC. */
+    public volatile long roomBytes = Long.MAX_VALUE;
     public final Params params = new Params();
     /** Blocks in the fake CBT map of each device. */
     public int mapBlocks = 3 * (1 << 20) + 17;
@@ -164,6 +166,11 @@ public final class FakeBlksnap implements Blksnap {
     public void snapshotAppendStorage(UUID id, StorageSpec storage) {
         calls.add("appendStorage " + id + " " + storage.path() + " " + storage.createSizeBytes());
         known(id, Errno.ESRCH);
+        if (storage.createSizeBytes() > roomBytes) {
+            throw new BlksnapException(Errno.ENOSPC, "cannot preallocate " + storage.createSizeBytes()
+                    + " bytes for storage " + storage.path() + ": errno 28");
+        }
+        roomBytes -= storage.createSizeBytes();
         appended.add(storage);
     }
 
