@@ -97,4 +97,53 @@ class StretchOverflowTest {
             assertThat(storageDir).isEmptyDirectory();
         }
     }
+
+    /**
+     * As upstream 1200-tmpfs_diff_storage, with the filesystem filling up: the stretch directory is
+     * a 5 MiB tmpfs, far below the 1 GiB limit. The stretch appends what fits, reports the rest as
+     * a partial append or a failure and keeps watching; the overflow that follows corrupts only the
+     * snapshot; nothing a failed append made is left on the tmpfs.
+     */
+    @Test
+    void aStretchDirectoryOnAFullFilesystemGivesWhatFitsThenTheSnapshotOverflowsCleanly() throws Exception {
+        ExternalTool.require("root", "mount", "umount", "qemu-io");
+        Path small = Files.createDirectory(dir.resolve("tmpfs"));
+        ExternalTool.run(java.time.Duration.ofSeconds(30), "mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs",
+                small.toString()).assertSuccess();
+        try (DaemonHarness d = DaemonHarness.start(dir.resolve("data"), List.of("disk0=32M"),
+                List.of("diff_storage_minimum=4096"))) {
+            String orig = d.uri("disk0");
+            Nbd.qemuIoOk(orig, "write -P 0x11 0 32M");
+            String id = d.ok("snapshot", "create", "--device", "disk0");
+            CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> d.cli("--json", "snapshot",
+                    "stretch", "--id", id, "--dir", small.toString(), "--limit", "1G", "--poll", "100"));
+            awaitStorage(d, 4096);
+            d.ok("snapshot", "take", "--id", id);
+            for (int off = 0; off < 3 << 20; off += 512 << 10) {
+                Nbd.qemuIoOk(orig, "write -P 0x22 " + off + " 512k");
+                awaitStorage(d, 2048);
+            }
+            Nbd.qemuIoOk(orig, "write -P 0x33 3M 16M");
+            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (!"corrupted".equals(snapshot(d).path("state").asString()) && System.nanoTime() < end) {
+                Thread.sleep(50);
+            }
+            assertThat(snapshot(d).path("corruptedErrno").asInt()).isEqualTo(28);
+            Nbd.qemuIoOk(orig, "read -P 0x22 0 3M", "read -P 0x33 3M 16M", "read -P 0x11 19M 13M");
+            d.ok("snapshot", "destroy", "--id", id);
+            CliRun r = stretch.get(20, TimeUnit.SECONDS);
+            assertThat(r.exitCode()).as(r.toString()).isZero();
+            List<JsonNode> lines = r.out().lines().map(json::readTree).toList();
+            assertThat(lines).as(r.toString()).anySatisfy(l -> assertThat(
+                    l.path("stretch").asString().equals("grow_failed")
+                            || l.path("stretch").asString().equals("appended")
+                            && l.path("sizeBytes").asLong() < l.path("requestedBytes").asLong()).isTrue());
+            assertThat(lines).noneSatisfy(l -> assertThat(l.path("stretch").asString()).isEqualTo("limit_reached"));
+            assertThat(lines).anySatisfy(l -> assertThat(l.path("event").path("errno").asInt()).isEqualTo(28));
+            assertThat(lines.getLast().path("stretch").asString()).isEqualTo("snapshot_gone");
+            assertThat(small).as("no file of a failed append is left").isEmptyDirectory();
+        } finally {
+            ExternalTool.run(java.time.Duration.ofSeconds(30), "umount", small.toString()).assertSuccess();
+        }
+    }
 }
