@@ -337,8 +337,9 @@ final class Cli {
      * Grows the snapshot's storage on its events until it is destroyed: each low_free_space gets a
      * new file {@code DIR/diff_storage#N} of the requested size (created preallocated by the daemon)
      * while the total stays within {@code limitBytes}; when DIR's filesystem has less room, as much
-     * as fits; when it has none, the failure is reported and the watch goes on. Corrupted events are
-     * reported. Exits 0 once the snapshot is gone (ESRCH), after removing the files it created.
+     * as fits; when it has none, the failure is reported once and the rest is tried again at every
+     * poll until it fits or the snapshot overflows. Corrupted events are reported. Exits 0 once the
+     * snapshot is gone (ESRCH), after removing the files it created.
      */
     int stretch(UUID id, Path dir, long limitBytes, long pollMs) throws Exception {
         Path absDir = dir.toAbsolutePath().normalize();
@@ -346,10 +347,7 @@ final class Cli {
             throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(new Object()),
                     "--dir " + dir + " is not a directory");
         }
-        long allocated = 0;
-        int next = 0;
-        boolean stoppedReported = false;
-        List<Path> created = new ArrayList<>();
+        Stretch st = new Stretch(id, absDir, limitBytes);
         try {
             while (true) {
                 ObjectNode r;
@@ -357,64 +355,42 @@ final class Cli {
                     r = waitEventRaw(id, pollMs);
                 } catch (ControlClient.RemoteException e) {
                     if ("ENOENT".equals(e.errnoName())) {
+                        // No event: if a request is still owed (the filesystem was full), try again,
+                        // so storage freed there meanwhile is used before the snapshot overflows.
+                        if (st.owedBytes > 0 && !st.grow()) {
+                            return st.gone();
+                        }
                         continue;
                     }
                     if ("ESRCH".equals(e.errnoName())) {
-                        report(obj().put("stretch", "snapshot_gone").put("allocatedBytes", allocated).put("files", next),
-                                "snapshot " + id + " is gone; stretch done (" + next + " file(s), "
-                                        + Sizes.format(allocated) + " appended)");
-                        return 0;
+                        return st.gone();
                     }
                     throw e;
                 }
                 JsonNode ev = r.path("event");
                 if ("low_free_space".equals(ev.path("name").asString())) {
                     long want = ev.path("requestedSectors").asLong() * SectorRange.SECTOR_BYTES;
-                    long size = Math.min(want, limitBytes - allocated);
+                    long size = Math.min(want, limitBytes - st.allocated);
                     size -= size % SectorRange.SECTOR_BYTES;
                     if (size <= 0) {
-                        if (!stoppedReported) {
-                            report(obj().put("stretch", "limit_reached").put("allocatedBytes", allocated)
-                                            .put("limitBytes", limitBytes),
-                                    "limit " + Sizes.format(limitBytes) + " reached; stopped growing the storage");
-                            stoppedReported = true;
-                        }
+                        st.limitReached();
                         continue;
                     }
-                    Path file = absDir.resolve("diff_storage#" + next);
-                    long got;
-                    try {
-                        got = appendShrinking(id, file, size);
-                    } catch (ControlClient.RemoteException e) {
-                        if ("ESRCH".equals(e.errnoName())) {
-                            continue; // destroyed meanwhile: the next wait says so and ends the loop
-                        }
-                        // Keep watching: the snapshot lives on until its storage overflows, and the
-                        // corrupted event, if it comes, is reported like any other.
-                        report(obj().put("stretch", "grow_failed").put("file", file.toString()).put("sizeBytes", size)
-                                        .put("errnoName", e.errnoName()).put("errno", e.errno())
-                                        .put("message", e.getMessage()).put("allocatedBytes", allocated),
-                                "cannot grow the storage by " + Sizes.format(size) + " at " + file + ": "
-                                        + e.errnoName() + " (" + e.errno() + "): " + e.getMessage()
-                                        + "; the snapshot overflows if its storage fills up");
-                        continue;
+                    st.owedBytes = size; // a failure already reported stays reported until an append works
+                    if (!st.grow()) {
+                        return st.gone();
                     }
-                    created.add(file);
-                    next++;
-                    allocated += got;
-                    report(obj().put("stretch", "appended").put("file", file.toString()).put("sizeBytes", got)
-                                    .put("requestedBytes", size).put("allocatedBytes", allocated),
-                            "appended " + file + " (" + Sizes.format(got) + (got < size
-                                    ? " of the " + Sizes.format(size) + " asked for: no room for more there" : "")
-                                    + "), total " + Sizes.format(allocated));
                 } else {
+                    if ("corrupted".equals(ev.path("name").asString())) {
+                        st.owedBytes = 0; // overflowed for good: more storage cannot help
+                    }
                     ObjectNode line = obj().put("stretch", "event");
                     line.set("event", ev);
                     report(line, describe(ev));
                 }
             }
         } finally {
-            for (Path p : created) {
+            for (Path p : st.created) {
                 try {
                     Files.deleteIfExists(p);
                 } catch (IOException e) {
@@ -422,6 +398,78 @@ final class Cli {
                 }
             }
             err.flush();
+        }
+    }
+
+    /** The state of one {@code snapshot stretch}: what it appended, and what it still owes the snapshot. */
+    private final class Stretch {
+        final UUID id;
+        final Path dir;
+        final long limitBytes;
+        final List<Path> created = new ArrayList<>();
+        long allocated;
+        int next;
+        /** Bytes of the last low_free_space request not appended yet (the filesystem had no room). */
+        long owedBytes;
+        boolean failureReported;
+        boolean limitReported;
+
+        Stretch(UUID id, Path dir, long limitBytes) {
+            this.id = id;
+            this.dir = dir;
+            this.limitBytes = limitBytes;
+        }
+
+        /** Appends what is owed, or as much of it as fits. Returns false if the snapshot is gone. */
+        boolean grow() throws Exception {
+            Path file = dir.resolve("diff_storage#" + next);
+            long size = owedBytes;
+            long got;
+            try {
+                got = appendShrinking(id, file, size);
+            } catch (ControlClient.RemoteException e) {
+                if ("ESRCH".equals(e.errnoName())) {
+                    return false;
+                }
+                if (!failureReported) {
+                    // Keep watching: the snapshot lives on until its storage overflows, and the
+                    // corrupted event, if it comes, is reported like any other.
+                    report(obj().put("stretch", "grow_failed").put("file", file.toString()).put("sizeBytes", size)
+                                    .put("errnoName", e.errnoName()).put("errno", e.errno())
+                                    .put("message", e.getMessage()).put("allocatedBytes", allocated),
+                            "cannot grow the storage by " + Sizes.format(size) + " at " + file + ": "
+                                    + e.errnoName() + " (" + e.errno() + "): " + e.getMessage()
+                                    + "; retrying while the snapshot lives, it overflows if its storage fills up");
+                    failureReported = true;
+                }
+                return true;
+            }
+            created.add(file);
+            next++;
+            allocated += got;
+            owedBytes -= got;
+            failureReported = false;
+            report(obj().put("stretch", "appended").put("file", file.toString()).put("sizeBytes", got)
+                            .put("requestedBytes", size).put("allocatedBytes", allocated),
+                    "appended " + file + " (" + Sizes.format(got) + (got < size
+                            ? " of the " + Sizes.format(size) + " asked for: no room for more there now" : "")
+                            + "), total " + Sizes.format(allocated));
+            return true;
+        }
+
+        void limitReached() {
+            if (!limitReported) {
+                report(obj().put("stretch", "limit_reached").put("allocatedBytes", allocated).put("limitBytes", limitBytes),
+                        "limit " + Sizes.format(limitBytes) + " reached; stopped growing the storage");
+                limitReported = true;
+            }
+        }
+
+        int gone() {
+            report(obj().put("stretch", "snapshot_gone").put("allocatedBytes", allocated).put("files", next),
+                    "snapshot " + id + " is gone; stretch done (" + next + " file(s), " + Sizes.format(allocated)
+                            + " appended)");
+            return 0;
         }
     }
 
