@@ -202,13 +202,10 @@ class CliTest {
 
     @Test
     void stretchAppendsAFilePerLowSpaceEventUpToTheLimitAndExitsZeroWhenTheSnapshotIsDestroyed() throws Exception {
-        engine.params.set("diff_storage_minimum", 2048);
-        String id = run("snapshot", "create", "--device", "disk0").line();
-        UUID uuid = UUID.fromString(id);
-        Path storage = Files.createDirectory(dir.resolve("storage"));
-        CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "snapshot", "stretch",
-                "--id", id, "--dir", storage.toString(), "--limit", "1536K", "--poll", "50"));
-        await(() -> engine.appended.size() == 1);
+        Stretching st = startStretch("1536K");
+        String id = st.id().toString();
+        UUID uuid = st.id();
+        CompletableFuture<CliRun> stretch = st.run();
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
         await(() -> engine.appended.size() == 2);
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
@@ -235,14 +232,11 @@ class CliTest {
      */
     @Test
     void stretchOnAFullFilesystemAppendsWhatFitsReportsTheFailureOnceAndRetriesUntilItFits() throws Exception {
-        engine.params.set("diff_storage_minimum", 2048);
-        String id = run("snapshot", "create", "--device", "disk0").line();
-        UUID uuid = UUID.fromString(id);
-        Path storage = Files.createDirectory(dir.resolve("storage"));
         engine.roomBytes = (1 << 20) + (300 << 10);
-        CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "snapshot", "stretch",
-                "--id", id, "--dir", storage.toString(), "--limit", "2G", "--poll", "50"));
-        await(() -> engine.appended.size() == 1);
+        Stretching st = startStretch("2G");
+        String id = st.id().toString();
+        UUID uuid = st.id();
+        CompletableFuture<CliRun> stretch = st.run();
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
         await(() -> engine.appended.size() == 2);
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
@@ -264,6 +258,23 @@ class CliTest {
         assertThat(lines.get(2).path("errnoName").asString()).isEqualTo("ENOSPC");
         assertThat(lines.get(2).path("file").asString()).endsWith("diff_storage#2");
         assertThat(lines.get(3).path("file").asString()).endsWith("diff_storage#2");
+    }
+
+    private record Stretching(UUID id, CompletableFuture<CliRun> run) {
+    }
+
+    /**
+     * Creates a snapshot (2048-sector minimum) and starts {@code snapshot stretch --json} on it with
+     * that limit and a 50 ms poll; returns once it appended the first file for the creation event.
+     */
+    private Stretching startStretch(String limit) throws Exception {
+        engine.params.set("diff_storage_minimum", 2048);
+        String id = run("snapshot", "create", "--device", "disk0").line();
+        Path storage = Files.createDirectory(dir.resolve("storage"));
+        CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "snapshot", "stretch",
+                "--id", id, "--dir", storage.toString(), "--limit", limit, "--poll", "50"));
+        await(() -> engine.appended.size() == 1);
+        return new Stretching(UUID.fromString(id), stretch);
     }
 
     private static void await(java.util.function.BooleanSupplier c) throws InterruptedException {
