@@ -3,6 +3,7 @@ package org.blksnap.engine.diff;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.channels.FileChannel;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -195,8 +196,18 @@ public final class DiffStorage implements AutoCloseable {
             if (e instanceof NoSuchFileException) {
                 throw new BlksnapException(Errno.ENOENT, "storage " + path + " does not exist", e);
             }
-            throw new BlksnapException(Errno.EIO, "cannot use storage " + path + ": " + e.getMessage(), e);
+            throw new BlksnapException(noSpace(e) ? Errno.ENOSPC : Errno.EIO,
+                    "cannot use storage " + path + ": " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * Whether an I/O failure says the filesystem is full (no blocks or no inodes left), which the
+     * caller can act on (a smaller file, another directory) unlike other I/O errors.
+     */
+    static boolean noSpace(Exception e) {
+        return e instanceof FileSystemException fse && fse.getReason() != null
+                && fse.getReason().contains("No space left on device");
     }
 
     private void create(Path path, long sizeBytes, boolean preallocate) throws IOException {

@@ -146,6 +146,14 @@ class DiffStorageTest {
     }
 
     @Test
+    void aFilesystemWithoutRoomForANewFileIsEnospcNotEio() {
+        assertThat(DiffStorage.noSpace(new java.nio.file.FileSystemException("/full/diff_storage#3", null,
+                "No space left on device"))).isTrue();
+        assertThat(DiffStorage.noSpace(new java.nio.file.AccessDeniedException("/ro/diff"))).isFalse();
+        assertThat(DiffStorage.noSpace(new java.io.IOException("No space left on device"))).isFalse();
+    }
+
+    @Test
     void aMissingPathWithoutSizeIsEnoentAndNothingChanges() {
         DiffStorage s = storage(new EventQueue("s"), 64);
         assertThatThrownBy(() -> s.append(StorageSpec.whole(dir.resolve("nope")), p -> false))
