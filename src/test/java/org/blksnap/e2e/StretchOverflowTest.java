@@ -115,6 +115,11 @@ class StretchOverflowTest {
             String orig = d.uri("disk0");
             Nbd.qemuIoOk(orig, "write -P 0x11 0 32M");
             String id = d.ok("snapshot", "create", "--device", "disk0");
+            // By hand, too big for the filesystem: a clear ENOSPC (exit 28), and nothing left behind.
+            CliRun tooBig = d.fails(28, "ENOSPC", "snapshot", "append-storage", "--id", id,
+                    "--file", small.resolve("too-big.img").toString(), "--size", "64M");
+            assertThat(tooBig.err()).contains("too-big.img");
+            assertThat(small).isEmptyDirectory();
             CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> d.cli("--json", "snapshot",
                     "stretch", "--id", id, "--dir", small.toString(), "--limit", "1G", "--poll", "100"));
             awaitStorage(d, 4096);
