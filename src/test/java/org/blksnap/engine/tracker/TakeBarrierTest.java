@@ -63,11 +63,7 @@ class TakeBarrierTest {
         TakeBarrier barrier = new TakeBarrier();
         long s = barrier.close();
         AtomicBoolean entered = new AtomicBoolean();
-        Thread w = Thread.ofVirtual().start(() -> {
-            long st = barrier.enter();
-            entered.set(true);
-            barrier.exit(st);
-        });
+        Thread w = oneWrite(barrier, entered);
         Thread.sleep(100);
         assertThat(entered).isFalse();
         barrier.open(s);
@@ -86,11 +82,7 @@ class TakeBarrierTest {
             secondClosed.set(true);
         });
         AtomicBoolean entered = new AtomicBoolean();
-        Thread w = Thread.ofVirtual().start(() -> {
-            long st = barrier.enter();
-            entered.set(true);
-            barrier.exit(st);
-        });
+        Thread w = oneWrite(barrier, entered);
         Thread.sleep(100);
         assertThat(secondClosed).isFalse();
         barrier.open(first);
@@ -130,5 +122,14 @@ class TakeBarrierTest {
         barrier.open(s);
         org.assertj.core.api.Assertions.assertThatThrownBy(() -> barrier.open(s))
                 .isInstanceOf(IllegalMonitorStateException.class);
+    }
+
+    /** A virtual thread that enters once, records that it got in, and leaves. */
+    private static Thread oneWrite(TakeBarrier barrier, AtomicBoolean entered) {
+        return Thread.ofVirtual().start(() -> {
+            long st = barrier.enter();
+            entered.set(true);
+            barrier.exit(st);
+        });
     }
 }
