@@ -44,16 +44,23 @@ final class ChunkCache {
         while (chunks.size() > max && it.hasNext()) {
             Chunk c = it.next();
             // The caller's own chunk is in use; a reentrant tryLock would succeed, so skip it by hand.
-            if (c.lock.isHeldByCurrentThread() || !c.lock.tryLock()) {
-                continue;
-            }
-            try {
-                pool.release(c.buffer);
-                c.buffer = null;
+            if (!c.lock.isHeldByCurrentThread() && tryRelease(c)) {
                 it.remove();
-            } finally {
-                c.lock.unlock();
             }
+        }
+    }
+
+    /** Gives the chunk's buffer back to the pool if nobody holds the chunk; returns whether it did. */
+    private boolean tryRelease(Chunk c) {
+        if (!c.lock.tryLock()) {
+            return false;
+        }
+        try {
+            pool.release(c.buffer);
+            c.buffer = null;
+            return true;
+        } finally {
+            c.lock.unlock();
         }
     }
 
@@ -82,15 +89,7 @@ final class ChunkCache {
         try {
             Iterator<Chunk> it = chunks.values().iterator();
             while (it.hasNext()) {
-                Chunk c = it.next();
-                if (c.lock.tryLock()) {
-                    try {
-                        pool.release(c.buffer);
-                        c.buffer = null;
-                    } finally {
-                        c.lock.unlock();
-                    }
-                }
+                tryRelease(it.next());
                 it.remove();
             }
         } finally {

@@ -120,8 +120,9 @@ public final class DiffStorage implements AutoCloseable {
                     throw new BlksnapException(Errno.EINVAL, "size of storage " + path + " (" + spec.createSizeBytes()
                             + " bytes) must be a multiple of " + SECTOR_BYTES);
                 }
-                create(path, spec.createSizeBytes(), spec.preallocate());
-                created = true;
+                createEmpty(path);
+                created = true; // from here on, a failure removes the file again (see the catch)
+                sizeAndReserve(path, spec.createSizeBytes(), spec.preallocate());
             }
             file = open(path, created);
             long fileSectors = file.sizeBytes() / SECTOR_BYTES;
@@ -210,36 +211,29 @@ public final class DiffStorage implements AutoCloseable {
                 && fse.getReason().contains("No space left on device");
     }
 
-    private void create(Path path, long sizeBytes, boolean preallocate) throws IOException {
+    private static void createEmpty(Path path) throws IOException {
         Path parent = path.getParent();
         if (parent != null && !Files.isDirectory(parent)) {
             throw new BlksnapException(Errno.ENOENT, "directory " + parent + " of storage " + path + " does not exist");
         }
         Files.createFile(path);
-        try {
-            try (RandomAccessFile raf = new RandomAccessFile(path.toFile(), "rw")) {
-                raf.setLength(sizeBytes);
-            }
-            if (preallocate && nativeIo.available()) {
-                int h = nativeIo.open(path, true);
-                try {
-                    nativeIo.preallocate(h, 0, sizeBytes);
-                } catch (IOException e) {
-                    throw new BlksnapException(Errno.ENOSPC, "cannot preallocate " + sizeBytes + " bytes for storage "
-                            + path + ": " + e.getMessage(), e);
-                } finally {
-                    nativeIo.close(h);
-                }
-            }
-        } catch (IOException | RuntimeException e) {
-            // A refused append changes nothing: the file made here goes again (a full filesystem
-            // would otherwise keep a useless file of the full size in the user's directory).
+    }
+
+    /** Gives a file this process just created its size and, if asked and possible, reserves its blocks. */
+    private void sizeAndReserve(Path path, long sizeBytes, boolean preallocate) throws IOException {
+        try (RandomAccessFile raf = new RandomAccessFile(path.toFile(), "rw")) {
+            raf.setLength(sizeBytes);
+        }
+        if (preallocate && nativeIo.available()) {
+            int h = nativeIo.open(path, true);
             try {
-                Files.deleteIfExists(path);
-            } catch (IOException d) {
-                e.addSuppressed(d);
+                nativeIo.preallocate(h, 0, sizeBytes);
+            } catch (IOException e) {
+                throw new BlksnapException(Errno.ENOSPC, "cannot preallocate " + sizeBytes + " bytes for storage " + path
+                        + ": " + e.getMessage(), e);
+            } finally {
+                nativeIo.close(h);
             }
-            throw e;
         }
     }
 
