@@ -2,7 +2,7 @@ package org.blksnap.bench;
 
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
-import org.blksnap.engine.module.ParamValues;
+import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.tracker.CbtMap;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;

@@ -15,12 +15,13 @@ import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.module.TakeHooks;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.TakeHooks;
 
 /**
  * In-process engine measurements that fio cannot make: the latency of SNAPSHOT_TAKE for 1, 4 and
@@ -97,7 +98,7 @@ public final class EngineProbe {
     }
 
     private Blksnap engineWith(int devices, long sizeBytes, String tag) throws IOException {
-        Blksnap engine = Blksnap.init(new Params());
+        Blksnap engine = BlksnapModule.init(new Params());
         for (int i = 0; i < devices; i++) {
             Path f = dir.resolve(tag + "-dev" + i + ".img");
             Files.deleteIfExists(f);

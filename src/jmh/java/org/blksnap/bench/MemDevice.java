@@ -1,9 +1,9 @@
 package org.blksnap.bench;
 
 import java.nio.ByteBuffer;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.diff.DiffArea;
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.Errno;
 
 /**
  * An in-memory {@link BlockDevice} over one direct buffer, for microbenchmarks that must not

@@ -11,7 +11,7 @@ import java.util.List;
 import java.util.UUID;
 import org.blksnap.ctrl.Operation;
 import org.blksnap.ctrl.Sizes;
-import org.blksnap.engine.module.SectorRange;
+import org.blksnap.engine.SectorRange;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.json.JsonMapper;
 import tools.jackson.databind.node.ArrayNode;

@@ -4,7 +4,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
-import org.blksnap.engine.module.SectorRange;
+import org.blksnap.engine.SectorRange;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 

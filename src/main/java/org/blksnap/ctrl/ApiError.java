@@ -1,6 +1,6 @@
 package org.blksnap.ctrl;
 
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.Errno;
 
 /**
  * How an {@link Errno} travels over HTTP: the status code of the response that carries the error

@@ -1,8 +1,8 @@
 package org.blksnap.ctrl;
 
 import java.util.Locale;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 
 /**
  * Parses and prints sizes in bytes with binary suffixes: {@code 512}, {@code 64K}, {@code 128M},

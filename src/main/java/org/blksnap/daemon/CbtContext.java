@@ -3,9 +3,9 @@ package org.blksnap.daemon;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.tracker.CbtInfo;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.CbtInfo;
 import org.blksnap.nbd.MetaContext;
 
 /**

@@ -14,15 +14,16 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.FreezeHooks;
 import org.blksnap.ctrl.Sizes;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.EngineListener;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.snapshot.ImageInfo;
-import org.blksnap.engine.tracker.CbtInfo;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.EngineListener;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.ImageInfo;
+import org.blksnap.engine.CbtInfo;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -84,7 +85,7 @@ public final class Daemon implements AutoCloseable {
         for (String p : config.params()) {
             params.set(p);
         }
-        engine = Blksnap.init(params);
+        engine = BlksnapModule.init(params);
         metrics = new Metrics(engine);
         for (DeviceSpec spec : config.devices()) {
             BlockDevice dev;

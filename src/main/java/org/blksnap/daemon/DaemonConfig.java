@@ -3,8 +3,8 @@ package org.blksnap.daemon;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.util.List;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 
 /**
  * Everything the daemon needs to start, resolved from flags, a config file and defaults.

@@ -2,8 +2,8 @@ package org.blksnap.daemon;
 
 import java.nio.file.Path;
 import org.blksnap.ctrl.Sizes;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 
 /**
  * A device to serve: {@code NAME=PATH[:SIZE]}. A regular file is created sparse at {@code SIZE} if it

@@ -15,9 +15,9 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Executors;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.sysfs.Status;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.Status;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

@@ -1,7 +1,7 @@
 package org.blksnap.nbd;
 
 import java.io.IOException;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 
 /** {@code base:allocation} from {@link BlockDevice#mapAllocation}: holes are HOLE|ZERO (3), data is 0. */
 final class BaseAllocationContext implements MetaContext {

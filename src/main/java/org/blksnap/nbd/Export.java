@@ -1,7 +1,7 @@
 package org.blksnap.nbd;
 
 import java.util.List;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 
 /**
  * One export as seen by one connection: a block device plus how to announce it.
@@ -12,8 +12,8 @@ import org.blksnap.engine.device.BlockDevice;
  * several connections may share one device); it must be thread-safe, which every
  * {@link BlockDevice} is.
  *
- * <p>Errors from the device map to NBD errors: {@link org.blksnap.engine.module.BlksnapException}
- * by {@link org.blksnap.engine.module.Errno#nbdError()}, {@link java.io.IOException} to
+ * <p>Errors from the device map to NBD errors: {@link org.blksnap.engine.BlksnapException}
+ * by {@code NbdTransmissionDescriptor.errorOf}, {@link java.io.IOException} to
  * {@code NBD_EIO}, {@link IllegalArgumentException} to {@code NBD_EINVAL}.
  */
 public interface Export extends AutoCloseable {

@@ -24,7 +24,7 @@ public interface MetaContext {
      * @param offsetBytes start, inside the export
      * @param lengthBytes length in bytes, > 0, inside the export
      * @param sink        receives (length, status) pairs
-     * @throws IOException or {@link org.blksnap.engine.module.BlksnapException}: the request fails
+     * @throws IOException or {@link org.blksnap.engine.BlksnapException}: the request fails
      *                     with the matching NBD error
      */
     void extents(long offsetBytes, long lengthBytes, StatusSink sink) throws IOException;

@@ -133,6 +133,24 @@ final class NbdTransmissionDescriptor {
     static final int ENOTSUP = 95;
     static final int ESHUTDOWN = 108;
 
+    /**
+     * The NBD error for an engine error: NBD defines EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW,
+     * ENOTSUP and ESHUTDOWN; everything else goes out as EIO, or EINVAL for argument errors, as the
+     * NBD specification asks. A removed device or image is ESHUTDOWN (the export is going away).
+     */
+    static int errorOf(org.blksnap.engine.Errno errno) {
+        return switch (errno) {
+            case EPERM -> EPERM;
+            case ENOMEM -> ENOMEM;
+            case EINVAL, ENODATA, ENXIO, ENOENT -> EINVAL;
+            case ENOSPC, EFBIG -> ENOSPC;
+            case EOVERFLOW -> EOVERFLOW;
+            case ENOTSUP -> ENOTSUP;
+            case ESHUTDOWN, ENODEV -> ESHUTDOWN;
+            default -> EIO;
+        };
+    }
+
     // Bounds.
     /** Largest READ or WRITE payload, in bytes (the spec's portable maximum, 32 MiB). */
     static final int MAX_PAYLOAD_BYTES = 32 * 1024 * 1024;

@@ -1,7 +1,7 @@
 package org.blksnap.nbd;
 
 import java.io.IOException;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 
 /**
  * How a structured READ is split into data and hole chunks: consecutive runs relative to the

@@ -5,8 +5,8 @@ import static org.blksnap.nbd.NbdTransmissionDescriptor.*;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
-import org.blksnap.engine.device.BlockDevice;
-import org.blksnap.engine.module.BlksnapException;
+import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.BlksnapException;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -72,7 +72,7 @@ final class RequestHandler {
                 error = e.error;
                 message = e.getMessage();
             } catch (BlksnapException e) {
-                error = e.errno().nbdError();
+                error = NbdTransmissionDescriptor.errorOf(e.errno());
                 message = e.toString();
             } catch (IllegalArgumentException e) {
                 error = EINVAL;

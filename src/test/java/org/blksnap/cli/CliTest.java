@@ -11,7 +11,7 @@ import java.util.concurrent.TimeUnit;
 import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.FakeBlksnap;
 import org.blksnap.ctrl.FreezeHooks;
-import org.blksnap.engine.event.SnapshotEvent;
+import org.blksnap.engine.SnapshotEvent;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;

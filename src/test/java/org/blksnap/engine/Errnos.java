@@ -1,7 +1,5 @@
 package org.blksnap.engine;
 
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
 
 /** Test helper: the errno a call fails with. */
 public final class Errnos {

@@ -5,7 +5,7 @@ import java.nio.ByteBuffer;
 import java.util.BitSet;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 
 /**
  * An in-memory {@link BlockDevice} for protocol tests: sparse by 4 KiB block (written blocks are

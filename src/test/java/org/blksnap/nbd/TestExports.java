@@ -7,7 +7,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
 
 /**

@@ -1,5 +1,6 @@
 package org.blksnap.engine.device;
 
+import org.blksnap.engine.BlockDevice;
 import com.sun.nio.file.ExtendedOpenOption;
 import java.io.IOException;
 import java.io.RandomAccessFile;

@@ -1,5 +1,6 @@
 package org.blksnap.engine.device;
 
+import org.blksnap.engine.BlockDevice;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 

@@ -1,5 +1,6 @@
 package org.blksnap.engine.device;
 
+import org.blksnap.engine.BlockDevice;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;

@@ -8,11 +8,11 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
-import org.blksnap.engine.device.BlockDevice;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.ParamValues;
-import org.blksnap.engine.module.Params;
+import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.ParamValues;
+import org.blksnap.engine.Params;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

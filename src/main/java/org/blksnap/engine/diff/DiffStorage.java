@@ -1,5 +1,6 @@
 package org.blksnap.engine.diff;
 
+import org.blksnap.engine.StorageSpec;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.channels.FileChannel;
@@ -18,10 +19,10 @@ import java.util.function.Predicate;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.device.NativeIo;
 import org.blksnap.engine.event.EventQueue;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.SectorRange;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.SectorRange;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

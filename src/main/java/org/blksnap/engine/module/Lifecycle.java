@@ -1,5 +1,7 @@
 package org.blksnap.engine.module;
 
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 import java.util.ArrayDeque;
 import java.util.Deque;
 import java.util.List;

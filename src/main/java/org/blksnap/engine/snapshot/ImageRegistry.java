@@ -3,8 +3,8 @@ package org.blksnap.engine.snapshot;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.TreeMap;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 
 /**
  * All live snapshot images by name, {@code blksnap-image<N>} with the lowest free N (the module's

@@ -1,14 +1,15 @@
 package org.blksnap.engine.snapshot;
 
+import org.blksnap.engine.ImageInfo;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.DirectBuffers;
 import org.blksnap.engine.diff.DiffArea;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.SectorRange;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.SectorRange;
 import org.blksnap.engine.tracker.Tracker;
 
 /**

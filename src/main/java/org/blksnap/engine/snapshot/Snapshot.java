@@ -1,5 +1,6 @@
 package org.blksnap.engine.snapshot;
 
+import org.blksnap.engine.ImageInfo;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -12,14 +13,14 @@ import java.util.function.Predicate;
 import org.blksnap.engine.device.NativeIo;
 import org.blksnap.engine.diff.DiffArea;
 import org.blksnap.engine.diff.DiffStorage;
-import org.blksnap.engine.diff.StorageSpec;
+import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.event.EventQueue;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.ParamValues;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.module.TakeHooks;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.ParamValues;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.tracker.CbtMap;
 import org.blksnap.engine.tracker.TrackedDevice;
 import org.blksnap.engine.tracker.Tracker;

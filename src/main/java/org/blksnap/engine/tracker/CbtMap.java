@@ -1,11 +1,12 @@
 package org.blksnap.engine.tracker;
 
+import org.blksnap.engine.CbtInfo;
 import java.util.Arrays;
 import java.util.UUID;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.ParamValues;
-import org.blksnap.engine.module.SectorRange;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.ParamValues;
+import org.blksnap.engine.SectorRange;
 
 /**
  * The change block tracking map of one device: one byte per tracking block in each of two maps.

@@ -3,9 +3,9 @@ package org.blksnap.engine.tracker;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.concurrent.atomic.LongAdder;
-import org.blksnap.engine.device.BlockDevice;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 
 /**
  * An original device as the engine serves it: the filter on its write path. Reads, flushes and

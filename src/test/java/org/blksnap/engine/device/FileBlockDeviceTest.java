@@ -1,5 +1,6 @@
 package org.blksnap.engine.device;
 
+import org.blksnap.engine.BlockDevice;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assumptions.assumeThat;

@@ -1,5 +1,6 @@
 package org.blksnap.engine.diff;
 
+import org.blksnap.engine.StorageSpec;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -9,10 +10,10 @@ import java.nio.file.Path;
 import java.util.List;
 import org.blksnap.engine.device.NativeIo;
 import org.blksnap.engine.event.EventQueue;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.SectorRange;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.SectorRange;
 import org.junit.jupiter.api.Test;
 import static org.blksnap.engine.Errnos.errnoOf;
 import org.junit.jupiter.api.io.TempDir;

@@ -1,5 +1,6 @@
 package org.blksnap.engine.event;
 
+import org.blksnap.engine.SnapshotEvent;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -9,8 +10,8 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 import org.junit.jupiter.api.Test;
 import static org.blksnap.engine.Errnos.errnoOf;
 

@@ -1,5 +1,11 @@
 package org.blksnap.engine.module;
 
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.EngineListener;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.TakeHooks;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -10,14 +16,14 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicReference;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.device.NativeIo;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.snapshot.ImageInfo;
-import org.blksnap.engine.sysfs.Status;
-import org.blksnap.engine.tracker.CbtInfo;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.ImageInfo;
+import org.blksnap.engine.Status;
+import org.blksnap.engine.CbtInfo;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -35,7 +41,7 @@ class EngineTest {
     void up() throws Exception {
         Params p = new Params();
         p.set("diff_storage_minimum", 8192);
-        engine = Blksnap.init(p);
+        engine = BlksnapModule.init(p);
         engine.addDevice("d0", BlockDevices.open(dir.resolve("d0.img"), 16 * MiB, false));
         engine.addDevice("d1", BlockDevices.open(dir.resolve("d1.img"), 8 * MiB, false));
     }

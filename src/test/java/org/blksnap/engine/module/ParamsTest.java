@@ -1,5 +1,9 @@
 package org.blksnap.engine.module;
 
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.ParamValues;
+import org.blksnap.engine.Params;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 

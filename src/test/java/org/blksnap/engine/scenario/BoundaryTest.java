@@ -8,13 +8,14 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.UUID;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.module.TakeHooks;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.TakeHooks;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -74,7 +75,7 @@ class BoundaryTest {
         p.set("chunk_minimum_shift", 18);
         p.set("diff_storage_minimum", 16384);
         gen = new TestSector.Generator(7 * blksz);
-        try (Blksnap e = Blksnap.init(p)) {
+        try (Blksnap e = BlksnapModule.init(p)) {
             engine = e;
             engine.addDevice("d0", BlockDevices.open(dir.resolve("d0.img"), DEVICE_BYTES, false));
             Model orig = new Model(new SectorModel("original", engine.device("d0"), new int[(int) (DEVICE_BYTES / SECTOR)], gen));

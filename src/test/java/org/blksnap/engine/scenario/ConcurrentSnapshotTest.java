@@ -18,16 +18,17 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.zip.CRC32C;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.module.TakeHooks;
-import org.blksnap.engine.sysfs.Status;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.TakeHooks;
+import org.blksnap.engine.Status;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -71,7 +72,7 @@ class ConcurrentSnapshotTest {
         p.set("chunk_minimum_shift", chunkShift);
         p.set("tracking_block_minimum_shift", 12);
         p.set("diff_storage_minimum", 1024);
-        engine = Blksnap.init(p);
+        engine = BlksnapModule.init(p);
         for (int i = 0; i < devices; i++) {
             engine.addDevice("d" + i, BlockDevices.open(dir.resolve("d" + i + ".img"), deviceBytes, false));
         }
@@ -346,7 +347,7 @@ class ConcurrentSnapshotTest {
         Params p = new Params();
         p.set("chunk_minimum_shift", 14);
         p.set("diff_storage_minimum", 1024);
-        engine = Blksnap.init(p);
+        engine = BlksnapModule.init(p);
         engine.addDevice("d0", new SlowWrites(BlockDevices.open(dir.resolve("d0.img"), DEVICE_BYTES, false), 2));
         BlockDevice orig = engine.device("d0");
         AtomicBoolean stop = new AtomicBoolean();

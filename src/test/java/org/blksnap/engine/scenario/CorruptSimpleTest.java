@@ -9,14 +9,15 @@ import java.nio.file.Path;
 import java.util.BitSet;
 import java.util.List;
 import java.util.UUID;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.module.TakeHooks;
-import org.blksnap.engine.sysfs.Status;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.TakeHooks;
+import org.blksnap.engine.Status;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -47,7 +48,7 @@ class CorruptSimpleTest {
         p.set("chunk_minimum_shift", 18);
         p.set("diff_storage_minimum", 16384);
         TestSector.Generator gen = new TestSector.Generator(blksz);
-        try (Blksnap engine = Blksnap.init(p)) {
+        try (Blksnap engine = BlksnapModule.init(p)) {
             engine.addDevice("d0", BlockDevices.open(dir.resolve("d0.img"), DEVICE_BYTES, false));
             BlockDevice orig = engine.device("d0");
             for (long off = 0; off < DEVICE_BYTES; off += MiB) {

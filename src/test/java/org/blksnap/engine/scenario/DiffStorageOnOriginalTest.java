@@ -10,14 +10,15 @@ import java.util.Deque;
 import java.util.List;
 import java.util.TreeSet;
 import java.util.UUID;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.module.SectorRange;
-import org.blksnap.engine.module.TakeHooks;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.TakeHooks;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -60,7 +61,7 @@ class DiffStorageOnOriginalTest {
         p.set("tracking_block_minimum_shift", 12);
         p.set("diff_storage_minimum", MINIMUM_SECTORS);
         Path backing = dir.resolve("d0.img");
-        try (Blksnap engine = Blksnap.init(p)) {
+        try (Blksnap engine = BlksnapModule.init(p)) {
             engine.addDevice("d0", BlockDevices.open(backing, DEVICE_BYTES, false));
             SectorModel orig = new SectorModel("original", engine.device("d0"), new int[(int) DEVICE_SECTORS], gen);
             for (long off = 0; off < DEVICE_BYTES; off += MiB) {

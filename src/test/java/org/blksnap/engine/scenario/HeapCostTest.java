@@ -13,13 +13,14 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.UUID;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.module.TakeHooks;
-import org.blksnap.engine.tracker.CbtInfo;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.TakeHooks;
+import org.blksnap.engine.CbtInfo;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -55,7 +56,7 @@ class HeapCostTest {
         warmUp();
         long before = liveHeap();
         Params p = new Params();
-        Blksnap engine = Blksnap.init(p);
+        Blksnap engine = BlksnapModule.init(p);
         try {
             engine.addDevice("big", BlockDevices.open(big, 0, false));
             UUID id = engine.snapshotCreate(List.of("big"));
@@ -103,7 +104,7 @@ class HeapCostTest {
     private void warmUp() throws Exception {
         Params p = new Params();
         p.set("diff_storage_minimum", 16384);
-        try (Blksnap e = Blksnap.init(p)) {
+        try (Blksnap e = BlksnapModule.init(p)) {
             e.addDevice("w", BlockDevices.open(shm.resolve("warm.img"), 8 * MiB, false));
             UUID id = e.snapshotCreate(List.of("w"));
             e.snapshotAppendStorage(id, StorageSpec.create(shm.resolve("warm-diff"), 8 * MiB));

@@ -7,12 +7,13 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.UUID;
 import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.module.Blksnap;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.Params;
-import org.blksnap.engine.module.TakeHooks;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.TakeHooks;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -34,7 +35,7 @@ class PullOutTest {
         Params p = new Params();
         p.set("chunk_minimum_shift", 16);
         p.set("diff_storage_minimum", 4096);
-        engine = Blksnap.init(p);
+        engine = BlksnapModule.init(p);
         engine.addDevice("d0", BlockDevices.open(dir.resolve("d0.img"), 4 * MiB, false));
         engine.addDevice("d1", BlockDevices.open(dir.resolve("d1.img"), 4 * MiB, false));
     }

@@ -3,7 +3,7 @@ package org.blksnap.engine.scenario;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.ByteBuffer;
-import org.blksnap.engine.device.BlockDevice;
+import org.blksnap.engine.BlockDevice;
 
 /**
  * A device (original or image) with the seq of every 512-byte sector as a test expects it. Writes

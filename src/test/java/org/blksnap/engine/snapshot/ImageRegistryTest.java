@@ -7,8 +7,8 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 import org.junit.jupiter.api.Test;
 
 class ImageRegistryTest {

@@ -5,10 +5,10 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import java.util.List;
 import java.util.UUID;
-import org.blksnap.engine.module.BlksnapException;
-import org.blksnap.engine.module.Errno;
-import org.blksnap.engine.module.ParamValues;
-import org.blksnap.engine.module.SectorRange;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.ParamValues;
+import org.blksnap.engine.SectorRange;
 import org.junit.jupiter.api.Test;
 
 class CbtMapTest {

@@ -1,8 +1,7 @@
-package org.blksnap.engine.diff;
+package org.blksnap.engine;
 
 import java.nio.file.Path;
 import java.util.List;
-import org.blksnap.engine.module.SectorRange;
 
 /**
  * Storage to append to a snapshot's difference storage.

@@ -1,4 +1,4 @@
-package org.blksnap.engine.module;
+package org.blksnap.engine;
 
 /**
  * Called around the take barrier: {@link #beforeBarrier()} just before new writes are held back

@@ -1,4 +1,4 @@
-package org.blksnap.engine.event;
+package org.blksnap.engine;
 
 /**
  * An event of a snapshot, as SNAPSHOT_WAIT_EVENT returns it.

@@ -1,4 +1,4 @@
-package org.blksnap.engine.snapshot;
+package org.blksnap.engine;
 
 import java.util.UUID;
 

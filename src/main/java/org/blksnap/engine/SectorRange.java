@@ -1,4 +1,4 @@
-package org.blksnap.engine.module;
+package org.blksnap.engine;
 
 /**
  * A range of 512-byte sectors.

@@ -1,4 +1,4 @@
-package org.blksnap.engine.device;
+package org.blksnap.engine;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;

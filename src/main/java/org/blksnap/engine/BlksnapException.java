@@ -1,4 +1,4 @@
-package org.blksnap.engine.module;
+package org.blksnap.engine;
 
 /**
  * A condition the caller must react to, named by a stable {@link Errno}. The message says what

@@ -1,10 +1,8 @@
-package org.blksnap.engine.sysfs;
+package org.blksnap.engine;
 
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
-import org.blksnap.engine.snapshot.ImageInfo;
-import org.blksnap.engine.tracker.CbtInfo;
 
 /**
  * The read-only status view of the engine (what sysfs shows for the kernel module, and more).

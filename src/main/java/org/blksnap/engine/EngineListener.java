@@ -1,6 +1,5 @@
-package org.blksnap.engine.module;
+package org.blksnap.engine;
 
-import org.blksnap.engine.snapshot.ImageInfo;
 
 /**
  * Notified when block devices appear or go away, so that a server can add and remove exports.

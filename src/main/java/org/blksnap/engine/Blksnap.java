@@ -1,33 +1,20 @@
-package org.blksnap.engine.module;
+package org.blksnap.engine;
 
 import java.nio.file.Path;
 import java.util.List;
 import java.util.UUID;
-import org.blksnap.engine.device.BlockDevice;
-import org.blksnap.engine.diff.StorageSpec;
-import org.blksnap.engine.event.SnapshotEvent;
-import org.blksnap.engine.snapshot.ImageInfo;
-import org.blksnap.engine.sysfs.Status;
-import org.blksnap.engine.tracker.CbtInfo;
 
 /**
  * The blksnap engine: what the kernel module is, as a library. It owns the original devices
  * (registered by name), their trackers and CBT maps, the snapshots with their difference storage
  * and events, and the snapshot images. It knows nothing of NBD or of the command line.
  *
- * <p>Operations mirror the module's ioctls; each throws {@link BlksnapException} with the errno of
+ * <p>Created by {@code org.blksnap.engine.module.BlksnapModule.init}. Operations mirror the module's ioctls; each throws {@link BlksnapException} with the errno of
  * the spec's tables. All methods are thread-safe. I/O reaches devices through {@link #device(String)}
  * (the filtered original: its writes are tracked and copied-on-write) and {@link #image(String)}.
  */
 public interface Blksnap extends AutoCloseable {
 
-    /**
-     * Brings the engine up in the module's order (diff I/O, images, trackers, control, status); if a
-     * step fails, the steps already up are undone before the exception is thrown.
-     */
-    static Blksnap init(Params params) {
-        return new BlksnapEngine(params, org.blksnap.engine.device.NativeIo.system(), null);
-    }
 
     /** The engine version, 1.0.0.0. */
     Version version();

@@ -1,4 +1,4 @@
-package org.blksnap.engine.module;
+package org.blksnap.engine;
 
 /** The engine version, reported as the kernel module's VERSION ioctl does: 1.0.0.0. */
 public record Version(int major, int minor, int revision, int build) {

@@ -1,4 +1,4 @@
-package org.blksnap.engine.module;
+package org.blksnap.engine;
 
 import java.util.LinkedHashMap;
 import java.util.Locale;

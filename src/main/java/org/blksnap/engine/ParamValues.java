@@ -1,4 +1,4 @@
-package org.blksnap.engine.module;
+package org.blksnap.engine;
 
 /**
  * One consistent set of the module parameters, as read at one moment. Trackers and snapshots
