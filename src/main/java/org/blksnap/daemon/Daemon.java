@@ -6,7 +6,6 @@ import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.CountDownLatch;
@@ -24,6 +23,7 @@ import org.blksnap.engine.Errno;
 import org.blksnap.engine.Params;
 import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.CbtInfo;
+import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -210,7 +210,7 @@ public final class Daemon implements AutoCloseable {
             return;
         }
         LOG.info("shutting down");
-        List<Exception> errors = new ArrayList<>();
+        FirstFailure errors = new FirstFailure();
         if (control != null) {
             control.stopAccepting();
         }
@@ -250,15 +250,12 @@ public final class Daemon implements AutoCloseable {
         }
         LOG.info("stopped");
         stopped.countDown();
-        if (!errors.isEmpty()) {
-            IOException e = new IOException("shutdown had " + errors.size() + " error(s); first: " + errors.getFirst(),
-                    errors.getFirst());
-            errors.stream().skip(1).forEach(e::addSuppressed);
-            throw e;
+        if (errors.first() != null) {
+            throw new IOException("shutdown had " + errors.count() + " error(s); first: " + errors.first(), errors.first());
         }
     }
 
-    private static <T> List<T> safeList(java.util.function.Supplier<List<T>> s, List<Exception> errors) {
+    private static <T> List<T> safeList(java.util.function.Supplier<List<T>> s, FirstFailure errors) {
         try {
             return s.get();
         } catch (RuntimeException e) {
@@ -267,16 +264,14 @@ public final class Daemon implements AutoCloseable {
         }
     }
 
-    private interface Step {
-        void run() throws Exception;
-    }
-
-    private static void run(Step step, List<Exception> errors) {
-        try {
-            step.run();
-        } catch (Exception e) {
-            LOG.error("shutdown step failed", e);
-            errors.add(e);
-        }
+    private static void run(FirstFailure.Step step, FirstFailure errors) {
+        errors.run(() -> {
+            try {
+                step.run();
+            } catch (Exception e) {
+                LOG.error("shutdown step failed", e);
+                throw e;
+            }
+        });
     }
 }

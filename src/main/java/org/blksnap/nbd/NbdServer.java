@@ -20,6 +20,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.atomic.AtomicLong;
+import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -294,13 +295,9 @@ public final class NbdServer implements AutoCloseable {
             return;
         }
         closing = true;
-        IOException first = null;
+        FirstFailure failures = new FirstFailure();
         for (Listener l : listeners) {
-            try {
-                l.channel().close();
-            } catch (IOException e) {
-                first = addSuppressed(first, e);
-            }
+            failures.run(l.channel()::close);
         }
         for (Listener l : listeners) {
             try {
@@ -309,11 +306,7 @@ public final class NbdServer implements AutoCloseable {
                 Thread.currentThread().interrupt();
             }
             if (l.unixPath() != null) {
-                try {
-                    Files.deleteIfExists(l.unixPath());
-                } catch (IOException e) {
-                    first = addSuppressed(first, e);
-                }
+                failures.run(() -> Files.deleteIfExists(l.unixPath()));
             }
         }
         List<Connection> all = new ArrayList<>(connections);
@@ -322,17 +315,7 @@ public final class NbdServer implements AutoCloseable {
         }
         awaitAll(all);
         LOG.info("NBD server closed");
-        if (first != null) {
-            throw first;
-        }
-    }
-
-    private static IOException addSuppressed(IOException first, IOException e) {
-        if (first == null) {
-            return e;
-        }
-        first.addSuppressed(e);
-        return first;
+        failures.throwIfAny(IOException.class, e -> new IOException("closing the NBD server failed: " + e.getMessage(), e));
     }
 
     private void checkOpen() throws IOException {

@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import org.blksnap.util.FirstFailure;
 
 /**
  * A block device over a regular file or a Linux block device node, with positional
@@ -216,27 +217,15 @@ final class FileBlockDevice implements BlockDevice {
 
     @Override
     public void close() throws IOException {
-        IOException first = null;
-        for (FileChannel ch : new FileChannel[] {channel, directChannel}) {
-            if (ch == null) {
-                continue;
-            }
-            try {
-                ch.close();
-            } catch (IOException e) {
-                if (first == null) {
-                    first = e;
-                } else {
-                    first.addSuppressed(e);
-                }
-            }
+        FirstFailure failures = new FirstFailure();
+        failures.run(channel::close);
+        if (directChannel != null) {
+            failures.run(directChannel::close);
         }
         if (nativeHandle >= 0) {
             nativeIo.close(nativeHandle);
         }
-        if (first != null) {
-            throw first;
-        }
+        failures.throwIfAny(IOException.class, e -> new IOException("closing " + path + " failed: " + e.getMessage(), e));
     }
 
     @Override

@@ -5,6 +5,7 @@ import org.blksnap.engine.Errno;
 import java.util.ArrayDeque;
 import java.util.Deque;
 import java.util.List;
+import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -54,22 +55,20 @@ final class Lifecycle {
 
     /** Takes every step down in reverse order; returns the first failure (others suppressed) or null. */
     RuntimeException tearDown() {
-        RuntimeException first = null;
+        FirstFailure failures = new FirstFailure();
         while (!up.isEmpty()) {
             Step s = up.pop();
-            try {
-                s.down().run();
-                LOG.debug("{} down", s.name());
-            } catch (Exception e) {
-                RuntimeException r = e instanceof RuntimeException re ? re
-                        : new BlksnapException(Errno.EIO, "exit step " + s.name() + " failed: " + e.getMessage(), e);
-                if (first == null) {
-                    first = r;
-                } else {
-                    first.addSuppressed(r);
+            failures.run(() -> {
+                try {
+                    s.down().run();
+                    LOG.debug("{} down", s.name());
+                } catch (RuntimeException e) {
+                    throw e;
+                } catch (Exception e) {
+                    throw new BlksnapException(Errno.EIO, "exit step " + s.name() + " failed: " + e.getMessage(), e);
                 }
-            }
+            });
         }
-        return first;
+        return (RuntimeException) failures.first();
     }
 }
