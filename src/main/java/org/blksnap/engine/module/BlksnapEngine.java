@@ -16,7 +16,6 @@ import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentSkipListMap;
@@ -26,19 +25,17 @@ import java.util.function.Supplier;
 import java.util.regex.Pattern;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.NativeIo;
-import org.blksnap.engine.diff.DiffArea;
-import org.blksnap.engine.diff.DiffStorage;
 import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.SnapshotEvent;
 import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.snapshot.ImageRegistry;
-import org.blksnap.engine.snapshot.SnapImage;
 import org.blksnap.engine.snapshot.Snapshot;
 import org.blksnap.engine.Status;
 import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.tracker.CbtMap;
 import org.blksnap.engine.tracker.TrackedDevice;
 import org.blksnap.engine.tracker.Tracker;
+import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -105,43 +102,23 @@ final class BlksnapEngine implements Blksnap {
         accepting = false;
         List<Snapshot> all = new ArrayList<>(snapshots.values());
         snapshots.clear();
-        RuntimeException first = null;
+        FirstFailure failures = new FirstFailure();
         for (Snapshot s : all) {
-            try {
-                notifyRemoved(s.destroy(images));
-            } catch (RuntimeException e) {
-                if (first == null) {
-                    first = e;
-                } else {
-                    first.addSuppressed(e);
-                }
-            }
+            failures.run(() -> notifyRemoved(s.destroy(images)));
         }
-        if (first != null) {
-            throw first;
-        }
+        failures.throwIfAny(RuntimeException.class, e -> new BlksnapException(Errno.EIO, e.getMessage(), e));
     }
 
     /** tracker_done: detach every tracker and close every device. */
     private void trackersDone() throws IOException {
         trackersUp = false;
-        IOException first = null;
+        FirstFailure failures = new FirstFailure();
         for (TrackedDevice d : devices.values()) {
             d.setTracker(null);
-            try {
-                d.close();
-            } catch (IOException e) {
-                if (first == null) {
-                    first = e;
-                } else {
-                    first.addSuppressed(e);
-                }
-            }
+            failures.run(d::close);
         }
         devices.clear();
-        if (first != null) {
-            throw first;
-        }
+        failures.throwIfAny(IOException.class, e -> new IOException(e.getMessage(), e));
     }
 
     private void checkAccepting() {
@@ -324,8 +301,8 @@ final class BlksnapEngine implements Blksnap {
         lockedRun(() -> {
             TrackedDevice d;
             if (deviceOrImage != null && deviceOrImage.startsWith(ImageRegistry.PREFIX)) {
-                SnapImage img = images.get(deviceOrImage);
-                d = devices.get(img.device());
+                String device = images.deviceOf(deviceOrImage);
+                d = devices.get(device);
                 if (d == null) {
                     throw new BlksnapException(Errno.ENODEV, "device of image " + deviceOrImage + " was removed");
                 }
@@ -406,7 +383,7 @@ final class BlksnapEngine implements Blksnap {
 
     @Override
     public void snapshotTake(UUID id, TakeHooks hooks) {
-        List<SnapImage> created = locked(() -> {
+        List<ImageInfo> created = locked(() -> {
             Snapshot s = snapshot(id, Errno.ESRCH);
             try {
                 return s.take(hooks == null ? TakeHooks.NONE : hooks, images);
@@ -418,9 +395,9 @@ final class BlksnapEngine implements Blksnap {
                 throw e;
             }
         });
-        for (SnapImage img : created) {
+        for (ImageInfo img : created) {
             for (EngineListener l : listeners) {
-                l.imageCreated(img.info());
+                l.imageCreated(img);
             }
         }
     }
@@ -437,7 +414,7 @@ final class BlksnapEngine implements Blksnap {
             if (s.state() != Snapshot.State.TAKEN) {
                 throw new BlksnapException(Errno.ENODEV, "snapshot " + id + " is not taken yet");
             }
-            return s.images().stream().map(SnapImage::info).toList();
+            return s.images();
         });
     }
 
@@ -449,7 +426,7 @@ final class BlksnapEngine implements Blksnap {
 
     @Override
     public void snapshotDestroy(UUID id) {
-        List<SnapImage> removed = locked(() -> {
+        List<ImageInfo> removed = locked(() -> {
             Snapshot s = snapshot(id, Errno.ENODEV);
             snapshots.remove(id);
             return s.destroy(images);
@@ -457,13 +434,13 @@ final class BlksnapEngine implements Blksnap {
         notifyRemoved(removed);
     }
 
-    private void notifyRemoved(List<SnapImage> removed) {
-        for (SnapImage img : removed) {
+    private void notifyRemoved(List<ImageInfo> removed) {
+        for (ImageInfo img : removed) {
             for (EngineListener l : listeners) {
                 try {
-                    l.imageRemoved(img.info());
+                    l.imageRemoved(img);
                 } catch (RuntimeException e) {
-                    LOG.warn("listener failed on removal of {}: {}", img.name(), e.toString());
+                    LOG.warn("listener failed on removal of {}: {}", img.image(), e.toString());
                 }
             }
         }
@@ -484,27 +461,13 @@ final class BlksnapEngine implements Blksnap {
                 ds.add(new Status.DeviceStatus(d.name(), d.sizeBytes(), t == null ? null : t.cbt().info(),
                         t == null ? null : t.owner()));
             }
-            List<Status.SnapshotStatus> ss = new ArrayList<>();
-            for (Snapshot s : snapshots.values()) {
-                DiffStorage st = s.storage();
-                Errno c = s.corruption();
-                String state = c != null ? "corrupted" : s.state().name().toLowerCase(java.util.Locale.ROOT);
-                long copied = s.diffAreas().stream().mapToLong(DiffArea::chunksCopied).sum();
-                ss.add(new Status.SnapshotStatus(s.id(), state, s.deviceNames(),
-                        s.images().stream().map(SnapImage::info).toList(), st.capacitySectors(), st.filledSectors(),
-                        st.requestedSectors(), copied, s.events().pending(), c == null ? 0 : c.number()));
-            }
-            Map<String, Long> p = params.asMap();
-            return new Status(Version.CURRENT.toString(), p, ds, ss);
+            List<Status.SnapshotStatus> ss = snapshots.values().stream().map(Snapshot::status).toList();
+            return new Status(Version.CURRENT.toString(), params.asMap(), ds, ss);
         } finally {
             control.unlock();
         }
     }
 
-    /** I/O counters of a device: reads, bytes read, writes, bytes written. */
-    long[] counters(String device) {
-        return existing(device).counters();
-    }
 
     @Override
     public void close() {

@@ -19,7 +19,7 @@ import org.blksnap.engine.tracker.Tracker;
  *
  * <p>Thread-safe. Fails with EIO once the snapshot is corrupted and with ENODEV once it is destroyed.
  */
-public final class SnapImage implements BlockDevice {
+final class SnapImage implements BlockDevice {
     private final ImageInfo info;
     private final DiffArea area;
     private final Tracker tracker;
@@ -33,12 +33,12 @@ public final class SnapImage implements BlockDevice {
         this.logicalBlockSize = logicalBlockSize;
     }
 
-    public ImageInfo info() {
+    ImageInfo info() {
         return info;
     }
 
     /** The original device's name. */
-    public String device() {
+    String device() {
         return info.device();
     }
 
@@ -61,9 +61,6 @@ public final class SnapImage implements BlockDevice {
         removed = true;
     }
 
-    public boolean isRemoved() {
-        return removed;
-    }
 
     private void checkPresent() {
         if (removed) {

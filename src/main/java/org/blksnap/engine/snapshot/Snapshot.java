@@ -7,8 +7,10 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Locale;
 import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Predicate;
 import org.blksnap.engine.device.NativeIo;
 import org.blksnap.engine.diff.DiffArea;
@@ -16,6 +18,7 @@ import org.blksnap.engine.diff.DiffStorage;
 import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.event.EventQueue;
 import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Status;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.ParamValues;
@@ -52,6 +55,8 @@ public final class Snapshot implements DiffArea.Owner {
     private final Set<String> corruptedDevices = new HashSet<>();
     private volatile State state = State.CREATED;
     private volatile Errno corruption;
+    /** Guards the lists and the corrupted set; held only briefly, never around I/O or call-outs. */
+    private final ReentrantLock guard = new ReentrantLock();
 
     /**
      * Creates the snapshot of devices whose trackers are already attached and owned by it.
@@ -81,22 +86,35 @@ public final class Snapshot implements DiffArea.Owner {
         return devices;
     }
 
-    public DiffStorage storage() {
-        return storage;
-    }
 
     public EventQueue events() {
         return events;
     }
 
     /** Images in device order; empty before take. */
-    public synchronized List<SnapImage> images() {
-        return List.copyOf(images);
+    public List<ImageInfo> images() {
+        guard.lock();
+        try {
+            return images.stream().map(SnapImage::info).toList();
+        } finally {
+            guard.unlock();
+        }
     }
 
-    /** Diff areas in device order; empty before take. */
-    public synchronized List<DiffArea> diffAreas() {
-        return List.copyOf(areas);
+    /** What the status view shows of this snapshot. */
+    public Status.SnapshotStatus status() {
+        List<DiffArea> taken;
+        guard.lock();
+        try {
+            taken = List.copyOf(areas);
+        } finally {
+            guard.unlock();
+        }
+        Errno c = corruption;
+        String stateName = c != null ? "corrupted" : state.name().toLowerCase(Locale.ROOT);
+        long copied = taken.stream().mapToLong(DiffArea::chunksCopied).sum();
+        return new Status.SnapshotStatus(id, stateName, deviceNames(), images(), storage.capacitySectors(),
+                storage.filledSectors(), storage.requestedSectors(), copied, events.pending(), c == null ? 0 : c.number());
     }
 
     @Override
@@ -107,11 +125,14 @@ public final class Snapshot implements DiffArea.Owner {
     @Override
     public void deviceCorrupted(String device, Errno errno, String message) {
         boolean first;
-        synchronized (this) {
+        guard.lock();
+        try {
             first = corruptedDevices.add(device);
             if (corruption == null) {
                 corruption = errno;
             }
+        } finally {
+            guard.unlock();
         }
         if (first) {
             events.post(new SnapshotEvent.Corrupted(System.nanoTime(), device, errno.number()));
@@ -137,7 +158,7 @@ public final class Snapshot implements DiffArea.Owner {
      *                          snapshot is corrupted (a device was removed) (the caller destroys the
      *                          snapshot, as v1); EIO if the freeze hook failed
      */
-    public List<SnapImage> take(TakeHooks hooks, ImageRegistry registry) {
+    public List<ImageInfo> take(TakeHooks hooks, ImageRegistry registry) {
         if (state == State.TAKEN) {
             throw new BlksnapException(Errno.EALREADY, "snapshot " + id + " is already taken");
         }
@@ -181,8 +202,11 @@ public final class Snapshot implements DiffArea.Owner {
                     t.cbt().switchAtTake();
                     t.setDiffArea(prepared.get(i));
                 }
-                synchronized (this) {
+                guard.lock();
+                try {
                     areas.addAll(prepared);
+                } finally {
+                    guard.unlock();
                 }
                 state = State.TAKEN;
             });
@@ -199,10 +223,13 @@ public final class Snapshot implements DiffArea.Owner {
             registry.register(n, img);
             created.add(img);
         }
-        synchronized (this) {
+        guard.lock();
+        try {
             images.addAll(created);
+        } finally {
+            guard.unlock();
         }
-        return created;
+        return created.stream().map(SnapImage::info).toList();
     }
 
     /**
@@ -242,16 +269,19 @@ public final class Snapshot implements DiffArea.Owner {
      *
      * @return the images removed
      */
-    public List<SnapImage> destroy(ImageRegistry registry) {
+    public List<ImageInfo> destroy(ImageRegistry registry) {
         if (state == State.DESTROYED) {
             return List.of();
         }
         state = State.DESTROYED;
         events.close();
         List<SnapImage> removed;
-        synchronized (this) {
+        guard.lock();
+        try {
             removed = List.copyOf(images);
             images.clear();
+        } finally {
+            guard.unlock();
         }
         for (SnapImage img : removed) {
             img.markRemoved();
@@ -269,14 +299,17 @@ public final class Snapshot implements DiffArea.Owner {
             }
         });
         List<DiffArea> toClose;
-        synchronized (this) {
+        guard.lock();
+        try {
             toClose = List.copyOf(areas);
             areas.clear();
+        } finally {
+            guard.unlock();
         }
         toClose.forEach(DiffArea::close);
         storage.close();
         LOG.info("snapshot {} destroyed", id);
-        return removed;
+        return removed.stream().map(SnapImage::info).toList();
     }
 
     /** Flushes the difference storage. */

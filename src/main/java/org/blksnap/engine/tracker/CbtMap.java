@@ -3,6 +3,7 @@ package org.blksnap.engine.tracker;
 import org.blksnap.engine.CbtInfo;
 import java.util.Arrays;
 import java.util.UUID;
+import java.util.concurrent.locks.ReentrantLock;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.ParamValues;
@@ -19,8 +20,9 @@ import org.blksnap.engine.SectorRange;
  * <p>Thread-safety: {@link #mark} is called by many writers at once, always inside the device's
  * barrier (shared side); writers all store the same active number, so racing stores are benign.
  * {@link #switchAtTake} and {@link #resetIfNeeded} run with the barrier closed (no writer inside).
- * {@link #markBoth}, {@link #readMap} and {@link #info} synchronise on the map, so they see a
- * consistent generation.
+ * {@link #markBoth}, {@link #readMap} and {@link #info} hold the map's lock, so they see a
+ * consistent generation. A {@code ReentrantLock}, not a monitor: {@link #markBoth} runs on the
+ * image-write path, and I/O-path locks are j.u.c locks (docs/engine.md, "Threads").
  */
 public final class CbtMap {
     /** Largest tracking block: 2^26 bytes (64 MiB), as fixed upstream in v3. */
@@ -38,6 +40,8 @@ public final class CbtMap {
     private volatile int previous;
     private volatile int active;
     private volatile boolean corrupted;
+    /** Guards the maps against each other's multi-block updates and the switch (never held by {@link #mark}). */
+    private final ReentrantLock lock = new ReentrantLock();
 
     private CbtMap(String device, long capacityBytes, int blockShift) {
         this.device = device;
@@ -146,27 +150,32 @@ public final class CbtMap {
      * @throws BlksnapException EINVAL for a range past the map (ranges before it stay marked), EFAULT if
      *                          the map is corrupted
      */
-    public synchronized void markBoth(java.util.List<SectorRange> ranges) {
-        if (corrupted) {
-            throw new BlksnapException(Errno.EFAULT, device + ": CBT map is corrupted");
-        }
-        for (SectorRange r : ranges) {
-            long first = blockIndex(r.offsetBytes());
-            long last = blockIndex(r.offsetBytes() + r.lengthBytes() - 1);
-            if (last >= blockCount) {
-                throw new BlksnapException(Errno.EINVAL, device + ": range " + r + " is past the end of the CBT map ("
-                        + blockCount + " blocks of " + blockSizeBytes() + " bytes)");
+    public void markBoth(java.util.List<SectorRange> ranges) {
+        lock.lock();
+        try {
+            if (corrupted) {
+                throw new BlksnapException(Errno.EFAULT, device + ": CBT map is corrupted");
             }
-            int a = active;
-            int p = previous;
-            for (int i = (int) first; i <= last; i++) {
-                if (Byte.toUnsignedInt(writeMap[i]) < a) {
-                    writeMap[i] = (byte) a;
+            for (SectorRange r : ranges) {
+                long first = blockIndex(r.offsetBytes());
+                long last = blockIndex(r.offsetBytes() + r.lengthBytes() - 1);
+                if (last >= blockCount) {
+                    throw new BlksnapException(Errno.EINVAL, device + ": range " + r + " is past the end of the CBT map ("
+                            + blockCount + " blocks of " + blockSizeBytes() + " bytes)");
                 }
-                if (Byte.toUnsignedInt(readMap[i]) < p) {
-                    readMap[i] = (byte) p;
+                int a = active;
+                int p = previous;
+                for (int i = (int) first; i <= last; i++) {
+                    if (Byte.toUnsignedInt(writeMap[i]) < a) {
+                        writeMap[i] = (byte) a;
+                    }
+                    if (Byte.toUnsignedInt(readMap[i]) < p) {
+                        readMap[i] = (byte) p;
+                    }
                 }
             }
+        } finally {
+            lock.unlock();
         }
     }
 
@@ -176,19 +185,24 @@ public final class CbtMap {
      * reported number is 0, so a client sees the new generation and does a full backup. (v1 left the
      * read map stale and reported 255; that bug is not copied.) Must run with writers held back.
      */
-    public synchronized void switchAtTake() {
-        int next = active + 1;
-        if (next >= NUMBER_LIMIT) {
-            Arrays.fill(writeMap, (byte) 0);
-            Arrays.fill(readMap, (byte) 0);
-            generationId = UUID.randomUUID();
-            previous = 0;
-            active = 1;
-            return;
+    public void switchAtTake() {
+        lock.lock();
+        try {
+            int next = active + 1;
+            if (next >= NUMBER_LIMIT) {
+                Arrays.fill(writeMap, (byte) 0);
+                Arrays.fill(readMap, (byte) 0);
+                generationId = UUID.randomUUID();
+                previous = 0;
+                active = 1;
+                return;
+            }
+            System.arraycopy(writeMap, 0, readMap, 0, blockCount);
+            previous = active;
+            active = next;
+        } finally {
+            lock.unlock();
         }
-        System.arraycopy(writeMap, 0, readMap, 0, blockCount);
-        previous = active;
-        active = next;
     }
 
     /** Whether the map must be rebuilt at take: it is corrupted or the capacity changed. */
@@ -202,30 +216,45 @@ public final class CbtMap {
      * @throws BlksnapException ENODATA if the offset is past the map, EINVAL for a negative argument,
      *                          EFAULT if the map is corrupted
      */
-    public synchronized byte[] readMap(long offsetBlocks, int lengthBlocks) {
-        if (offsetBlocks < 0 || lengthBlocks < 0) {
-            throw new BlksnapException(Errno.EINVAL, device + ": CBT read offset (" + offsetBlocks + ") and length ("
-                    + lengthBlocks + ") must be >= 0");
+    public byte[] readMap(long offsetBlocks, int lengthBlocks) {
+        lock.lock();
+        try {
+            if (offsetBlocks < 0 || lengthBlocks < 0) {
+                throw new BlksnapException(Errno.EINVAL, device + ": CBT read offset (" + offsetBlocks + ") and length ("
+                        + lengthBlocks + ") must be >= 0");
+            }
+            if (corrupted) {
+                throw new BlksnapException(Errno.EFAULT, device + ": CBT map is corrupted");
+            }
+            if (offsetBlocks > blockCount) {
+                throw new BlksnapException(Errno.ENODATA, device + ": CBT read offset " + offsetBlocks
+                        + " is past the map of " + blockCount + " blocks");
+            }
+            int n = (int) Math.min(lengthBlocks, blockCount - offsetBlocks);
+            return Arrays.copyOfRange(readMap, (int) offsetBlocks, (int) offsetBlocks + n);
+        } finally {
+            lock.unlock();
         }
-        if (corrupted) {
-            throw new BlksnapException(Errno.EFAULT, device + ": CBT map is corrupted");
-        }
-        if (offsetBlocks > blockCount) {
-            throw new BlksnapException(Errno.ENODATA, device + ": CBT read offset " + offsetBlocks
-                    + " is past the map of " + blockCount + " blocks");
-        }
-        int n = (int) Math.min(lengthBlocks, blockCount - offsetBlocks);
-        return Arrays.copyOfRange(readMap, (int) offsetBlocks, (int) offsetBlocks + n);
     }
 
     /** The read-map value of one block (0..255). */
-    public synchronized int readValue(int block) {
-        return Byte.toUnsignedInt(readMap[block]);
+    public int readValue(int block) {
+        lock.lock();
+        try {
+            return Byte.toUnsignedInt(readMap[block]);
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** The write-map value of one block (0..255). */
-    public synchronized int writeValue(int block) {
-        return Byte.toUnsignedInt(writeMap[block]);
+    public int writeValue(int block) {
+        lock.lock();
+        try {
+            return Byte.toUnsignedInt(writeMap[block]);
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Number of the last taken snapshot in this generation. */
@@ -242,8 +271,13 @@ public final class CbtMap {
     }
 
     /** What TRACKER_COLLECT reports. */
-    public synchronized CbtInfo info() {
-        return new CbtInfo(device, blockSizeBytes(), capacityBytes, blockCount, generationId, previous);
+    public CbtInfo info() {
+        lock.lock();
+        try {
+            return new CbtInfo(device, blockSizeBytes(), capacityBytes, blockCount, generationId, previous);
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Bytes of heap the two maps take. */

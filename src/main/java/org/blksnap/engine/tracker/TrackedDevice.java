@@ -2,7 +2,6 @@ package org.blksnap.engine.tracker;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.util.concurrent.atomic.LongAdder;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
@@ -22,10 +21,6 @@ public final class TrackedDevice implements BlockDevice {
     private final TakeBarrier barrier = new TakeBarrier();
     private volatile Tracker tracker;
     private volatile boolean removed;
-    private final LongAdder reads = new LongAdder();
-    private final LongAdder readBytes = new LongAdder();
-    private final LongAdder writes = new LongAdder();
-    private final LongAdder writeBytes = new LongAdder();
 
     public TrackedDevice(String name, BlockDevice backing) {
         this.name = name;
@@ -90,10 +85,7 @@ public final class TrackedDevice implements BlockDevice {
     @Override
     public void read(ByteBuffer dst, long offsetBytes) throws IOException {
         checkPresent();
-        int n = dst.remaining();
         backing.read(dst, offsetBytes);
-        reads.increment();
-        readBytes.add(n);
     }
 
     /** An operation that changes the device. */
@@ -123,10 +115,7 @@ public final class TrackedDevice implements BlockDevice {
 
     @Override
     public void write(ByteBuffer src, long offsetBytes) throws IOException {
-        int n = src.remaining();
-        filtered(offsetBytes, n, () -> backing.write(src, offsetBytes));
-        writes.increment();
-        writeBytes.add(n);
+        filtered(offsetBytes, src.remaining(), () -> backing.write(src, offsetBytes));
     }
 
     @Override
@@ -143,8 +132,6 @@ public final class TrackedDevice implements BlockDevice {
     @Override
     public void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) throws IOException {
         filtered(offsetBytes, lengthBytes, () -> backing.writeZeroes(offsetBytes, lengthBytes, mayUnmap));
-        writes.increment();
-        writeBytes.add(lengthBytes);
     }
 
     @Override
@@ -158,10 +145,6 @@ public final class TrackedDevice implements BlockDevice {
         backing.mapAllocation(offsetBytes, lengthBytes, sink);
     }
 
-    /** I/O counters: reads, bytes read, writes (incl. write-zeroes), bytes written. */
-    public long[] counters() {
-        return new long[] {reads.sum(), readBytes.sum(), writes.sum(), writeBytes.sum()};
-    }
 
     /** Closes the backing device. */
     @Override
