@@ -1,6 +1,7 @@
 package org.blksnap.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -207,10 +208,10 @@ class CliTest {
         UUID uuid = st.id();
         CompletableFuture<CliRun> stretch = st.run();
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
-        await(() -> engine.appended.size() == 2);
+        await().until(() -> engine.appended.size() == 2);
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
         engine.queue(uuid, new SnapshotEvent.Corrupted(System.nanoTime(), "disk0", 28));
-        Thread.sleep(300);
+        awaitTaken(uuid);
         run("snapshot", "destroy", "--id", id);
         CliRun r = stretch.get(10, TimeUnit.SECONDS);
         assertThat(r.exitCode()).as(r.toString()).isZero();
@@ -238,14 +239,15 @@ class CliTest {
         UUID uuid = st.id();
         CompletableFuture<CliRun> stretch = st.run();
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
-        await(() -> engine.appended.size() == 2);
+        await().until(() -> engine.appended.size() == 2);
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
-        Thread.sleep(400); // several polls: the failure is reported once
-        engine.roomBytes = 64L << 20;
-        await(() -> engine.appended.size() == 3);
-        Thread.sleep(200);
+        // Three rounds of halving tries (4 or 5 sizes each) for diff_storage#2: several polls failed,
+        // and the failure must still be reported once.
+        await().until(() -> engine.appendAttempts("diff_storage#2") >= 15);
+        engine.roomAtNextWait = 64L << 20; // between two rounds of tries, as a filesystem freed meanwhile
+        await().until(() -> engine.appended.size() == 3);
         engine.queue(uuid, new SnapshotEvent.Corrupted(System.nanoTime(), "disk0", 28));
-        Thread.sleep(300);
+        awaitTaken(uuid);
         run("snapshot", "destroy", "--id", id);
         CliRun r = stretch.get(10, TimeUnit.SECONDS);
         assertThat(r.exitCode()).as(r.toString()).isZero();
@@ -273,17 +275,15 @@ class CliTest {
         Path storage = Files.createDirectory(dir.resolve("storage"));
         CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "snapshot", "stretch",
                 "--id", id, "--dir", storage.toString(), "--limit", limit, "--poll", "50"));
-        await(() -> engine.appended.size() == 1);
+        await().until(() -> engine.appended.size() == 1);
         return new Stretching(UUID.fromString(id), stretch);
     }
 
-    private static void await(java.util.function.BooleanSupplier c) throws InterruptedException {
-        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!c.getAsBoolean()) {
-            if (System.nanoTime() > end) {
-                throw new AssertionError("condition not met in 10 s");
-            }
-            Thread.sleep(20);
-        }
+    /**
+     * Waits until the stretch has taken every queued event, so that a destroy cannot discard one
+     * (the stretch reports an event it took before it sees the snapshot gone).
+     */
+    private void awaitTaken(UUID id) {
+        await().until(() -> engine.pendingEvents(id) == 0);
     }
 }

@@ -1,6 +1,7 @@
 package org.blksnap.daemon;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -36,18 +37,18 @@ class DaemonTest {
                 .redirectOutput(log.toFile()).start();
     }
 
-    private static void awaitText(Path log, String text, Process p) throws Exception {
-        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (System.nanoTime() < end) {
-            if (Files.exists(log) && Files.readString(log).contains(text)) {
-                return;
+    /** Waits until the daemon printed {@code text}; fails at once if it exited first. */
+    private static void awaitText(Path log, String text, Process p) {
+        await().atMost(Duration.ofSeconds(30)).until(() -> {
+            String out = Files.exists(log) ? Files.readString(log) : "";
+            if (out.contains(text)) {
+                return true;
             }
             if (!p.isAlive()) {
-                break;
+                throw new AssertionError("blksnapd exited before printing '" + text + "'; output:\n" + out);
             }
-            Thread.sleep(100);
-        }
-        throw new AssertionError("'" + text + "' not printed; output:\n" + (Files.exists(log) ? Files.readString(log) : ""));
+            return false;
+        });
     }
 
     private static void stop(Process p) throws Exception {
