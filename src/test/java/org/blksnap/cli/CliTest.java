@@ -12,6 +12,7 @@ import java.util.concurrent.TimeUnit;
 import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.FakeBlksnap;
 import org.blksnap.ctrl.FreezeHooks;
+import org.blksnap.engine.SectorRange;
 import org.blksnap.engine.SnapshotEvent;
 import org.blksnap.engine.StorageSpec;
 import org.junit.jupiter.api.AfterEach;
@@ -93,7 +94,8 @@ class CliTest {
         assertThat(run("snapshot").exitCode()).isEqualTo(64);
         CliRun badId = run("snapshot", "take", "--id", "1234");
         assertThat(badId.exitCode()).isEqualTo(64);
-        assertThat(badId.err()).contains("'1234' is not a snapshot id");
+        assertThat(badId.err()).contains("Invalid value for option '--id': '1234' is not a UUID such as "
+                + "123e4567-e89b-12d3-a456-426614174000");
         CliRun badSize = run("snapshot", "append-storage", "--id", UUID.randomUUID().toString(), "--file", "x",
                 "--size", "12Q");
         assertThat(badSize.exitCode()).isEqualTo(64);
@@ -176,6 +178,56 @@ class CliTest {
         assertThat(run("tracker_remove", "-d", "disk0").exitCode()).isZero();
         assertThat(run("snapshot_destroy", "-i", id).exitCode()).isZero();
         assertThat(run("snapshot_destroy", "-i", id).exitCode()).isEqualTo(19);
+    }
+
+    @Test
+    void v1OptionSpellingsInEveryFormReachTheNewCommands() {
+        String id = run("snapshot_create", "--device", "disk0").line();
+        assertThat(run("snapshot_appendstorage", "-i=" + id, "-f" + dir.resolve("a"), "-s", "1M", "-r", "0:8",
+                "--range=16:8").exitCode()).isZero();
+        assertThat(engine.appended).singleElement().satisfies(s -> {
+            assertThat(s.path()).isEqualTo(dir.resolve("a"));
+            assertThat(s.createSizeBytes()).isEqualTo(1L << 20);
+            assertThat(s.ranges()).containsExactly(new SectorRange(0, 8), new SectorRange(16, 8));
+        });
+        assertThat(run("tracker_markdirtyblock", "-d", "disk0", "--ranges", "0:8").exitCode()).isZero();
+        assertThat(engine.calls).contains("markDirty disk0 [0:8]");
+        assertThat(run("snapshot_waitevent", "--id", id, "--timeout=100").line()).startsWith("low_free_space");
+        CliRun unknown = run("snapshot_take", "-i", id, "-x");
+        assertThat(unknown.exitCode()).isEqualTo(64);
+        assertThat(unknown.err()).contains("Unknown option: '-x'");
+    }
+
+    @Test
+    void stretchSnapshotTakesItsLimitInMibUnlessSuffixed() throws Exception {
+        engine.params.set("diff_storage_minimum", 2048);
+        String id = run("snapshot", "create", "--device", "disk0").line();
+        UUID uuid = UUID.fromString(id);
+        Path storage = Files.createDirectory(dir.resolve("storage"));
+        CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "stretch_snapshot",
+                "-i", id, "-p", storage.toString(), "-l", "1", "--poll", "50"));
+        await().until(() -> engine.appended.size() == 1);
+        engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
+        awaitTaken(uuid);
+        run("snapshot", "destroy", "--id", id);
+        CliRun r = stretch.get(10, TimeUnit.SECONDS);
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        JsonMapper json = JsonMapper.builder().build();
+        List<JsonNode> lines = r.out().lines().map(json::readTree).toList();
+        assertThat(lines).extracting(n -> n.path("stretch").asString())
+                .containsExactly("appended", "limit_reached", "snapshot_gone");
+        assertThat(lines.get(1).path("limitBytes").asLong()).as("-l 1 is 1 MiB").isEqualTo(1L << 20);
+    }
+
+    @Test
+    void theHelpListsTheV1VerbsAndAV1VerbShowsItsCommandsHelp() {
+        CliRun top = run("--help");
+        assertThat(top.exitCode()).isZero();
+        assertThat(top.out()).containsPattern("snapshot_appendstorage +(= )?snapshot append-storage")
+                .contains("stretch_snapshot").contains("tracker_markdirtyblock");
+        CliRun v1 = run("snapshot_appendstorage", "--help");
+        assertThat(v1.exitCode()).as(v1.toString()).isZero();
+        assertThat(v1.out()).startsWith("Usage: blksnap snapshot append-storage");
     }
 
     @Test

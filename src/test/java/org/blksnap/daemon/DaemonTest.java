@@ -177,6 +177,11 @@ class DaemonTest {
         assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
                 "--param", "chunk_minimum_shift=3"}, new PrintWriter(w2), new PrintWriter(w2), false)).isEqualTo(64);
         assertThat(w2.toString()).contains("chunk_minimum_shift (3) must be >= 12");
+        StringWriter w3 = new StringWriter();
+        assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
+                "--device", "d0=" + dir.resolve("d0.img") + ":12Q"}, new PrintWriter(w3), new PrintWriter(w3), false))
+                .isEqualTo(64);
+        assertThat(w3.toString()).contains("size of device d0 ('12Q') must be a size such as 512, 64K, 128M, 1G");
     }
 
     @Test
