@@ -9,11 +9,14 @@ import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.Locale;
-import org.blksnap.ctrl.Operation;
-import tools.jackson.core.JacksonException;
+import org.blksnap.ctrl.api.ErrorReply;
+import org.blksnap.ctrl.api.InvalidValueException;
+import org.blksnap.ctrl.api.Operation;
+import org.blksnap.ctrl.api.Reply;
+import org.blksnap.ctrl.api.Request;
+import org.blksnap.ctrl.api.Requests;
+import org.blksnap.ctrl.api.WireJson;
 import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.json.JsonMapper;
-import tools.jackson.databind.node.ObjectNode;
 
 /**
  * A minimal HTTP/1.1 client for the control API: one request per connection on the Unix socket
@@ -21,15 +24,16 @@ import tools.jackson.databind.node.ObjectNode;
  * HTTP library). Not thread-safe; cheap to create.
  */
 final class ControlClient {
-    /** Largest response accepted, in bytes (a 16 MiB CBT piece in base64 plus headers). */
+    /**
+     * Largest response accepted, in bytes: the largest CBT piece ({@link Requests.ReadCbtMap#MAX_LENGTH_BLOCKS})
+     * in base64, plus headers.
+     */
     static final int MAX_RESPONSE_BYTES = 32 << 20;
 
     private final Path socket;
-    private final JsonMapper json;
 
-    ControlClient(Path socket, JsonMapper json) {
+    ControlClient(Path socket) {
         this.socket = socket;
-        this.json = json;
     }
 
     Path socket() {
@@ -45,21 +49,24 @@ final class ControlClient {
 
     /** The daemon answered with an error body. */
     static final class RemoteException extends Exception {
-        private final String name;
-        private final int errno;
+        private final ErrorReply.Detail error;
 
-        RemoteException(String name, int errno, String message) {
-            super(message);
-            this.name = name;
-            this.errno = errno;
+        RemoteException(ErrorReply.Detail error) {
+            super(error.message());
+            this.error = error;
+        }
+
+        /** The error body, as the daemon sent it. */
+        ErrorReply body() {
+            return new ErrorReply(error);
         }
 
         String errnoName() {
-            return name;
+            return error.name();
         }
 
         int errno() {
-            return errno;
+            return error.errno();
         }
     }
 
@@ -71,13 +78,14 @@ final class ControlClient {
     }
 
     /**
-     * Calls an operation.
+     * Calls the operation of a request.
      *
-     * @param body the arguments, or null for none
-     * @return the answer's JSON object
+     * @return the answer, read strictly into the operation's reply record
+     * @throws RemoteException the daemon answered with an error body
      */
-    ObjectNode call(Operation op, ObjectNode body) throws UnreachableException, RemoteException, ProtocolException {
-        byte[] payload = body == null ? new byte[0] : json.writeValueAsBytes(body);
+    <R extends Reply> R call(Request<R> request) throws UnreachableException, RemoteException, ProtocolException {
+        Operation op = Operation.of(request);
+        byte[] payload = WireJson.write(request).getBytes(StandardCharsets.UTF_8);
         String head = "POST " + op.path() + " HTTP/1.1\r\n"
                 + "Host: blksnapd\r\n"
                 + "Content-Type: application/json\r\n"
@@ -134,7 +142,7 @@ final class ControlClient {
         return out.toByteArray();
     }
 
-    private ObjectNode parse(Operation op, byte[] raw) throws ProtocolException, RemoteException {
+    private <R extends Reply> R parse(Operation op, byte[] raw) throws ProtocolException, RemoteException {
         int headerEnd = indexOf(raw, "\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
         if (headerEnd < 0) {
             throw new ProtocolException("blksnapd at " + socket + " closed the connection without a complete answer to "
@@ -164,22 +172,19 @@ final class ControlClient {
             int end = contentLength < 0 ? raw.length : (int) Math.min(raw.length, start + contentLength);
             body = java.util.Arrays.copyOfRange(raw, start, end);
         }
-        JsonNode node;
+        String where = "the answer to " + op.path() + " (HTTP " + statusLine[1] + ")";
         try {
-            node = json.readTree(body);
-        } catch (JacksonException e) {
-            throw new ProtocolException("blksnapd answered " + op.path() + " with something that is not JSON (HTTP "
-                    + statusLine[1] + ")", e);
+            JsonNode node = WireJson.readObject(where, new String(body, StandardCharsets.UTF_8));
+            if (node.has("error")) {
+                throw new RemoteException(WireJson.read(where, node, ErrorReply.class).error());
+            }
+            @SuppressWarnings("unchecked") // Operation pairs each request type with its R (WireContractTest checks)
+            R reply = (R) WireJson.read(where, node, op.replyType());
+            return reply;
+        } catch (InvalidValueException e) {
+            throw new ProtocolException("blksnapd at " + socket + " did not answer as the control API: "
+                    + e.getMessage(), e);
         }
-        if (node == null || !node.isObject()) {
-            throw new ProtocolException("blksnapd answered " + op.path() + " with " + node, null);
-        }
-        JsonNode err = node.get("error");
-        if (err != null && err.isObject()) {
-            throw new RemoteException(err.path("name").asString("EIO"), err.path("errno").asInt(5),
-                    err.path("message").asString(""));
-        }
-        return (ObjectNode) node;
     }
 
     private static byte[] dechunk(byte[] raw, int pos) throws ProtocolException {

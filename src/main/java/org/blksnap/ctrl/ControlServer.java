@@ -13,10 +13,14 @@ import java.util.Arrays;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Consumer;
 import java.util.stream.Collectors;
-import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.ctrl.api.ErrorReply;
+import org.blksnap.ctrl.api.InvalidValueException;
+import org.blksnap.ctrl.api.Operation;
+import org.blksnap.ctrl.api.WireJson;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.SnapshotEvent;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.io.Content;
 import org.eclipse.jetty.server.Handler;
@@ -28,10 +32,6 @@ import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.thread.VirtualThreadPool;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-import tools.jackson.core.JacksonException;
-import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.json.JsonMapper;
-import tools.jackson.databind.node.ObjectNode;
 
 /**
  * The control API: HTTP/1.1 with JSON bodies on a Unix domain socket of mode 0600 (the equivalent of
@@ -49,7 +49,6 @@ public final class ControlServer implements AutoCloseable {
     private final Path socket;
     private final Server server;
     private final Operations operations;
-    private final JsonMapper json = JsonMapper.builder().build();
     private volatile boolean accepting = true;
 
     private ControlServer(Path socket, Operations operations, Server server) {
@@ -76,9 +75,7 @@ public final class ControlServer implements AutoCloseable {
         threads.setName("control");
         Server server = new Server(threads);
         server.setStopTimeout(2000);
-        JsonMapper mapper = JsonMapper.builder().build();
-        ControlServer cs = new ControlServer(socket,
-                new Operations(engine, mapper, exports, commands, eventObserver), server);
+        ControlServer cs = new ControlServer(socket, new Operations(engine, exports, commands, eventObserver), server);
         // Bound inside a fresh 0700 directory, made 0600, then renamed into place: the socket is never
         // reachable under a looser mode, whatever the directory it ends up in allows.
         Path privateDir = privateDirectory(parent);
@@ -152,7 +149,7 @@ public final class ControlServer implements AutoCloseable {
             String method = request.getMethod();
             String path = request.getHttpURI().getPath();
             int status = 200;
-            ObjectNode body;
+            Object body; // a Reply or an ErrorReply
             try {
                 body = dispatch(method, path, request);
             } catch (BlksnapException e) {
@@ -166,7 +163,7 @@ public final class ControlServer implements AutoCloseable {
                 LOG.error("{} {} failed", method, path, e);
                 drainQuietly(request);
             }
-            byte[] bytes = (json.writeValueAsString(body) + "\n").getBytes(StandardCharsets.UTF_8);
+            byte[] bytes = (WireJson.write(body) + "\n").getBytes(StandardCharsets.UTF_8);
             response.setStatus(status);
             response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
             response.getHeaders().put(HttpHeader.CONTENT_LENGTH, bytes.length);
@@ -174,7 +171,7 @@ public final class ControlServer implements AutoCloseable {
             return true;
         }
 
-        private ObjectNode dispatch(String method, String path, Request request) {
+        private Object dispatch(String method, String path, Request request) {
             if (!accepting) {
                 throw new BlksnapException(Errno.ESHUTDOWN, "the daemon is shutting down");
             }
@@ -186,8 +183,13 @@ public final class ControlServer implements AutoCloseable {
                 throw new BlksnapException(Errno.EINVAL, method + " " + path + ": method not allowed; use POST"
                         + (op.getAllowed() ? " or GET" : "") + " with a JSON object body");
             }
-            JsonNode args = get ? null : readBody(request, path);
-            return operations.run(op, args);
+            org.blksnap.ctrl.api.Request<?> args;
+            try {
+                args = WireJson.readRequest(op, get ? "" : readBody(request, path));
+            } catch (InvalidValueException e) {
+                throw new BlksnapException(Errno.EINVAL, e.getMessage());
+            }
+            return operations.run(args);
         }
 
         /**
@@ -202,7 +204,8 @@ public final class ControlServer implements AutoCloseable {
             }
         }
 
-        private JsonNode readBody(Request request, String path) {
+        /** The body as text, bounded: the largest body is the wire's own limit, checked here alone. */
+        private String readBody(Request request, String path) {
             long declared = request.getLength();
             if (declared > MAX_BODY_BYTES) {
                 throw new BlksnapException(Errno.EINVAL, path + ": request body (" + declared + " bytes) exceeds "
@@ -217,24 +220,11 @@ public final class ControlServer implements AutoCloseable {
             if (bytes.length > MAX_BODY_BYTES) {
                 throw new BlksnapException(Errno.EINVAL, path + ": request body exceeds " + MAX_BODY_BYTES + " bytes");
             }
-            String text = new String(bytes, StandardCharsets.UTF_8);
-            if (text.isBlank()) {
-                return null;
-            }
-            try {
-                return json.readTree(text);
-            } catch (JacksonException e) {
-                throw new BlksnapException(Errno.EINVAL, path + ": malformed JSON: " + e.getOriginalMessage());
-            }
+            return new String(bytes, StandardCharsets.UTF_8);
         }
     }
 
-    private ObjectNode error(Errno errno, String message) {
-        ObjectNode o = json.createObjectNode();
-        ObjectNode e = o.putObject("error");
-        e.put("name", errno.name());
-        e.put("errno", errno.number());
-        e.put("message", message);
-        return o;
+    private static ErrorReply error(Errno errno, String message) {
+        return ErrorReply.of(errno.name(), errno.number(), message == null || message.isBlank() ? errno.name() : message);
     }
 }

@@ -2,6 +2,7 @@ package org.blksnap.ctrl;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -9,6 +10,7 @@ import java.util.concurrent.TimeUnit;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.TakeHooks;
+import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -47,9 +49,25 @@ public final class FreezeHooks implements TakeHooks {
     private final CommandRunner runner;
     private final List<Path> frozen = new ArrayList<>();
 
-    public FreezeHooks(List<Path> mountPoints, CommandRunner runner) {
+    private FreezeHooks(List<Path> mountPoints, CommandRunner runner) {
         this.mountPoints = List.copyOf(mountPoints);
         this.runner = runner;
+    }
+
+    /**
+     * Hooks that freeze these mount points, checked before anything is frozen (fsfreeze is the
+     * daemon's business, not the engine's, so the daemon checks its arguments).
+     *
+     * @param mountPoints absolute paths
+     * @throws BlksnapException ENOENT naming the first mount point that is not a directory
+     */
+    public static FreezeHooks of(List<Path> mountPoints, CommandRunner runner) {
+        for (Path mp : mountPoints) {
+            if (!Files.isDirectory(mp)) {
+                throw new BlksnapException(Errno.ENOENT, "freeze mount point " + mp + " is not a directory");
+            }
+        }
+        return new FreezeHooks(mountPoints, runner);
     }
 
     /** The mount points frozen and not yet thawed (for tests). */
@@ -70,27 +88,29 @@ public final class FreezeHooks implements TakeHooks {
         }
     }
 
+    /**
+     * Thaws every mount point still frozen, going on past failures.
+     *
+     * @throws BlksnapException EIO for the first thaw that failed (the later ones are suppressed in
+     *                          it); a runner failure is rethrown as it is
+     */
     @Override
     public void afterBarrier() throws Exception {
-        BlksnapException first = null;
+        FirstFailure failures = new FirstFailure();
         for (Path mp : List.copyOf(frozen)) {
-            CommandRunner.Result r = runner.run(List.of("fsfreeze", "-u", mp.toString()));
-            if (r.exitCode() != 0) {
-                LOG.error("fsfreeze -u {} failed (exit {}): {}", mp, r.exitCode(), r.output());
-                BlksnapException e = new BlksnapException(Errno.EIO, "fsfreeze -u " + mp + " failed (exit "
-                        + r.exitCode() + "): " + r.output());
-                if (first == null) {
-                    first = e;
-                } else {
-                    first.addSuppressed(e);
-                }
-            } else {
-                LOG.info("thawed {}", mp);
-                frozen.remove(mp);
-            }
+            failures.run(() -> thaw(mp));
         }
-        if (first != null) {
-            throw first;
+        failures.throwIfAny(Exception.class, e -> e);
+    }
+
+    private void thaw(Path mp) throws IOException, InterruptedException {
+        CommandRunner.Result r = runner.run(List.of("fsfreeze", "-u", mp.toString()));
+        if (r.exitCode() != 0) {
+            LOG.error("fsfreeze -u {} failed (exit {}): {}", mp, r.exitCode(), r.output());
+            throw new BlksnapException(Errno.EIO, "fsfreeze -u " + mp + " failed (exit " + r.exitCode() + "): "
+                    + r.output());
         }
+        LOG.info("thawed {}", mp);
+        frozen.remove(mp);
     }
 }

@@ -1,336 +1,181 @@
 package org.blksnap.ctrl;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.Base64;
 import java.util.List;
-import java.util.UUID;
 import java.util.function.Consumer;
-import org.blksnap.engine.StorageSpec;
-import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.ctrl.api.AbsolutePath;
+import org.blksnap.ctrl.api.Range;
+import org.blksnap.ctrl.api.Replies;
+import org.blksnap.ctrl.api.Reply;
+import org.blksnap.ctrl.api.Request;
+import org.blksnap.ctrl.api.Requests;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Status;
+import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.Version;
-import org.blksnap.engine.ImageInfo;
-import org.blksnap.engine.Status;
-import org.blksnap.engine.CbtInfo;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
-import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.json.JsonMapper;
-import tools.jackson.databind.node.ArrayNode;
-import tools.jackson.databind.node.ObjectNode;
 
 /**
- * The control operations over the engine, transport-free: a JSON object in, a JSON object out, a
- * {@link BlksnapException} for every error. All argument checks run before the engine is called,
- * so a rejected request changes nothing. Thread-safe (the engine is).
+ * The control operations over the engine, transport-free: a request record in, a reply record out,
+ * a {@link BlksnapException} for every error. The request's form was checked when it was read
+ * ({@code WireJson}); what its values mean is for the engine alone to judge, so nothing here
+ * re-checks them. The one check of its own is the daemon's: freeze mount points
+ * ({@link FreezeHooks#of}). Thread-safe (the engine is).
  */
 final class Operations {
     private static final Logger LOG = LoggerFactory.getLogger(Operations.class);
 
-    /** Largest CBT map piece one request may read, in blocks (= bytes). */
-    static final int MAX_CBT_READ_BLOCKS = 16 << 20;
-
     private final Blksnap engine;
-    private final JsonMapper json;
     private final ExportLocator exports;
     private final FreezeHooks.CommandRunner commands;
     private final Consumer<SnapshotEvent> eventObserver;
 
-    Operations(Blksnap engine, JsonMapper json, ExportLocator exports, FreezeHooks.CommandRunner commands,
+    Operations(Blksnap engine, ExportLocator exports, FreezeHooks.CommandRunner commands,
                Consumer<SnapshotEvent> eventObserver) {
         this.engine = engine;
-        this.json = json;
         this.exports = exports;
         this.commands = commands;
         this.eventObserver = eventObserver;
     }
 
-    ObjectNode run(Operation op, JsonNode body) {
-        Args a = new Args(op.path(), body);
-        return switch (op) {
-            case VERSION -> version(a.finish());
-            case PARAMS -> params(a.finish());
-            case PARAMS_GET -> paramsGet(a);
-            case PARAMS_SET -> paramsSet(a);
-            case STATUS -> status(a.finish());
-            case DEVICE_LIST -> devices(a.finish());
-            case TRACKER_COLLECT -> trackerCollect(a.finish());
-            case TRACKER_READ_CBT_MAP -> readCbtMap(a);
-            case TRACKER_MARK_DIRTY -> markDirty(a);
-            case TRACKER_REMOVE -> trackerRemove(a);
-            case SNAPSHOT_CREATE -> snapshotCreate(a);
-            case SNAPSHOT_APPEND_STORAGE -> appendStorage(a);
-            case SNAPSHOT_TAKE -> take(a);
-            case SNAPSHOT_COLLECT -> snapshotCollect(a.finish());
-            case SNAPSHOT_COLLECT_IMAGES -> collectImages(a);
-            case SNAPSHOT_WAIT_EVENT -> waitEvent(a);
-            case SNAPSHOT_DESTROY -> destroy(a);
+    Reply run(Request<?> request) {
+        return switch (request) {
+            case Requests.Version _ -> version(engine.version());
+            case Requests.Params _ -> new Replies.Params(engine.params().asMap());
+            case Requests.ParamsGet q -> new Replies.Param(q.name(), engine.params().get(q.name()));
+            case Requests.ParamsSet q -> paramsSet(q);
+            case Requests.Status _ -> status(engine.status());
+            case Requests.DeviceList _ -> devices(engine.status());
+            case Requests.TrackerCollect _ -> new Replies.Trackers(engine.trackerCollect().stream()
+                    .map(Operations::tracker).toList());
+            case Requests.ReadCbtMap q -> Replies.CbtMapPiece.of(q.device(), q.offset(),
+                    engine.trackerReadCbtMap(q.device(), q.offset(), Math.toIntExact(q.length())));
+            case Requests.MarkDirty q -> markDirty(q);
+            case Requests.TrackerRemove q -> trackerRemove(q);
+            case Requests.SnapshotCreate q -> snapshotCreate(q);
+            case Requests.AppendStorage q -> appendStorage(q);
+            case Requests.Take q -> take(q);
+            case Requests.SnapshotCollect _ -> new Replies.SnapshotIds(engine.snapshotCollect());
+            case Requests.CollectImages q -> new Replies.Images(engine.snapshotCollectImages(q.id()).stream()
+                    .map(this::image).toList());
+            case Requests.WaitEvent q -> waitEvent(q);
+            case Requests.Destroy q -> destroy(q);
         };
     }
 
-    private ObjectNode ok() {
-        return json.createObjectNode();
+    private static Replies.Version version(Version v) {
+        return new Replies.Version(v.toString(), v.major(), v.minor(), v.revision(), v.build());
     }
 
-    private ObjectNode version(Args a) {
-        Version v = engine.version();
-        ObjectNode o = ok();
-        o.put("version", v.toString());
-        o.put("major", v.major());
-        o.put("minor", v.minor());
-        o.put("revision", v.revision());
-        o.put("build", v.build());
-        return o;
+    private Replies.Param paramsSet(Requests.ParamsSet q) {
+        engine.params().set(q.name(), q.value());
+        LOG.info("parameter {} set to {}", q.name(), q.value());
+        return new Replies.Param(q.name(), engine.params().get(q.name()));
     }
 
-    private ObjectNode params(Args a) {
-        ObjectNode o = ok();
-        ObjectNode p = o.putObject("params");
-        engine.params().asMap().forEach(p::put);
-        return o;
+    private Replies.Status status(Status s) {
+        return new Replies.Status(s.version(), s.params(), s.devices().stream().map(this::deviceStatus).toList(),
+                s.snapshots().stream().map(this::snapshotStatus).toList());
     }
 
-    private ObjectNode paramsGet(Args a) {
-        String name = a.string("name");
-        a.finish();
-        ObjectNode o = ok();
-        o.put("name", name);
-        o.put("value", engine.params().get(name));
-        return o;
+    private Replies.DeviceStatus deviceStatus(Status.DeviceStatus d) {
+        return new Replies.DeviceStatus(d.name(), d.sizeBytes(), d.tracker() == null ? null : tracker(d.tracker()),
+                d.snapshotId(), exports.uri(d.name()));
     }
 
-    private ObjectNode paramsSet(Args a) {
-        String name = a.string("name");
-        long value = a.requiredLong("value");
-        a.finish();
-        engine.params().set(name, value);
-        LOG.info("parameter {} set to {}", name, value);
-        ObjectNode o = ok();
-        o.put("name", name);
-        o.put("value", engine.params().get(name));
-        return o;
+    private Replies.SnapshotStatus snapshotStatus(Status.SnapshotStatus s) {
+        return new Replies.SnapshotStatus(s.id(), s.state(), s.devices(),
+                s.images().stream().map(this::statusImage).toList(), s.capacitySectors(), s.usedSectors(),
+                s.requestedSectors(), s.chunksCopied(), s.pendingEvents(), s.corruptedErrno());
     }
 
-    private ObjectNode status(Args a) {
-        Status s = engine.status();
-        ObjectNode o = json.valueToTree(s);
-        for (JsonNode snap : o.path("snapshots")) {
-            for (JsonNode img : snap.path("images")) {
-                String uri = exports.uri(img.path("image").asString());
-                if (uri != null) {
-                    ((ObjectNode) img).put("uri", uri);
-                }
-            }
-        }
-        for (JsonNode dev : o.path("devices")) {
-            String uri = exports.uri(dev.path("name").asString());
-            if (uri != null) {
-                ((ObjectNode) dev).put("uri", uri);
-            }
-        }
-        return o;
+    private Replies.Image image(ImageInfo i) {
+        return new Replies.Image(i.device(), i.image(), i.sizeBytes(), exports.uri(i.image()));
     }
 
-    private ObjectNode devices(Args a) {
-        ObjectNode o = ok();
-        ArrayNode arr = o.putArray("devices");
-        for (Status.DeviceStatus d : engine.status().devices()) {
-            ObjectNode e = arr.addObject();
-            e.put("name", d.name());
-            e.put("sizeBytes", d.sizeBytes());
-            e.put("tracked", d.tracker() != null);
-            e.put("snapshotId", d.snapshotId() == null ? null : d.snapshotId().toString());
-            e.put("uri", exports.uri(d.name()));
-        }
-        return o;
+    private Replies.StatusImage statusImage(ImageInfo i) {
+        return new Replies.StatusImage(i.device(), i.image(), i.snapshotId(), i.sizeBytes(), exports.uri(i.image()));
     }
 
-    private ObjectNode cbtInfo(CbtInfo c) {
-        ObjectNode e = json.createObjectNode();
-        e.put("device", c.device());
-        e.put("blockSizeBytes", c.blockSizeBytes());
-        e.put("capacityBytes", c.capacityBytes());
-        e.put("blockCount", c.blockCount());
-        e.put("generationId", c.generationId() == null ? null : c.generationId().toString());
-        e.put("snapNumber", c.snapNumber());
-        return e;
+    private Replies.Devices devices(Status s) {
+        return new Replies.Devices(s.devices().stream().map(d -> new Replies.Device(d.name(), d.sizeBytes(),
+                d.tracker() != null, d.snapshotId(), exports.uri(d.name()))).toList());
     }
 
-    private ObjectNode trackerCollect(Args a) {
-        ObjectNode o = ok();
-        ArrayNode arr = o.putArray("trackers");
-        for (CbtInfo c : engine.trackerCollect()) {
-            arr.add(cbtInfo(c));
-        }
-        return o;
+    private static Replies.Tracker tracker(CbtInfo c) {
+        return new Replies.Tracker(c.device(), c.blockSizeBytes(), c.capacityBytes(), c.blockCount(), c.generationId(),
+                c.snapNumber());
     }
 
-    private ObjectNode readCbtMap(Args a) {
-        String device = a.string("device");
-        long offset = a.longValue("offset", 0);
-        long length = a.requiredLong("length");
-        a.finish();
-        if (offset < 0) {
-            throw new BlksnapException(Errno.EINVAL, "read-cbt-map: offset (" + offset + " blocks) must be >= 0");
-        }
-        if (length <= 0 || length > MAX_CBT_READ_BLOCKS) {
-            throw new BlksnapException(Errno.EINVAL, "read-cbt-map: length (" + length + " blocks) must be > 0 and <= "
-                    + MAX_CBT_READ_BLOCKS);
-        }
-        byte[] map = engine.trackerReadCbtMap(device, offset, (int) length);
-        ObjectNode o = ok();
-        o.put("device", device);
-        o.put("offset", offset);
-        o.put("length", map.length);
-        o.put("data", Base64.getEncoder().encodeToString(map));
-        return o;
+    private Replies.Done markDirty(Requests.MarkDirty q) {
+        engine.trackerMarkDirty(q.device(), sectorRanges(q.ranges()));
+        LOG.info("marked {} range(s) dirty on {}", q.ranges().size(), q.device());
+        return new Replies.Done();
     }
 
-    private ObjectNode markDirty(Args a) {
-        String device = a.string("device");
-        List<SectorRange> ranges = a.ranges("ranges", true);
-        a.finish();
-        engine.trackerMarkDirty(device, ranges);
-        LOG.info("marked {} range(s) dirty on {}", ranges.size(), device);
-        return ok();
+    private Replies.Done trackerRemove(Requests.TrackerRemove q) {
+        engine.trackerRemove(q.device());
+        LOG.info("tracker of {} removed", q.device());
+        return new Replies.Done();
     }
 
-    private ObjectNode trackerRemove(Args a) {
-        String device = a.string("device");
-        a.finish();
-        engine.trackerRemove(device);
-        LOG.info("tracker of {} removed", device);
-        return ok();
+    private Replies.Created snapshotCreate(Requests.SnapshotCreate q) {
+        Replies.Created created = new Replies.Created(engine.snapshotCreate(q.devices()));
+        LOG.info("snapshot {} created for {}", created.id(), q.devices());
+        return created;
     }
 
-    private ObjectNode snapshotCreate(Args a) {
-        List<String> devices = a.strings("devices", true);
-        a.finish();
-        if (devices.isEmpty()) {
-            throw new BlksnapException(Errno.EINVAL, "snapshot create: 'devices' must name at least one device");
-        }
-        UUID id = engine.snapshotCreate(devices);
-        LOG.info("snapshot {} created for {}", id, devices);
-        ObjectNode o = ok();
-        o.put("id", id.toString());
-        return o;
+    private Replies.Done appendStorage(Requests.AppendStorage q) {
+        long sizeBytes = q.size() == null ? 0 : q.size().bytes();
+        engine.snapshotAppendStorage(q.id(), new StorageSpec(q.path().path(), sizeBytes, sizeBytes > 0,
+                sectorRanges(q.ranges())));
+        LOG.info("snapshot {}: storage {} appended ({})", q.id(), q.path(),
+                q.ranges().isEmpty() ? "whole" : q.ranges().size() + " range(s)");
+        return new Replies.Done();
     }
 
-    private ObjectNode appendStorage(Args a) {
-        UUID id = a.uuid("id");
-        Path path = a.absolutePath("path");
-        long size = a.sizeBytes("size");
-        List<SectorRange> ranges = a.ranges("ranges", false);
-        a.finish();
-        if (Files.isDirectory(path)) {
-            throw new BlksnapException(Errno.EINVAL, "append-storage: " + path + " is a directory; give a file or block device");
-        }
-        if (!Files.exists(path)) {
-            if (size == 0) {
-                throw new BlksnapException(Errno.ENOENT, "append-storage: " + path
-                        + " does not exist (give a size to create it)");
-            }
-            Path parent = path.getParent();
-            if (parent == null || !Files.isDirectory(parent)) {
-                throw new BlksnapException(Errno.ENOENT, "append-storage: directory " + parent + " of " + path
-                        + " does not exist");
-            }
-        }
-        if (size % SectorRange.SECTOR_BYTES != 0) {
-            throw new BlksnapException(Errno.EINVAL, "append-storage: size (" + size + " bytes) must be a multiple of "
-                    + SectorRange.SECTOR_BYTES);
-        }
-        engine.snapshotAppendStorage(id, new StorageSpec(path, size, size > 0, ranges));
-        LOG.info("snapshot {}: storage {} appended ({})", id, path,
-                ranges.isEmpty() ? "whole" : ranges.size() + " range(s)");
-        return ok();
+    private Replies.Done take(Requests.Take q) {
+        List<Path> mountPoints = q.freeze().stream().map(AbsolutePath::path).toList();
+        TakeHooks hooks = mountPoints.isEmpty() ? TakeHooks.NONE : FreezeHooks.of(mountPoints, commands);
+        engine.snapshotTake(q.id(), hooks);
+        LOG.info("snapshot {} taken{}", q.id(), mountPoints.isEmpty() ? "" : " (froze " + mountPoints + ")");
+        return new Replies.Done();
     }
 
-    private ObjectNode take(Args a) {
-        UUID id = a.uuid("id");
-        List<String> freeze = a.strings("freeze", false);
-        a.finish();
-        List<Path> mountPoints = new ArrayList<>();
-        for (String mp : freeze) {
-            Path p = Path.of(mp);
-            if (!p.isAbsolute()) {
-                throw new BlksnapException(Errno.EINVAL, "take: freeze mount point '" + mp + "' must be an absolute path");
-            }
-            if (!Files.isDirectory(p)) {
-                throw new BlksnapException(Errno.ENOENT, "take: freeze mount point " + mp + " is not a directory");
-            }
-            mountPoints.add(p.normalize());
-        }
-        TakeHooks hooks = mountPoints.isEmpty() ? TakeHooks.NONE : new FreezeHooks(mountPoints, commands);
-        engine.snapshotTake(id, hooks);
-        LOG.info("snapshot {} taken{}", id, mountPoints.isEmpty() ? "" : " (froze " + mountPoints + ")");
-        return ok();
-    }
-
-    private ObjectNode snapshotCollect(Args a) {
-        ObjectNode o = ok();
-        ArrayNode arr = o.putArray("ids");
-        engine.snapshotCollect().forEach(id -> arr.add(id.toString()));
-        return o;
-    }
-
-    private ObjectNode collectImages(Args a) {
-        UUID id = a.uuid("id");
-        a.finish();
-        ObjectNode o = ok();
-        ArrayNode arr = o.putArray("images");
-        for (ImageInfo i : engine.snapshotCollectImages(id)) {
-            ObjectNode e = arr.addObject();
-            e.put("device", i.device());
-            e.put("image", i.image());
-            e.put("sizeBytes", i.sizeBytes());
-            e.put("uri", exports.uri(i.image()));
-        }
-        return o;
-    }
-
-    private ObjectNode waitEvent(Args a) {
-        UUID id = a.uuid("id");
-        long timeout = a.requiredLong("timeoutMs");
-        a.finish();
-        if (timeout < 0) {
-            throw new BlksnapException(Errno.EINVAL, "wait-event: timeoutMs (" + timeout + ") must be >= 0");
-        }
-        SnapshotEvent ev = engine.snapshotWaitEvent(id, timeout);
+    private Replies.WaitEvent waitEvent(Requests.WaitEvent q) {
+        SnapshotEvent ev = engine.snapshotWaitEvent(q.id(), q.timeoutMs());
         eventObserver.accept(ev);
-        ObjectNode o = ok();
-        o.set("event", event(ev));
-        return o;
+        return new Replies.WaitEvent(event(ev));
     }
 
-    ObjectNode event(SnapshotEvent ev) {
-        ObjectNode e = json.createObjectNode();
-        e.put("code", ev.code());
-        e.put("name", ev.name());
-        e.put("timeNanos", ev.timeNanos());
-        switch (ev) {
-            case SnapshotEvent.LowFreeSpace l -> e.put("requestedSectors", l.requestedSectors());
+    private static Replies.Event event(SnapshotEvent ev) {
+        return switch (ev) {
+            case SnapshotEvent.LowFreeSpace l -> new Replies.LowFreeSpace(l.code(), l.name(), l.timeNanos(),
+                    l.requestedSectors());
             case SnapshotEvent.Corrupted c -> {
-                e.put("device", c.device());
-                e.put("errno", c.errno());
                 Errno name = Errno.ofNumber(c.errno());
-                e.put("errnoName", name == null ? null : name.name());
+                yield new Replies.Corrupted(c.code(), c.name(), c.timeNanos(), c.device(), c.errno(),
+                        name == null ? null : name.name());
             }
-        }
-        return e;
+        };
     }
 
-    private ObjectNode destroy(Args a) {
-        UUID id = a.uuid("id");
-        a.finish();
-        engine.snapshotDestroy(id);
-        LOG.info("snapshot {} destroyed", id);
-        return ok();
+    private Replies.Done destroy(Requests.Destroy q) {
+        engine.snapshotDestroy(q.id());
+        LOG.info("snapshot {} destroyed", q.id());
+        return new Replies.Done();
+    }
+
+    /** The engine's ranges; the engine's type judges the numbers (EINVAL for a negative sector or count). */
+    private static List<SectorRange> sectorRanges(List<Range> ranges) {
+        return ranges.stream().map(r -> new SectorRange(r.sector(), r.count())).toList();
     }
 }

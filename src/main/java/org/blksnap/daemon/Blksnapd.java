@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.Callable;
+import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.engine.BlksnapException;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
@@ -91,6 +92,10 @@ public final class Blksnapd implements Callable<Integer> {
             }
             if (ex instanceof BlksnapException b) {
                 err.println("blksnapd: " + b.errno() + ": " + b.getMessage());
+                return 64;
+            }
+            if (ex instanceof InvalidValueException v) { // a malformed size in --device
+                err.println("blksnapd: " + v.getMessage());
                 return 64;
             }
             err.println("blksnapd: cannot start: " + ex.getMessage());

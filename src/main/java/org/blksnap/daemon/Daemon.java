@@ -12,7 +12,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.FreezeHooks;
-import org.blksnap.ctrl.Sizes;
+import org.blksnap.ctrl.api.Sizes;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.Blksnap;

@@ -1,7 +1,7 @@
 package org.blksnap.daemon;
 
 import java.nio.file.Path;
-import org.blksnap.ctrl.Sizes;
+import org.blksnap.ctrl.api.Sizes;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 

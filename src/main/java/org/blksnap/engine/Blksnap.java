@@ -112,9 +112,11 @@ public interface Blksnap extends AutoCloseable {
     /**
      * Appends storage to the snapshot's difference storage, before or after take.
      *
-     * @throws BlksnapException ESRCH unknown snapshot; EINVAL bad ranges (outside the file, overlapping
-     *                          each other or storage already appended, a device's own backing store
-     *                          without explicit ranges); ENOENT/EIO the path cannot be opened or created.
+     * @throws BlksnapException ESRCH unknown snapshot; EINVAL a size that is not a multiple of 512, a
+     *                          path that is neither a file nor a block device, bad ranges (outside the
+     *                          file, overlapping each other or storage already appended, a device's own
+     *                          backing store without explicit ranges); ENOENT a missing file without a
+     *                          size, or a missing directory; ENOSPC/EIO the path cannot be opened or created.
      *                          A rejected append changes nothing.
      */
     void snapshotAppendStorage(UUID id, StorageSpec storage);

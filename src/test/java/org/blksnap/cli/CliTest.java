@@ -1,6 +1,7 @@
 package org.blksnap.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -11,7 +12,9 @@ import java.util.concurrent.TimeUnit;
 import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.FakeBlksnap;
 import org.blksnap.ctrl.FreezeHooks;
+import org.blksnap.engine.SectorRange;
 import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.StorageSpec;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -91,7 +94,8 @@ class CliTest {
         assertThat(run("snapshot").exitCode()).isEqualTo(64);
         CliRun badId = run("snapshot", "take", "--id", "1234");
         assertThat(badId.exitCode()).isEqualTo(64);
-        assertThat(badId.err()).contains("'1234' is not a snapshot id");
+        assertThat(badId.err()).contains("Invalid value for option '--id': '1234' is not a UUID such as "
+                + "123e4567-e89b-12d3-a456-426614174000");
         CliRun badSize = run("snapshot", "append-storage", "--id", UUID.randomUUID().toString(), "--file", "x",
                 "--size", "12Q");
         assertThat(badSize.exitCode()).isEqualTo(64);
@@ -177,6 +181,56 @@ class CliTest {
     }
 
     @Test
+    void v1OptionSpellingsInEveryFormReachTheNewCommands() {
+        String id = run("snapshot_create", "--device", "disk0").line();
+        assertThat(run("snapshot_appendstorage", "-i=" + id, "-f" + dir.resolve("a"), "-s", "1M", "-r", "0:8",
+                "--range=16:8").exitCode()).isZero();
+        assertThat(engine.appended).singleElement().satisfies(s -> {
+            assertThat(s.path()).isEqualTo(dir.resolve("a"));
+            assertThat(s.createSizeBytes()).isEqualTo(1L << 20);
+            assertThat(s.ranges()).containsExactly(new SectorRange(0, 8), new SectorRange(16, 8));
+        });
+        assertThat(run("tracker_markdirtyblock", "-d", "disk0", "--ranges", "0:8").exitCode()).isZero();
+        assertThat(engine.calls).contains("markDirty disk0 [0:8]");
+        assertThat(run("snapshot_waitevent", "--id", id, "--timeout=100").line()).startsWith("low_free_space");
+        CliRun unknown = run("snapshot_take", "-i", id, "-x");
+        assertThat(unknown.exitCode()).isEqualTo(64);
+        assertThat(unknown.err()).contains("Unknown option: '-x'");
+    }
+
+    @Test
+    void stretchSnapshotTakesItsLimitInMibUnlessSuffixed() throws Exception {
+        engine.params.set("diff_storage_minimum", 2048);
+        String id = run("snapshot", "create", "--device", "disk0").line();
+        UUID uuid = UUID.fromString(id);
+        Path storage = Files.createDirectory(dir.resolve("storage"));
+        CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "stretch_snapshot",
+                "-i", id, "-p", storage.toString(), "-l", "1", "--poll", "50"));
+        await().until(() -> engine.appended.size() == 1);
+        engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
+        awaitTaken(uuid);
+        run("snapshot", "destroy", "--id", id);
+        CliRun r = stretch.get(10, TimeUnit.SECONDS);
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        JsonMapper json = JsonMapper.builder().build();
+        List<JsonNode> lines = r.out().lines().map(json::readTree).toList();
+        assertThat(lines).extracting(n -> n.path("stretch").asString())
+                .containsExactly("appended", "limit_reached", "snapshot_gone");
+        assertThat(lines.get(1).path("limitBytes").asLong()).as("-l 1 is 1 MiB").isEqualTo(1L << 20);
+    }
+
+    @Test
+    void theHelpListsTheV1VerbsAndAV1VerbShowsItsCommandsHelp() {
+        CliRun top = run("--help");
+        assertThat(top.exitCode()).isZero();
+        assertThat(top.out()).containsPattern("snapshot_appendstorage +(= )?snapshot append-storage")
+                .contains("stretch_snapshot").contains("tracker_markdirtyblock");
+        CliRun v1 = run("snapshot_appendstorage", "--help");
+        assertThat(v1.exitCode()).as(v1.toString()).isZero();
+        assertThat(v1.out()).startsWith("Usage: blksnap snapshot append-storage");
+    }
+
+    @Test
     void imagesPrintsNameImageAndUriPerDevice() {
         String id = run("snapshot", "create", "--device", "disk0", "--device", "disk1").line();
         CliRun early = run("snapshot", "images", "--id", id);
@@ -188,16 +242,15 @@ class CliTest {
     }
 
     @Test
-    void appendStorageSendsAnAbsolutePath() {
+    void appendStorageSendsPathsMadeAbsoluteAgainstTheToolsWorkingDirectory() {
         String id = run("snapshot", "create", "--device", "disk0").line();
         assertThat(run("snapshot", "append-storage", "--id", id, "--file", "rel/diff.img", "--size", "1M").exitCode())
-                .isEqualTo(2);
+                .isZero();
         assertThat(run("snapshot", "append-storage", "--id", id, "--file", dir.resolve("diff.img").toString(),
                 "--size", "64M").exitCode()).isZero();
-        assertThat(engine.appended).singleElement().satisfies(s -> {
-            assertThat(s.path()).isEqualTo(dir.resolve("diff.img"));
-            assertThat(s.createSizeBytes()).isEqualTo(64L << 20);
-        });
+        assertThat(engine.appended).extracting(StorageSpec::path)
+                .containsExactly(Path.of("rel/diff.img").toAbsolutePath(), dir.resolve("diff.img"));
+        assertThat(engine.appended).extracting(StorageSpec::createSizeBytes).containsExactly(1L << 20, 64L << 20);
     }
 
     @Test
@@ -207,10 +260,10 @@ class CliTest {
         UUID uuid = st.id();
         CompletableFuture<CliRun> stretch = st.run();
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
-        await(() -> engine.appended.size() == 2);
+        await().until(() -> engine.appended.size() == 2);
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
         engine.queue(uuid, new SnapshotEvent.Corrupted(System.nanoTime(), "disk0", 28));
-        Thread.sleep(300);
+        awaitTaken(uuid);
         run("snapshot", "destroy", "--id", id);
         CliRun r = stretch.get(10, TimeUnit.SECONDS);
         assertThat(r.exitCode()).as(r.toString()).isZero();
@@ -238,14 +291,15 @@ class CliTest {
         UUID uuid = st.id();
         CompletableFuture<CliRun> stretch = st.run();
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
-        await(() -> engine.appended.size() == 2);
+        await().until(() -> engine.appended.size() == 2);
         engine.queue(uuid, new SnapshotEvent.LowFreeSpace(System.nanoTime(), 2048));
-        Thread.sleep(400); // several polls: the failure is reported once
-        engine.roomBytes = 64L << 20;
-        await(() -> engine.appended.size() == 3);
-        Thread.sleep(200);
+        // Three rounds of halving tries (4 or 5 sizes each) for diff_storage#2: several polls failed,
+        // and the failure must still be reported once.
+        await().until(() -> engine.appendAttempts("diff_storage#2") >= 15);
+        engine.roomAtNextWait = 64L << 20; // between two rounds of tries, as a filesystem freed meanwhile
+        await().until(() -> engine.appended.size() == 3);
         engine.queue(uuid, new SnapshotEvent.Corrupted(System.nanoTime(), "disk0", 28));
-        Thread.sleep(300);
+        awaitTaken(uuid);
         run("snapshot", "destroy", "--id", id);
         CliRun r = stretch.get(10, TimeUnit.SECONDS);
         assertThat(r.exitCode()).as(r.toString()).isZero();
@@ -273,17 +327,15 @@ class CliTest {
         Path storage = Files.createDirectory(dir.resolve("storage"));
         CompletableFuture<CliRun> stretch = CompletableFuture.supplyAsync(() -> run("--json", "snapshot", "stretch",
                 "--id", id, "--dir", storage.toString(), "--limit", limit, "--poll", "50"));
-        await(() -> engine.appended.size() == 1);
+        await().until(() -> engine.appended.size() == 1);
         return new Stretching(UUID.fromString(id), stretch);
     }
 
-    private static void await(java.util.function.BooleanSupplier c) throws InterruptedException {
-        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!c.getAsBoolean()) {
-            if (System.nanoTime() > end) {
-                throw new AssertionError("condition not met in 10 s");
-            }
-            Thread.sleep(20);
-        }
+    /**
+     * Waits until the stretch has taken every queued event, so that a destroy cannot discard one
+     * (the stretch reports an event it took before it sees the snapshot gone).
+     */
+    private void awaitTaken(UUID id) {
+        await().until(() -> engine.pendingEvents(id) == 0);
     }
 }

@@ -35,6 +35,11 @@ public final class FakeBlksnap implements Blksnap {
     public final List<StorageSpec> appended = new CopyOnWriteArrayList<>();
     /** Room left on the filesystem of created storage files: a larger create fails with ENOSPC. */
     public volatile long roomBytes = Long.MAX_VALUE;
+    /**
+     * If >= 0, {@link #roomBytes} becomes this at the next wait-event: room that appears while the
+     * caller waits, never in the middle of its appends.
+     */
+    public volatile long roomAtNextWait = -1;
     public final Params params = new Params();
     /** Blocks in the fake CBT map of each device. */
     public int mapBlocks = 3 * (1 << 20) + 17;
@@ -47,6 +52,16 @@ public final class FakeBlksnap implements Blksnap {
     /** Queues an event for a snapshot. */
     public void queue(UUID id, SnapshotEvent ev) {
         events.get(id).add(ev);
+    }
+
+    /** Events of a snapshot queued and not yet taken by a wait-event. */
+    public int pendingEvents(UUID id) {
+        return events.get(id).size();
+    }
+
+    /** How many append-storage calls named a file of that name (whether they worked or not). */
+    public long appendAttempts(String fileName) {
+        return calls.stream().filter(c -> c.startsWith("appendStorage ") && c.contains("/" + fileName + " ")).count();
     }
 
     @Override
@@ -220,6 +235,10 @@ public final class FakeBlksnap implements Blksnap {
     @Override
     public SnapshotEvent snapshotWaitEvent(UUID id, long timeoutMillis) {
         known(id, Errno.ESRCH);
+        if (roomAtNextWait >= 0) {
+            roomBytes = roomAtNextWait;
+            roomAtNextWait = -1;
+        }
         LinkedBlockingDeque<SnapshotEvent> q = events.get(id);
         try {
             SnapshotEvent ev = q.poll(timeoutMillis, TimeUnit.MILLISECONDS);

@@ -1,6 +1,7 @@
 package org.blksnap.daemon;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.io.PrintWriter;
 import java.io.StringWriter;
@@ -36,18 +37,18 @@ class DaemonTest {
                 .redirectOutput(log.toFile()).start();
     }
 
-    private static void awaitText(Path log, String text, Process p) throws Exception {
-        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-        while (System.nanoTime() < end) {
-            if (Files.exists(log) && Files.readString(log).contains(text)) {
-                return;
+    /** Waits until the daemon printed {@code text}; fails at once if it exited first. */
+    private static void awaitText(Path log, String text, Process p) {
+        await().atMost(Duration.ofSeconds(30)).until(() -> {
+            String out = Files.exists(log) ? Files.readString(log) : "";
+            if (out.contains(text)) {
+                return true;
             }
             if (!p.isAlive()) {
-                break;
+                throw new AssertionError("blksnapd exited before printing '" + text + "'; output:\n" + out);
             }
-            Thread.sleep(100);
-        }
-        throw new AssertionError("'" + text + "' not printed; output:\n" + (Files.exists(log) ? Files.readString(log) : ""));
+            return false;
+        });
     }
 
     private static void stop(Process p) throws Exception {
@@ -176,6 +177,11 @@ class DaemonTest {
         assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
                 "--param", "chunk_minimum_shift=3"}, new PrintWriter(w2), new PrintWriter(w2), false)).isEqualTo(64);
         assertThat(w2.toString()).contains("chunk_minimum_shift (3) must be >= 12");
+        StringWriter w3 = new StringWriter();
+        assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
+                "--device", "d0=" + dir.resolve("d0.img") + ":12Q"}, new PrintWriter(w3), new PrintWriter(w3), false))
+                .isEqualTo(64);
+        assertThat(w3.toString()).contains("size of device d0 ('12Q') must be a size such as 512, 64K, 128M, 1G");
     }
 
     @Test

@@ -1,9 +1,11 @@
 package org.blksnap.e2e;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
@@ -31,17 +33,17 @@ class StretchOverflowTest {
         return json.readTree(d.ok("--json", "status")).path("snapshots").get(0);
     }
 
-    private void awaitStorage(DaemonHarness d, long freeSectors) throws InterruptedException {
-        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (System.nanoTime() < end) {
+    /** Waits until the stretch has given the snapshot at least {@code freeSectors} of free storage. */
+    private void awaitStorage(DaemonHarness d, long freeSectors) {
+        await().pollInterval(Duration.ofMillis(50)).until(() -> {
             JsonNode s = snapshot(d);
-            if (s.path("capacitySectors").asLong() - s.path("usedSectors").asLong() >= freeSectors
-                    || !"taken".equals(s.path("state").asString()) && s.path("capacitySectors").asLong() > 0
-                    && freeSectors == 1) {
-                return;
-            }
-            Thread.sleep(50);
-        }
+            return s.path("capacitySectors").asLong() - s.path("usedSectors").asLong() >= freeSectors;
+        });
+    }
+
+    /** Waits until the snapshot is corrupted (its storage overflowed). */
+    private void awaitCorrupted(DaemonHarness d) {
+        await().pollInterval(Duration.ofMillis(50)).until(() -> "corrupted".equals(snapshot(d).path("state").asString()));
     }
 
     @Test
@@ -71,10 +73,7 @@ class StretchOverflowTest {
             Nbd.qemuIoOk(image, "read -P 0x11 0 32M");
             // 2100: 16 MiB more cannot fit in 6 MiB: overflow
             Nbd.qemuIoOk(orig, "write -P 0x33 4M 16M");
-            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (!"corrupted".equals(snapshot(d).path("state").asString()) && System.nanoTime() < end) {
-                Thread.sleep(50);
-            }
+            awaitCorrupted(d);
             assertThat(snapshot(d).path("corruptedErrno").asInt()).isEqualTo(28);
             ExternalTool.Result imageRead = Nbd.qemuIo(image, "read 0 64k");
             assertThat(imageRead.stdout() + imageRead.stderr()).as("image read after overflow")
@@ -129,10 +128,7 @@ class StretchOverflowTest {
                 awaitStorage(d, 2048);
             }
             Nbd.qemuIoOk(orig, "write -P 0x33 3M 16M");
-            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (!"corrupted".equals(snapshot(d).path("state").asString()) && System.nanoTime() < end) {
-                Thread.sleep(50);
-            }
+            awaitCorrupted(d);
             assertThat(snapshot(d).path("corruptedErrno").asInt()).isEqualTo(28);
             Nbd.qemuIoOk(orig, "read -P 0x22 0 3M", "read -P 0x33 3M 16M", "read -P 0x11 19M 13M");
             d.ok("snapshot", "destroy", "--id", id);

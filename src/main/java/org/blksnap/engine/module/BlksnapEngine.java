@@ -377,6 +377,10 @@ final class BlksnapEngine implements Blksnap {
     @Override
     public void snapshotAppendStorage(UUID id, StorageSpec storage) {
         Snapshot s = locked(() -> snapshot(id, Errno.ESRCH));
+        if (storage.createSizeBytes() % SectorRange.SECTOR_BYTES != 0) {
+            throw new BlksnapException(Errno.EINVAL, "size of storage " + storage.path() + " ("
+                    + storage.createSizeBytes() + " bytes) must be a multiple of " + SectorRange.SECTOR_BYTES);
+        }
         // Creating and preallocating a file may take a while: not under the control lock.
         s.appendStorage(storage, this::isBackingPath);
     }

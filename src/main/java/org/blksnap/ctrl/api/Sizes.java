@@ -1,27 +1,41 @@
-package org.blksnap.ctrl;
+package org.blksnap.ctrl.api;
 
 import java.util.Locale;
-import org.blksnap.engine.BlksnapException;
-import org.blksnap.engine.Errno;
 
 /**
  * Parses and prints sizes in bytes with binary suffixes: {@code 512}, {@code 64K}, {@code 128M},
- * {@code 1G}, {@code 2T} (also {@code 64KiB}, {@code 64kb}). Shared by the daemon, the control API
- * and the command-line tool, so every place accepts the same spellings.
+ * {@code 1G}, {@code 2T} (also {@code 64KiB}, {@code 64kb}). Shared by the daemon's flags, the
+ * control API and the command-line tool, so every place accepts the same spellings. Stateless.
  */
 public final class Sizes {
+    /** What a size looks like, for messages. */
+    public static final String EXAMPLES = "512, 64K, 128M, 1G";
+
     private Sizes() {
     }
 
     /**
      * Parses a size into bytes.
      *
-     * @param what what the size is for, for the message (for example {@code --size})
-     * @throws BlksnapException EINVAL naming {@code what} and the text if it is not a size > 0
+     * @param what what the size is for, for the message (for example {@code size of device d0})
+     * @throws InvalidValueException naming {@code what} and the text if it is not a size > 0
      */
     public static long parseBytes(String what, String text) {
+        try {
+            return parseBytes(text);
+        } catch (InvalidValueException e) {
+            throw new InvalidValueException(e.about(what));
+        }
+    }
+
+    /**
+     * Parses a size into bytes.
+     *
+     * @throws InvalidValueException if the text is not a size > 0 that fits in a long
+     */
+    public static long parseBytes(String text) {
         if (text == null || text.isBlank()) {
-            throw new BlksnapException(Errno.EINVAL, what + " ('" + text + "') must be a size such as 512, 64K, 128M, 1G");
+            throw new InvalidValueException(String.valueOf(text), "must be a size such as " + EXAMPLES);
         }
         String t = text.trim().toUpperCase(Locale.ROOT);
         if (t.endsWith("IB")) {
@@ -44,13 +58,13 @@ public final class Sizes {
         try {
             value = Long.parseLong(digits.trim());
         } catch (NumberFormatException e) {
-            throw new BlksnapException(Errno.EINVAL, what + " ('" + text + "') must be a size such as 512, 64K, 128M, 1G");
+            throw new InvalidValueException(text, "must be a size such as " + EXAMPLES);
         }
         if (value <= 0) {
-            throw new BlksnapException(Errno.EINVAL, what + " (" + text + ") must be > 0");
+            throw new InvalidValueException(text, "must be > 0");
         }
         if (value > (Long.MAX_VALUE >> shift)) {
-            throw new BlksnapException(Errno.EINVAL, what + " (" + text + ") is too large");
+            throw new InvalidValueException(text, "is too large");
         }
         return value << shift;
     }

@@ -1,0 +1,320 @@
+package org.blksnap.cli;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.Callable;
+import java.util.function.Function;
+import org.blksnap.ctrl.api.AbsolutePath;
+import org.blksnap.ctrl.api.Range;
+import org.blksnap.ctrl.api.Replies;
+import org.blksnap.ctrl.api.Reply;
+import org.blksnap.ctrl.api.Request;
+import org.blksnap.ctrl.api.Requests;
+import org.blksnap.ctrl.api.Size;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/**
+ * The commands of the tool, one class each; the upstream v1 verbs reach the same classes
+ * ({@link V1Verbs}). A command builds its request from its options, calls the daemon and prints the
+ * reply through its text form ({@link TextForms}). Ids, sizes and ranges are converted by the wire
+ * contract's own parsers (registered in {@link Main}), so a malformed one is a usage error before
+ * anything is sent.
+ */
+final class Commands {
+    private Commands() {
+    }
+
+    /** What every command has: the session of the run ({@link Main#cli}). */
+    abstract static class Base implements Callable<Integer> {
+        @Spec
+        CommandSpec spec;
+
+        Cli cli() {
+            return ((Main) spec.root().userObject()).cli();
+        }
+
+        /** Sends the request, prints the reply in {@code textForm} (or as JSON) and succeeds. */
+        <R extends Reply> Integer show(Request<R> request, Function<? super R, String> textForm) throws Exception {
+            Cli cli = cli();
+            cli.print(cli.call(request), textForm);
+            return ExitCodes.OK;
+        }
+
+        /** A usage error of this command, for checks picocli cannot express. */
+        CommandLine.ParameterException usage(String message) {
+            return new CommandLine.ParameterException(spec.commandLine(), message);
+        }
+    }
+
+    @Command(name = "version", description = "Print the engine version.")
+    static final class VersionCmd extends Base {
+        @Override
+        public Integer call() throws Exception {
+            return show(new Requests.Version(), TextForms::version);
+        }
+    }
+
+    @Command(name = "params", description = "Show all parameters, one (NAME) or set one (NAME=VALUE).")
+    static final class ParamsCmd extends Base {
+        @Parameters(arity = "0..1", paramLabel = "NAME[=VALUE]")
+        String arg;
+
+        @Override
+        public Integer call() throws Exception {
+            if (arg == null) {
+                return show(new Requests.Params(), TextForms::params);
+            }
+            if (arg.indexOf('=') < 0) {
+                return show(new Requests.ParamsGet(arg), TextForms::paramValue);
+            }
+            return show(Requests.ParamsSet.parse(arg), TextForms::paramAssignment);
+        }
+    }
+
+    @Command(name = "status", description = "Show devices, trackers and snapshots.")
+    static final class StatusCmd extends Base {
+        @Override
+        public Integer call() throws Exception {
+            return show(new Requests.Status(), TextForms::status);
+        }
+    }
+
+    @Command(name = "device", description = "Devices served.", subcommands = DeviceCmd.ListCmd.class)
+    static final class DeviceCmd {
+        @Command(name = "list", description = "List devices: NAME SIZE TRACKED URI.")
+        static final class ListCmd extends Base {
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.DeviceList(), TextForms::devices);
+            }
+        }
+    }
+
+    @Command(name = "tracker", description = "Change block tracking.",
+            subcommands = {TrackerCmd.Collect.class, TrackerCmd.ReadCbtMap.class, TrackerCmd.MarkDirty.class,
+                    TrackerCmd.Remove.class})
+    static final class TrackerCmd {
+        @Command(name = "collect", description = "CBT info of every tracked device.")
+        static final class Collect extends Base {
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.TrackerCollect(), TextForms::trackers);
+            }
+        }
+
+        /** What {@code read-cbt-map} wrote: {@code length} bytes of the map from block {@code offset}. */
+        record CbtMapWritten(String device, String file, long offset, long length) {
+        }
+
+        @Command(name = "read-cbt-map", description = "Write the CBT read map (one byte per block) to a file.")
+        static final class ReadCbtMap extends Base {
+            /** Blocks asked for per request (well below the wire's largest piece). */
+            static final int PIECE_BLOCKS = 1 << 20;
+
+            @Option(names = "--device", required = true, paramLabel = "NAME")
+            String device;
+            @Option(names = "--file", required = true, paramLabel = "OUT")
+            Path file;
+            @Option(names = "--offset", paramLabel = "BLOCKS", defaultValue = "0")
+            long offset;
+            @Option(names = "--length", paramLabel = "BLOCKS", description = "default: to the end of the map")
+            Long length;
+
+            @Override
+            public Integer call() throws Exception {
+                if (offset < 0 || (length != null && length < 0)) {
+                    throw usage("--offset and --length must be >= 0");
+                }
+                Cli cli = cli();
+                byte[] map = read(cli, length != null ? length : remaining(cli));
+                try {
+                    Files.write(file, map, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
+                            StandardOpenOption.WRITE);
+                } catch (IOException e) {
+                    throw new Cli.LocalIoException("cannot write the CBT map to " + file + ": " + e.getMessage(), e);
+                }
+                cli.print(new CbtMapWritten(device, file.toAbsolutePath().toString(), offset, map.length),
+                        TextForms::cbtMapWritten);
+                return ExitCodes.OK;
+            }
+
+            /** Blocks from the offset to the end of the device's map, or -1 if it has no tracker (read until short). */
+            private long remaining(Cli cli) throws Exception {
+                for (Replies.Tracker t : cli.call(new Requests.TrackerCollect()).trackers()) {
+                    if (t.device().equals(device)) {
+                        return Math.max(0, t.blockCount() - offset);
+                    }
+                }
+                return -1;
+            }
+
+            /** Reads {@code total} blocks (all to the end when negative) in pieces. */
+            private byte[] read(Cli cli, long total) throws Exception {
+                ByteArrayOutputStream map = new ByteArrayOutputStream();
+                long pos = offset;
+                long remaining = total;
+                while (total < 0 || remaining > 0) {
+                    int piece = (int) (total < 0 ? PIECE_BLOCKS : Math.min(PIECE_BLOCKS, remaining));
+                    byte[] data = cli.call(new Requests.ReadCbtMap(device, pos, piece)).data();
+                    map.write(data);
+                    pos += data.length;
+                    remaining -= data.length;
+                    if (data.length < piece) {
+                        break;
+                    }
+                }
+                return map.toByteArray();
+            }
+        }
+
+        @Command(name = "mark-dirty", description = "Mark sector ranges changed (of a device or an image).")
+        static final class MarkDirty extends Base {
+            @Option(names = "--device", required = true, paramLabel = "NAME")
+            String device;
+            @Option(names = "--range", required = true, paramLabel = "SECTOR:COUNT")
+            List<Range> ranges = new ArrayList<>();
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.MarkDirty(device, ranges), TextForms::done);
+            }
+        }
+
+        @Command(name = "remove", description = "Detach the tracker (its CBT history is lost).")
+        static final class Remove extends Base {
+            @Option(names = "--device", required = true, paramLabel = "NAME")
+            String device;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.TrackerRemove(device), TextForms::done);
+            }
+        }
+    }
+
+    @Command(name = "snapshot", description = "Snapshots.",
+            subcommands = {SnapshotCmd.Create.class, SnapshotCmd.AppendStorage.class, SnapshotCmd.Take.class,
+                    SnapshotCmd.Collect.class, SnapshotCmd.Images.class, SnapshotCmd.WaitEvent.class,
+                    SnapshotCmd.StretchCmd.class, SnapshotCmd.Destroy.class})
+    static final class SnapshotCmd {
+        @Command(name = "create", description = "Create a snapshot of devices; prints its id.")
+        static final class Create extends Base {
+            @Option(names = "--device", required = true, paramLabel = "NAME")
+            List<String> devices = new ArrayList<>();
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.SnapshotCreate(devices), TextForms::created);
+            }
+        }
+
+        @Command(name = "append-storage", description = "Add a file (created with --size if missing) or device "
+                + "to the snapshot's difference storage.")
+        static final class AppendStorage extends Base {
+            @Option(names = "--id", required = true)
+            UUID id;
+            @Option(names = "--file", required = true, paramLabel = "PATH")
+            Path file;
+            @Option(names = "--size", paramLabel = "SIZE")
+            Size size;
+            @Option(names = "--range", paramLabel = "SECTOR:COUNT")
+            List<Range> ranges = new ArrayList<>();
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.AppendStorage(id, AbsolutePath.resolve(file), size, ranges), TextForms::done);
+            }
+        }
+
+        @Command(name = "take", description = "Take the snapshot (optionally freezing filesystems around it).")
+        static final class Take extends Base {
+            @Option(names = "--id", required = true)
+            UUID id;
+            @Option(names = "--freeze", paramLabel = "MOUNTPOINT")
+            List<Path> freeze = new ArrayList<>();
+
+            @Override
+            public Integer call() throws Exception {
+                List<AbsolutePath> mountPoints = freeze.stream().map(AbsolutePath::resolve).toList();
+                return show(new Requests.Take(id, mountPoints), TextForms::done);
+            }
+        }
+
+        @Command(name = "collect", description = "List snapshot ids.")
+        static final class Collect extends Base {
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.SnapshotCollect(), TextForms::snapshotIds);
+            }
+        }
+
+        @Command(name = "images", description = "Images of a taken snapshot: NAME IMAGE URI.")
+        static final class Images extends Base {
+            @Option(names = "--id", required = true)
+            UUID id;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.CollectImages(id), TextForms::images);
+            }
+        }
+
+        @Command(name = "wait-event", description = "Wait for the snapshot's next event.")
+        static final class WaitEvent extends Base {
+            @Option(names = "--id", required = true)
+            UUID id;
+            @Option(names = "--timeout", required = true, paramLabel = "MS")
+            long timeoutMs;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.WaitEvent(id, timeoutMs), TextForms::waitEvent);
+            }
+        }
+
+        @Command(name = "stretch",
+                description = "Grow the storage on low-space events until the snapshot is destroyed.")
+        static final class StretchCmd extends Base {
+            @Option(names = "--id", required = true)
+            UUID id;
+            @Option(names = "--dir", required = true, paramLabel = "DIR")
+            Path dir;
+            @Option(names = "--limit", required = true, paramLabel = "SIZE")
+            Size limit;
+            @Option(names = "--poll", paramLabel = "MS", defaultValue = "1000", hidden = true)
+            long pollMs;
+
+            @Override
+            public Integer call() throws Exception {
+                Path absDir = dir.toAbsolutePath().normalize();
+                if (!Files.isDirectory(absDir)) {
+                    throw usage("--dir " + dir + " is not a directory");
+                }
+                new Stretch(cli(), id, absDir, limit.bytes(), pollMs).run();
+                return ExitCodes.OK;
+            }
+        }
+
+        @Command(name = "destroy", description = "Destroy the snapshot (images go away; trackers stay).")
+        static final class Destroy extends Base {
+            @Option(names = "--id", required = true)
+            UUID id;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.Destroy(id), TextForms::done);
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+package org.blksnap.ctrl.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonSubTypes;
+import com.fasterxml.jackson.annotation.JsonTypeInfo;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+
+/**
+ * The bodies of successful answers, one record per kind of answer (see {@link Operation} for which
+ * operation gives which); a component is a JSON field of the same name, in the same order. Sizes are
+ * in bytes, sectors are 512 bytes, {@code uri} is an NBD URI or null when the daemon serves no NBD.
+ */
+public final class Replies {
+    private Replies() {
+    }
+
+    /** {@code version}: {@code "1.0.0.0"} and its parts. */
+    public record Version(String version, int major, int minor, int revision, int build) implements Reply {
+    }
+
+    /** {@code params}: every module parameter by kernel name, in the module's order. */
+    public record Params(Map<String, Long> params) implements Reply {
+        public Params {
+            params = Collections.unmodifiableMap(new LinkedHashMap<>(params));
+        }
+    }
+
+    /** {@code params/get} and {@code params/set}: one parameter and its (new) value. */
+    public record Param(String name, long value) implements Reply {
+    }
+
+    /** {@code status}: the engine's whole state. */
+    public record Status(String version, Map<String, Long> params, List<DeviceStatus> devices,
+                         List<SnapshotStatus> snapshots) implements Reply {
+        public Status {
+            params = Collections.unmodifiableMap(new LinkedHashMap<>(params));
+            devices = List.copyOf(devices);
+            snapshots = List.copyOf(snapshots);
+        }
+    }
+
+    /**
+     * A device in {@link Status}.
+     *
+     * @param tracker    its CBT info, or null without a tracker
+     * @param snapshotId the snapshot holding it, or null
+     * @param uri        left out when the device is not served over NBD
+     */
+    public record DeviceStatus(String name, long sizeBytes, Tracker tracker, UUID snapshotId,
+                               @JsonInclude(JsonInclude.Include.NON_NULL) String uri) {
+    }
+
+    /**
+     * A snapshot in {@link Status}.
+     *
+     * @param state          {@code created}, {@code taken} or {@code corrupted}
+     * @param corruptedErrno the errno that corrupted it, or 0
+     */
+    public record SnapshotStatus(UUID id, String state, List<String> devices, List<StatusImage> images,
+                                 long capacitySectors, long usedSectors, long requestedSectors, long chunksCopied,
+                                 int pendingEvents, int corruptedErrno) {
+        public SnapshotStatus {
+            devices = List.copyOf(devices);
+            images = List.copyOf(images);
+        }
+    }
+
+    /** An image in {@link SnapshotStatus}; {@code uri} is left out when it is not served over NBD. */
+    public record StatusImage(String device, String image, UUID snapshotId, long sizeBytes,
+                              @JsonInclude(JsonInclude.Include.NON_NULL) String uri) {
+    }
+
+    /** {@code devices}: the devices served, in name order. */
+    public record Devices(List<Device> devices) implements Reply {
+        public Devices {
+            devices = List.copyOf(devices);
+        }
+    }
+
+    /** A device in {@link Devices}; {@code snapshotId} and {@code uri} may be null. */
+    public record Device(String name, long sizeBytes, boolean tracked, UUID snapshotId, String uri) {
+    }
+
+    /** {@code tracker/collect}: every tracker, in device-name order. */
+    public record Trackers(List<Tracker> trackers) implements Reply {
+        public Trackers {
+            trackers = List.copyOf(trackers);
+        }
+    }
+
+    /**
+     * The CBT info of one tracked device.
+     *
+     * @param blockCount   tracking blocks, = bytes of the CBT map
+     * @param generationId changes when the CBT history is lost
+     * @param snapNumber   number of the last taken snapshot in this generation
+     */
+    public record Tracker(String device, int blockSizeBytes, long capacityBytes, int blockCount, UUID generationId,
+                          int snapNumber) {
+    }
+
+    /**
+     * {@code tracker/read-cbt-map}: {@code length} bytes of the read map from block {@code offset},
+     * fewer than asked at the end of the map; {@code data} travels as base64.
+     */
+    public record CbtMapPiece(String device, long offset, int length, byte[] data) implements Reply {
+        /** A piece holding {@code data}. */
+        public static CbtMapPiece of(String device, long offset, byte[] data) {
+            return new CbtMapPiece(device, offset, data.length, data);
+        }
+    }
+
+    /** {@code {}}: the operation did what was asked and has nothing to say. */
+    public record Done() implements Reply {
+    }
+
+    /** {@code snapshot/create}: the new snapshot's id. */
+    public record Created(UUID id) implements Reply {
+    }
+
+    /** {@code snapshot/collect}: the live snapshots' ids, in creation order. */
+    public record SnapshotIds(List<UUID> ids) implements Reply {
+        public SnapshotIds {
+            ids = List.copyOf(ids);
+        }
+    }
+
+    /** {@code snapshot/collect-images}: the images of a taken snapshot, in device order. */
+    public record Images(List<Image> images) implements Reply {
+        public Images {
+            images = List.copyOf(images);
+        }
+    }
+
+    /** An image in {@link Images}; {@code uri} may be null. */
+    public record Image(String device, String image, long sizeBytes, String uri) {
+    }
+
+    /** {@code snapshot/wait-event}: the event taken. */
+    public record WaitEvent(Event event) implements Reply {
+    }
+
+    /**
+     * A snapshot event; {@code name} tells which: {@code low_free_space} (code 0) or {@code corrupted}
+     * (code 1). {@code timeNanos} is the daemon's monotonic clock when it was raised.
+     */
+    @JsonTypeInfo(use = JsonTypeInfo.Id.NAME, include = JsonTypeInfo.As.EXISTING_PROPERTY, property = "name",
+            visible = true)
+    @JsonSubTypes({@JsonSubTypes.Type(value = LowFreeSpace.class, name = LowFreeSpace.NAME),
+            @JsonSubTypes.Type(value = Corrupted.class, name = Corrupted.NAME)})
+    public sealed interface Event {
+        int code();
+
+        String name();
+
+        long timeNanos();
+    }
+
+    /** The difference storage is running out: append {@code requestedSectors} more. */
+    public record LowFreeSpace(int code, String name, long timeNanos, long requestedSectors) implements Event {
+        public static final String NAME = "low_free_space";
+    }
+
+    /**
+     * A device's copy-on-write failed: the snapshot is corrupted.
+     *
+     * @param errno     the failure's errno number (28 ENOSPC: the storage overflowed)
+     * @param errnoName its name, or null if it has none here
+     */
+    public record Corrupted(int code, String name, long timeNanos, String device, int errno, String errnoName)
+            implements Event {
+        public static final String NAME = "corrupted";
+    }
+}
