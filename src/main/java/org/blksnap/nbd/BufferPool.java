@@ -3,7 +3,7 @@ package org.blksnap.nbd;
 import java.nio.ByteBuffer;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.blksnap.engine.device.DirectBuffers;
+import org.blksnap.util.DirectBuffers;
 
 /**
  * Direct, 4096-aligned buffers for request and reply payloads, pooled by power-of-two size class

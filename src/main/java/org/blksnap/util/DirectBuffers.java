@@ -1,4 +1,4 @@
-package org.blksnap.engine.device;
+package org.blksnap.util;
 
 import org.blksnap.engine.BlockDevice;
 import java.lang.foreign.MemorySegment;
@@ -38,7 +38,8 @@ public final class DirectBuffers {
         return raw.slice(pad, capacityBytes);
     }
 
-    static boolean isAligned(ByteBuffer buf, int alignmentBytes) {
+    /** Whether the buffer's address is a multiple of {@code alignmentBytes}. */
+    public static boolean isAligned(ByteBuffer buf, int alignmentBytes) {
         long address = MemorySegment.ofBuffer(buf).address();
         return address % alignmentBytes == 0;
     }

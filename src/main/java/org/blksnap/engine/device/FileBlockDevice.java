@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import org.blksnap.util.DirectBuffers;
 import org.blksnap.util.FirstFailure;
 
 /**

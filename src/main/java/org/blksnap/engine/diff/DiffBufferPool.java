@@ -4,7 +4,7 @@ import java.nio.ByteBuffer;
 import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntSupplier;
-import org.blksnap.engine.device.DirectBuffers;
+import org.blksnap.util.DirectBuffers;
 
 /**
  * Free chunk buffers of one diff area, kept for reuse up to free_diff_buffer_pool_size (read live, as

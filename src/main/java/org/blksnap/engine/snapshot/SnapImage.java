@@ -5,7 +5,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
 import org.blksnap.engine.BlockDevice;
-import org.blksnap.engine.device.DirectBuffers;
+import org.blksnap.util.DirectBuffers;
 import org.blksnap.engine.diff.DiffArea;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;

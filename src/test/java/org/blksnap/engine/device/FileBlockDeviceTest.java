@@ -1,6 +1,5 @@
 package org.blksnap.engine.device;
 
-import org.blksnap.engine.BlockDevice;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.assertj.core.api.Assumptions.assumeThat;
@@ -11,7 +10,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.testing.LoopDevice;
+import org.blksnap.util.DirectBuffers;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
