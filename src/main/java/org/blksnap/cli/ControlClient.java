@@ -176,10 +176,10 @@ final class ControlClient {
         try {
             JsonNode node = WireJson.readObject(where, new String(body, StandardCharsets.UTF_8));
             if (node.has("error")) {
-                throw new RemoteException(WireJson.read(where, node, ErrorReply.class).error());
+                throw new RemoteException(WireJson.readReply(where, node, ErrorReply.class).error());
             }
             @SuppressWarnings("unchecked") // Operation pairs each request type with its R (WireContractTest checks)
-            R reply = (R) WireJson.read(where, node, op.replyType());
+            R reply = (R) WireJson.readReply(where, node, op.replyType());
             return reply;
         } catch (InvalidValueException e) {
             throw new ProtocolException("blksnapd at " + socket + " did not answer as the control API: "

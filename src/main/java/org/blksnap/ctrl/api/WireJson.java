@@ -58,6 +58,14 @@ public final class WireJson {
                     .setCoercion(CoercionInputShape.Boolean, CoercionAction.Fail))
             .changeDefaultNullHandling(n -> JsonSetter.Value.construct(Nulls.DEFAULT, Nulls.FAIL))
             .build();
+    /**
+     * Replies are read as strictly, except that fields the tool does not know are skipped: a newer
+     * daemon may add a field to a reply without breaking an older tool (requests stay strict, so a
+     * misspelt argument is never silently ignored).
+     */
+    private static final JsonMapper REPLY_MAPPER = MAPPER.rebuild()
+            .disable(DeserializationFeature.FAIL_ON_UNKNOWN_PROPERTIES)
+            .build();
 
     private WireJson() {
     }
@@ -103,8 +111,21 @@ public final class WireJson {
      *                               breaking the value's own rule
      */
     public static <T> T read(String where, JsonNode tree, Class<T> type) {
+        return read(MAPPER, where, tree, type);
+    }
+
+    /**
+     * Binds a parsed reply (or error body) to a record, skipping fields the record does not know.
+     *
+     * @throws InvalidValueException as {@link #read}, but never for an unknown field
+     */
+    public static <T> T readReply(String where, JsonNode tree, Class<T> type) {
+        return read(REPLY_MAPPER, where, tree, type);
+    }
+
+    private static <T> T read(JsonMapper mapper, String where, JsonNode tree, Class<T> type) {
         try {
-            return MAPPER.treeToValue(tree, type);
+            return mapper.treeToValue(tree, type);
         } catch (JacksonException e) {
             throw new InvalidValueException(where + ": " + problem(e, tree));
         }

@@ -353,13 +353,23 @@ class WireContractTest {
                 .hasMessage("'=5' must be NAME=VALUE");
     }
 
-    // ---- replies are read as strictly -------------------------------------------------------------
+    // ---- replies: strict on types, tolerant of fields a newer daemon adds --------------------------
 
     @Test
-    void aReplyIsReadAsStrictlyAsARequest() {
-        assertThatThrownBy(() -> WireJson.read("answer", WireJson.readObject("answer",
+    void aReplyIsCheckedForTypesButAFieldTheToolDoesNotKnowIsSkipped() {
+        assertThatThrownBy(() -> WireJson.readReply("answer", WireJson.readObject("answer",
                 "{\"event\":{\"code\":2,\"name\":\"exploded\",\"timeNanos\":1}}"), Replies.WaitEvent.class))
                 .isInstanceOf(InvalidValueException.class).hasMessageStartingWith("answer: field 'event'");
+        assertThatThrownBy(() -> WireJson.readReply("answer", WireJson.readObject("answer",
+                "{\"id\":\"not-a-uuid\"}"), Replies.Created.class))
+                .isInstanceOf(InvalidValueException.class).hasMessageStartingWith("answer: field 'id'");
+        assertThat(WireJson.readReply("answer", WireJson.readObject("answer",
+                "{\"id\":\"" + ID + "\",\"addedByANewerDaemon\":1}"), Replies.Created.class).id())
+                .isEqualTo(ID);
+    }
+
+    @Test
+    void aRequestWithAFieldTheDaemonDoesNotKnowIsRefused() {
         assertThatThrownBy(() -> WireJson.read("answer", WireJson.readObject("answer",
                 "{\"id\":\"" + ID + "\",\"extra\":1}"), Replies.Created.class))
                 .isInstanceOf(InvalidValueException.class).hasMessage("answer: unknown field 'extra'; known: id");
