@@ -1,5 +1,8 @@
 package org.blksnap.arch;
 
+import static com.tngtech.archunit.base.DescribedPredicate.not;
+import static com.tngtech.archunit.core.domain.JavaClass.Predicates.equivalentTo;
+import static com.tngtech.archunit.core.domain.JavaClass.Predicates.resideInAPackage;
 import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.classes;
 import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.noClasses;
 import static com.tngtech.archunit.library.dependencies.SlicesRuleDefinition.slices;
@@ -7,6 +10,9 @@ import static com.tngtech.archunit.library.dependencies.SlicesRuleDefinition.sli
 import com.tngtech.archunit.core.domain.JavaClasses;
 import com.tngtech.archunit.core.importer.ClassFileImporter;
 import com.tngtech.archunit.core.importer.ImportOption;
+import org.blksnap.ctrl.FakeBlksnap;
+import org.blksnap.engine.device.BlockDevices;
+import org.blksnap.engine.module.BlksnapModule;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
@@ -48,9 +54,43 @@ class LayeringTest {
         noClasses().that().resideInAPackage("org.blksnap.nbd..")
                 .should().dependOnClassesThat().resideInAnyPackage(
                         "org.blksnap.engine.module..", "org.blksnap.engine.tracker..", "org.blksnap.engine.snapshot..",
-                        "org.blksnap.engine.diff..", "org.blksnap.engine.event..",
+                        "org.blksnap.engine.diff..", "org.blksnap.engine.event..", "org.blksnap.engine.device..",
                         "org.blksnap.ctrl..", "org.blksnap.cli..", "org.blksnap.daemon..")
                 .check(main);
+    }
+
+    @Test
+    void theWireContractStandsAlone() {
+        noClasses().that().resideInAPackage("org.blksnap.ctrl.api")
+                .should().dependOnClassesThat().resideInAnyPackage("org.blksnap.engine..", "org.blksnap.nbd..",
+                        "org.blksnap.ctrl", "org.blksnap.cli..", "org.blksnap.daemon..", "org.blksnap.util..")
+                .check(main);
+    }
+
+    @Test
+    void theToolTalksToTheDaemonOnlyThroughTheWireContract() {
+        noClasses().that().resideInAPackage("org.blksnap.cli..")
+                .should().dependOnClassesThat().resideInAnyPackage("org.blksnap.engine..", "org.blksnap.nbd..",
+                        "org.blksnap.ctrl", "org.blksnap.daemon..")
+                .check(main);
+    }
+
+    @Test
+    void outsideTheEngineOnlyItsApiAndItsFactoriesAreUsed() {
+        noClasses().that().resideOutsideOfPackage("org.blksnap.engine..")
+                .should().dependOnClassesThat(resideInAPackage("org.blksnap.engine.(*)..")
+                        .and(not(equivalentTo(BlksnapModule.class)))
+                        .and(not(equivalentTo(BlockDevices.class))))
+                .check(main);
+    }
+
+    @Test
+    void theEnginesTestDoubleNeedsOnlyTheEnginesApi() {
+        noClasses().should().dependOnClassesThat().resideOutsideOfPackages("org.blksnap.engine", "org.blksnap.ctrl",
+                        "java..", "org.assertj..")
+                .check(new ClassFileImporter().importClasses(FakeBlksnap.class));
+        noClasses().should().dependOnClassesThat().resideInAPackage("org.blksnap.engine.(*)..")
+                .check(new ClassFileImporter().importClasses(FakeBlksnap.class));
     }
 
     @Test
