@@ -68,7 +68,8 @@ class DestroyInUseTest {
             Nbd.qemuIoOk(orig, "read -P 0x5a 0 16M", "read -P 0x66 16M 4M", "read -P 0x5a 20M 12M");
             assertThat(d.ok("snapshot", "collect")).isEmpty();
             ExternalTool.Result gone = Nbd.qemuIo(image, "read 0 4k");
-            assertThat(gone.exitCode()).as("the image export is gone").isNotZero();
+            assertThat(gone.exitCode()).as("the image export is gone: %s", gone.describe()).isNotZero();
+            assertThat(gone.stderr()).as("the server's answer").contains("no export named 'blksnap-image0'");
             assertThat(d.ok("--json", "status")).contains("\"snapshots\":[]");
         } finally {
             clients.forEach(ExternalTool::killTree);
