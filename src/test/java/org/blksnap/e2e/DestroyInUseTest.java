@@ -1,7 +1,11 @@
 package org.blksnap.e2e;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -20,6 +24,9 @@ import org.junit.jupiter.api.io.TempDir;
  */
 @Tag("system")
 class DestroyInUseTest {
+    /** What an image client's loop prints after each successful pass. */
+    private static final String PASS = "pass-done";
+
     @TempDir
     Path dir;
 
@@ -34,19 +41,22 @@ class DestroyInUseTest {
             d.ok("snapshot", "append-storage", "--id", id, "--file", dir.resolve("ds").toString(), "--size", "64M");
             d.ok("snapshot", "take", "--id", id);
             String image = d.uri("blksnap-image0");
-            // readers and writers of the image, and a writer of the original, each looping until it fails
+            // readers and writers of the image, and a writer of the original, each looping until it fails;
+            // the image clients print a line after each pass, so the test knows they are in their loops
+            List<Path> imageLogs = List.of(dir.resolve("reader1.log"), dir.resolve("reader2.log"), dir.resolve("writer.log"));
             clients.add(ExternalTool.start(Map.of(), dir, List.of("bash", "-c",
-                    "while nbdcopy '" + image + "' null: ; do :; done"), dir.resolve("reader1.log")));
+                    "while nbdcopy '" + image + "' null: ; do echo " + PASS + "; done"), imageLogs.get(0)));
             clients.add(ExternalTool.start(Map.of(), dir, List.of("bash", "-c",
-                    "while qemu-io -f raw -c 'read 0 32M' '" + image + "' ; do :; done"), dir.resolve("reader2.log")));
+                    "while qemu-io -f raw -c 'read 0 32M' '" + image + "' ; do echo " + PASS + "; done"), imageLogs.get(1)));
             clients.add(ExternalTool.start(Map.of(), dir, List.of("bash", "-c",
-                    "while qemu-io -f raw -t none -c 'write -P 0x77 1M 8M' '" + image + "' ; do :; done"),
-                    dir.resolve("writer.log")));
+                    "while qemu-io -f raw -t none -c 'write -P 0x77 1M 8M' '" + image + "' ; do echo " + PASS + "; done"),
+                    imageLogs.get(2)));
             Process origWriter = ExternalTool.start(Map.of(), dir, List.of("bash", "-c",
                     "for i in $(seq 1 20); do qemu-io -f raw -t none -c 'write -P 0x66 16M 4M' '" + orig + "' || exit 1; done"),
                     dir.resolve("orig.log"));
             clients.add(origWriter);
-            Thread.sleep(1500);
+            await("every image client through a pass and on to the next").atMost(Duration.ofSeconds(60))
+                    .until(() -> imageLogs.stream().allMatch(DestroyInUseTest::passed));
             long start = System.nanoTime();
             d.ok("snapshot", "destroy", "--id", id);
             assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(15));
@@ -58,10 +68,19 @@ class DestroyInUseTest {
             Nbd.qemuIoOk(orig, "read -P 0x5a 0 16M", "read -P 0x66 16M 4M", "read -P 0x5a 20M 12M");
             assertThat(d.ok("snapshot", "collect")).isEmpty();
             ExternalTool.Result gone = Nbd.qemuIo(image, "read 0 4k");
-            assertThat(gone.exitCode()).as("the image export is gone").isNotZero();
+            assertThat(gone.exitCode()).as("the image export is gone: %s", gone.describe()).isNotZero();
+            assertThat(gone.stderr()).as("the server's answer").contains("no export named 'blksnap-image0'");
             assertThat(d.ok("--json", "status")).contains("\"snapshots\":[]");
         } finally {
             clients.forEach(ExternalTool::killTree);
+        }
+    }
+
+    private static boolean passed(Path log) {
+        try {
+            return Files.readAllLines(log).contains(PASS);
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading " + log, e);
         }
     }
 }

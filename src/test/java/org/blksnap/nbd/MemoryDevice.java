@@ -5,6 +5,7 @@ import java.nio.ByteBuffer;
 import java.util.BitSet;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.blksnap.engine.BlockDevice;
 
 /**
@@ -22,8 +23,10 @@ final class MemoryDevice implements BlockDevice {
     /** When set, every read and write throws it. */
     volatile RuntimeException failWith;
     volatile IOException ioFailure;
-    /** When set, reads wait for it (to keep requests in flight). */
+    /** When set, reads wait for it (to keep requests in flight), at most 30 s. */
     volatile CountDownLatch readGate;
+    /** Reads waiting at {@link #readGate} now. */
+    final AtomicInteger readsAtGate = new AtomicInteger();
     volatile int flushes;
     /** When > 0, every read and write sleeps a random time up to this many microseconds (forces out-of-order replies). */
     volatile int jitterMicros;
@@ -52,6 +55,7 @@ final class MemoryDevice implements BlockDevice {
         int jitter = jitterMicros;
         if (jitter > 0) {
             try {
+                // A device's latency, so that replies overtake each other: not synchronization.
                 Thread.sleep(java.time.Duration.ofNanos(1000L * java.util.concurrent.ThreadLocalRandom.current().nextInt(jitter)));
             } catch (InterruptedException e) {
                 throw new IOException("interrupted", e);
@@ -71,10 +75,13 @@ final class MemoryDevice implements BlockDevice {
     public void read(ByteBuffer dst, long offsetBytes) throws IOException {
         CountDownLatch gate = readGate;
         if (gate != null) {
+            readsAtGate.incrementAndGet();
             try {
                 gate.await(30, TimeUnit.SECONDS);
             } catch (InterruptedException e) {
                 throw new IOException("interrupted", e);
+            } finally {
+                readsAtGate.decrementAndGet();
             }
         }
         maybeFail();

@@ -154,8 +154,12 @@ abstract class NbdTransportTest {
         for (int i = 0; i < 8; i++) {
             victim.request(0, CMD_READ, 100 + i, 0, BLOCK);
         }
-        CompletableFuture<Integer> closed = CompletableFuture.supplyAsync(() -> server.closeExport("disk"));
-        Thread.sleep(300);
+        awaitReadStuckInTheDevice();
+        CompletableFuture<Integer> closed = new CompletableFuture<>();
+        Thread closer = Thread.ofVirtual().start(() -> closed.complete(server.closeExport("disk")));
+        // closeExport's only timed wait is for the connection to end, which needs the read to finish.
+        await("closeExport waits for the read in flight").atMost(Duration.ofSeconds(10))
+                .until(() -> closer.getState() == Thread.State.TIMED_WAITING);
         gate.countDown();
         assertThat(closed.get(20, TimeUnit.SECONDS)).isEqualTo(1);
         // Every request got a reply (success or ESHUTDOWN) or the stream ended; never a hang.
@@ -177,13 +181,20 @@ abstract class NbdTransportTest {
     void closeExportEndsConnectionsEvenWhenTheDeviceNeverAnswers() throws Exception {
         NbdTestClient victim = connect();
         victim.go("disk", true);
-        disk.readGate = new CountDownLatch(1); // never opened
+        disk.readGate = new CountDownLatch(1); // opened only after the test: the read would answer in 30 s
         victim.request(0, CMD_READ, 7, 0, BLOCK);
+        awaitReadStuckInTheDevice();
         long start = System.nanoTime();
         assertThat(server.closeExport("disk")).isEqualTo(1);
-        assertThat(Duration.ofNanos(System.nanoTime() - start)).isLessThan(Duration.ofSeconds(15));
         victim.readToEnd();
+        assertThat(Duration.ofNanos(System.nanoTime() - start))
+                .as("the client sees the end of the stream after the grace (2 s) + 2 s, not when the device answers")
+                .isLessThan(Duration.ofSeconds(15));
         disk.readGate.countDown();
+    }
+
+    private void awaitReadStuckInTheDevice() {
+        await("a read waits in the device").atMost(Duration.ofSeconds(10)).until(() -> disk.readsAtGate.get() == 1);
     }
 
     @Test

@@ -1,5 +1,7 @@
 package org.blksnap.testing;
 
+import static org.awaitility.Awaitility.await;
+
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -11,6 +13,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
+import org.awaitility.core.ConditionTimeoutException;
 
 /**
  * A real kernel filesystem on any NBD export, without the nbd kernel module:
@@ -68,12 +71,14 @@ public final class NbdFuseMount implements AutoCloseable {
             Files.createDirectories(m.mountDir);
             m.nbdfuse = ExternalTool.start(Map.of(), work, List.of("nbdfuse", "-P", work.resolve("nbdfuse.pid").toString(),
                     m.fuseDir.toString(), nbdUri), work.resolve("nbdfuse.log"));
-            long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
-            while (!m.ready()) {
-                if (!m.nbdfuse.isAlive() || System.nanoTime() > deadline) {
-                    throw new IOException("nbdfuse did not come up for " + nbdUri + ": " + m.log());
-                }
-                Thread.sleep(50);
+            try {
+                await("nbdfuse up").atMost(Duration.ofSeconds(20)).pollDelay(Duration.ZERO).pollInterval(Duration.ofMillis(50))
+                        .until(() -> m.ready() || !m.nbdfuse.isAlive());
+            } catch (ConditionTimeoutException e) {
+                // reported below, with the log
+            }
+            if (!m.ready()) {
+                throw new IOException("nbdfuse did not come up for " + nbdUri + ": " + m.log());
             }
             return m;
         } catch (IOException | RuntimeException | Error e) {
@@ -83,10 +88,6 @@ public final class NbdFuseMount implements AutoCloseable {
                 e.addSuppressed(suppressed);
             }
             throw e;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            m.close();
-            throw new IOException("interrupted while starting nbdfuse", e);
         }
     }
 
@@ -204,7 +205,7 @@ public final class NbdFuseMount implements AutoCloseable {
                 return;
             }
             try {
-                Thread.sleep(200);
+                Thread.sleep(200); // a retry's back-off: nothing announces when a busy mount becomes free
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 break;

@@ -87,14 +87,25 @@ public final class TakeBarrier {
         return lock.writeLock();
     }
 
-    /** Opens after {@link #close()}. Never blocks; when the last closer opens, waiting writers go on. */
+    /**
+     * Opens after {@link #close()}. Never blocks; when the last closer opens, waiting writers go on.
+     *
+     * @throws IllegalStateException if no close() is announced, or {@code stamp} is not the one the
+     *                               close() holding the barrier returned; the barrier is left as it was
+     */
     public void open(long stamp) {
-        lock.unlockWrite(stamp);
+        // Checked before the unlock, which would otherwise fail first with the JDK's exception.
+        if (gate.get().closers() <= 0) {
+            throw new IllegalStateException("open() without a matching close()");
+        }
+        try {
+            lock.unlockWrite(stamp);
+        } catch (IllegalMonitorStateException e) {
+            throw new IllegalStateException("open(" + stamp + ") with a stamp that no close() holding the barrier returned", e);
+        }
+        // Our own close() is still counted (only the holder of the write lock opens), so closers >= 1.
         while (true) {
             Gate g = gate.get();
-            if (g.closers() <= 0) {
-                throw new IllegalStateException("open() without a matching close()");
-            }
             Gate next = g.closers() == 1 ? OPEN : new Gate(g.closers() - 1, g.opened());
             if (gate.compareAndSet(g, next)) {
                 if (next == OPEN) {

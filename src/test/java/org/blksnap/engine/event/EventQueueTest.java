@@ -3,20 +3,18 @@ package org.blksnap.engine.event;
 import org.blksnap.engine.SnapshotEvent;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
-import java.util.HashSet;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.atomic.AtomicInteger;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.junit.jupiter.api.Test;
 import static org.blksnap.engine.Errnos.errnoOf;
 
 class EventQueueTest {
-
 
     @Test
     void eventsComeOutInOrder() {
@@ -41,53 +39,56 @@ class EventQueueTest {
     void closingWakesEveryWaiterWithEsrch() throws Exception {
         EventQueue q = new EventQueue("s");
         List<Errno> got = Collections.synchronizedList(new ArrayList<>());
-        CountDownLatch started = new CountDownLatch(3);
         List<Thread> ts = new ArrayList<>();
         for (int i = 0; i < 3; i++) {
-            ts.add(Thread.ofVirtual().start(() -> {
-                started.countDown();
-                got.add(errnoOf(() -> q.take(60_000)));
-            }));
+            ts.add(Thread.ofVirtual().start(() -> got.add(errnoOf(() -> q.take(60_000)))));
         }
-        started.await();
-        Thread.sleep(50);
+        awaitWaiting(ts);
         q.close();
         for (Thread t : ts) {
-            t.join(10_000);
+            assertThat(t.join(Duration.ofSeconds(10))).as("woken by close(), not by its 60 s timeout").isTrue();
         }
         assertThat(got).containsExactly(Errno.ESRCH, Errno.ESRCH, Errno.ESRCH);
         assertThat(errnoOf(() -> q.take(0))).isEqualTo(Errno.ESRCH);
     }
 
     @Test
-    void concurrentWaitersEachGetADistinctEventOrTimeOut() throws Exception {
+    void eachEventWakesOneWaiterAndNoTwoWaitersGetTheSameOne() throws Exception {
         EventQueue q = new EventQueue("s");
         int waiters = 16;
         int events = 10;
         List<Long> received = Collections.synchronizedList(new ArrayList<>());
-        AtomicInteger timeouts = new AtomicInteger();
-        CountDownLatch ready = new CountDownLatch(waiters);
+        List<Errno> failed = Collections.synchronizedList(new ArrayList<>());
         List<Thread> ts = new ArrayList<>();
         for (int i = 0; i < waiters; i++) {
             ts.add(Thread.ofVirtual().start(() -> {
-                ready.countDown();
                 try {
-                    received.add(q.take(1000).timeNanos());
+                    received.add(q.take(60_000).timeNanos());
                 } catch (BlksnapException e) {
-                    assertThat(e.errno()).isEqualTo(Errno.ENOENT);
-                    timeouts.incrementAndGet();
+                    failed.add(e.errno());
                 }
             }));
         }
-        ready.await();
+        awaitWaiting(ts);
         for (int i = 0; i < events; i++) {
             q.post(new SnapshotEvent.LowFreeSpace(i, 1));
         }
+        await("every event taken by a waiter it woke").atMost(Duration.ofSeconds(10)).until(() -> received.size() == events);
+        assertThat(received).as("the time stamp of each event: each taken once").containsExactlyInAnyOrder(
+                0L, 1L, 2L, 3L, 4L, 5L, 6L, 7L, 8L, 9L);
+        await("the waiters that took an event end").atMost(Duration.ofSeconds(10))
+                .until(() -> ts.stream().filter(Thread::isAlive).count() == waiters - events);
+        assertThat(failed).as("the other waiters still wait").isEmpty();
+        q.close();
         for (Thread t : ts) {
-            t.join(10_000);
+            assertThat(t.join(Duration.ofSeconds(10))).isTrue();
         }
-        assertThat(received).hasSize(events);
-        assertThat(new HashSet<>(received)).hasSize(events);
-        assertThat(timeouts.get()).isEqualTo(waiters - events);
+        assertThat(failed).containsOnly(Errno.ESRCH).hasSize(waiters - events);
+    }
+
+    /** Waits until every thread is in a timed wait: inside {@code take}, the only place these threads wait with a timeout. */
+    private static void awaitWaiting(List<Thread> ts) {
+        await("waiters inside take()").atMost(Duration.ofSeconds(10))
+                .until(() -> ts.stream().allMatch(t -> t.getState() == Thread.State.TIMED_WAITING));
     }
 }

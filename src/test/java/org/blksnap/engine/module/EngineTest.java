@@ -8,9 +8,11 @@ import org.blksnap.engine.SectorRange;
 import org.blksnap.engine.TakeHooks;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -229,9 +231,10 @@ class EngineTest {
                 e -> assertThat(e.requestedSectors()).isEqualTo(8192));
         AtomicReference<Errno> got = new AtomicReference<>();
         Thread w = Thread.ofVirtual().start(() -> got.set(errnoOf(() -> engine.snapshotWaitEvent(id, 60_000))));
-        Thread.sleep(100);
+        // A wait that began after the destroy would fail with ESRCH too: make sure this one is waiting.
+        await("waiter inside the wait").atMost(Duration.ofSeconds(10)).until(() -> w.getState() == Thread.State.TIMED_WAITING);
         engine.snapshotDestroy(id);
-        w.join(5_000);
+        assertThat(w.join(Duration.ofSeconds(10))).as("woken by the destroy, not by its 60 s timeout").isTrue();
         assertThat(got.get()).isEqualTo(Errno.ESRCH);
     }
 

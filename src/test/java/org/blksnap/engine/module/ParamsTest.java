@@ -7,9 +7,12 @@ import org.blksnap.engine.Params;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.atomic.AtomicReference;
+import java.util.Queue;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.CyclicBarrier;
 import org.junit.jupiter.api.Test;
 
 class ParamsTest {
@@ -55,26 +58,43 @@ class ParamsTest {
         assertThat(p.get("chunk_minimum_shift")).isEqualTo(18);
     }
 
+    /**
+     * A change is a read-modify-write of the whole parameter set: two threads changing different
+     * parameters at once must not undo each other, as a get-then-set would. (Readers cannot see half
+     * a change: each set is one immutable {@link ParamValues}.)
+     */
     @Test
-    void runTimeChangesAreSeenWholeByConcurrentReaders() throws Exception {
+    void concurrentChangesOfDifferentParametersAreNeverLost() throws Exception {
         Params p = new Params();
-        p.set("diff_storage_minimum", 1 << 20);
-        AtomicReference<String> bad = new AtomicReference<>();
-        CountDownLatch done = new CountDownLatch(1);
-        Thread reader = Thread.ofVirtual().start(() -> {
-            while (done.getCount() > 0) {
-                ParamValues v = p.values();
-                if (v.diffStorageMinimum() < 2 * v.chunkMinimumSectors()) {
-                    bad.set("saw " + v);
+        List<String> names = List.of("tracking_block_maximum_count", "chunk_maximum_count", "chunk_maximum_in_cache",
+                "free_diff_buffer_pool_size");
+        int changes = 20_000;
+        CyclicBarrier start = new CyclicBarrier(names.size());
+        Queue<String> lost = new ConcurrentLinkedQueue<>();
+        List<Thread> setters = new ArrayList<>();
+        for (String name : names) {
+            setters.add(Thread.ofPlatform().start(() -> {
+                try {
+                    start.await();
+                } catch (Exception e) {
+                    lost.add(name + ": " + e);
+                    return;
                 }
-            }
-        });
-        for (int i = 0; i < 20_000; i++) {
-            p.set("chunk_minimum_shift", 12 + (i % 8));
+                for (int v = 1; v <= changes; v++) {
+                    p.set(name, v);
+                    long now = p.get(name);
+                    if (now != v) {
+                        lost.add(name + " set to " + v + " reads " + now);
+                    }
+                }
+            }));
         }
-        done.countDown();
-        reader.join();
-        assertThat(bad.get()).isNull();
-        assertThat(List.of(12L, 13L, 14L, 15L, 16L, 17L, 18L, 19L)).contains(p.get("chunk_minimum_shift"));
+        for (Thread t : setters) {
+            assertThat(t.join(Duration.ofSeconds(60))).isTrue();
+        }
+        assertThat(lost).as("changes undone by another thread's change").isEmpty();
+        for (String name : names) {
+            assertThat(p.get(name)).as(name).isEqualTo(changes);
+        }
     }
 }

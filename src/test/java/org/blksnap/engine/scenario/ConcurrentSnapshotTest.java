@@ -1,11 +1,13 @@
 package org.blksnap.engine.scenario;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 import static org.blksnap.engine.scenario.Io.KiB;
 import static org.blksnap.engine.scenario.Io.MiB;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -17,6 +19,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.stream.IntStream;
 import java.util.zip.CRC32C;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
@@ -29,6 +32,7 @@ import org.blksnap.engine.Errno;
 import org.blksnap.engine.Params;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.Status;
+import org.awaitility.core.ConditionFactory;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -112,6 +116,11 @@ class ConcurrentSnapshotTest {
         return b.getLong(16);
     }
 
+    /** Waits for what the writer threads make true within milliseconds: polls every millisecond, at most 30 s. */
+    private static ConditionFactory soon(String what) {
+        return await(what).atMost(Duration.ofSeconds(30)).pollDelay(Duration.ZERO).pollInterval(Duration.ofMillis(1));
+    }
+
     private static long[] copy(AtomicLongArray a) {
         long[] out = new long[a.length()];
         for (int i = 0; i < out.length; i++) {
@@ -177,7 +186,10 @@ class ConcurrentSnapshotTest {
             });
             List<BlockDevice> images = engine.snapshotCollectImages(id).stream().map(i -> engine.image(i.image())).toList();
             long[][] first = readImages(images, problems, "round " + round + " first read");
-            Thread.sleep(20);
+            // Each writer starts a write only after its previous one was acknowledged, so 2 x WRITERS new seqs
+            // mean at least WRITERS writes made after the first read, which the second read must not show.
+            long mark = seq.get();
+            soon("writes after the first read").until(() -> seq.get() >= mark + 2L * WRITERS);
             long[][] second = readImages(images, problems, "round " + round + " second read");
             for (int b = 0; b < BLOCKS && problems.size() < 30; b++) {
                 for (int d = 0; d < DEVICES; d++) {
@@ -278,21 +290,25 @@ class ConcurrentSnapshotTest {
 
     /**
      * Upstream 7000-destroy: destroy while the originals and the images are busy. Original writes
-     * never fail; image I/O either works or fails with ENODEV (destroyed); nothing hangs.
+     * never fail; image I/O works while the snapshot lives, fails with ENODEV once the destroy has
+     * returned, and either in the loop it overlapped; nothing hangs.
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
     void destroyUnderImageAndOriginalIoNeitherHangsNorFailsOriginalWrites() throws Exception {
         engine(14, 2, DEVICE_BYTES);
         ConcurrentLinkedQueue<Throwable> unexpected = new ConcurrentLinkedQueue<>();
+        int threads = 6;
         for (int round = 0; round < 16; round++) {
             UUID id = engine.snapshotCreate(List.of("d0", "d1"));
             engine.snapshotAppendStorage(id, StorageSpec.create(dir.resolve("diff" + round), 8 * MiB));
             engine.snapshotTake(id, TakeHooks.NONE);
             List<BlockDevice> images = engine.snapshotCollectImages(id).stream().map(i -> engine.image(i.image())).toList();
             AtomicBoolean stop = new AtomicBoolean();
+            AtomicLongArray loops = new AtomicLongArray(threads);
+            AtomicLongArray destroyed = new AtomicLongArray(threads);
             List<Thread> ts = new ArrayList<>();
-            for (int t = 0; t < 6; t++) {
+            for (int t = 0; t < threads; t++) {
                 int me = t;
                 ts.add(Thread.ofVirtual().start(() -> {
                     SplittableRandom r = new SplittableRandom(me);
@@ -313,24 +329,34 @@ class ConcurrentSnapshotTest {
                                 img.write(stamp(me % 2, (int) (off / BLOCK), 2), off);
                             }
                         } catch (BlksnapException e) {
-                            if (e.errno() != Errno.ENODEV) {
+                            if (e.errno() == Errno.ENODEV) {
+                                destroyed.incrementAndGet(me);
+                            } else {
                                 unexpected.add(e);
                             }
                         } catch (Throwable e) {
                             unexpected.add(e);
                         }
+                        loops.incrementAndGet(me);
                         // Once the image is gone these loops never block: see Io.pauseBetweenRequests.
                         Io.pauseBetweenRequests();
                     }
                 }));
             }
-            Thread.sleep(15);
+            soon("every thread busy on the live snapshot")
+                    .until(() -> IntStream.range(0, threads).allMatch(t -> loops.get(t) >= 2));
+            assertThat(copy(destroyed)).as("ENODEV of image I/O before the destroy, by thread").containsOnly(0);
             engine.snapshotDestroy(id);
-            Thread.sleep(5);
+            // The loop each thread is in may have begun before the destroy; the one after it began after.
+            long[] atDestroy = copy(loops);
+            soon("every thread through a loop begun after the destroy")
+                    .until(() -> IntStream.range(0, threads).allMatch(t -> loops.get(t) >= atDestroy[t] + 2));
             stop.set(true);
             for (Thread t : ts) {
                 assertThat(t.join(java.time.Duration.ofSeconds(10))).isTrue();
             }
+            assertThat(copy(destroyed)).as("round %d: ENODEV of image I/O after the destroy, by thread", round)
+                    .doesNotContain(0L);
         }
         assertThat(unexpected).isEmpty();
     }
@@ -352,6 +378,7 @@ class ConcurrentSnapshotTest {
         BlockDevice orig = engine.device("d0");
         AtomicBoolean stop = new AtomicBoolean();
         ConcurrentLinkedQueue<Throwable> errors = new ConcurrentLinkedQueue<>();
+        AtomicLong writes = new AtomicLong();
         List<Thread> writers = new ArrayList<>();
         for (int w = 0; w < 8; w++) {
             int me = w;
@@ -361,13 +388,14 @@ class ConcurrentSnapshotTest {
                     while (!stop.get()) {
                         int block = r.nextInt(BLOCKS);
                         orig.write(stamp(0, block, 1), (long) block * BLOCK);
+                        writes.incrementAndGet();
                     }
                 } catch (Throwable t) {
                     errors.add(t);
                 }
             }));
         }
-        Thread.sleep(50);
+        soon("the writers stream").until(() -> writes.get() >= 2 * 8);
         try {
             for (int round = 0; round < 3; round++) {
                 UUID id = engine.snapshotCreate(List.of("d0"));
@@ -381,9 +409,9 @@ class ConcurrentSnapshotTest {
             }
         } finally {
             stop.set(true);
-            for (Thread t : writers) {
-                t.join(java.time.Duration.ofSeconds(10));
-            }
+        }
+        for (Thread t : writers) {
+            assertThat(t.join(java.time.Duration.ofSeconds(10))).as("writer finished").isTrue();
         }
         assertThat(errors).isEmpty();
     }
@@ -413,7 +441,7 @@ class ConcurrentSnapshotTest {
         @Override
         public void write(ByteBuffer src, long offsetBytes) throws java.io.IOException {
             try {
-                Thread.sleep(millis);
+                Thread.sleep(millis); // the device's latency, which keeps the writers overlapping: not synchronization
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new java.io.InterruptedIOException("slow write interrupted");

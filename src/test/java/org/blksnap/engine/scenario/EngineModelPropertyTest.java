@@ -11,26 +11,20 @@ import java.util.BitSet;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.UUID;
+import java.util.function.Function;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.device.NativeIo;
 import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.module.BlksnapModule;
-import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.Params;
 import org.blksnap.engine.SectorRange;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.CbtInfo;
-import net.jqwik.api.Arbitraries;
-import net.jqwik.api.Arbitrary;
-import net.jqwik.api.Assume;
-import net.jqwik.api.Combinators;
-import net.jqwik.api.ForAll;
-import net.jqwik.api.Property;
-import net.jqwik.api.Provide;
-import net.jqwik.api.Tuple;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
 
 /**
  * Model-based property: random sequences of I/O and control operations over 2-3 small devices
@@ -50,6 +44,13 @@ import net.jqwik.api.Tuple;
  *   <li>control errors: EBUSY for a device already in a snapshot, EFAULT (snapshot gone) for a take
  *       without storage, ENODEV for mark-dirty without a tracker.</li>
  * </ul>
+ *
+ * <p>Generation: each case is one seed; a {@link SplittableRandom} on it draws the configuration
+ * and 1 to {@value #MAX_OPS} operations by fixed weights, with extra weight on the ends of every
+ * range. A run draws {@value #CASES} case seeds from a fresh run seed ({@code -Dblksnap.model.cases=N}
+ * for more); {@code -Dblksnap.model.seed=N} replays the one case that a failure names. A failing
+ * sequence is shrunk before it is reported: cut after the failing operation, then runs of
+ * operations are dropped, halving their length down to one, while the same kind of failure remains.
  * Operations carry raw numbers that are folded onto the current state (offsets modulo the device,
  * snapshot indices modulo the live ones), so every shrunk sequence is still valid.
  */
@@ -58,6 +59,13 @@ class EngineModelPropertyTest {
     private static final int TRACKING_SHIFT = 12;
     private static final int TRACKING_BLOCK = 1 << TRACKING_SHIFT;
     private static final int MAX_DEVICE_SECTORS = 8192;
+    /** Cases per run (jqwik ran 150 tries of the same generators). */
+    private static final int CASES = 200;
+    private static final int MAX_OPS = 50;
+    /** Bounds the runs a shrink may make (each run takes a few milliseconds). */
+    private static final int MAX_SHRINK_RUNS = 2_000;
+    static final String SEED_PROPERTY = "blksnap.model.seed";
+    static final String CASES_PROPERTY = "blksnap.model.cases";
 
     // ---- operations ------------------------------------------------------------------------
 
@@ -107,54 +115,181 @@ class EngineModelPropertyTest {
     record Config(List<Integer> deviceBlocks, int chunkShift, long seed) {
     }
 
-    @Provide
-    Arbitrary<Config> configs() {
-        return Combinators.combine(
-                Arbitraries.integers().between(256, 1024).list().ofMinSize(2).ofMaxSize(3),
-                Arbitraries.integers().between(12, 14),
-                Arbitraries.longs()).as(Config::new);
+    // ---- generation ------------------------------------------------------------------------
+
+    /** One way to make an operation, drawn with probability {@code weight / sum of weights}. */
+    private record Choice(int weight, Function<SplittableRandom, Op> make) {
     }
 
-    @Provide
-    Arbitrary<List<Op>> ops() {
-        Arbitrary<Integer> dev = Arbitraries.integers().between(0, 2);
-        Arbitrary<Integer> snap = Arbitraries.integers().between(0, 3);
-        Arbitrary<Integer> sector = Arbitraries.integers().between(0, MAX_DEVICE_SECTORS - 1);
-        Arbitrary<Integer> sectors = Arbitraries.integers().between(1, 160);
-        Arbitrary<Integer> seed = Arbitraries.integers();
-        Arbitrary<Integer> storage = Arbitraries.frequencyOf(
-                Tuple.of(1, Arbitraries.just(0)),
-                Tuple.of(3, Arbitraries.integers().between(1, 12)),
-                Tuple.of(6, Arbitraries.just(4096)));
-        Arbitrary<Op> op = Arbitraries.frequencyOf(
-                Tuple.of(14, Combinators.combine(dev, sector, sectors, seed).as(OrigWrite::new)),
-                Tuple.of(2, Combinators.combine(dev, sector, sectors).as(OrigDiscard::new)),
-                Tuple.of(2, Combinators.combine(dev, sector, sectors).as(OrigZeroes::new)),
-                Tuple.of(2, Combinators.combine(dev, sector, sectors).as(OrigRead::new)),
-                Tuple.of(6, Combinators.combine(snap, dev, sector, sectors).as(ImageRead::new)),
-                Tuple.of(5, Combinators.combine(snap, dev, sector, sectors, seed).as(ImageWrite::new)),
-                Tuple.of(1, Combinators.combine(snap, dev, sector, sectors).as(ImageZeroes::new)),
-                Tuple.of(1, Combinators.combine(snap, dev, sector, sectors).as(ImageDiscard::new)),
-                Tuple.of(5, Combinators.combine(Arbitraries.integers().between(1, 7), storage).as(CreateTake::new)),
-                Tuple.of(3, snap.map(Destroy::new)),
-                Tuple.of(1, Combinators.combine(snap, Arbitraries.integers().between(1, 8)).as(Append::new)),
-                Tuple.of(2, Combinators.combine(dev, sector, sectors).as(MarkDirty::new)),
-                Tuple.of(1, Arbitraries.just(new CheckAll())));
-        return op.list().ofMinSize(1).ofMaxSize(50);
+    private static final List<Choice> CHOICES = List.of(
+            new Choice(14, r -> new OrigWrite(dev(r), sector(r), sectors(r), r.nextInt())),
+            new Choice(2, r -> new OrigDiscard(dev(r), sector(r), sectors(r))),
+            new Choice(2, r -> new OrigZeroes(dev(r), sector(r), sectors(r))),
+            new Choice(2, r -> new OrigRead(dev(r), sector(r), sectors(r))),
+            new Choice(6, r -> new ImageRead(snap(r), dev(r), sector(r), sectors(r))),
+            new Choice(5, r -> new ImageWrite(snap(r), dev(r), sector(r), sectors(r), r.nextInt())),
+            new Choice(1, r -> new ImageZeroes(snap(r), dev(r), sector(r), sectors(r))),
+            new Choice(1, r -> new ImageDiscard(snap(r), dev(r), sector(r), sectors(r))),
+            new Choice(5, r -> new CreateTake(between(r, 1, 7), storageChunks(r))),
+            new Choice(3, r -> new Destroy(snap(r))),
+            new Choice(1, r -> new Append(snap(r), between(r, 1, 8))),
+            new Choice(2, r -> new MarkDirty(dev(r), sector(r), sectors(r))),
+            new Choice(1, r -> new CheckAll()));
+    private static final int TOTAL_WEIGHT = CHOICES.stream().mapToInt(Choice::weight).sum();
+
+    /** A value in {@code [min, max]}; one draw in eight is an end of the range, where bugs live. */
+    private static int between(SplittableRandom r, int min, int max) {
+        return switch (r.nextInt(16)) {
+            case 0 -> min;
+            case 1 -> max;
+            default -> r.nextInt(min, max + 1);
+        };
     }
 
-    @Property(tries = 150)
-    void engineAgreesWithTheModel(@ForAll("configs") Config config, @ForAll("ops") List<Op> ops) throws Exception {
-        Assume.that(NativeIo.system().available());
+    private static int dev(SplittableRandom r) {
+        return between(r, 0, 2);
+    }
+
+    private static int snap(SplittableRandom r) {
+        return between(r, 0, 3);
+    }
+
+    private static int sector(SplittableRandom r) {
+        return between(r, 0, MAX_DEVICE_SECTORS - 1);
+    }
+
+    private static int sectors(SplittableRandom r) {
+        return between(r, 1, 160);
+    }
+
+    /** No storage (take fails), a little (it overflows), or plenty, weighted 1 : 3 : 6. */
+    private static int storageChunks(SplittableRandom r) {
+        int pick = r.nextInt(10);
+        return pick < 1 ? 0 : pick < 4 ? between(r, 1, 12) : 4096;
+    }
+
+    static Config config(SplittableRandom r) {
+        List<Integer> blocks = new ArrayList<>();
+        for (int i = between(r, 2, 3); i > 0; i--) {
+            blocks.add(between(r, 256, 1024));
+        }
+        return new Config(List.copyOf(blocks), between(r, 12, 14), r.nextLong());
+    }
+
+    static List<Op> ops(SplittableRandom r) {
+        List<Op> ops = new ArrayList<>();
+        for (int i = between(r, 1, MAX_OPS); i > 0; i--) {
+            int pick = r.nextInt(TOTAL_WEIGHT);
+            for (Choice c : CHOICES) {
+                pick -= c.weight();
+                if (pick < 0) {
+                    ops.add(c.make().apply(r));
+                    break;
+                }
+            }
+        }
+        return ops;
+    }
+
+    // ---- the property, replay and shrink --------------------------------------------------
+
+    @Test
+    void engineAgreesWithTheModel() throws Exception {
+        Assumptions.assumeTrue(NativeIo.system().available(), "the model needs fallocate and SEEK_HOLE");
+        String replay = System.getProperty(SEED_PROPERTY);
+        if (replay != null) {
+            check(Long.parseLong(replay.trim()));
+            return;
+        }
+        SplittableRandom cases = new SplittableRandom();
+        for (int i = Integer.getInteger(CASES_PROPERTY, CASES); i > 0; i--) {
+            check(cases.nextLong());
+        }
+    }
+
+    /** Runs the case of {@code seed}; on failure shrinks it and fails naming the seed and the smallest sequence. */
+    private static void check(long seed) throws Exception {
+        SplittableRandom r = new SplittableRandom(seed);
+        Config config = config(r);
+        List<Op> ops = ops(r);
+        Failure failure = run(config, ops);
+        if (failure == null) {
+            return;
+        }
+        Failure smallest = shrink(config, ops, failure);
+        StringBuilder m = new StringBuilder()
+                .append("the engine disagrees with the model in case seed ").append(seed)
+                .append(" (replay: -D").append(SEED_PROPERTY).append('=').append(seed).append(")\n")
+                .append(config).append('\n')
+                .append("smallest failing sequence, ").append(smallest.ops().size()).append(" of ").append(ops.size())
+                .append(" operations, then a final CheckAll:\n");
+        smallest.ops().forEach(op -> m.append("  ").append(op).append('\n'));
+        m.append(smallest.failedAt() < smallest.ops().size() ? "fails at operation " + smallest.failedAt()
+                : "fails at the final CheckAll").append(": ").append(smallest.error());
+        AssertionError e = new AssertionError(m.toString(), smallest.error());
+        if (smallest != failure) {
+            e.addSuppressed(failure.error());
+        }
+        throw e;
+    }
+
+    /** A failing run: its operations, the index of the one that failed (size = the final check), the error. */
+    private record Failure(List<Op> ops, int failedAt, Throwable error) {
+        boolean sameKindAs(Failure other) {
+            return other != null && error.getClass() == other.error.getClass();
+        }
+    }
+
+    /** Runs {@code ops} and a final CheckAll on a fresh engine; null if the engine agreed with the model. */
+    private static Failure run(Config config, List<Op> ops) throws IOException {
         Path dir = ShmTempDir.create();
+        int at = 0;
         try (Run run = new Run(config, dir)) {
-            for (Op op : ops) {
-                run.apply(op);
+            for (; at < ops.size(); at++) {
+                run.apply(ops.get(at));
             }
             run.apply(new CheckAll());
+            return null;
+        } catch (Exception | AssertionError e) {
+            return new Failure(List.copyOf(ops), at, e);
         } finally {
             ShmTempDir.deleteRecursively(dir);
         }
+    }
+
+    /**
+     * Cuts the sequence after the failing operation, then drops runs of operations, from half the
+     * sequence down to single ones, keeping each drop that still fails the same way; again while
+     * a pass made it shorter.
+     */
+    private static Failure shrink(Config config, List<Op> ops, Failure failure) throws IOException {
+        Failure best = failure;
+        int runs = 0;
+        if (failure.failedAt() + 1 < ops.size()) {
+            Failure cut = run(config, ops.subList(0, failure.failedAt() + 1));
+            runs++;
+            if (cut != null && cut.sameKindAs(failure)) {
+                best = cut;
+            }
+        }
+        int before;
+        do {
+            before = best.ops().size();
+            for (int span = Math.max(1, before / 2); span >= 1 && runs < MAX_SHRINK_RUNS; span /= 2) {
+                for (int from = 0; from < best.ops().size() && runs < MAX_SHRINK_RUNS; ) {
+                    List<Op> fewer = new ArrayList<>(best.ops().subList(0, from));
+                    fewer.addAll(best.ops().subList(Math.min(from + span, best.ops().size()), best.ops().size()));
+                    Failure f = run(config, fewer);
+                    runs++;
+                    if (f != null && f.sameKindAs(failure)) {
+                        best = f;
+                    } else {
+                        from += span;
+                    }
+                }
+            }
+        } while (best.ops().size() < before && runs < MAX_SHRINK_RUNS);
+        return best;
     }
 
     // ---- the model and the runner ----------------------------------------------------------
@@ -296,8 +431,8 @@ class EngineModelPropertyTest {
                 case OrigRead rd -> {
                     DeviceModel d = dev(rd.dev());
                     long[] r = range(d.data.length, rd.sector(), rd.sectors());
-                    assertThat(Io.read(engine.device(d.name), r[0], (int) r[1])).as("%s at %d+%d", d.name, r[0], r[1])
-                            .isEqualTo(Arrays.copyOfRange(d.data, (int) r[0], (int) (r[0] + r[1])));
+                    assertSameBytes(Io.read(engine.device(d.name), r[0], (int) r[1]),
+                            Arrays.copyOfRange(d.data, (int) r[0], (int) (r[0] + r[1])), "%s at %d+%d", d.name, r[0], r[1]);
                 }
                 case ImageRead rd -> {
                     SnapModel s = snap(rd.snap());
@@ -371,6 +506,12 @@ class EngineModelPropertyTest {
             }
         }
 
+        /** Byte arrays of up to a few MiB: the report names the first differing byte instead of printing both. */
+        private static void assertSameBytes(byte[] actual, byte[] expected, String what, Object... args) {
+            assertThat(Arrays.mismatch(actual, expected)).as("%s: first byte that differs from the model (-1: none)",
+                    String.format(what, args)).isEqualTo(-1);
+        }
+
         private BlockDevice image(SnapModel s, int i) {
             return engine.image(s.imageNames.get(i));
         }
@@ -425,8 +566,8 @@ class EngineModelPropertyTest {
                         .isEqualTo(Errno.EIO);
                 return;
             }
-            assertThat(Io.read(img, offset, length)).as("image of %s at %d+%d", s.devices.get(i).name, offset, length)
-                    .isEqualTo(Arrays.copyOfRange(s.images.get(i), (int) offset, (int) offset + length));
+            assertSameBytes(Io.read(img, offset, length), Arrays.copyOfRange(s.images.get(i), (int) offset, (int) offset + length),
+                    "image of %s at %d+%d", s.devices.get(i).name, offset, length);
         }
 
         private void createTake(CreateTake c) {
@@ -525,7 +666,7 @@ class EngineModelPropertyTest {
 
         private void checkAll() throws IOException {
             for (DeviceModel d : devices) {
-                assertThat(Io.read(engine.device(d.name), 0, d.data.length)).as("original %s", d.name).isEqualTo(d.data);
+                assertSameBytes(Io.read(engine.device(d.name), 0, d.data.length), d.data, "original %s", d.name);
             }
             for (SnapModel s : snapshots) {
                 for (int i = 0; i < s.devices.size(); i++) {

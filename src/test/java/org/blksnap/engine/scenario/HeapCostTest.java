@@ -1,15 +1,18 @@
 package org.blksnap.engine.scenario;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 import static org.blksnap.engine.scenario.Io.MiB;
 
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.lang.management.BufferPoolMXBean;
+import java.lang.management.GarbageCollectorMXBean;
 import java.lang.management.ManagementFactory;
 import java.lang.ref.Reference;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 import java.util.UUID;
@@ -117,15 +120,25 @@ class HeapCostTest {
         }
     }
 
-    /** Used heap after full collections: the smallest of a few readings, to shed garbage made meanwhile. */
-    private static long liveHeap() throws InterruptedException {
+    /**
+     * Used heap after full collections: the smallest of a few readings, to shed garbage made meanwhile.
+     * Each reading waits until the collectors have counted the cycle {@code System.gc()} asked for.
+     */
+    private static long liveHeap() {
         long min = Long.MAX_VALUE;
         for (int i = 0; i < 4; i++) {
+            long cycles = collections();
             System.gc();
-            Thread.sleep(20);
+            await("a collection after System.gc()").atMost(Duration.ofSeconds(30)).pollDelay(Duration.ZERO)
+                    .pollInterval(Duration.ofMillis(1)).until(() -> collections() > cycles);
             min = Math.min(min, ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed());
         }
         return min;
+    }
+
+    private static long collections() {
+        return ManagementFactory.getGarbageCollectorMXBeans().stream().mapToLong(GarbageCollectorMXBean::getCollectionCount)
+                .sum();
     }
 
     private static long direct() {

@@ -1,6 +1,8 @@
 package org.blksnap.engine.tracker;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -64,10 +66,10 @@ class TakeBarrierTest {
         long s = barrier.close();
         AtomicBoolean entered = new AtomicBoolean();
         Thread w = oneWrite(barrier, entered);
-        Thread.sleep(100);
-        assertThat(entered).isFalse();
+        awaitParked(w);
+        assertThat(entered).as("a writer parked at a closed barrier is not inside").isFalse();
         barrier.open(s);
-        w.join(5_000);
+        assertThat(w.join(Duration.ofSeconds(5))).as("writer went on after open").isTrue();
         assertThat(entered).isTrue();
     }
 
@@ -83,15 +85,18 @@ class TakeBarrierTest {
         });
         AtomicBoolean entered = new AtomicBoolean();
         Thread w = oneWrite(barrier, entered);
-        Thread.sleep(100);
-        assertThat(secondClosed).isFalse();
+        awaitParked(closer);
+        awaitParked(w);
+        assertThat(secondClosed).as("the second closer waits while the first holds the barrier").isFalse();
         barrier.open(first);
-        closer.join(5_000);
+        assertThat(closer.join(Duration.ofSeconds(5))).as("second closer got the barrier").isTrue();
         assertThat(secondClosed).isTrue();
-        Thread.sleep(100);
-        assertThat(entered).as("writer waits while the second closer holds the barrier").isFalse();
+        assertThat(barrier.isClosed()).isTrue();
+        assertThat(w.getState()).as("the first open() leaves the writer parked: the second closer still holds the barrier")
+                .isEqualTo(Thread.State.WAITING);
+        assertThat(entered).isFalse();
         barrier.open(secondStamp[0]);
-        w.join(5_000);
+        assertThat(w.join(Duration.ofSeconds(5))).as("writer went on after the last open").isTrue();
         assertThat(entered).isTrue();
     }
 
@@ -105,23 +110,38 @@ class TakeBarrierTest {
             interruptKept.set(Thread.currentThread().isInterrupted());
             barrier.exit(st);
         });
-        Thread.sleep(50);
+        awaitParked(w);
         w.interrupt();
-        Thread.sleep(50);
-        assertThat(w.isAlive()).as("an interrupt does not let a writer past a closed barrier").isTrue();
+        // The wait consumed the interrupt (its flag is clear until enter() restores it) and parked again.
+        await("the interrupted writer parks in the barrier again").atMost(Duration.ofSeconds(10))
+                .until(() -> !w.isInterrupted() && w.getState() == Thread.State.WAITING);
+        assertThat(barrier.isClosed()).as("an interrupt does not let a writer past a closed barrier").isTrue();
         barrier.open(s);
-        w.join(5_000);
+        assertThat(w.join(Duration.ofSeconds(5))).isTrue();
         assertThat(interruptKept).isTrue();
         assertThat(barrier.isClosed()).isFalse();
     }
 
     @Test
-    void openWithoutCloseIsRefused() {
+    void openWithoutCloseIsRefusedByTheBarrierAndLeavesItUsable() {
         TakeBarrier barrier = new TakeBarrier();
         long s = barrier.close();
         barrier.open(s);
-        org.assertj.core.api.Assertions.assertThatThrownBy(() -> barrier.open(s))
-                .isInstanceOf(IllegalMonitorStateException.class);
+        assertThatThrownBy(() -> barrier.open(s)).isExactlyInstanceOf(IllegalStateException.class)
+                .hasMessage("open() without a matching close()");
+        long again = barrier.close();
+        assertThatThrownBy(() -> barrier.open(s)).as("a stale stamp while another close() holds the barrier")
+                .isExactlyInstanceOf(IllegalStateException.class)
+                .hasMessage("open(" + s + ") with a stamp that no close() holding the barrier returned");
+        assertThat(barrier.isClosed()).isTrue();
+        barrier.open(again);
+        assertThat(barrier.isClosed()).isFalse();
+        barrier.exit(barrier.enter());
+    }
+
+    /** Waits until {@code t} is parked (in the barrier: the tests' threads wait nowhere else). */
+    private static void awaitParked(Thread t) {
+        await(t + " parks in the barrier").atMost(Duration.ofSeconds(10)).until(() -> t.getState() == Thread.State.WAITING);
     }
 
     /** A virtual thread that enters once, records that it got in, and leaves. */
