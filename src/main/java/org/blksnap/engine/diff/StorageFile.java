@@ -50,7 +50,7 @@ final class StorageFile implements AutoCloseable {
     }
 
     void force() throws IOException {
-        channel.force(false);
+        DiffIo.force(channel, path);
     }
 
     @Override
