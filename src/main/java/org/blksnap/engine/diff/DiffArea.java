@@ -124,11 +124,6 @@ public final class DiffArea implements AutoCloseable {
         return chunksCopied.get();
     }
 
-    /** Chunk objects in memory. */
-    public int chunksInMemory() {
-        return chunks.size();
-    }
-
     /** The errno that corrupted this device's diff area, or null. */
     public Errno corruption() {
         return corrupted;
@@ -491,16 +486,6 @@ public final class DiffArea implements AutoCloseable {
     public void flush() throws IOException {
         checkUsable();
         storage.force();
-    }
-
-    /** Buffers in the chunk cache. */
-    public int cachedChunks() {
-        return cache.size();
-    }
-
-    /** Free buffers kept in the pool. */
-    public int pooledBuffers() {
-        return pool.freeCount();
     }
 
     /** Releases chunk buffers and descriptors; image-written data is simply dropped. */
