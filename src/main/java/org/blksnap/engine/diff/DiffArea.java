@@ -1,11 +1,7 @@
 package org.blksnap.engine.diff;
 
 import java.io.IOException;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import org.blksnap.engine.BlockDevice;
@@ -35,8 +31,6 @@ import org.slf4j.LoggerFactory;
  */
 public final class DiffArea implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(DiffArea.class);
-    private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
-    private static final int SECTOR_SHIFT = 9;
 
     /** What the diff area reports to: its snapshot. */
     public interface Owner {
@@ -49,15 +43,14 @@ public final class DiffArea implements AutoCloseable {
 
     private final String device;
     private final BlockDevice original;
-    private final long capacityBytes;
-    private final int chunkShift;
-    private final long chunkCount;
+    private final ChunkGeometry geometry;
     private final DiffStorage storage;
     private final Owner owner;
-    private final long[] doneBits;
+    private final DoneBitmap done;
     private final ConcurrentHashMap<Long, Chunk> chunks = new ConcurrentHashMap<>();
     private final DiffBufferPool pool;
     private final ChunkCache cache;
+    private final ImageAllocationMap allocation;
     private final AtomicLong chunksCopied = new AtomicLong();
     private volatile Errno corrupted;
     private volatile boolean closed;
@@ -71,32 +64,13 @@ public final class DiffArea implements AutoCloseable {
     public DiffArea(String device, BlockDevice original, ParamValues values, Params live, DiffStorage storage, Owner owner) {
         this.device = device;
         this.original = original;
-        this.capacityBytes = original.sizeBytes();
-        this.chunkShift = chunkShift(capacityBytes, original.minimumIoBytes(), values);
-        this.chunkCount = chunkCount(capacityBytes, chunkShift);
+        this.geometry = ChunkGeometry.of(original.sizeBytes(), original.minimumIoBytes(), values);
         this.storage = storage;
         this.owner = owner;
-        this.doneBits = new long[(int) ((chunkCount + 63) >>> 6)];
-        this.pool = new DiffBufferPool(1 << chunkShift, () -> live.values().freeDiffBufferPoolSize());
+        this.done = new DoneBitmap(geometry.chunkCount());
+        this.pool = new DiffBufferPool(geometry.chunkSizeBytes(), () -> live.values().freeDiffBufferPoolSize());
         this.cache = new ChunkCache(() -> live.values().chunkMaximumInCache(), pool);
-    }
-
-    /**
-     * The chunk shift by the module's rule: the minimum shift, grown while the chunk count is above
-     * chunk_maximum_count or a chunk is smaller than the device's minimum I/O size.
-     */
-    public static int chunkShift(long capacityBytes, int ioMinBytes, ParamValues values) {
-        int shift = values.chunkMinimumShift();
-        while (chunkCount(capacityBytes, shift) > values.chunkMaximumCount() || (1L << shift) < ioMinBytes) {
-            shift++;
-        }
-        return shift;
-    }
-
-    /** Chunks of 2^shift bytes needed to cover the capacity; the last may be short. */
-    public static long chunkCount(long capacityBytes, int shift) {
-        long size = 1L << shift;
-        return (capacityBytes + size - 1) >>> shift;
+        this.allocation = new ImageAllocationMap(geometry, done, original);
     }
 
     public String device() {
@@ -104,19 +78,19 @@ public final class DiffArea implements AutoCloseable {
     }
 
     public int chunkShift() {
-        return chunkShift;
+        return geometry.chunkShift();
     }
 
     public int chunkSizeBytes() {
-        return 1 << chunkShift;
+        return geometry.chunkSizeBytes();
     }
 
     public long chunkCount() {
-        return chunkCount;
+        return geometry.chunkCount();
     }
 
     public long capacityBytes() {
-        return capacityBytes;
+        return geometry.capacityBytes();
     }
 
     /** Chunks whose take-time content was stored so far (by copy-on-write or image writes). */
@@ -127,35 +101,6 @@ public final class DiffArea implements AutoCloseable {
     /** The errno that corrupted this device's diff area, or null. */
     public Errno corruption() {
         return corrupted;
-    }
-
-    private long chunkIndex(long offsetBytes) {
-        return offsetBytes >>> chunkShift;
-    }
-
-    private long chunkStart(long index) {
-        return index << chunkShift;
-    }
-
-    private int chunkBytes(long index) {
-        return (int) Math.min(1L << chunkShift, capacityBytes - chunkStart(index));
-    }
-
-    private boolean isDone(long index) {
-        long word = (long) BITS.getAcquire(doneBits, (int) (index >>> 6));
-        return (word & (1L << index)) != 0;
-    }
-
-    private void setDone(long index) {
-        int w = (int) (index >>> 6);
-        long bit = 1L << index;
-        long old;
-        do {
-            old = (long) BITS.getVolatile(doneBits, w);
-            if ((old & bit) != 0) {
-                return;
-            }
-        } while (!BITS.compareAndSet(doneBits, w, old, old | bit));
     }
 
     // ---- copy-on-write ---------------------------------------------------------------------
@@ -169,10 +114,10 @@ public final class DiffArea implements AutoCloseable {
         if (lengthBytes <= 0 || corrupted != null || closed) {
             return;
         }
-        long first = chunkIndex(offsetBytes);
-        long last = chunkIndex(offsetBytes + lengthBytes - 1);
+        long first = geometry.chunkIndex(offsetBytes);
+        long last = geometry.chunkIndex(offsetBytes + lengthBytes - 1);
         for (long i = first; i <= last; i++) {
-            if (isDone(i)) {
+            if (done.isDone(i)) {
                 continue;
             }
             Errno snapshotError = owner.corruption();
@@ -183,7 +128,7 @@ public final class DiffArea implements AutoCloseable {
             Chunk c = chunks.computeIfAbsent(i, Chunk::new);
             c.lock.lock();
             try {
-                if (c.state != Chunk.NEW) {
+                if (c.state != Chunk.State.NEW) {
                     continue;
                 }
                 if (corrupted != null || closed) {
@@ -207,22 +152,22 @@ public final class DiffArea implements AutoCloseable {
      * {@code imageData} at {@code offsetInChunk} if given, and writes the whole chunk to a new region.
      */
     private void store(Chunk c, ByteBuffer imageData, int offsetInChunk) throws IOException {
-        int n = chunkBytes(c.index);
+        int n = geometry.chunkBytes(c.index);
         ByteBuffer buf = c.buffer != null ? c.buffer : pool.acquire();
         try {
             buf.clear().limit(n);
-            original.read(buf, chunkStart(c.index));
+            original.read(buf, geometry.chunkStart(c.index));
             if (imageData != null) {
                 buf.clear().position(offsetInChunk);
                 buf.put(imageData);
             }
-            Region region = storage.allocate((long) chunkSizeBytes() >>> SECTOR_SHIFT);
+            Region region = storage.allocate(geometry.chunkSectors());
             buf.clear().limit(n);
             region.write(buf, 0);
             c.region = region;
-            c.state = Chunk.STORED;
+            c.state = Chunk.State.STORED;
             c.buffer = buf;
-            setDone(c.index);
+            done.markDone(c.index);
             chunksCopied.incrementAndGet();
         } catch (IOException | RuntimeException e) {
             if (c.buffer != buf) {
@@ -235,14 +180,14 @@ public final class DiffArea implements AutoCloseable {
 
     /** Under the chunk lock: the chunk failed; the snapshot is corrupted. */
     private void fail(Chunk c, Errno errno, String message) {
-        c.state = Chunk.FAILED;
+        c.state = Chunk.State.FAILED;
         c.region = null;
         if (c.buffer != null) {
             cache.remove(c);
             pool.release(c.buffer);
             c.buffer = null;
         }
-        setDone(c.index);
+        done.markDone(c.index);
         markCorrupted(errno, "chunk " + c.index + ": " + message);
     }
 
@@ -307,27 +252,27 @@ public final class DiffArea implements AutoCloseable {
         long end = offsetBytes + dst.remaining();
         long pos = offsetBytes;
         while (pos < end) {
-            long idx = chunkIndex(pos);
-            if (!isDone(idx)) {
+            long idx = geometry.chunkIndex(pos);
+            if (!done.isDone(idx)) {
                 long runEnd = pos;
                 long j = idx;
-                while (runEnd < end && !isDone(j)) {
-                    runEnd = Math.min(end, chunkStart(j + 1));
+                while (runEnd < end && !done.isDone(j)) {
+                    runEnd = Math.min(end, geometry.chunkStart(j + 1));
                     j++;
                 }
                 int from = startPos + (int) (pos - offsetBytes);
                 ByteBuffer slice = dst.duplicate().limit(from + (int) (runEnd - pos)).position(from);
                 original.read(slice, pos);
                 for (long k = idx; k < j; k++) {
-                    if (isDone(k)) {
-                        long s = Math.max(pos, chunkStart(k));
-                        long e = Math.min(runEnd, chunkStart(k + 1));
+                    if (done.isDone(k)) {
+                        long s = Math.max(pos, geometry.chunkStart(k));
+                        long e = Math.min(runEnd, geometry.chunkStart(k + 1));
                         readStored(k, dst, startPos + (int) (s - offsetBytes), s, (int) (e - s));
                     }
                 }
                 pos = runEnd;
             } else {
-                long e = Math.min(end, chunkStart(idx + 1));
+                long e = Math.min(end, geometry.chunkStart(idx + 1));
                 readStored(idx, dst, startPos + (int) (pos - offsetBytes), pos, (int) (e - pos));
                 pos = e;
             }
@@ -346,10 +291,10 @@ public final class DiffArea implements AutoCloseable {
         }
         c.lock.lock();
         try {
-            if (c.state != Chunk.STORED) {
+            if (c.state != Chunk.State.STORED) {
                 throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
             }
-            int inChunk = (int) (offsetBytes - chunkStart(idx));
+            int inChunk = geometry.offsetInChunk(offsetBytes);
             if (c.buffer == null) {
                 // Read just the piece asked for: loading the whole chunk into the cache made every
                 // random 4 KiB image read cost a 256 KiB read (JMH imageRead4kCopied: 26.8 us).
@@ -388,17 +333,17 @@ public final class DiffArea implements AutoCloseable {
         long pos = offsetBytes;
         int base = src.position();
         while (pos < end) {
-            long idx = chunkIndex(pos);
-            long e = Math.min(end, chunkStart(idx + 1));
+            long idx = geometry.chunkIndex(pos);
+            long e = Math.min(end, geometry.chunkStart(idx + 1));
             int from = base + (int) (pos - offsetBytes);
             ByteBuffer piece = src.duplicate().limit(from + (int) (e - pos)).position(from);
-            int inChunk = (int) (pos - chunkStart(idx));
+            int inChunk = geometry.offsetInChunk(pos);
             Chunk c = chunks.computeIfAbsent(idx, Chunk::new);
             c.lock.lock();
             try {
                 checkUsable();
                 switch (c.state) {
-                    case Chunk.NEW -> {
+                    case NEW -> {
                         try {
                             store(c, piece, inChunk);
                         } catch (BlksnapException ex) {
@@ -409,14 +354,14 @@ public final class DiffArea implements AutoCloseable {
                             throw ex;
                         }
                     }
-                    case Chunk.STORED -> {
+                    case STORED -> {
                         c.region.write(piece.duplicate(), inChunk);
                         if (c.buffer != null) {
                             c.buffer.put(inChunk, piece, piece.position(), piece.remaining());
                             cache.touch(c);
                         }
                     }
-                    default -> throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
+                    case FAILED -> throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
                 }
             } finally {
                 c.lock.unlock();
@@ -432,54 +377,7 @@ public final class DiffArea implements AutoCloseable {
      */
     public void imageMapAllocation(long offsetBytes, long lengthBytes, BlockDevice.ExtentSink sink) throws IOException {
         checkUsable();
-        long end = Math.min(capacityBytes, offsetBytes + lengthBytes);
-        List<long[]> extents = new ArrayList<>();
-        long pos = offsetBytes;
-        while (pos < end) {
-            long idx = chunkIndex(pos);
-            if (isDone(idx)) {
-                long e = chunkStart(idx + 1);
-                while (e < end && isDone(chunkIndex(e))) {
-                    e = chunkStart(chunkIndex(e) + 1);
-                }
-                e = Math.min(e, capacityBytes);
-                extents.add(new long[] {pos, e - pos, 0});
-                pos = e;
-                continue;
-            }
-            long runEnd = Math.min(chunkStart(idx + 1), capacityBytes);
-            while (runEnd < end && !isDone(chunkIndex(runEnd))) {
-                runEnd = Math.min(chunkStart(chunkIndex(runEnd) + 1), capacityBytes);
-            }
-            long[] cursor = {pos};
-            final long limit = runEnd;
-            original.mapAllocation(pos, runEnd - pos, (len, hole) -> {
-                long l = Math.min(len, limit - cursor[0]);
-                if (l > 0) {
-                    extents.add(new long[] {cursor[0], l, hole ? 1 : 0});
-                    cursor[0] += l;
-                }
-                return cursor[0] < limit;
-            });
-            if (cursor[0] < runEnd) {
-                extents.add(new long[] {cursor[0], runEnd - cursor[0], 0});
-            }
-            pos = runEnd;
-        }
-        for (long[] x : extents) {
-            boolean hole = x[2] == 1;
-            if (hole) {
-                for (long i = chunkIndex(x[0]); i <= chunkIndex(x[0] + x[1] - 1); i++) {
-                    if (isDone(i)) {
-                        hole = false;
-                        break;
-                    }
-                }
-            }
-            if (!sink.extent(x[1], hole)) {
-                return;
-            }
-        }
+        allocation.map(offsetBytes, lengthBytes, sink);
     }
 
     /** Flushes the storage (image FLUSH). */
