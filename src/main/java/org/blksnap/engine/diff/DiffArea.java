@@ -1,20 +1,12 @@
 package org.blksnap.engine.diff;
 
 import java.io.IOException;
-import java.lang.invoke.MethodHandles;
-import java.lang.invoke.VarHandle;
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.atomic.AtomicLong;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.Params;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * The chunk table of one device in one taken snapshot: copy-on-write for writes to the original,
@@ -32,15 +24,17 @@ import org.slf4j.LoggerFactory;
  * <p>Thread-safe. Errors of the copy (storage full, I/O) never reach the writer: they mark the
  * snapshot corrupted through {@link Owner}, with an event. Image I/O fails with EIO once the snapshot
  * is corrupted.
+ *
+ * <p>The parts, along the kernel's seams: {@link ChunkGeometry} (chunk size and count),
+ * {@link DoneBitmap}, {@link ChunkTable} ({@code chunk.c}: one chunk's load, store and failure),
+ * {@link AreaState} (corrupted, first errno wins; closed), {@link ImageIo} and
+ * {@link ImageAllocationMap} (the image). The owner is told of a corruption with no lock held.
  */
 public final class DiffArea implements AutoCloseable {
-    private static final Logger LOG = LoggerFactory.getLogger(DiffArea.class);
-    private static final VarHandle BITS = MethodHandles.arrayElementVarHandle(long[].class);
-    private static final int SECTOR_SHIFT = 9;
 
     /** What the diff area reports to: its snapshot. */
     public interface Owner {
-        /** A device's copy failed with {@code errno}; called once per device. */
+        /** A device's copy failed with {@code errno}; called once per device, with no diff-area lock held. */
         void deviceCorrupted(String device, Errno errno, String message);
 
         /** The errno that corrupted the snapshot, or null while it is intact. */
@@ -48,19 +42,13 @@ public final class DiffArea implements AutoCloseable {
     }
 
     private final String device;
-    private final BlockDevice original;
-    private final long capacityBytes;
-    private final int chunkShift;
-    private final long chunkCount;
     private final DiffStorage storage;
-    private final Owner owner;
-    private final long[] doneBits;
-    private final ConcurrentHashMap<Long, Chunk> chunks = new ConcurrentHashMap<>();
-    private final DiffBufferPool pool;
-    private final ChunkCache cache;
-    private final AtomicLong chunksCopied = new AtomicLong();
-    private volatile Errno corrupted;
-    private volatile boolean closed;
+    private final ChunkGeometry geometry;
+    private final DoneBitmap done;
+    private final ChunkTable table;
+    private final AreaState state;
+    private final ImageIo image;
+    private final ImageAllocationMap allocation;
 
     /**
      * @param device   device name, for messages and events
@@ -70,33 +58,15 @@ public final class DiffArea implements AutoCloseable {
      */
     public DiffArea(String device, BlockDevice original, ParamValues values, Params live, DiffStorage storage, Owner owner) {
         this.device = device;
-        this.original = original;
-        this.capacityBytes = original.sizeBytes();
-        this.chunkShift = chunkShift(capacityBytes, original.minimumIoBytes(), values);
-        this.chunkCount = chunkCount(capacityBytes, chunkShift);
         this.storage = storage;
-        this.owner = owner;
-        this.doneBits = new long[(int) ((chunkCount + 63) >>> 6)];
-        this.pool = new DiffBufferPool(1 << chunkShift, () -> live.values().freeDiffBufferPoolSize());
-        this.cache = new ChunkCache(() -> live.values().chunkMaximumInCache(), pool);
-    }
-
-    /**
-     * The chunk shift by the module's rule: the minimum shift, grown while the chunk count is above
-     * chunk_maximum_count or a chunk is smaller than the device's minimum I/O size.
-     */
-    public static int chunkShift(long capacityBytes, int ioMinBytes, ParamValues values) {
-        int shift = values.chunkMinimumShift();
-        while (chunkCount(capacityBytes, shift) > values.chunkMaximumCount() || (1L << shift) < ioMinBytes) {
-            shift++;
-        }
-        return shift;
-    }
-
-    /** Chunks of 2^shift bytes needed to cover the capacity; the last may be short. */
-    public static long chunkCount(long capacityBytes, int shift) {
-        long size = 1L << shift;
-        return (capacityBytes + size - 1) >>> shift;
+        this.geometry = ChunkGeometry.of(original.sizeBytes(), original.minimumIoBytes(), values);
+        this.done = new DoneBitmap(geometry.chunkCount());
+        DiffBufferPool pool = new DiffBufferPool(geometry.chunkSizeBytes(), () -> live.values().freeDiffBufferPoolSize());
+        ChunkCache cache = new ChunkCache(() -> live.values().chunkMaximumInCache(), pool);
+        this.table = new ChunkTable(geometry, original, storage, done, pool, cache);
+        this.state = new AreaState(device, owner, table::dropBuffers);
+        this.image = new ImageIo(device, geometry, done, table, original, state);
+        this.allocation = new ImageAllocationMap(geometry, done, original);
     }
 
     public String device() {
@@ -104,63 +74,29 @@ public final class DiffArea implements AutoCloseable {
     }
 
     public int chunkShift() {
-        return chunkShift;
+        return geometry.chunkShift();
     }
 
     public int chunkSizeBytes() {
-        return 1 << chunkShift;
+        return geometry.chunkSizeBytes();
     }
 
     public long chunkCount() {
-        return chunkCount;
+        return geometry.chunkCount();
     }
 
     public long capacityBytes() {
-        return capacityBytes;
+        return geometry.capacityBytes();
     }
 
     /** Chunks whose take-time content was stored so far (by copy-on-write or image writes). */
     public long chunksCopied() {
-        return chunksCopied.get();
-    }
-
-    /** Chunk objects in memory. */
-    public int chunksInMemory() {
-        return chunks.size();
+        return table.chunksCopied();
     }
 
     /** The errno that corrupted this device's diff area, or null. */
     public Errno corruption() {
-        return corrupted;
-    }
-
-    private long chunkIndex(long offsetBytes) {
-        return offsetBytes >>> chunkShift;
-    }
-
-    private long chunkStart(long index) {
-        return index << chunkShift;
-    }
-
-    private int chunkBytes(long index) {
-        return (int) Math.min(1L << chunkShift, capacityBytes - chunkStart(index));
-    }
-
-    private boolean isDone(long index) {
-        long word = (long) BITS.getAcquire(doneBits, (int) (index >>> 6));
-        return (word & (1L << index)) != 0;
-    }
-
-    private void setDone(long index) {
-        int w = (int) (index >>> 6);
-        long bit = 1L << index;
-        long old;
-        do {
-            old = (long) BITS.getVolatile(doneBits, w);
-            if ((old & bit) != 0) {
-                return;
-            }
-        } while (!BITS.compareAndSet(doneBits, w, old, old | bit));
+        return state.corruption();
     }
 
     // ---- copy-on-write ---------------------------------------------------------------------
@@ -171,201 +107,70 @@ public final class DiffArea implements AutoCloseable {
      * Never throws for a copy failure: the snapshot is marked corrupted instead.
      */
     public void copyOnWrite(long offsetBytes, long lengthBytes) {
-        if (lengthBytes <= 0 || corrupted != null || closed) {
+        if (lengthBytes <= 0 || state.stopped()) {
             return;
         }
-        long first = chunkIndex(offsetBytes);
-        long last = chunkIndex(offsetBytes + lengthBytes - 1);
+        long first = geometry.chunkIndex(offsetBytes);
+        long last = geometry.chunkIndex(offsetBytes + lengthBytes - 1);
         for (long i = first; i <= last; i++) {
-            if (isDone(i)) {
+            if (done.isDone(i)) {
                 continue;
             }
-            Errno snapshotError = owner.corruption();
+            Errno snapshotError = state.snapshotCorruption();
             if (snapshotError != null) {
-                markCorrupted(snapshotError, "snapshot is corrupted");
+                state.markCorrupted(snapshotError, "snapshot is corrupted");
                 return;
             }
-            Chunk c = chunks.computeIfAbsent(i, Chunk::new);
-            c.lock.lock();
-            try {
-                if (c.state != Chunk.NEW) {
-                    continue;
-                }
-                if (corrupted != null || closed) {
-                    return;
-                }
-                store(c, null, 0);
-            } catch (BlksnapException e) {
-                fail(c, e.errno(), e.getMessage());
+            if (!copy(table.chunk(i))) {
                 return;
-            } catch (IOException | RuntimeException e) {
-                fail(c, Errno.EIO, e.getMessage());
-                return;
-            } finally {
-                c.lock.unlock();
             }
         }
     }
 
     /**
-     * Under the chunk lock, for a NEW chunk: loads its take-time content from the original, applies
-     * {@code imageData} at {@code offsetInChunk} if given, and writes the whole chunk to a new region.
+     * Copies one chunk if it is still NEW. A failure marks the chunk failed and declares the area
+     * corrupted before the chunk lock is released; the owner is told after.
+     *
+     * @return false when copy-on-write must stop: the area is corrupted or closed
      */
-    private void store(Chunk c, ByteBuffer imageData, int offsetInChunk) throws IOException {
-        int n = chunkBytes(c.index);
-        ByteBuffer buf = c.buffer != null ? c.buffer : pool.acquire();
+    private boolean copy(Chunk c) {
+        AreaState.Report report;
+        c.lock.lock();
         try {
-            buf.clear().limit(n);
-            original.read(buf, chunkStart(c.index));
-            if (imageData != null) {
-                buf.clear().position(offsetInChunk);
-                buf.put(imageData);
+            if (c.state != Chunk.State.NEW) {
+                return true;
             }
-            Region region = storage.allocate((long) chunkSizeBytes() >>> SECTOR_SHIFT);
-            buf.clear().limit(n);
-            region.write(buf, 0);
-            c.region = region;
-            c.state = Chunk.STORED;
-            c.buffer = buf;
-            setDone(c.index);
-            chunksCopied.incrementAndGet();
+            if (state.stopped()) {
+                return false;
+            }
+            table.store(c, null, 0);
+            return true;
         } catch (IOException | RuntimeException e) {
-            if (c.buffer != buf) {
-                pool.release(buf);
-            }
-            throw e;
+            table.fail(c);
+            report = state.declareChunkFailed(c.index, e);
+        } finally {
+            c.lock.unlock();
         }
-        cache.touch(c);
-    }
-
-    /** Under the chunk lock: the chunk failed; the snapshot is corrupted. */
-    private void fail(Chunk c, Errno errno, String message) {
-        c.state = Chunk.FAILED;
-        c.region = null;
-        if (c.buffer != null) {
-            cache.remove(c);
-            pool.release(c.buffer);
-            c.buffer = null;
-        }
-        setDone(c.index);
-        markCorrupted(errno, "chunk " + c.index + ": " + message);
-    }
-
-    private synchronized void markCorrupted(Errno errno, String message) {
-        if (corrupted != null) {
-            return;
-        }
-        corrupted = errno;
-        LOG.warn("{}: snapshot copy-on-write failed ({}): {}", device, errno, message);
-        cache.clear();
-        owner.deviceCorrupted(device, errno, message);
+        state.report(report);
+        return false;
     }
 
     // ---- image I/O -------------------------------------------------------------------------
 
-    private void checkUsable() {
-        if (closed) {
-            throw new BlksnapException(Errno.ENODEV, device + ": the snapshot was destroyed");
-        }
-        Errno e = owner.corruption();
-        if (e == null) {
-            e = corrupted;
-        }
-        if (e != null) {
-            throw new BlksnapException(Errno.EIO, device + ": the snapshot is corrupted (" + e + ")");
-        }
-    }
-
     /**
-     * Reads the image: the device as it was at take. Chunks never copied are read straight from the
-     * original, without a lock: a chunk found still not copied after the read cannot have been written
-     * since take (writes copy first), so the read was take-time data; otherwise it is read again from
-     * the storage.
+     * Reads the image: the device as it was at take (see {@link ImageIo}).
      *
      * @throws BlksnapException EIO once the snapshot is corrupted, ENODEV once destroyed
+     * @throws IOException      a read of the original or of the storage failed (the snapshot stays intact)
      */
     public void imageRead(ByteBuffer dst, long offsetBytes) throws IOException {
         try {
-            readImage(dst, offsetBytes);
+            image.read(dst, offsetBytes);
         } catch (IOException | RuntimeException e) {
-            if (closed) {
-                throw destroyedDuring(e);
+            if (state.isClosed()) {
+                throw state.destroyedDuring(e);
             }
             throw e;
-        }
-    }
-
-    /**
-     * I/O that raced with {@link #close()} fails as destroyed (ENODEV), not with whatever the
-     * teardown broke under it (chunks gone, storage channels closed).
-     */
-    private BlksnapException destroyedDuring(Exception e) {
-        if (e instanceof BlksnapException b && b.errno() == Errno.ENODEV) {
-            return b;
-        }
-        return new BlksnapException(Errno.ENODEV, device + ": the snapshot was destroyed during image I/O", e);
-    }
-
-    private void readImage(ByteBuffer dst, long offsetBytes) throws IOException {
-        checkUsable();
-        int startPos = dst.position();
-        long end = offsetBytes + dst.remaining();
-        long pos = offsetBytes;
-        while (pos < end) {
-            long idx = chunkIndex(pos);
-            if (!isDone(idx)) {
-                long runEnd = pos;
-                long j = idx;
-                while (runEnd < end && !isDone(j)) {
-                    runEnd = Math.min(end, chunkStart(j + 1));
-                    j++;
-                }
-                int from = startPos + (int) (pos - offsetBytes);
-                ByteBuffer slice = dst.duplicate().limit(from + (int) (runEnd - pos)).position(from);
-                original.read(slice, pos);
-                for (long k = idx; k < j; k++) {
-                    if (isDone(k)) {
-                        long s = Math.max(pos, chunkStart(k));
-                        long e = Math.min(runEnd, chunkStart(k + 1));
-                        readStored(k, dst, startPos + (int) (s - offsetBytes), s, (int) (e - s));
-                    }
-                }
-                pos = runEnd;
-            } else {
-                long e = Math.min(end, chunkStart(idx + 1));
-                readStored(idx, dst, startPos + (int) (pos - offsetBytes), pos, (int) (e - pos));
-                pos = e;
-            }
-        }
-        dst.position(startPos + (int) (end - offsetBytes));
-        // A copy that failed meanwhile may have let new data reach the original under us.
-        checkUsable();
-    }
-
-    /** Copies {@code length} bytes at device offset {@code offsetBytes} of a done chunk into dst at {@code dstPos}. */
-    private void readStored(long idx, ByteBuffer dst, int dstPos, long offsetBytes, int length) throws IOException {
-        Chunk c = chunks.get(idx);
-        if (c == null) {
-            checkUsable(); // released by destroy meanwhile
-            throw new IllegalStateException(device + ": chunk " + idx + " is done but has no descriptor");
-        }
-        c.lock.lock();
-        try {
-            if (c.state != Chunk.STORED) {
-                throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
-            }
-            int inChunk = (int) (offsetBytes - chunkStart(idx));
-            if (c.buffer == null) {
-                // Read just the piece asked for: loading the whole chunk into the cache made every
-                // random 4 KiB image read cost a 256 KiB read (JMH imageRead4kCopied: 26.8 us).
-                // Re-reads are the storage file's page cache's business.
-                c.region.read(dst.duplicate().limit(dstPos + length).position(dstPos), inChunk);
-                return;
-            }
-            dst.put(dstPos, c.buffer, inChunk, length);
-            cache.touch(c);
-        } finally {
-            c.lock.unlock();
         }
     }
 
@@ -375,60 +180,18 @@ public final class DiffArea implements AutoCloseable {
      *
      * @throws BlksnapException EIO once the snapshot is corrupted (a write that overflows the storage
      *                          corrupts it), ENODEV once destroyed
+     * @throws IOException      the first write to a chunk failed to copy it (the snapshot is then
+     *                          corrupted), or a write to a stored chunk failed (its range is undefined)
      */
     public void imageWrite(ByteBuffer src, long offsetBytes) throws IOException {
         try {
-            writeImage(src, offsetBytes);
+            image.write(src, offsetBytes);
         } catch (IOException | RuntimeException e) {
-            if (closed) {
-                throw destroyedDuring(e);
+            if (state.isClosed()) {
+                throw state.destroyedDuring(e);
             }
             throw e;
         }
-    }
-
-    private void writeImage(ByteBuffer src, long offsetBytes) throws IOException {
-        checkUsable();
-        long end = offsetBytes + src.remaining();
-        long pos = offsetBytes;
-        int base = src.position();
-        while (pos < end) {
-            long idx = chunkIndex(pos);
-            long e = Math.min(end, chunkStart(idx + 1));
-            int from = base + (int) (pos - offsetBytes);
-            ByteBuffer piece = src.duplicate().limit(from + (int) (e - pos)).position(from);
-            int inChunk = (int) (pos - chunkStart(idx));
-            Chunk c = chunks.computeIfAbsent(idx, Chunk::new);
-            c.lock.lock();
-            try {
-                checkUsable();
-                switch (c.state) {
-                    case Chunk.NEW -> {
-                        try {
-                            store(c, piece, inChunk);
-                        } catch (BlksnapException ex) {
-                            fail(c, ex.errno(), ex.getMessage());
-                            throw new BlksnapException(Errno.EIO, device + ": image write failed: " + ex.getMessage(), ex);
-                        } catch (IOException | RuntimeException ex) {
-                            fail(c, Errno.EIO, ex.getMessage());
-                            throw ex;
-                        }
-                    }
-                    case Chunk.STORED -> {
-                        c.region.write(piece.duplicate(), inChunk);
-                        if (c.buffer != null) {
-                            c.buffer.put(inChunk, piece, piece.position(), piece.remaining());
-                            cache.touch(c);
-                        }
-                    }
-                    default -> throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
-                }
-            } finally {
-                c.lock.unlock();
-            }
-            pos = e;
-        }
-        src.position(base + (int) (end - offsetBytes));
     }
 
     /**
@@ -436,79 +199,20 @@ public final class DiffArea implements AutoCloseable {
      * are data. A chunk copied while the original was being asked is reported as data.
      */
     public void imageMapAllocation(long offsetBytes, long lengthBytes, BlockDevice.ExtentSink sink) throws IOException {
-        checkUsable();
-        long end = Math.min(capacityBytes, offsetBytes + lengthBytes);
-        List<long[]> extents = new ArrayList<>();
-        long pos = offsetBytes;
-        while (pos < end) {
-            long idx = chunkIndex(pos);
-            if (isDone(idx)) {
-                long e = chunkStart(idx + 1);
-                while (e < end && isDone(chunkIndex(e))) {
-                    e = chunkStart(chunkIndex(e) + 1);
-                }
-                e = Math.min(e, capacityBytes);
-                extents.add(new long[] {pos, e - pos, 0});
-                pos = e;
-                continue;
-            }
-            long runEnd = Math.min(chunkStart(idx + 1), capacityBytes);
-            while (runEnd < end && !isDone(chunkIndex(runEnd))) {
-                runEnd = Math.min(chunkStart(chunkIndex(runEnd) + 1), capacityBytes);
-            }
-            long[] cursor = {pos};
-            final long limit = runEnd;
-            original.mapAllocation(pos, runEnd - pos, (len, hole) -> {
-                long l = Math.min(len, limit - cursor[0]);
-                if (l > 0) {
-                    extents.add(new long[] {cursor[0], l, hole ? 1 : 0});
-                    cursor[0] += l;
-                }
-                return cursor[0] < limit;
-            });
-            if (cursor[0] < runEnd) {
-                extents.add(new long[] {cursor[0], runEnd - cursor[0], 0});
-            }
-            pos = runEnd;
-        }
-        for (long[] x : extents) {
-            boolean hole = x[2] == 1;
-            if (hole) {
-                for (long i = chunkIndex(x[0]); i <= chunkIndex(x[0] + x[1] - 1); i++) {
-                    if (isDone(i)) {
-                        hole = false;
-                        break;
-                    }
-                }
-            }
-            if (!sink.extent(x[1], hole)) {
-                return;
-            }
-        }
+        state.checkUsable();
+        allocation.map(offsetBytes, lengthBytes, sink);
     }
 
     /** Flushes the storage (image FLUSH). */
     public void flush() throws IOException {
-        checkUsable();
+        state.checkUsable();
         storage.force();
-    }
-
-    /** Buffers in the chunk cache. */
-    public int cachedChunks() {
-        return cache.size();
-    }
-
-    /** Free buffers kept in the pool. */
-    public int pooledBuffers() {
-        return pool.freeCount();
     }
 
     /** Releases chunk buffers and descriptors; image-written data is simply dropped. */
     @Override
     public void close() {
-        closed = true;
-        cache.clear();
-        pool.clear();
-        chunks.clear();
+        state.close();
+        table.close();
     }
 }

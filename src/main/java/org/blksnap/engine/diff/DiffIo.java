@@ -11,6 +11,28 @@ import java.nio.file.Path;
  * files and never through a tracker.
  */
 final class DiffIo {
+    /**
+     * A test seam: asked before every storage read, write and flush, it may fail the operation. It
+     * is null in production, where it costs one static volatile read per storage I/O. Set by tests
+     * only (through the test helper {@code StorageFaults}); it must be thread-safe.
+     */
+    static volatile Fault fault;
+
+    /** Decides whether a storage operation fails. */
+    @FunctionalInterface
+    interface Fault {
+        enum Op { READ, WRITE, FLUSH }
+
+        /**
+         * Returns to let the operation run, or throws the {@link IOException} it fails with (read and
+         * write errors are then reported like real ones, naming file, offset and length).
+         *
+         * @param offsetBytes where in the file (0 for a flush)
+         * @param lengthBytes how many bytes (0 for a flush)
+         */
+        void check(Op op, Path path, long offsetBytes, long lengthBytes) throws IOException;
+    }
+
     private DiffIo() {
     }
 
@@ -18,6 +40,7 @@ final class DiffIo {
         int length = dst.remaining();
         long pos = offsetBytes;
         try {
+            check(Fault.Op.READ, path, offsetBytes, length);
             while (dst.hasRemaining()) {
                 int n = channel.read(dst, pos);
                 if (n < 0) {
@@ -35,12 +58,26 @@ final class DiffIo {
         int length = src.remaining();
         long pos = offsetBytes;
         try {
+            check(Fault.Op.WRITE, path, offsetBytes, length);
             while (src.hasRemaining()) {
                 pos += channel.write(src, pos);
             }
         } catch (IOException e) {
             throw new IOException("difference storage write of " + path + " at offset " + offsetBytes + " length "
                     + length + " failed: " + e.getMessage(), e);
+        }
+    }
+
+    /** Makes the file's written data durable (its metadata too is not needed: the size never changes). */
+    static void force(FileChannel channel, Path path) throws IOException {
+        check(Fault.Op.FLUSH, path, 0, 0);
+        channel.force(false);
+    }
+
+    private static void check(Fault.Op op, Path path, long offsetBytes, long lengthBytes) throws IOException {
+        Fault f = fault;
+        if (f != null) {
+            f.check(op, path, offsetBytes, lengthBytes);
         }
     }
 }

@@ -125,7 +125,7 @@ public final class DiffStorage implements AutoCloseable {
                 created = true; // from here on, a failure removes the file again (see the catch)
                 sizeAndReserve(path, spec.createSizeBytes(), spec.preallocate());
             }
-            file = open(path, created);
+            file = open(path);
             long fileSectors = file.sizeBytes() / SECTOR_BYTES;
             List<SectorRange> ranges = spec.ranges();
             if (ranges.isEmpty()) {
@@ -238,7 +238,7 @@ public final class DiffStorage implements AutoCloseable {
         }
     }
 
-    private static StorageFile open(Path path, boolean created) throws IOException {
+    private static StorageFile open(Path path) throws IOException {
         boolean blockDevice = BlockDevices.isBlockDevice(path);
         if (!blockDevice && !Files.isRegularFile(path)) {
             throw new BlksnapException(Errno.EINVAL, "storage " + path + " is neither a regular file nor a block device");
@@ -254,7 +254,7 @@ public final class DiffStorage implements AutoCloseable {
             } else {
                 size = ch.size();
             }
-            return new StorageFile(path, key == null ? path : key, ch, size, created);
+            return new StorageFile(path, key == null ? path : key, ch, size);
         } catch (IOException | RuntimeException e) {
             ch.close();
             throw e;

@@ -14,14 +14,12 @@ final class StorageFile implements AutoCloseable {
     private final Object fileKey;
     private final FileChannel channel;
     private final long sizeBytes;
-    private final boolean createdHere;
 
-    StorageFile(Path path, Object fileKey, FileChannel channel, long sizeBytes, boolean createdHere) {
+    StorageFile(Path path, Object fileKey, FileChannel channel, long sizeBytes) {
         this.path = path;
         this.fileKey = fileKey;
         this.channel = channel;
         this.sizeBytes = sizeBytes;
-        this.createdHere = createdHere;
     }
 
     Path path() {
@@ -37,10 +35,6 @@ final class StorageFile implements AutoCloseable {
         return sizeBytes;
     }
 
-    boolean createdHere() {
-        return createdHere;
-    }
-
     void read(ByteBuffer dst, long offsetBytes) throws IOException {
         DiffIo.readFully(channel, path, dst, offsetBytes);
     }
@@ -50,7 +44,7 @@ final class StorageFile implements AutoCloseable {
     }
 
     void force() throws IOException {
-        channel.force(false);
+        DiffIo.force(channel, path);
     }
 
     @Override

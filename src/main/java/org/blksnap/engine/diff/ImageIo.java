@@ -1,0 +1,149 @@
+package org.blksnap.engine.diff;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.Errno;
+
+/**
+ * Reads and writes of one device's snapshot image (the kernel's {@code diff_area_image_io}).
+ *
+ * <p>Reads: a run of chunks that are not done is read straight from the original, without a lock,
+ * then the done bits are checked again: a chunk still not done cannot have been written since take
+ * (every write copies it first and sets the bit before writing), so the bytes read were take-time
+ * data; a chunk that became done meanwhile is read again from its region. Done chunks are read under
+ * the chunk lock. Writes: the first write to a chunk copies its take-time content into a region with
+ * the new data applied; later ones write through to the region. The original is never written.
+ *
+ * <p>Thread-safe. Errors: {@link BlksnapException} EIO once the area or the snapshot is corrupted
+ * (checked before and, for reads, after the transfer) or for a failed chunk; a failed first write
+ * of a chunk corrupts the area. Other failures of the original or the storage are thrown as they
+ * come ({@link IOException}) and corrupt nothing.
+ */
+final class ImageIo {
+    private final String device;
+    private final ChunkGeometry geometry;
+    private final DoneBitmap done;
+    private final ChunkTable table;
+    private final BlockDevice original;
+    private final AreaState state;
+
+    ImageIo(String device, ChunkGeometry geometry, DoneBitmap done, ChunkTable table, BlockDevice original,
+            AreaState state) {
+        this.device = device;
+        this.geometry = geometry;
+        this.done = done;
+        this.table = table;
+        this.original = original;
+        this.state = state;
+    }
+
+    /** Fills {@code dst} with the image from {@code offsetBytes}; dst's position advances by what was read. */
+    void read(ByteBuffer dst, long offsetBytes) throws IOException {
+        state.checkUsable();
+        int startPos = dst.position();
+        long end = offsetBytes + dst.remaining();
+        long pos = offsetBytes;
+        while (pos < end) {
+            long idx = geometry.chunkIndex(pos);
+            if (!done.isDone(idx)) {
+                long runEnd = pos;
+                long j = idx;
+                while (runEnd < end && !done.isDone(j)) {
+                    runEnd = Math.min(end, geometry.chunkStart(j + 1));
+                    j++;
+                }
+                int from = startPos + (int) (pos - offsetBytes);
+                ByteBuffer slice = dst.duplicate().limit(from + (int) (runEnd - pos)).position(from);
+                original.read(slice, pos);
+                for (long k = idx; k < j; k++) {
+                    if (done.isDone(k)) {
+                        long s = Math.max(pos, geometry.chunkStart(k));
+                        long e = Math.min(runEnd, geometry.chunkStart(k + 1));
+                        readDone(k, dst, startPos + (int) (s - offsetBytes), s, (int) (e - s));
+                    }
+                }
+                pos = runEnd;
+            } else {
+                long e = Math.min(end, geometry.chunkStart(idx + 1));
+                readDone(idx, dst, startPos + (int) (pos - offsetBytes), pos, (int) (e - pos));
+                pos = e;
+            }
+        }
+        dst.position(startPos + (int) (end - offsetBytes));
+        // A copy that failed meanwhile may have let new data reach the original under us.
+        state.checkUsable();
+    }
+
+    /** Copies {@code lengthBytes} at device offset {@code offsetBytes} of a done chunk into dst at {@code dstPos}. */
+    private void readDone(long idx, ByteBuffer dst, int dstPos, long offsetBytes, int lengthBytes) throws IOException {
+        Chunk c = table.existing(idx);
+        if (c == null) {
+            state.checkUsable(); // released by destroy meanwhile
+            throw new IllegalStateException(device + ": chunk " + idx + " is done but has no descriptor");
+        }
+        c.lock.lock();
+        try {
+            if (c.state != Chunk.State.STORED) {
+                throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
+            }
+            table.readStored(c, dst, dstPos, geometry.offsetInChunk(offsetBytes), lengthBytes);
+        } finally {
+            c.lock.unlock();
+        }
+    }
+
+    /** Writes all of {@code src} to the image at {@code offsetBytes}; src's position advances to its limit. */
+    void write(ByteBuffer src, long offsetBytes) throws IOException {
+        state.checkUsable();
+        long end = offsetBytes + src.remaining();
+        long pos = offsetBytes;
+        int base = src.position();
+        while (pos < end) {
+            long idx = geometry.chunkIndex(pos);
+            long e = Math.min(end, geometry.chunkStart(idx + 1));
+            int from = base + (int) (pos - offsetBytes);
+            ByteBuffer piece = src.duplicate().limit(from + (int) (e - pos)).position(from);
+            writeChunk(table.chunk(idx), piece, geometry.offsetInChunk(pos));
+            pos = e;
+        }
+        src.position(base + (int) (end - offsetBytes));
+    }
+
+    /** Writes {@code piece} into chunk {@code c} at {@code offsetInChunk}: copies the chunk first if it is NEW. */
+    private void writeChunk(Chunk c, ByteBuffer piece, int offsetInChunk) throws IOException {
+        Exception failure = null;
+        AreaState.Report report = null;
+        c.lock.lock();
+        try {
+            state.checkUsable();
+            switch (c.state) {
+                case STORED -> table.writeStored(c, piece, offsetInChunk);
+                case FAILED -> throw new BlksnapException(Errno.EIO, device + ": chunk " + c.index + " failed");
+                case NEW -> {
+                    try {
+                        table.store(c, piece, offsetInChunk);
+                    } catch (IOException | RuntimeException e) {
+                        table.fail(c);
+                        report = state.declareChunkFailed(c.index, e);
+                        failure = e;
+                    }
+                }
+            }
+        } finally {
+            c.lock.unlock();
+        }
+        if (failure == null) {
+            return;
+        }
+        state.report(report);
+        if (failure instanceof BlksnapException b) {
+            throw new BlksnapException(Errno.EIO, device + ": image write failed: " + b.getMessage(), b);
+        }
+        if (failure instanceof IOException io) {
+            throw io;
+        }
+        throw (RuntimeException) failure;
+    }
+}
