@@ -1,6 +1,5 @@
 package org.blksnap.engine.diff;
 
-import org.blksnap.engine.StorageSpec;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.channels.FileChannel;
@@ -16,13 +15,14 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Predicate;
-import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.device.NativeIo;
-import org.blksnap.engine.event.EventQueue;
-import org.blksnap.engine.SnapshotEvent;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.device.BlockDevices;
+import org.blksnap.engine.device.NativeIo;
+import org.blksnap.engine.event.EventQueue;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -113,13 +113,14 @@ public final class DiffStorage implements AutoCloseable {
         boolean created = false;
         StorageFile file = null;
         try {
+            // Checked whether or not the file exists, so one request is judged the same either way.
+            if (spec.createSizeBytes() % SECTOR_BYTES != 0) {
+                throw new BlksnapException(Errno.EINVAL, "size of storage " + path + " (" + spec.createSizeBytes()
+                        + " bytes) must be a multiple of " + SECTOR_BYTES);
+            }
             if (!Files.exists(path)) {
                 if (spec.createSizeBytes() <= 0) {
                     throw new BlksnapException(Errno.ENOENT, "storage " + path + " does not exist (give a size to create it)");
-                }
-                if (spec.createSizeBytes() % SECTOR_BYTES != 0) {
-                    throw new BlksnapException(Errno.EINVAL, "size of storage " + path + " (" + spec.createSizeBytes()
-                            + " bytes) must be a multiple of " + SECTOR_BYTES);
                 }
                 createEmpty(path);
                 created = true; // from here on, a failure removes the file again (see the catch)

@@ -1,14 +1,5 @@
 package org.blksnap.engine.module;
 
-import org.blksnap.engine.Blksnap;
-import org.blksnap.engine.BlksnapException;
-import org.blksnap.engine.EngineListener;
-import org.blksnap.engine.Errno;
-import org.blksnap.engine.ParamValues;
-import org.blksnap.engine.Params;
-import org.blksnap.engine.SectorRange;
-import org.blksnap.engine.TakeHooks;
-import org.blksnap.engine.Version;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -23,15 +14,24 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
 import java.util.regex.Pattern;
+import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.BlockDevice;
-import org.blksnap.engine.device.NativeIo;
-import org.blksnap.engine.StorageSpec;
-import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.CbtInfo;
+import org.blksnap.engine.EngineListener;
+import org.blksnap.engine.Errno;
 import org.blksnap.engine.ImageInfo;
+import org.blksnap.engine.ParamValues;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Status;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.TakeHooks;
+import org.blksnap.engine.Version;
+import org.blksnap.engine.device.NativeIo;
 import org.blksnap.engine.snapshot.ImageRegistry;
 import org.blksnap.engine.snapshot.Snapshot;
-import org.blksnap.engine.Status;
-import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.tracker.CbtMap;
 import org.blksnap.engine.tracker.TrackedDevice;
 import org.blksnap.engine.tracker.Tracker;
@@ -377,10 +377,6 @@ final class BlksnapEngine implements Blksnap {
     @Override
     public void snapshotAppendStorage(UUID id, StorageSpec storage) {
         Snapshot s = locked(() -> snapshot(id, Errno.ESRCH));
-        if (storage.createSizeBytes() % SectorRange.SECTOR_BYTES != 0) {
-            throw new BlksnapException(Errno.EINVAL, "size of storage " + storage.path() + " ("
-                    + storage.createSizeBytes() + " bytes) must be a multiple of " + SectorRange.SECTOR_BYTES);
-        }
         // Creating and preallocating a file may take a while: not under the control lock.
         s.appendStorage(storage, this::isBackingPath);
     }
