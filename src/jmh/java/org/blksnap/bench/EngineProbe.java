@@ -15,13 +15,13 @@ import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
-import org.blksnap.engine.BlockDevice;
-import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.Blksnap;
-import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.Params;
+import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
+import org.blksnap.engine.device.BlockDevices;
+import org.blksnap.engine.module.BlksnapModule;
 
 /**
  * In-process engine measurements that fio cannot make: the latency of SNAPSHOT_TAKE for 1, 4 and

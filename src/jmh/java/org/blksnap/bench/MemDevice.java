@@ -2,8 +2,8 @@ package org.blksnap.bench;
 
 import java.nio.ByteBuffer;
 import org.blksnap.engine.BlockDevice;
-import org.blksnap.engine.diff.DiffArea;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.diff.DiffArea;
 
 /**
  * An in-memory {@link BlockDevice} over one direct buffer, for microbenchmarks that must not

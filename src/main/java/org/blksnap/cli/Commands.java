@@ -17,12 +17,12 @@ import org.blksnap.ctrl.api.Reply;
 import org.blksnap.ctrl.api.Request;
 import org.blksnap.ctrl.api.Requests;
 import org.blksnap.ctrl.api.Size;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Spec;
+import picocli.CommandLine;
 
 /**
  * The commands of the tool, one class each; the upstream v1 verbs reach the same classes

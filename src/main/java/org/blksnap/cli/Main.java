@@ -13,9 +13,9 @@ import org.blksnap.ctrl.api.Range;
 import org.blksnap.ctrl.api.Size;
 import org.blksnap.ctrl.api.Uuids;
 import org.blksnap.ctrl.api.WireJson;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
 
 /**
  * The {@code blksnap} command-line tool: talks to blksnapd's control API. Every exit code comes from

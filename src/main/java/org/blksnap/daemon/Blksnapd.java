@@ -15,9 +15,9 @@ import java.util.concurrent.Callable;
 import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.engine.BlksnapException;
 import org.slf4j.LoggerFactory;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import picocli.CommandLine;
 import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.json.JsonMapper;
 

@@ -1,6 +1,7 @@
 package org.blksnap.engine;
 
 
+
 /**
  * Notified when block devices appear or go away, so that a server can add and remove exports.
  * Called on the thread that made the change, after the change; implementations must be quick

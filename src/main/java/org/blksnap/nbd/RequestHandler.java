@@ -5,8 +5,8 @@ import static org.blksnap.nbd.NbdTransmissionDescriptor.*;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
-import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.BlockDevice;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 

@@ -1,8 +1,8 @@
 package org.blksnap.util;
 
-import org.blksnap.engine.BlockDevice;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
+import org.blksnap.engine.BlockDevice;
 
 /** Aligned direct buffers, for O_DIRECT I/O. */
 public final class DirectBuffers {

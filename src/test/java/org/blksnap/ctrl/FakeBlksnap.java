@@ -11,20 +11,20 @@ import java.util.UUID;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.LinkedBlockingDeque;
 import java.util.concurrent.TimeUnit;
-import org.blksnap.engine.BlockDevice;
-import org.blksnap.engine.StorageSpec;
-import org.blksnap.engine.SnapshotEvent;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.EngineListener;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.Params;
 import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Status;
+import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.Version;
-import org.blksnap.engine.ImageInfo;
-import org.blksnap.engine.Status;
-import org.blksnap.engine.CbtInfo;
 
 /**
  * A stand-in engine for transport and CLI tests: keeps just enough state to answer like the real

@@ -1,6 +1,7 @@
 package org.blksnap.engine;
 
 
+
 /** Test helper: the errno a call fails with. */
 public final class Errnos {
     private Errnos() {

@@ -1,8 +1,8 @@
 package org.blksnap.nbd;
 
+import static org.assertj.core.api.Assertions.assertThat;
 import static org.blksnap.nbd.NbdHandshakeDescriptor.*;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.*;
-import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.ByteArrayOutputStream;
 import java.io.Closeable;

@@ -1,6 +1,5 @@
 package org.blksnap.engine.device;
 
-import org.blksnap.engine.BlockDevice;
 import com.sun.nio.file.ExtendedOpenOption;
 import java.io.IOException;
 import java.io.RandomAccessFile;
@@ -11,6 +10,7 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
+import org.blksnap.engine.BlockDevice;
 
 /**
  * Opens block devices: regular files (created sparse when asked) and Linux block device nodes

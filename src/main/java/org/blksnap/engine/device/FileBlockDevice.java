@@ -1,10 +1,10 @@
 package org.blksnap.engine.device;
 
-import org.blksnap.engine.BlockDevice;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.util.DirectBuffers;
 import org.blksnap.util.FirstFailure;
 

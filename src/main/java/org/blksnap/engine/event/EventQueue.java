@@ -1,12 +1,12 @@
 package org.blksnap.engine.event;
 
-import org.blksnap.engine.SnapshotEvent;
 import java.util.ArrayDeque;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.SnapshotEvent;
 
 /**
  * The FIFO event queue of one snapshot.

@@ -1,10 +1,10 @@
 package org.blksnap.engine.module;
 
-import org.blksnap.engine.BlksnapException;
-import org.blksnap.engine.Errno;
 import java.util.ArrayDeque;
 import java.util.Deque;
 import java.util.List;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;

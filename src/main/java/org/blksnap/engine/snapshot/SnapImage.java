@@ -1,16 +1,16 @@
 package org.blksnap.engine.snapshot;
 
-import org.blksnap.engine.ImageInfo;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.List;
-import org.blksnap.engine.BlockDevice;
-import org.blksnap.util.DirectBuffers;
-import org.blksnap.engine.diff.DiffArea;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.diff.DiffArea;
 import org.blksnap.engine.tracker.Tracker;
+import org.blksnap.util.DirectBuffers;
 
 /**
  * A snapshot image: a read/write block device showing one original device as it was at take.

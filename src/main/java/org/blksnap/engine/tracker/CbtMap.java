@@ -1,10 +1,10 @@
 package org.blksnap.engine.tracker;
 
-import org.blksnap.engine.CbtInfo;
 import java.util.Arrays;
 import java.util.UUID;
 import java.util.concurrent.locks.ReentrantLock;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.SectorRange;

@@ -2,8 +2,8 @@ package org.blksnap.engine.tracker;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.Errno;
 
 /**

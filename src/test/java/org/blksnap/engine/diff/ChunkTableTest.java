@@ -8,11 +8,11 @@ import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.scenario.ShmTempDir;
 import org.blksnap.engine.testing.FaultPlan.Op;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import org.blksnap.engine.scenario.ShmTempDir;
 import org.junit.jupiter.api.io.TempDir;
 
 /** One chunk's load, store, read, write and failure; 16 chunks of 64 KiB, the last one 4 KiB short. */

@@ -1,21 +1,21 @@
 package org.blksnap.engine.diff;
 
-import org.blksnap.engine.StorageSpec;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.blksnap.engine.Errnos.errnoOf;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import org.blksnap.engine.device.NativeIo;
-import org.blksnap.engine.event.EventQueue;
-import org.blksnap.engine.SnapshotEvent;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.device.NativeIo;
+import org.blksnap.engine.event.EventQueue;
 import org.junit.jupiter.api.Test;
-import static org.blksnap.engine.Errnos.errnoOf;
 import org.junit.jupiter.api.io.TempDir;
 
 class DiffStorageTest {

@@ -1,9 +1,9 @@
 package org.blksnap.engine.event;
 
-import org.blksnap.engine.SnapshotEvent;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
+import static org.blksnap.engine.Errnos.errnoOf;
 
 import java.time.Duration;
 import java.util.ArrayList;
@@ -11,8 +11,8 @@ import java.util.Collections;
 import java.util.List;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.SnapshotEvent;
 import org.junit.jupiter.api.Test;
-import static org.blksnap.engine.Errnos.errnoOf;
 
 class EventQueueTest {
 

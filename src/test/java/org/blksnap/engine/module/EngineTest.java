@@ -1,14 +1,9 @@
 package org.blksnap.engine.module;
 
-import org.blksnap.engine.Blksnap;
-import org.blksnap.engine.EngineListener;
-import org.blksnap.engine.Errno;
-import org.blksnap.engine.Params;
-import org.blksnap.engine.SectorRange;
-import org.blksnap.engine.TakeHooks;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
+import static org.blksnap.engine.Errnos.errnoOf;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -18,18 +13,23 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicReference;
+import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.CbtInfo;
+import org.blksnap.engine.EngineListener;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.ImageInfo;
+import org.blksnap.engine.Params;
+import org.blksnap.engine.SectorRange;
+import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.engine.Status;
+import org.blksnap.engine.StorageSpec;
+import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.device.NativeIo;
-import org.blksnap.engine.StorageSpec;
-import org.blksnap.engine.SnapshotEvent;
-import org.blksnap.engine.ImageInfo;
-import org.blksnap.engine.Status;
-import org.blksnap.engine.CbtInfo;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
-import static org.blksnap.engine.Errnos.errnoOf;
 import org.junit.jupiter.api.io.TempDir;
 
 class EngineTest {

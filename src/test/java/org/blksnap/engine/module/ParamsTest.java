@@ -1,9 +1,5 @@
 package org.blksnap.engine.module;
 
-import org.blksnap.engine.BlksnapException;
-import org.blksnap.engine.Errno;
-import org.blksnap.engine.ParamValues;
-import org.blksnap.engine.Params;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -13,6 +9,10 @@ import java.util.List;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CyclicBarrier;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
+import org.blksnap.engine.ParamValues;
+import org.blksnap.engine.Params;
 import org.junit.jupiter.api.Test;
 
 class ParamsTest {

@@ -5,11 +5,11 @@ import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
-import org.blksnap.engine.BlockDevice;
-import org.blksnap.engine.SnapshotEvent;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.SnapshotEvent;
 
 /** Small I/O and engine helpers shared by the scenario tests. */
 final class Io {
