@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
-import org.blksnap.engine.Errno;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.Params;
 import org.blksnap.engine.StorageSpec;

@@ -6,7 +6,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
-import org.blksnap.engine.Errno;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.Params;
 import org.blksnap.engine.StorageSpec;
