@@ -7,12 +7,12 @@ import org.blksnap.engine.Errno;
  * body {@code {"error": {"name": "ESRCH", "errno": 3, "message": "..."}}}. The body is what counts;
  * the status is a hint for generic HTTP tools.
  */
-public final class ApiError {
+final class ApiError {
     private ApiError() {
     }
 
     /** The HTTP status for an error of that name. */
-    public static int httpStatus(Errno errno) {
+    static int httpStatus(Errno errno) {
         return switch (errno) {
             case EINVAL, ENOTTY, EOVERFLOW -> 400;
             case EPERM -> 403;

@@ -105,22 +105,6 @@ public final class Params {
         values.updateAndGet(v -> v.with(name, value));
     }
 
-    /** Parses and sets {@code NAME=VALUE}. */
-    public void set(String assignment) {
-        int eq = assignment.indexOf('=');
-        if (eq <= 0) {
-            throw new BlksnapException(Errno.EINVAL, "parameter '" + assignment + "' must be NAME=VALUE");
-        }
-        String name = assignment.substring(0, eq).trim();
-        String text = assignment.substring(eq + 1).trim();
-        long value;
-        try {
-            value = Long.parseLong(text);
-        } catch (NumberFormatException e) {
-            throw new BlksnapException(Errno.EINVAL, "value of " + name + " ('" + text + "') is not a whole number");
-        }
-        set(name, value);
-    }
 
     /** All parameters by kernel name, in the module's order. */
     public Map<String, Long> asMap() {

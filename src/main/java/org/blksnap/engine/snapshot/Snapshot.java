@@ -242,13 +242,13 @@ public final class Snapshot implements DiffArea.Owner {
         long[] stamps = new long[order.size()];
         try {
             for (int i = 0; i < order.size(); i++) {
-                stamps[i] = order.get(i).barrier().close();
+                stamps[i] = order.get(i).closeBarrier();
             }
             inside.run();
         } finally {
             for (int i = order.size() - 1; i >= 0; i--) {
                 if (stamps[i] != 0) {
-                    order.get(i).barrier().open(stamps[i]);
+                    order.get(i).openBarrier(stamps[i]);
                 }
             }
         }

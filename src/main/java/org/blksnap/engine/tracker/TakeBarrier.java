@@ -27,7 +27,7 @@ import java.util.concurrent.locks.StampedLock;
  * before {@code close()} returned and is still inside after it; a close that waits on writers that
  * arrived after it; an {@code open()} that blocks.
  */
-public final class TakeBarrier {
+final class TakeBarrier {
     /** How many closers are announced (waiting for the lock or holding it), and what opens them. */
     private record Gate(int closers, CountDownLatch opened) {}
 
@@ -40,7 +40,7 @@ public final class TakeBarrier {
      * Enters as a writer; blocks while the barrier is closed or a close waits. Returns a stamp for
      * {@link #exit}. Uninterruptible: an interrupt that arrives while waiting is kept for the caller.
      */
-    public long enter() {
+    long enter() {
         boolean interrupted = false;
         try {
             while (true) {
@@ -68,7 +68,7 @@ public final class TakeBarrier {
     }
 
     /** Leaves after {@link #enter()}. Never blocks. */
-    public void exit(long stamp) {
+    void exit(long stamp) {
         lock.unlockRead(stamp);
     }
 
@@ -76,7 +76,7 @@ public final class TakeBarrier {
      * Closes: waits for writers inside to leave and holds back new ones. Returns a stamp for
      * {@link #open}. Closers exclude each other; each waits only for writers already inside.
      */
-    public long close() {
+    long close() {
         while (true) {
             Gate g = gate.get();
             Gate next = g.closers() == 0 ? new Gate(1, new CountDownLatch(1)) : new Gate(g.closers() + 1, g.opened());
@@ -93,7 +93,7 @@ public final class TakeBarrier {
      * @throws IllegalStateException if no close() is announced, or {@code stamp} is not the one the
      *                               close() holding the barrier returned; the barrier is left as it was
      */
-    public void open(long stamp) {
+    void open(long stamp) {
         // Checked before the unlock, which would otherwise fail first with the JDK's exception.
         if (gate.get().closers() <= 0) {
             throw new IllegalStateException("open() without a matching close()");
@@ -117,7 +117,7 @@ public final class TakeBarrier {
     }
 
     /** Whether the barrier is closed now (for tests and status). */
-    public boolean isClosed() {
+    boolean isClosed() {
         return lock.isWriteLocked();
     }
 }

@@ -37,8 +37,17 @@ public final class TrackedDevice implements BlockDevice {
         return backing;
     }
 
-    public TakeBarrier barrier() {
-        return barrier;
+    /**
+     * Closes the device's take barrier: waits for writes inside to leave and holds back new ones.
+     * Returns a stamp for {@link #openBarrier}. See {@link TakeBarrier#close()}.
+     */
+    public long closeBarrier() {
+        return barrier.close();
+    }
+
+    /** Opens the barrier after {@link #closeBarrier()}; never blocks. */
+    public void openBarrier(long stamp) {
+        barrier.open(stamp);
     }
 
     /** The attached tracker, or null. */

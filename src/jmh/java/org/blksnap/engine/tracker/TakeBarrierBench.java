@@ -1,7 +1,6 @@
-package org.blksnap.bench;
+package org.blksnap.engine.tracker;
 
 import java.util.concurrent.TimeUnit;
-import org.blksnap.engine.tracker.TakeBarrier;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
