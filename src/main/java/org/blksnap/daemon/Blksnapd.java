@@ -94,7 +94,7 @@ public final class Blksnapd implements Callable<Integer> {
                 err.println("blksnapd: " + b.errno() + ": " + b.getMessage());
                 return 64;
             }
-            if (ex instanceof InvalidValueException v) { // a malformed size in --device
+            if (ex instanceof InvalidValueException v) { // a malformed --device size or --param
                 err.println("blksnapd: " + v.getMessage());
                 return 64;
             }

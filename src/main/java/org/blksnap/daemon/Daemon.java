@@ -12,6 +12,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.FreezeHooks;
+import org.blksnap.ctrl.api.Requests;
 import org.blksnap.ctrl.api.Sizes;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
@@ -83,7 +84,8 @@ public final class Daemon implements AutoCloseable {
         lock = DataDirLock.acquire(dataDir);
         Params params = new Params();
         for (String p : config.params()) {
-            params.set(p);
+            Requests.ParamsSet assignment = Requests.ParamsSet.parse(p);
+            params.set(assignment.name(), assignment.value());
         }
         engine = BlksnapModule.init(params);
         metrics = new Metrics(engine);

@@ -182,6 +182,10 @@ class DaemonTest {
                 "--device", "d0=" + dir.resolve("d0.img") + ":12Q"}, new PrintWriter(w3), new PrintWriter(w3), false))
                 .isEqualTo(64);
         assertThat(w3.toString()).contains("size of device d0 ('12Q') must be a size such as 512, 64K, 128M, 1G");
+        StringWriter w4 = new StringWriter();
+        assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
+                "--param", "chunk_minimum_shift=abc"}, new PrintWriter(w4), new PrintWriter(w4), false)).isEqualTo(64);
+        assertThat(w4.toString()).contains("value of chunk_minimum_shift ('abc') is not a whole number");
     }
 
     @Test

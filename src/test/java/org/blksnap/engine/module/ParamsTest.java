@@ -40,12 +40,10 @@ class ParamsTest {
     }
 
     @Test
-    void unknownNamesAndMalformedAssignmentsAreRefused() {
+    void unknownNamesAreRefusedNamingTheKnownOnes() {
         Params p = new Params();
         assertThatThrownBy(() -> p.set("chunk_size", 1)).hasMessageContaining("unknown parameter 'chunk_size'")
                 .hasMessageContaining("diff_storage_minimum");
-        assertThatThrownBy(() -> p.set("chunk_minimum_shift")).hasMessageContaining("NAME=VALUE");
-        assertThatThrownBy(() -> p.set("chunk_minimum_shift=abc")).hasMessageContaining("not a whole number");
     }
 
     @Test
