@@ -35,19 +35,6 @@ public record SectorRange(long sectorOffset, long sectorCount) {
         return sectorCount * SECTOR_BYTES;
     }
 
-    /** Parses {@code SECTOR:COUNT}. */
-    public static SectorRange parse(String text) {
-        int colon = text.indexOf(':');
-        if (colon < 0) {
-            throw new BlksnapException(Errno.EINVAL, "range '" + text + "' must be SECTOR:COUNT");
-        }
-        try {
-            return new SectorRange(Long.parseLong(text.substring(0, colon).trim()),
-                    Long.parseLong(text.substring(colon + 1).trim()));
-        } catch (NumberFormatException e) {
-            throw new BlksnapException(Errno.EINVAL, "range '" + text + "' must be SECTOR:COUNT with decimal numbers");
-        }
-    }
 
     @Override
     public String toString() {
