@@ -267,13 +267,11 @@ public final class Daemon implements AutoCloseable {
     }
 
     private static void run(FirstFailure.Step step, FirstFailure errors) {
-        errors.run(() -> {
-            try {
-                step.run();
-            } catch (Exception e) {
-                LOG.error("shutdown step failed", e);
-                throw e;
-            }
-        });
+        try {
+            step.run();
+        } catch (Exception e) {
+            LOG.error("shutdown step failed", e);
+            errors.add(e);
+        }
     }
 }

@@ -58,16 +58,14 @@ final class Lifecycle {
         FirstFailure failures = new FirstFailure();
         while (!up.isEmpty()) {
             Step s = up.pop();
-            failures.run(() -> {
-                try {
-                    s.down().run();
-                    LOG.debug("{} down", s.name());
-                } catch (RuntimeException e) {
-                    throw e;
-                } catch (Exception e) {
-                    throw new BlksnapException(Errno.EIO, "exit step " + s.name() + " failed: " + e.getMessage(), e);
-                }
-            });
+            try {
+                s.down().run();
+                LOG.debug("{} down", s.name());
+            } catch (RuntimeException e) {
+                failures.add(e);
+            } catch (Exception e) {
+                failures.add(new BlksnapException(Errno.EIO, "exit step " + s.name() + " failed: " + e.getMessage(), e));
+            }
         }
         return (RuntimeException) failures.first();
     }
