@@ -2,7 +2,7 @@
 # blksnap for Java — benchmark harness (project issue #6). See docs/BENCHMARKS.md.
 #
 #   bench/run.sh [--quick] [--rounds N] [--runtime S] [--size SIZE] [--scn-size SIZE]
-#                [--parts peers,scenarios,engine,jmh] [--out DIR]
+#                [--parts peers,scenarios,engine,jmh] [--ours-only] [--out DIR]
 #
 # Parts (default: peers,scenarios,engine; add jmh explicitly or run bench/jmh.sh):
 #   peers      fio (ioengine=nbd) and nbdcopy against blksnapd, nbdkit file, qemu-nbd (default and
@@ -30,6 +30,7 @@ WARM=4G          # /dev/shm written once and freed before measuring (see warm_me
 PARTS=peers,scenarios,engine
 OUT=""
 QUICK=0
+OURS_ONLY=0      # --ours-only: scenarios without the QEMU peer (A/B of our own builds, half the time)
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; ROUNDS=1; RUNTIME=3; SIZE=512M; SCN_SIZE=256M; RND_SIZE=32M ;;
@@ -41,6 +42,7 @@ while [ $# -gt 0 ]; do
     --warm) WARM=$2; shift ;;
     --parts) PARTS=$2; shift ;;
     --out) OUT=$2; shift ;;
+    --ours-only) OURS_ONLY=1 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
@@ -56,7 +58,7 @@ need qemu-nbd "apt-get install -y qemu-utils"
 need nbdcopy "apt-get install -y libnbd-bin"
 need jq "apt-get install -y jq"
 need python3 "apt-get install -y python3"
-if has_part scenarios && ! command -v qemu-storage-daemon >/dev/null; then
+if has_part scenarios && [ "$OURS_ONLY" = 0 ] && ! command -v qemu-storage-daemon >/dev/null; then
   echo "run.sh: qemu-storage-daemon is missing (QEMU's copy-before-write peer); installing qemu-system-common ..." >&2
   if ! apt-get install -y qemu-system-common >/dev/null 2>&1; then
     echo "run.sh: could not install it; run 'apt-get install -y qemu-system-common' as root, or use --parts peers,engine" >&2
@@ -331,17 +333,18 @@ if has_part scenarios; then
   echo "== scenarios: filling $SDEV ($SCN_SIZE)" >&2
   fill "$SDEV" "$SCN_SIZE"
   start_blksnapd so "$SDEV"
-  qemu-storage-daemon --blockdev "driver=file,node-name=src,filename=$SDEV,locking=off" \
+  [ "$OURS_ONLY" = 1 ] || qemu-storage-daemon --blockdev "driver=file,node-name=src,filename=$SDEV,locking=off" \
     --nbd-server "addr.type=unix,addr.path=$W/sq.sock" \
     --export type=nbd,id=edev,node-name=src,name=dev,writable=on \
     --chardev "socket,id=qmp0,path=$W/sq.qmp,server=on,wait=off" --monitor chardev=qmp0 \
     --pidfile "$W/sq.pid" --daemonize
-  wait_sock "$W/sq.sock"
+  [ "$OURS_ONLY" = 1 ] || wait_sock "$W/sq.sock"
   fio_job warmup-so randwrite 4k 32 time --ioengine=nbd --uri="$(nbd_uri "$W/so.sock" disk0)" >/dev/null
   for ((r = 1; r <= ROUNDS; r++)); do
-    if ((r % 2)); then ours_round "$r"; qemu_round "$r"; else qemu_round "$r"; ours_round "$r"; fi
+    if [ "$OURS_ONLY" = 1 ]; then ours_round "$r"
+    elif ((r % 2)); then ours_round "$r"; qemu_round "$r"; else qemu_round "$r"; ours_round "$r"; fi
   done
-  kill "$(cat "$W/sq.pid")" 2>/dev/null || true
+  [ "$OURS_ONLY" = 1 ] || kill "$(cat "$W/sq.pid")" 2>/dev/null || true
   stop_blksnapd so
   rm -f "$SDEV"
 fi
