@@ -143,6 +143,7 @@ public final class Blksnapd implements Callable<Integer> {
         daemon = d;
         if (block) {
             Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("blksnapd-shutdown").unstarted(() -> {
+                SystemdNotify.stopping();
                 try {
                     d.close();
                 } catch (IOException e) {
@@ -152,6 +153,8 @@ public final class Blksnapd implements Callable<Integer> {
         }
         d.printNextSteps(out);
         if (block) {
+            // Under systemd (Type=notify) the unit counts as started from here: every socket is open.
+            SystemdNotify.ready("serving " + config.devices().size() + " device(s); control API at " + config.controlSocket());
             d.awaitStopped();
         }
         return 0;
