@@ -55,6 +55,14 @@ final class BackingStores {
      *                          behind.
      */
     static Opened open(String name, Path path, long createSizeBytes) {
+        return open(name, path, createSizeBytes, true);
+    }
+
+    /**
+     * As {@link #open(String, Path, long)}; {@code creatable} false for a store that must never be
+     * created (a registered device's), so that a missing one is not reported with a hint to give a size.
+     */
+    static Opened open(String name, Path path, long createSizeBytes, boolean creatable) {
         if (createSizeBytes < 0 || createSizeBytes % SECTOR_BYTES != 0) {
             throw new BlksnapException(Errno.EINVAL, "size of device " + name + " (" + createSizeBytes
                     + " bytes) must be a multiple of " + SECTOR_BYTES);
@@ -64,7 +72,7 @@ final class BackingStores {
             if (!Files.exists(path)) {
                 if (createSizeBytes == 0) {
                     throw new BlksnapException(Errno.ENOENT, "backing file " + path + " of device " + name
-                            + " does not exist (give a size to create it)");
+                            + " does not exist" + (creatable ? " (give a size to create it)" : ""));
                 }
                 Path parent = path.getParent();
                 if (parent != null && !Files.isDirectory(parent)) {

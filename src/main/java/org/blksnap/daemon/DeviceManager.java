@@ -115,7 +115,7 @@ final class DeviceManager implements DeviceAdmin {
     private void startOne(DeviceSpec d) {
         BackingStores.Opened opened;
         try {
-            opened = BackingStores.open(d.name(), d.path(), d.sizeBytes());
+            opened = BackingStores.open(d.name(), d.path(), d.sizeBytes(), d.origin() != Origin.ADDED);
         } catch (BlksnapException e) {
             if (d.origin() != Origin.ADDED) {
                 throw e;
