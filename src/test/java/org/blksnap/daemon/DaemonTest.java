@@ -158,7 +158,8 @@ class DaemonTest {
                 new PrintWriter(w), new PrintWriter(w), false)).as(w.toString()).isZero();
         try {
             Path control = data.resolve("control.sock");
-            assertThat(CliRun.run(control, "device", "list").out()).contains("a 4194304").contains("b 8388608");
+            assertThat(CliRun.run(control, "device", "list").out()).contains("a 4194304").contains("b 8388608")
+                    .contains(" config " + dir.resolve("a.img"));
             assertThat(CliRun.run(control, "params", "diff_storage_minimum").line()).isEqualTo("8192");
             assertThat(CliRun.run(control, "params", "chunk_minimum_shift").line()).isEqualTo("16");
         } finally {

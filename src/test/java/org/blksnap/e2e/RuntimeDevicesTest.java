@@ -206,6 +206,54 @@ class RuntimeDevicesTest {
         assertThat(d.daemon().engine().deviceNames()).containsExactly("d1", "disk0");
     }
 
+    /**
+     * The registry's two steps fail in turn: writing the new content (devices.new is a directory) and
+     * renaming it into place (devices is a directory). An add is then undone whole (the device was
+     * already served when the rename failed); a remove that cannot write the new content changes
+     * nothing, and one whose rename fails says that the device is gone but will come back.
+     */
+    @Test
+    void whenTheRegistryCannotBeWrittenAnAddIsUndoneWholeAndARemoveSaysWhatHappened() throws Exception {
+        Path d1 = store.resolve("d1.img");
+        d.ok("device", "add", "d1=" + d1 + ":8M");
+        List<String> listBefore = list();
+        byte[] registryBefore = registryBytes();
+
+        Files.createDirectory(data.resolve("devices.new"));
+        Files.createFile(data.resolve("devices.new").resolve("x"));
+        CliRun notWritten = d.fails(5, "EIO", "device", "add", "d2=" + store.resolve("d2.img") + ":8M");
+        assertThat(notWritten.err()).contains("device d2 was not added: cannot update " + registry());
+        assertThat(store.resolve("d2.img")).doesNotExist();
+        CliRun notRemoved = d.fails(5, "EIO", "device", "remove", "d1");
+        assertThat(notRemoved.err()).contains("device d1 was not removed");
+        assertThat(list()).isEqualTo(listBefore);
+        assertThat(registryBytes()).isEqualTo(registryBefore);
+        Files.delete(data.resolve("devices.new").resolve("x"));
+        Files.delete(data.resolve("devices.new"));
+
+        Files.move(registry(), data.resolve("devices.saved"));
+        Files.createDirectory(registry());
+        Files.createFile(registry().resolve("x"));
+        CliRun notRenamed = d.fails(5, "EIO", "device", "add", "d2=" + store.resolve("d2.img") + ":8M");
+        assertThat(notRenamed.err()).contains("cannot rename");
+        assertThat(store.resolve("d2.img")).as("the file it created is deleted").doesNotExist();
+        assertThat(list()).as("the device it had served is removed again").isEqualTo(listBefore);
+        assertThat(data.resolve("devices.new")).doesNotExist();
+
+        CliRun halfRemoved = d.fails(5, "EIO", "device", "remove", "d1");
+        assertThat(halfRemoved.err()).contains("device d1 is removed, but " + registry() + " could not be updated, so it"
+                + " will be served again at the next start unless it is removed again");
+        assertThat(list()).noneMatch(l -> l.startsWith("d1 "));
+        Files.delete(registry().resolve("x"));
+        Files.delete(registry());
+        Files.move(data.resolve("devices.saved"), registry());
+        restart();
+        assertThat(list()).as("as the message said").contains(line("d1", 8 * MiB, "untracked", "added", d1));
+        d.ok("device", "remove", "d1");
+        restart();
+        assertThat(list()).noneMatch(l -> l.startsWith("d1 "));
+    }
+
     @Test
     void removingADeviceInASnapshotIsEbusyAndChangesNothingWhileForceCorruptsTheSnapshotWithAnEvent()
             throws Exception {
