@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import org.blksnap.testing.ExternalTool;
+import org.blksnap.testing.LoopDevice;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -79,6 +80,25 @@ class RuntimeDevicesNbdTest {
         }
         for (byte b : head) {
             assertThat(b).as("the backing file keeps the data").isEqualTo((byte) 0x22);
+        }
+    }
+
+    @Test
+    void aBlockDeviceIsAddedAtItsOwnSizeAndASizeThatDiffersIsRefused() throws Exception {
+        ExternalTool.require("nbdinfo", "qemu-io");
+        Path backing = store.resolve("loop.img");
+        try (var raf = new java.io.RandomAccessFile(backing.toFile(), "rw")) {
+            raf.setLength(24 << 20);
+        }
+        try (LoopDevice loop = LoopDevice.attach(backing, 0)) {
+            d.fails(22, "EINVAL", "device", "add", "blk=" + loop.path() + ":16M");
+            assertThat(d.ok("device", "add", "blk=" + loop.path() + ":24M"))
+                    .isEqualTo("blk 25165824 untracked " + d.uri("blk") + " added " + loop.path());
+            assertThat(ExternalTool.run(T, "nbdinfo", "--size", d.uri("blk")).assertSuccess().stdout().trim())
+                    .isEqualTo("25165824");
+            Nbd.qemuIoOk(d.uri("blk"), "write -P 0x5c 1M 1M");
+            Nbd.qemuIoOk(d.uri("blk"), "read -P 0x5c 1M 1M");
+            d.ok("device", "remove", "blk");
         }
     }
 
