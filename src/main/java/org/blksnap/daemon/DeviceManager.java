@@ -164,6 +164,10 @@ final class DeviceManager implements DeviceAdmin {
             next.add(record);
             DeviceRegistry.Pending pending = null;
             boolean served = false;
+            // Known before the engine serves it, so a concurrent list never shows it without its path and
+            // origin (a list shows only what the engine serves); a taken name keeps its own entry.
+            Entry entry = new Entry(name, store, Origin.ADDED, opened.device().sizeBytes(), null);
+            boolean ours = known.putIfAbsent(name, entry) == null;
             try {
                 pending = registry.prepare(next);
                 engine.addDevice(name, opened.device());
@@ -182,13 +186,14 @@ final class DeviceManager implements DeviceAdmin {
                 if (pending != null) {
                     pending.abort();
                 }
+                if (ours) {
+                    known.remove(name, entry);
+                }
                 deleteCreated(opened, store, e);
                 throw failure(e, "device " + name + " was not added: cannot update " + registry.file());
             }
             registered.remove(name);
             registered.put(name, record);
-            Entry entry = new Entry(name, store, Origin.ADDED, opened.device().sizeBytes(), null);
-            known.put(name, entry);
             LOG.info("device {} added at run time: {} ({} bytes{})", name, store, entry.sizeBytes(),
                     opened.created() ? ", created sparse" : "");
             return entry;
