@@ -90,13 +90,41 @@ final class Commands {
         }
     }
 
-    @Command(name = "device", description = "Devices served.", subcommands = DeviceCmd.ListCmd.class)
+    @Command(name = "device", description = "Devices served: list, add and remove them at run time.",
+            subcommands = {DeviceCmd.ListCmd.class, DeviceCmd.AddCmd.class, DeviceCmd.RemoveCmd.class})
     static final class DeviceCmd {
-        @Command(name = "list", description = "List devices: NAME SIZE TRACKED URI.")
+        @Command(name = "list", description = "List devices: NAME SIZE tracked|untracked|unavailable URI ORIGIN PATH.")
         static final class ListCmd extends Base {
             @Override
             public Integer call() throws Exception {
                 return show(new Requests.DeviceList(), TextForms::devices);
+            }
+        }
+
+        @Command(name = "add", description = {"Serve a file or block device as a new device, now and after restarts.",
+                "A missing file is created sparse at SIZE (K/M/G/T); an existing one must have that size if given."})
+        static final class AddCmd extends Base {
+            @Parameters(paramLabel = Requests.DeviceAdd.FORM, description = "as blksnapd --device; a relative PATH"
+                    + " is taken from the current directory")
+            String spec;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(Requests.DeviceAdd.parse(spec, Path.of("").toAbsolutePath()), TextForms::device);
+            }
+        }
+
+        @Command(name = "remove", description = {"Stop serving a device: its NBD clients are disconnected, its tracker"
+                + " goes; the backing store stays.", "A device given by --device comes back at the next start."})
+        static final class RemoveCmd extends Base {
+            @Parameters(paramLabel = "NAME")
+            String name;
+            @Option(names = "--force", description = "remove it even while it is in a snapshot (which is then corrupted)")
+            boolean force;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.DeviceRemove(name, force), TextForms::done);
             }
         }
     }
