@@ -58,6 +58,17 @@ class CliTest {
     }
 
     @Test
+    void globalOptionsWorkBeforeAndAfterTheCommand() {
+        CliRun before = run("--json", "version");
+        CliRun after = run("version", "--json");
+        assertThat(after.exitCode()).as(after.toString()).isZero();
+        assertThat(after.out()).isEqualTo(before.out()).startsWith("{");
+        CliRun control = CliRun.run(null, "status", "--json", "--control", socket.toString());
+        assertThat(control.exitCode()).as(control.toString()).isZero();
+        assertThat(control.out()).startsWith("{");
+    }
+
+    @Test
     void snapshotCreatePrintsTheIdAlone() {
         CliRun r = run("snapshot", "create", "--device", "disk0", "--device", "disk1");
         assertThat(r.exitCode()).as(r.toString()).isZero();
