@@ -87,7 +87,7 @@ class CrashRecoveryTest {
             Take start = last;
             long takerSeed = rnd.nextLong();
             threads.add(Thread.ofPlatform().start(() -> takeUntilKilled(new Random(takerSeed), start, takes, run)));
-            Thread.sleep(50 + rnd.nextInt(700));
+            Thread.sleep(100 + rnd.nextInt(900));
             daemon.destroyForcibly(); // SIGKILL
             assertThat(daemon.waitFor(30, TimeUnit.SECONDS)).isTrue();
             run.set(false);
@@ -107,8 +107,8 @@ class CrashRecoveryTest {
                 resets.merge(reason, 1, Integer::sum);
             }
             checkedBlocks += mustBeAbove.size();
-            LOG.info("crash cycle {}/{}: {} takes returned, {} writes checked above {}, now {}", cycle, cycles,
-                    takes.size(), mustBeAbove.size(), before.number(), after.number());
+            LOG.info("crash cycle {}/{}: {} writes acknowledged, {} takes returned, {} writes checked above {}, now {}",
+                    cycle, cycles, acked.size(), takes.size(), mustBeAbove.size(), before.number(), after.number());
             last = after;
         }
         daemon.destroy();

@@ -610,6 +610,42 @@ final class DeviceState implements WriteJournal {
         closeJournals();
     }
 
+    /** What a test runs while the state's files hold still. */
+    @FunctionalInterface
+    interface FrozenAction {
+        void run() throws IOException;
+    }
+
+    /**
+     * Tests: runs {@code action} while nothing of this state changes on disk (no journal append or
+     * truncation: the commit role is held; no checkpoint installed or invalidated: the file lock is
+     * held), so a copy of the directory is what a crash at this moment would leave.
+     */
+    void whileFrozen(FrozenAction action) throws IOException {
+        commitLock.lock();
+        try {
+            while (leader) {
+                committed.awaitUninterruptibly();
+            }
+            leader = true;
+        } finally {
+            commitLock.unlock();
+        }
+        fileLock.lock();
+        try {
+            action.run();
+        } finally {
+            fileLock.unlock();
+            commitLock.lock();
+            try {
+                leader = false;
+                committed.signalAll();
+            } finally {
+                commitLock.unlock();
+            }
+        }
+    }
+
     /** Tests: closes the journal files behind the journal's back, so every later append fails as on a dying disk. */
     void closeJournalFilesUnderneath() {
         closeJournals();
