@@ -12,7 +12,8 @@ import java.util.UUID;
  * @param generationId     random id of this map generation; a new one means the history is lost
  * @param snapNumber       number of the last taken snapshot in this generation (0: none yet)
  * @param generationReason why this generation started
- * @param generationDetail what exactly happened (which file, what was wrong, which field changed); never null
+ * @param generationDetail what exactly happened (which file, what was wrong, which field changed); never
+ *                         blank (a blank one becomes {@code tracker attached} or the reason's name)
  */
 public record CbtInfo(String device, int blockSizeBytes, long capacityBytes, int blockCount, UUID generationId,
                       int snapNumber, GenerationReason generationReason, String generationDetail) {
@@ -20,8 +21,9 @@ public record CbtInfo(String device, int blockSizeBytes, long capacityBytes, int
         if (generationReason == null) {
             generationReason = GenerationReason.NEW_TRACKER;
         }
-        if (generationDetail == null) {
-            generationDetail = "";
+        if (generationDetail == null || generationDetail.isBlank()) {
+            generationDetail = generationReason == GenerationReason.NEW_TRACKER ? "tracker attached"
+                    : generationReason.name();
         }
     }
 
@@ -29,6 +31,6 @@ public record CbtInfo(String device, int blockSizeBytes, long capacityBytes, int
     public CbtInfo(String device, int blockSizeBytes, long capacityBytes, int blockCount, UUID generationId,
                    int snapNumber) {
         this(device, blockSizeBytes, capacityBytes, blockCount, generationId, snapNumber, GenerationReason.NEW_TRACKER,
-                "");
+                null);
     }
 }

@@ -61,7 +61,9 @@ public final class CbtMap {
         this.previous = 0;
         this.active = 1;
         this.reason = reason;
-        this.reasonDetail = detail == null ? "" : detail;
+        // Never blank: the detail travels on the control API, whose strings are never empty.
+        this.reasonDetail = detail == null || detail.isBlank()
+                ? (reason == GenerationReason.NEW_TRACKER ? "tracker attached" : reason.name()) : detail;
     }
 
     /** A new map for a device of {@code capacityBytes}, with the block size rule applied to {@code params}. */
