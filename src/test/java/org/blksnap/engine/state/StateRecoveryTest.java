@@ -63,7 +63,10 @@ class StateRecoveryTest {
 
     /** An engine on state directory {@code state} with d0 (16 MiB) and d1 (8 MiB) from {@link #dir}. */
     Blksnap start(Path state) throws Exception {
-        Params p = new Params();
+        return start(state, new Params());
+    }
+
+    Blksnap start(Path state, Params p) throws Exception {
         p.set("diff_storage_minimum", 8192);
         Blksnap e = BlksnapModule.init(p, persistence(state));
         open.add(e);
@@ -299,6 +302,34 @@ class StateRecoveryTest {
     void garbageGivesStateCorrupt() throws Exception {
         damagedCheckpointGives(GenerationReason.STATE_CORRUPT, "bad magic", p -> edit(p, b -> new java.util.Random(1)
                 .nextBytes(b)));
+    }
+
+    @Test
+    void aCheckpointThatIsADirectoryGivesStateCorrupt() throws Exception {
+        damagedCheckpointGives(GenerationReason.STATE_CORRUPT, "checkpoint", p -> {
+            try {
+                Files.delete(p);
+                Files.createDirectory(p);
+            } catch (java.io.IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+    }
+
+    @Test
+    void aRestoredMapKeepsItsBlockSizeWhenTheParametersChanged() throws Exception {
+        Path state = dir.resolve("state");
+        Blksnap e = start(state);
+        write(e, "d0", 0, 1);
+        byte[] before = cycle(e, "d0");
+        CbtInfo info = e.cbtInfo("d0");
+        e.close();
+        Params bigger = new Params();
+        bigger.set("tracking_block_minimum_shift", 20);
+        Blksnap again = start(state, bigger);
+        assertThat(again.cbtInfo("d0")).isEqualTo(info);
+        assertThat(info.blockSizeBytes()).isEqualTo(BLOCK);
+        assertThat(cycle(again, "d0")).hasSize(before.length).isEqualTo(before);
     }
 
     @Test
