@@ -140,6 +140,10 @@ final class Stretch {
                 report(new EventSeen(c));
                 return true;
             }
+            case Replies.GenerationReset g -> {
+                report(new EventSeen(g)); // for the backup tool: the next backup must be full
+                return true;
+            }
         }
     }
 

@@ -43,7 +43,8 @@ final class TextForms {
         for (Replies.DeviceStatus d : s.devices()) {
             Replies.Tracker t = d.tracker();
             out.add("  " + d.name() + " size=" + Sizes.format(d.sizeBytes())
-                    + (t != null ? " generation=" + t.generationId() + " snap_number=" + t.snapNumber() : " untracked")
+                    + (t != null ? " generation=" + t.generationId() + " snap_number=" + t.snapNumber()
+                    + " reason=" + t.generationReason() : " untracked")
                     + (d.snapshotId() != null ? " snapshot=" + d.snapshotId() : "")
                     + (d.uri() != null ? " uri=" + d.uri() : ""));
         }
@@ -75,11 +76,16 @@ final class TextForms {
                 + orDash(x.path());
     }
 
-    /** {@code NAME generation= snap_number= block_size= block_count= capacity=} per tracker. */
+    /**
+     * {@code NAME generation= snap_number= block_size= block_count= capacity= reason=} per tracker,
+     * and {@code detail="..."} when there is one.
+     */
     static String trackers(Replies.Trackers t) {
         return lines(t.trackers(), x -> x.device() + " generation=" + x.generationId() + " snap_number=" + x.snapNumber()
                 + " block_size=" + x.blockSizeBytes() + " block_count=" + x.blockCount()
-                + " capacity=" + x.capacityBytes());
+                + " capacity=" + x.capacityBytes() + " reason=" + x.generationReason()
+                + (x.generationDetail() == null || x.generationDetail().isEmpty() ? ""
+                : " detail=\"" + x.generationDetail() + "\""));
     }
 
     /** Nothing: the operation worked. */
@@ -107,12 +113,17 @@ final class TextForms {
         return event(w.event());
     }
 
-    /** {@code low_free_space requested_sectors=N} or {@code corrupted device=D errno=N (NAME)}. */
+    /**
+     * {@code low_free_space requested_sectors=N}, {@code corrupted device=D errno=N (NAME)} or
+     * {@code generation_reset device=D generation=G reason=R detail="..."}.
+     */
     static String event(Replies.Event ev) {
         return switch (ev) {
             case Replies.LowFreeSpace l -> l.name() + " requested_sectors=" + l.requestedSectors();
             case Replies.Corrupted c -> c.name() + " device=" + c.device() + " errno=" + c.errno() + " ("
                     + (c.errnoName() == null ? "?" : c.errnoName()) + ")";
+            case Replies.GenerationReset g -> g.name() + " device=" + g.device() + " generation=" + g.generationId()
+                    + " reason=" + g.reason() + " detail=\"" + g.detail() + "\"";
         };
     }
 

@@ -152,7 +152,7 @@ final class Operations {
 
     private static Replies.Tracker tracker(CbtInfo c) {
         return new Replies.Tracker(c.device(), c.blockSizeBytes(), c.capacityBytes(), c.blockCount(), c.generationId(),
-                c.snapNumber());
+                c.snapNumber(), c.generationReason().name(), c.generationDetail());
     }
 
     private Replies.Done markDirty(Requests.MarkDirty q) {
@@ -205,6 +205,8 @@ final class Operations {
                 yield new Replies.Corrupted(c.code(), c.name(), c.timeNanos(), c.device(), c.errno(),
                         name == null ? null : name.name());
             }
+            case SnapshotEvent.GenerationReset g -> new Replies.GenerationReset(g.code(), g.name(), g.timeNanos(),
+                    g.device(), g.generationId(), g.reason().name(), g.detail());
         };
     }
 

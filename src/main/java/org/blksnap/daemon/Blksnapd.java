@@ -14,8 +14,10 @@ import java.util.Properties;
 import java.util.concurrent.Callable;
 import org.blksnap.ctrl.DeviceAdmin;
 import org.blksnap.ctrl.api.InvalidValueException;
+import org.blksnap.ctrl.api.Sizes;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.Persistence;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -35,7 +37,8 @@ import tools.jackson.databind.json.JsonMapper;
 @Command(name = "blksnapd", mixinStandardHelpOptions = true, version = "blksnapd 1.0.0",
         description = "Serve block devices with change tracking and snapshots over NBD.",
         footer = {"", "Config file keys are the long option names without '--' (data-dir, device, listen, socket,",
-                "control, param, metrics, read-only-images, log-level); device and param take a list",
+                "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
+                "no-persist); device and param take a list",
                 "(comma-separated in a properties file, an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
     /** Exit code: another daemon holds the data directory (sysexits EX_TEMPFAIL). */
@@ -62,6 +65,16 @@ public final class Blksnapd implements Callable<Integer> {
     Boolean readOnlyImages;
     @Option(names = "--log-level", paramLabel = "LEVEL", description = "ERROR, WARN, INFO (default), DEBUG, TRACE")
     String logLevel;
+    @Option(names = "--cbt-region", paramLabel = "SIZE", description = "change tracking journal region, a power of"
+            + " two from 64K to 1T (default 64M): the first write of each checkpoint epoch into a region waits for one"
+            + " journal sync; bigger regions mean fewer syncs and more over-report after a crash")
+    String cbtRegion;
+    @Option(names = "--checkpoint-interval", paramLabel = "SECONDS", description = "how often trackers written since"
+            + " their last checkpoint are checkpointed (default 60; fractions allowed)")
+    String checkpointInterval;
+    @Option(names = "--no-persist", description = "keep change tracking in memory only (lost at restart), as before"
+            + " DATA_DIR/state existed")
+    Boolean noPersist;
 
     private PrintWriter out;
     private PrintWriter err;
@@ -149,7 +162,8 @@ public final class Blksnapd implements Callable<Integer> {
                 DaemonConfig.parseAddress("--listen", pick(listen, file, "listen", DaemonConfig.DEFAULT_LISTEN)),
                 sock.equalsIgnoreCase("none") ? null : Path.of(sock).toAbsolutePath(),
                 Path.of(ctl).toAbsolutePath(), allParams,
-                DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level);
+                DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
+                persistence(dir, file));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -169,6 +183,32 @@ public final class Blksnapd implements Callable<Integer> {
             d.awaitStopped();
         }
         return 0;
+    }
+
+    /** The persistence of --cbt-region, --checkpoint-interval and --no-persist (or their config keys). */
+    private Persistence persistence(Path dir, Map<String, List<String>> file) {
+        boolean off = noPersist != null ? noPersist : Boolean.parseBoolean(pick(null, file, "no-persist", "false"));
+        if (off) {
+            return Persistence.NONE;
+        }
+        String region = pick(cbtRegion, file, "cbt-region", null);
+        String interval = pick(checkpointInterval, file, "checkpoint-interval", null);
+        long regionBytes = region == null ? Persistence.DEFAULT_REGION_BYTES : Sizes.parseBytes("--cbt-region", region);
+        java.time.Duration every = Persistence.DEFAULT_CHECKPOINT_INTERVAL;
+        if (interval != null) {
+            double seconds;
+            try {
+                seconds = Double.parseDouble(interval);
+            } catch (NumberFormatException e) {
+                seconds = -1;
+            }
+            if (!(seconds >= 0.001 && seconds <= 1e6)) {
+                throw new InvalidValueException("--checkpoint-interval '" + interval + "' must be a number of seconds"
+                        + " from 0.001 to 1000000");
+            }
+            every = java.time.Duration.ofNanos((long) (seconds * 1e9));
+        }
+        return new Persistence(dir.resolve(DaemonConfig.STATE_DIR), regionBytes, every);
     }
 
     private static String pick(String flag, Map<String, List<String>> file, String key, String def) {
@@ -201,7 +241,7 @@ public final class Blksnapd implements Callable<Integer> {
         }
         Map<String, List<String>> m = new LinkedHashMap<>();
         List<String> known = List.of("data-dir", "device", "listen", "socket", "control", "param", "metrics",
-                "read-only-images", "log-level");
+                "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;
             try {

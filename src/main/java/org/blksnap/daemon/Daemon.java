@@ -17,7 +17,6 @@ import org.blksnap.ctrl.api.Requests;
 import org.blksnap.ctrl.api.Sizes;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
-import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.EngineListener;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.ImageInfo;
@@ -33,8 +32,8 @@ import org.slf4j.LoggerFactory;
  * directory.
  *
  * <p>{@link #close()} shuts down in the module's exit order: the control API stops accepting; every
- * snapshot is destroyed (images first); every tracker is detached; the NBD server closes; the engine
- * closes the backing files; the control socket and the lock go. The first failure is kept, the rest
+ * snapshot is destroyed (images first); the NBD server closes; the engine saves every tracker
+ * (with persistence) and closes the backing files; the control socket and the lock go. The first failure is kept, the rest
  * are added as suppressed. Idempotent and thread-safe.
  */
 public final class Daemon implements AutoCloseable {
@@ -88,7 +87,7 @@ public final class Daemon implements AutoCloseable {
             Requests.ParamsSet assignment = Requests.ParamsSet.parse(p);
             params.set(assignment.name(), assignment.value());
         }
-        engine = BlksnapModule.init(params);
+        engine = BlksnapModule.init(params, config.persistence());
         metrics = new Metrics(engine);
         devices = DeviceManager.start(engine, dataDir, config.devices());
         nbd = NbdFrontends.start(engine, config, metrics);
@@ -194,7 +193,9 @@ public final class Daemon implements AutoCloseable {
         }
         out.println("  bin/blksnap tracker read-cbt-map --device " + first + " --file cbt.map");
         out.println("  bin/blksnap snapshot destroy --id $id");
-        out.println("Stop with Ctrl-C (or SIGTERM): snapshots are destroyed and everything is closed.");
+        out.println("Stop with Ctrl-C (or SIGTERM): snapshots are destroyed, trackers are saved in "
+                + (config.persistence().enabled() ? config.persistence().directory() : "(nowhere: --no-persist)")
+                + ", everything is closed.");
         out.flush();
     }
 
@@ -219,15 +220,7 @@ public final class Daemon implements AutoCloseable {
                     }
                 }
             }
-            for (CbtInfo t : safeList(engine::trackerCollect, errors)) {
-                try {
-                    engine.trackerRemove(t.device());
-                } catch (BlksnapException e) {
-                    if (e.errno() != Errno.ENODATA) {
-                        errors.add(e);
-                    }
-                }
-            }
+            // Trackers are not removed: the engine's exit saves them (removing would delete their state).
         }
         run(nbd::close, errors);
         if (engine != null) {

@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.util.List;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.Persistence;
 
 /**
  * Everything the daemon needs to start, resolved from flags, a config file and defaults.
@@ -20,10 +21,12 @@ import org.blksnap.engine.Errno;
  * @param metrics        the Prometheus /metrics address, or null for none
  * @param readOnlyImages whether images are exported read-only
  * @param logLevel       root log level (ERROR, WARN, INFO, DEBUG, TRACE)
+ * @param persistence    where change tracking is kept ({@link Persistence#NONE}: in memory only);
+ *                       null means {@link #defaultPersistence} of the data directory
  */
 public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                            Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
-                           String logLevel) {
+                           String logLevel, Persistence persistence) {
     /** Default NBD TCP address. */
     public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
     /** Default data directory, relative to the working directory. */
@@ -31,7 +34,25 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
     /** Size of the default device disk0. */
     public static final long DEFAULT_DEVICE_BYTES = 1L << 30;
 
+    /** The state directory under the data directory. */
+    public static final String STATE_DIR = "state";
+
+    /** A configuration with the default persistence (in {@code DATA_DIR/state}, default region and interval). */
+    public DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
+                        Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
+                        String logLevel) {
+        this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel, null);
+    }
+
+    /** Persistence in {@code dataDir/state} with the default region size and checkpoint interval. */
+    public static Persistence defaultPersistence(Path dataDir) {
+        return Persistence.in(dataDir.resolve(STATE_DIR));
+    }
+
     public DaemonConfig {
+        if (persistence == null) {
+            persistence = defaultPersistence(dataDir);
+        }
         devices = List.copyOf(devices);
         params = List.copyOf(params);
         if (devices.isEmpty()) {

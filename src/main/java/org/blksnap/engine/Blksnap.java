@@ -26,7 +26,9 @@ public interface Blksnap extends AutoCloseable {
 
     /**
      * Serves {@code backing} as the original device {@code name}. The engine takes ownership and
-     * closes it at {@link #removeDevice} or exit.
+     * closes it at {@link #removeDevice} or exit. With persistence, a tracker saved for {@code name}
+     * comes back (same generation, or a new one with its reason if the state is damaged or the device
+     * changed); this never fails because of the saved state.
      *
      * @throws BlksnapException EEXIST if the name is taken, EINVAL for an empty or malformed name
      */
@@ -97,7 +99,7 @@ public interface Blksnap extends AutoCloseable {
     void trackerMarkDirty(String deviceOrImage, List<SectorRange> ranges);
 
     /**
-     * Detaches the tracker; its CBT history is lost.
+     * Detaches the tracker; its CBT history is lost (with persistence, its saved state is deleted).
      *
      * @throws BlksnapException ENXIO no device; ENODATA no tracker; EBUSY the device is in a snapshot
      */
@@ -167,8 +169,10 @@ public interface Blksnap extends AutoCloseable {
     Status status();
 
     /**
-     * Exit: destroys every snapshot (images first), detaches every tracker and closes every device,
-     * in reverse order of init. Keeps the first error and adds the rest as suppressed. Idempotent.
+     * Exit: destroys every snapshot (images first), saves every tracker (with persistence: exactly,
+     * with the clean flag and the backing store's identity, restored at the next {@link #addDevice}),
+     * detaches it and closes every device, in reverse order of init. Keeps the first error and adds
+     * the rest as suppressed. Idempotent.
      */
     @Override
     void close();

@@ -1,13 +1,15 @@
 package org.blksnap.engine;
 
+import java.util.UUID;
+
 /**
  * An event of a snapshot, as SNAPSHOT_WAIT_EVENT returns it.
  */
 public sealed interface SnapshotEvent {
-    /** v1 event code: 0 low_free_space, 1 corrupted. */
+    /** Event code: 0 low_free_space, 1 corrupted (as v1); 2 generation_reset (ours). */
     int code();
 
-    /** Event name: {@code low_free_space} or {@code corrupted}. */
+    /** Event name: {@code low_free_space}, {@code corrupted} or {@code generation_reset}. */
     String name();
 
     /** When it was raised, in nanoseconds of {@link System#nanoTime()}. */
@@ -44,6 +46,30 @@ public sealed interface SnapshotEvent {
         @Override
         public String name() {
             return "corrupted";
+        }
+    }
+
+    /**
+     * The CBT generation of a device of this snapshot was reset for a reason other than a new
+     * tracker: its history is lost and the next backup of the device must be a full one. Queued into
+     * the first snapshot created over the device after the reset (for example after a restart that
+     * found the saved state corrupted), or into the snapshot whose take reset the map.
+     *
+     * @param device       the original device
+     * @param generationId the new generation
+     * @param reason       why it was reset
+     * @param detail       what exactly happened
+     */
+    record GenerationReset(long timeNanos, String device, UUID generationId, GenerationReason reason, String detail)
+            implements SnapshotEvent {
+        @Override
+        public int code() {
+            return 2;
+        }
+
+        @Override
+        public String name() {
+            return "generation_reset";
         }
     }
 }

@@ -50,6 +50,21 @@ class LayeringTest {
     }
 
     @Test
+    void persistentStateSitsBetweenTheTrackerAndTheSnapshots() {
+        // state keeps trackers on disk: it may use the tracker, the difference storage's ledger seam,
+        // devices and the API, never snapshots, events or the module that owns it
+        noClasses().that().resideInAPackage("org.blksnap.engine.state..")
+                .should().dependOnClassesThat().resideInAnyPackage("org.blksnap.engine.snapshot..",
+                        "org.blksnap.engine.module..", "org.blksnap.engine.event..", "org.blksnap.util..")
+                .check(main);
+        // and only the module and the snapshots (take) call it
+        noClasses().that().resideInAnyPackage("org.blksnap.engine.tracker..", "org.blksnap.engine.diff..",
+                        "org.blksnap.engine.device..", "org.blksnap.engine.event..", "org.blksnap.engine")
+                .should().dependOnClassesThat().resideInAPackage("org.blksnap.engine.state..")
+                .check(main);
+    }
+
+    @Test
     void theNbdServerServesBlockDevicesAndKnowsNothingOfSnapshotsOrTheControlApi() {
         noClasses().that().resideInAPackage("org.blksnap.nbd..")
                 .should().dependOnClassesThat().resideInAnyPackage(

@@ -114,7 +114,7 @@ class DaemonTest {
     }
 
     @Test
-    void sigtermDestroysSnapshotsDetachesTrackersAndReleasesEverything() throws Exception {
+    void sigtermDestroysSnapshotsSavesTrackersAndReleasesEverything() throws Exception {
         Path data = dir.resolve("data");
         Path log = dir.resolve("log.txt");
         Process p = startProcess(dir, log, "--data-dir", data.toString(), "--listen", "none", "--device",
@@ -129,9 +129,12 @@ class DaemonTest {
             p.destroy(); // SIGTERM
             assertThat(p.waitFor(30, TimeUnit.SECONDS)).isTrue();
             String out = Files.readString(log);
-            assertThat(out).contains("snapshot " + id + " destroyed at exit").contains("tracker of d0 removed")
-                    .contains("NBD server closed").contains("stopped");
+            assertThat(out).contains("snapshot " + id + " destroyed at exit").contains("d0: tracker saved (generation")
+                    .contains("NBD server closed").contains("stopped").doesNotContain("tracker of d0 removed");
             assertThat(out.indexOf("destroyed at exit")).isLessThan(out.indexOf("NBD server closed"));
+            assertThat(out.indexOf("NBD server closed")).as("no write can arrive after the save")
+                    .isLessThan(out.indexOf("d0: tracker saved"));
+            assertThat(data.resolve("state/trackers/d0/checkpoint")).exists();
             assertThat(control).doesNotExist();
             assertThat(data.resolve("nbd.sock")).doesNotExist();
             assertThat(out).doesNotContain("Exception");

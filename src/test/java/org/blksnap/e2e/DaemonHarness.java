@@ -25,14 +25,16 @@ public final class DaemonHarness implements AutoCloseable {
     }
 
     /**
-     * @param devices NAME=SIZE pairs, created as sparse files in the data directory
+     * @param devices NAME=SIZE pairs, created as sparse files in the data directory (NAME alone: an existing file at its own size)
      * @param params  module parameters NAME=VALUE
      */
     public static DaemonHarness start(Path dataDir, List<String> devices, List<String> params) throws Exception {
         List<DeviceSpec> specs = new ArrayList<>();
         for (String d : devices) {
             String[] nv = d.split("=", 2);
-            specs.add(DeviceSpec.parse(nv[0] + "=" + dataDir.resolve(nv[0] + ".img") + ":" + nv[1], dataDir));
+            // "NAME=SIZE", or "NAME" alone for an existing file served at its own size
+            specs.add(DeviceSpec.parse(nv[0] + "=" + dataDir.resolve(nv[0] + ".img") + (nv.length > 1 ? ":" + nv[1] : ""),
+                    dataDir));
         }
         DaemonConfig config = new DaemonConfig(dataDir, specs, null, dataDir.resolve("nbd.sock"),
                 dataDir.resolve("control.sock"), params, null, false, "INFO");

@@ -110,12 +110,17 @@ public final class Replies {
     /**
      * The CBT info of one tracked device.
      *
-     * @param blockCount   tracking blocks, = bytes of the CBT map
-     * @param generationId changes when the CBT history is lost
-     * @param snapNumber   number of the last taken snapshot in this generation
+     * @param blockCount       tracking blocks, = bytes of the CBT map
+     * @param generationId     changes when the CBT history is lost
+     * @param snapNumber       number of the last taken snapshot in this generation
+     * @param generationReason why this generation started: {@code NEW_TRACKER}, {@code STATE_MISSING},
+     *                         {@code STATE_CORRUPT}, {@code SIZE_CHANGED}, {@code BACKING_CHANGED},
+     *                         {@code MAP_CORRUPTED}, {@code NUMBER_WRAPPED}, {@code JOURNAL_FAILED} or
+     *                         {@code CHECKPOINT_FAILED} (docs/persistence.md)
+     * @param generationDetail what exactly happened (which file, what was wrong, which field changed)
      */
     public record Tracker(String device, int blockSizeBytes, long capacityBytes, int blockCount, UUID generationId,
-                          int snapNumber) {
+                          int snapNumber, String generationReason, String generationDetail) {
     }
 
     /**
@@ -160,13 +165,15 @@ public final class Replies {
     }
 
     /**
-     * A snapshot event; {@code name} tells which: {@code low_free_space} (code 0) or {@code corrupted}
-     * (code 1). {@code timeNanos} is the daemon's monotonic clock when it was raised.
+     * A snapshot event; {@code name} tells which: {@code low_free_space} (code 0), {@code corrupted}
+     * (code 1) or {@code generation_reset} (code 2). {@code timeNanos} is the daemon's monotonic clock
+     * when it was raised.
      */
     @JsonTypeInfo(use = JsonTypeInfo.Id.NAME, include = JsonTypeInfo.As.EXISTING_PROPERTY, property = "name",
             visible = true)
     @JsonSubTypes({@JsonSubTypes.Type(value = LowFreeSpace.class, name = LowFreeSpace.NAME),
-            @JsonSubTypes.Type(value = Corrupted.class, name = Corrupted.NAME)})
+            @JsonSubTypes.Type(value = Corrupted.class, name = Corrupted.NAME),
+            @JsonSubTypes.Type(value = GenerationReset.class, name = GenerationReset.NAME)})
     public sealed interface Event {
         int code();
 
@@ -189,5 +196,19 @@ public final class Replies {
     public record Corrupted(int code, String name, long timeNanos, String device, int errno, String errnoName)
             implements Event {
         public static final String NAME = "corrupted";
+    }
+
+    /**
+     * The CBT generation of a device of the snapshot was reset for a reason other than a new tracker
+     * (a restart found its state corrupted, the device was resized, ...): the next backup of the
+     * device must be a full one.
+     *
+     * @param generationId the new generation
+     * @param reason       a {@link Tracker#generationReason()} name
+     * @param detail       what exactly happened
+     */
+    public record GenerationReset(int code, String name, long timeNanos, String device, UUID generationId, String reason,
+                                  String detail) implements Event {
+        public static final String NAME = "generation_reset";
     }
 }

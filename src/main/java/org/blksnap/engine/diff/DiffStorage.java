@@ -49,6 +49,7 @@ public final class DiffStorage implements AutoCloseable {
     private final EventQueue events;
     private final long minimumSectors;
     private final NativeIo nativeIo;
+    private final StorageLedger ledger;
     private final ReentrantLock lock = new ReentrantLock();
     private final ArrayDeque<Block> empty = new ArrayDeque<>();
     private final List<StorageFile> files = new ArrayList<>();
@@ -88,6 +89,12 @@ public final class DiffStorage implements AutoCloseable {
      * @param minimumSectors diff_storage_minimum at creation, in sectors
      */
     public DiffStorage(String owner, EventQueue events, long minimumSectors, NativeIo nativeIo) {
+        this(owner, events, minimumSectors, nativeIo, StorageLedger.NONE);
+    }
+
+    /** As above; the files of this storage are noted in {@code ledger} (see {@link StorageLedger}). */
+    public DiffStorage(String owner, EventQueue events, long minimumSectors, NativeIo nativeIo, StorageLedger ledger) {
+        this.ledger = ledger;
         this.owner = owner;
         this.events = events;
         this.minimumSectors = minimumSectors;
@@ -122,11 +129,15 @@ public final class DiffStorage implements AutoCloseable {
                 if (spec.createSizeBytes() <= 0) {
                     throw new BlksnapException(Errno.ENOENT, "storage " + path + " does not exist (give a size to create it)");
                 }
+                ledger.creating(owner, path);
                 createEmpty(path);
                 created = true; // from here on, a failure removes the file again (see the catch)
                 sizeAndReserve(path, spec.createSizeBytes(), spec.preallocate());
             }
             file = open(path);
+            if (!created) {
+                ledger.given(owner, path);
+            }
             long fileSectors = file.sizeBytes() / SECTOR_BYTES;
             List<SectorRange> ranges = spec.ranges();
             if (ranges.isEmpty()) {
@@ -385,6 +396,7 @@ public final class DiffStorage implements AutoCloseable {
         for (StorageFile f : toClose) {
             closeQuietly(f);
         }
+        ledger.released(owner);
     }
 
     private static void closeQuietly(StorageFile f) {

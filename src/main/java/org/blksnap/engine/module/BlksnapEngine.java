@@ -23,6 +23,7 @@ import org.blksnap.engine.Errno;
 import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.Params;
+import org.blksnap.engine.Persistence;
 import org.blksnap.engine.SectorRange;
 import org.blksnap.engine.SnapshotEvent;
 import org.blksnap.engine.Status;
@@ -32,6 +33,7 @@ import org.blksnap.engine.Version;
 import org.blksnap.engine.device.NativeIo;
 import org.blksnap.engine.snapshot.ImageRegistry;
 import org.blksnap.engine.snapshot.Snapshot;
+import org.blksnap.engine.state.StateStore;
 import org.blksnap.engine.tracker.CbtMap;
 import org.blksnap.engine.tracker.TrackedDevice;
 import org.blksnap.engine.tracker.Tracker;
@@ -51,6 +53,7 @@ final class BlksnapEngine implements Blksnap {
     static final List<String> STEPS = List.of("diff_io", "images", "trackers", "control", "status");
 
     private final Params params;
+    private final Persistence persistence;
     private final NativeIo nativeIo;
     private final ReentrantLock control = new ReentrantLock();
     private final ConcurrentSkipListMap<String, TrackedDevice> devices = new ConcurrentSkipListMap<>();
@@ -58,6 +61,8 @@ final class BlksnapEngine implements Blksnap {
     private final CopyOnWriteArrayList<EngineListener> listeners = new CopyOnWriteArrayList<>();
     private final Lifecycle lifecycle = new Lifecycle();
     private volatile ImageRegistry images;
+    /** The persistent state of trackers; set while the "trackers" step is up. */
+    private volatile StateStore state;
     private volatile boolean trackersUp;
     private volatile boolean accepting;
     private volatile boolean statusUp;
@@ -66,7 +71,16 @@ final class BlksnapEngine implements Blksnap {
      * @param failAt name of an init step to fail, for tests of the unwind; null in production
      */
     BlksnapEngine(Params params, NativeIo nativeIo, String failAt) {
+        this(params, Persistence.NONE, nativeIo, failAt);
+    }
+
+    /**
+     * @param persistence where trackers are kept ({@link Persistence#NONE}: in memory only)
+     * @param failAt      name of an init step to fail, for tests of the unwind; null in production
+     */
+    BlksnapEngine(Params params, Persistence persistence, NativeIo nativeIo, String failAt) {
         this.params = params;
+        this.persistence = persistence;
         this.nativeIo = nativeIo;
         control.lock();
         try {
@@ -74,7 +88,7 @@ final class BlksnapEngine implements Blksnap {
                     step("diff_io", failAt, () -> LOG.debug("native file calls {}", nativeIo.available() ? "available" : "unavailable"),
                             () -> { }),
                     step("images", failAt, () -> images = new ImageRegistry(), () -> images = null),
-                    step("trackers", failAt, () -> trackersUp = true, this::trackersDone),
+                    step("trackers", failAt, this::trackersUp, this::trackersDone),
                     step("control", failAt, () -> accepting = true, this::controlDone),
                     step("status", failAt, () -> statusUp = true, () -> statusUp = false)));
         } finally {
@@ -109,15 +123,37 @@ final class BlksnapEngine implements Blksnap {
         failures.throwIfAny(RuntimeException.class, e -> new BlksnapException(Errno.EIO, e.getMessage(), e));
     }
 
-    /** tracker_done: detach every tracker and close every device. */
+    /** tracker_init: opens the persistent state (and cleans up after an earlier crash). */
+    private void trackersUp() {
+        try {
+            state = StateStore.open(persistence);
+        } catch (IOException e) {
+            throw new BlksnapException(Errno.EIO, "state directory " + persistence.directory() + ": " + e.getMessage(), e);
+        }
+        trackersUp = true;
+    }
+
+    /**
+     * tracker_done: every tracker is saved (with persistence: exactly, marked clean, with the backing
+     * store's identity) and detached, every device closed; then the state closes.
+     */
     private void trackersDone() throws IOException {
         trackersUp = false;
         FirstFailure failures = new FirstFailure();
+        StateStore s = state;
         for (TrackedDevice d : devices.values()) {
-            d.setTracker(null);
-            failures.run(d::close);
+            if (s != null) {
+                failures.run(() -> s.saveAtExit(d));
+            } else {
+                d.setTracker(null);
+                failures.run(d::close);
+            }
         }
         devices.clear();
+        if (s != null) {
+            failures.run(s::close);
+        }
+        state = null;
         failures.throwIfAny(IOException.class, e -> new IOException(e.getMessage(), e));
     }
 
@@ -166,8 +202,17 @@ final class BlksnapEngine implements Blksnap {
             if (devices.containsKey(name)) {
                 throw new BlksnapException(Errno.EEXIST, "device " + name + " already exists");
             }
-            devices.put(name, new TrackedDevice(name, backing));
-            LOG.info("device {} added: {} ({} bytes)", name, backing.name(), backing.sizeBytes());
+            TrackedDevice d = new TrackedDevice(name, backing);
+            // Restored before the device is reachable: a recovered tracker is checkpointed and its
+            // journals emptied before the first write can arrive.
+            Tracker restored = state.restore(d, params.values());
+            if (restored != null) {
+                d.setTracker(restored);
+            }
+            devices.put(name, d);
+            LOG.info("device {} added: {} ({} bytes){}", name, backing.name(), backing.sizeBytes(),
+                    restored == null ? "" : "; tracker restored, generation " + restored.cbt().generationId()
+                            + " (" + restored.cbt().reason() + "), snapshot number " + restored.cbt().snapNumber());
         });
     }
 
@@ -189,6 +234,7 @@ final class BlksnapEngine implements Blksnap {
             d.markRemoved();
             d.setTracker(null);
             devices.remove(name);
+            state.forget(name);
             LOG.info("device {} removed; its tracker is detached", name);
             return d;
         });
@@ -326,7 +372,13 @@ final class BlksnapEngine implements Blksnap {
                     throw new BlksnapException(Errno.ENODEV, "no device or image '" + deviceOrImage + "'");
                 }
             }
-            trackerOf(d, Errno.ENODEV).cbt().markBoth(ranges);
+            try {
+                trackerOf(d, Errno.ENODEV).cbt().markBoth(ranges);
+            } finally {
+                // The marks changed the maps outside the write path (ranges before a bad one stay
+                // marked): only a checkpoint makes them survive a crash.
+                state.checkpoint(d.name());
+            }
         });
     }
 
@@ -340,6 +392,7 @@ final class BlksnapEngine implements Blksnap {
                         + "; destroy it first");
             }
             d.setTracker(null);
+            state.forget(device);
             LOG.info("tracker of {} removed; its CBT history is gone", device);
         });
     }
@@ -369,12 +422,22 @@ final class BlksnapEngine implements Blksnap {
             ParamValues values = params.values();
             for (TrackedDevice d : list) {
                 if (d.tracker() == null) {
-                    d.setTracker(new Tracker(d.name(), CbtMap.create(d.name(), d.sizeBytes(), values)));
+                    d.setTracker(state.attachNew(d, values));
                     LOG.info("tracker attached to {}", d.name());
                 }
                 d.tracker().setOwner(id);
             }
-            snapshots.put(id, new Snapshot(id, list, params, nativeIo));
+            Snapshot snapshot = new Snapshot(id, list, params, nativeIo, state);
+            snapshots.put(id, snapshot);
+            for (TrackedDevice d : list) {
+                Tracker t = d.tracker();
+                if (t.resetUnreported()) {
+                    CbtMap m = t.cbt();
+                    snapshot.events().post(new SnapshotEvent.GenerationReset(System.nanoTime(), d.name(),
+                            m.generationId(), m.reason(), m.reasonDetail()));
+                    t.setResetUnreported(false);
+                }
+            }
             LOG.info("snapshot {} created over {}", id, names);
             return id;
         });

@@ -2,6 +2,7 @@ package org.blksnap.engine.module;
 
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.Params;
+import org.blksnap.engine.Persistence;
 import org.blksnap.engine.device.NativeIo;
 
 /**
@@ -21,6 +22,18 @@ public final class BlksnapModule {
      * @throws org.blksnap.engine.BlksnapException ENOMEM or EFAULT if an init step failed (nothing stays up)
      */
     public static Blksnap init(Params params) {
-        return new BlksnapEngine(params, NativeIo.system(), null);
+        return init(params, Persistence.NONE);
+    }
+
+    /**
+     * As {@link #init(Params)}, with change tracking kept in {@code persistence}'s directory: trackers
+     * are restored when their devices are added, checkpointed and journaled while they run, and saved
+     * at {@link Blksnap#close()} (docs/persistence.md). At init, difference-storage files the engine
+     * created for snapshots of a run that did not stop cleanly are removed.
+     *
+     * @throws org.blksnap.engine.BlksnapException EIO if the state directory cannot be opened (nothing stays up)
+     */
+    public static Blksnap init(Params params, Persistence persistence) {
+        return new BlksnapEngine(params, persistence, NativeIo.system(), null);
     }
 }

@@ -97,6 +97,10 @@ final class SnapImage implements BlockDevice {
         } catch (BlksnapException e) {
             // A corrupted map is rebuilt at the next take, which then reports a new generation.
         }
+        // Image writes change the maps outside the device's barrier: the journal reads the epoch
+        // after the mark, so a checkpoint that copied the maps before the mark has already moved to
+        // a newer epoch, whose record covers it.
+        tracker.journal().recordWrite(offsetBytes, lengthBytes);
     }
 
     @Override

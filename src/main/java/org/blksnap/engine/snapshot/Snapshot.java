@@ -13,6 +13,7 @@ import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Predicate;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.GenerationReason;
 import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.Params;
@@ -24,6 +25,7 @@ import org.blksnap.engine.device.NativeIo;
 import org.blksnap.engine.diff.DiffArea;
 import org.blksnap.engine.diff.DiffStorage;
 import org.blksnap.engine.event.EventQueue;
+import org.blksnap.engine.state.StateStore;
 import org.blksnap.engine.tracker.CbtMap;
 import org.blksnap.engine.tracker.TrackedDevice;
 import org.blksnap.engine.tracker.Tracker;
@@ -48,6 +50,7 @@ public final class Snapshot implements DiffArea.Owner {
     private final UUID id;
     private final List<TrackedDevice> devices;
     private final Params params;
+    private final StateStore store;
     private final EventQueue events;
     private final DiffStorage storage;
     private final List<DiffArea> areas = new ArrayList<>();
@@ -62,12 +65,14 @@ public final class Snapshot implements DiffArea.Owner {
      * Creates the snapshot of devices whose trackers are already attached and owned by it.
      * Queues the first low_free_space event.
      */
-    public Snapshot(UUID id, List<TrackedDevice> devices, Params params, NativeIo nativeIo) {
+    public Snapshot(UUID id, List<TrackedDevice> devices, Params params, NativeIo nativeIo, StateStore store) {
         this.id = id;
         this.devices = List.copyOf(devices);
         this.params = params;
+        this.store = store;
         this.events = new EventQueue(id.toString());
-        this.storage = new DiffStorage(id.toString(), events, params.values().diffStorageMinimum(), nativeIo);
+        this.storage = new DiffStorage(id.toString(), events, params.values().diffStorageMinimum(), nativeIo,
+                store.storageLedger());
     }
 
     public UUID id() {
@@ -152,7 +157,12 @@ public final class Snapshot implements DiffArea.Owner {
      * Takes the snapshot: diff areas are prepared, the freeze hook runs, the barriers of all devices
      * close (in name order, so that takes cannot deadlock), CBT maps switch (reset first if corrupted or
      * resized) and copy-on-write starts on all devices at one point, the barriers open, the thaw hook
-     * runs, and the images appear.
+     * runs, the trackers' checkpoints of the take are durable, and the images appear.
+     *
+     * <p>With persistence, the epoch switch and the copy of the maps happen with the barriers closed
+     * right after the switch, and the copies are durable before the images are registered and the
+     * take returns: a crash can then never bring back the numbers from before a take that a backup
+     * tool has seen (which would under-report the writes after it).
      *
      * @throws BlksnapException EALREADY taken; ENODEV no devices; EFAULT no storage appended, or the
      *                          snapshot is corrupted (a device was removed) (the caller destroys the
@@ -183,35 +193,55 @@ public final class Snapshot implements DiffArea.Owner {
         for (TrackedDevice d : devices) {
             prepared.add(new DiffArea(d.name(), d.backing(), values, params, storage, this));
         }
-        try {
-            hooks.beforeBarrier();
-        } catch (Exception e) {
-            runAfter(hooks);
-            throw new BlksnapException(Errno.EIO, "snapshot " + id + ": freeze hook failed: " + e.getMessage(), e);
-        }
-        long t0 = System.nanoTime();
-        try {
-            withBarriersClosed(() -> {
-                for (int i = 0; i < devices.size(); i++) {
-                    TrackedDevice d = devices.get(i);
-                    Tracker t = d.tracker();
-                    if (t.cbt().needsReset(d.sizeBytes())) {
-                        LOG.info("{}: CBT map reset (corrupted or resized); a new generation starts", d.name());
-                        t.replaceCbt(CbtMap.create(d.name(), d.sizeBytes(), values));
+        long t0;
+        try (StateStore.Take checkpoints = store.beginTake(devices)) {
+            try {
+                hooks.beforeBarrier();
+            } catch (Exception e) {
+                runAfter(hooks);
+                throw new BlksnapException(Errno.EIO, "snapshot " + id + ": freeze hook failed: " + e.getMessage(), e);
+            }
+            t0 = System.nanoTime();
+            try {
+                withBarriersClosed(() -> {
+                    for (int i = 0; i < devices.size(); i++) {
+                        TrackedDevice d = devices.get(i);
+                        Tracker t = d.tracker();
+                        CbtMap old = t.cbt();
+                        if (old.needsReset(d.sizeBytes())) {
+                            GenerationReason why = old.isCorrupted() ? GenerationReason.MAP_CORRUPTED
+                                    : GenerationReason.SIZE_CHANGED;
+                            String detail = old.isCorrupted() ? "a write fell outside the map of " + old.blockCount()
+                                    + " blocks" : "the map was built for " + old.capacityBytes() + " bytes; the device has "
+                                    + d.sizeBytes() + " bytes";
+                            LOG.warn("{}: CBT map reset at take ({}: {}); a new generation starts", d.name(), why, detail);
+                            t.replaceCbt(CbtMap.create(d.name(), d.sizeBytes(), values, why, detail));
+                        }
+                        boolean wrapped = t.cbt().switchAtTake();
+                        if (t.cbt() != old || wrapped) {
+                            CbtMap m = t.cbt();
+                            if (wrapped) {
+                                LOG.warn("{}: snapshot numbers wrapped; a new generation starts", d.name());
+                            }
+                            events.post(new SnapshotEvent.GenerationReset(System.nanoTime(), d.name(), m.generationId(),
+                                    m.reason(), m.reasonDetail()));
+                        }
+                        checkpoints.switched(d);
+                        t.setDiffArea(prepared.get(i));
                     }
-                    t.cbt().switchAtTake();
-                    t.setDiffArea(prepared.get(i));
-                }
-                guard.lock();
-                try {
-                    areas.addAll(prepared);
-                } finally {
-                    guard.unlock();
-                }
-                state = State.TAKEN;
-            });
-        } finally {
-            runAfter(hooks);
+                    guard.lock();
+                    try {
+                        areas.addAll(prepared);
+                    } finally {
+                        guard.unlock();
+                    }
+                    state = State.TAKEN;
+                });
+            } finally {
+                runAfter(hooks);
+                // Also if the switch failed halfway: the maps that did switch must not come back older.
+                checkpoints.commit();
+            }
         }
         LOG.info("snapshot {} taken over {} ({} µs with writes held)", id, deviceNames(), (System.nanoTime() - t0) / 1000);
         List<SnapImage> created = new ArrayList<>();

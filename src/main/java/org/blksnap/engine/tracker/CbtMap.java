@@ -6,6 +6,7 @@ import java.util.concurrent.locks.ReentrantLock;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.GenerationReason;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.SectorRange;
 
@@ -40,10 +41,12 @@ public final class CbtMap {
     private volatile int previous;
     private volatile int active;
     private volatile boolean corrupted;
+    private volatile GenerationReason reason;
+    private volatile String reasonDetail;
     /** Guards the maps against each other's multi-block updates and the switch (never held by {@link #mark}). */
     private final ReentrantLock lock = new ReentrantLock();
 
-    private CbtMap(String device, long capacityBytes, int blockShift) {
+    private CbtMap(String device, long capacityBytes, int blockShift, GenerationReason reason, String detail) {
         this.device = device;
         this.capacityBytes = capacityBytes;
         this.blockShift = blockShift;
@@ -57,11 +60,106 @@ public final class CbtMap {
         this.generationId = UUID.randomUUID();
         this.previous = 0;
         this.active = 1;
+        this.reason = reason;
+        // Never blank: the detail travels on the control API, whose strings are never empty.
+        this.reasonDetail = detail == null || detail.isBlank()
+                ? (reason == GenerationReason.NEW_TRACKER ? "tracker attached" : reason.name()) : detail;
     }
 
     /** A new map for a device of {@code capacityBytes}, with the block size rule applied to {@code params}. */
     public static CbtMap create(String device, long capacityBytes, ParamValues params) {
-        return new CbtMap(device, capacityBytes, blockShift(capacityBytes, params));
+        return create(device, capacityBytes, params, GenerationReason.NEW_TRACKER, "tracker attached");
+    }
+
+    /** A new map (a new generation) that started for {@code reason}; {@code detail} says what happened. */
+    public static CbtMap create(String device, long capacityBytes, ParamValues params, GenerationReason reason,
+                                String detail) {
+        return new CbtMap(device, capacityBytes, blockShift(capacityBytes, params), reason, detail);
+    }
+
+    /**
+     * A map as it was saved: same generation, numbers, block shift (even if the parameters changed
+     * since) and contents.
+     *
+     * @throws IllegalArgumentException if the maps' length is not the block count of the capacity at
+     *                                  that shift, or a number is out of range
+     */
+    public static CbtMap restore(Saved saved) {
+        CbtMap m = new CbtMap(saved.device(), saved.capacityBytes(), saved.blockShift(), saved.reason(), saved.detail());
+        if (saved.writeMap().length != m.blockCount || saved.readMap().length != m.blockCount) {
+            throw new IllegalArgumentException("maps of " + saved.writeMap().length + " and " + saved.readMap().length
+                    + " blocks for a capacity of " + m.blockCount + " blocks");
+        }
+        if (saved.previous() < 0 || saved.active() != saved.previous() + 1 || saved.active() >= NUMBER_LIMIT) {
+            throw new IllegalArgumentException("numbers previous=" + saved.previous() + " active=" + saved.active()
+                    + " must be n and n+1 below " + NUMBER_LIMIT);
+        }
+        System.arraycopy(saved.writeMap(), 0, m.writeMap, 0, m.blockCount);
+        System.arraycopy(saved.readMap(), 0, m.readMap, 0, m.blockCount);
+        m.generationId = saved.generationId();
+        m.previous = saved.previous();
+        m.active = saved.active();
+        return m;
+    }
+
+    /**
+     * Everything a checkpoint keeps of a map: a copy, owned by the holder.
+     *
+     * @param blockShift log2 of the tracking block size in bytes
+     * @param previous   the number of the last taken snapshot
+     * @param active     the number writes are marked with ({@code previous + 1})
+     */
+    public record Saved(String device, UUID generationId, int previous, int active, int blockShift, long capacityBytes,
+                        GenerationReason reason, String detail, byte[] writeMap, byte[] readMap) {
+    }
+
+    /**
+     * A copy of the whole state. Consistent with the writers only while the device's barrier is
+     * closed (writers mark without the lock); consistent with {@link #markBoth} and the switch always.
+     */
+    public Saved save() {
+        lock.lock();
+        try {
+            return new Saved(device, generationId, previous, active, blockShift, capacityBytes, reason, reasonDetail,
+                    writeMap.clone(), readMap.clone());
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * After a crash: raises every tracking block that overlaps {@code [offsetBytes, offsetBytes +
+     * lengthBytes)} to the active number in the write map, so whatever may have been written there
+     * since the checkpoint shows as changed. Parts past the map are ignored. Call before the device
+     * serves writes.
+     */
+    public void raise(long offsetBytes, long lengthBytes) {
+        if (lengthBytes <= 0 || offsetBytes < 0) {
+            return;
+        }
+        lock.lock();
+        try {
+            long first = blockIndex(offsetBytes);
+            long last = Math.min(blockIndex(offsetBytes + lengthBytes - 1), blockCount - 1L);
+            int a = active;
+            for (long i = first; i <= last; i++) {
+                if (Byte.toUnsignedInt(writeMap[(int) i]) < a) {
+                    writeMap[(int) i] = (byte) a;
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** Why this generation started. */
+    public GenerationReason reason() {
+        return reason;
+    }
+
+    /** What exactly happened when this generation started. */
+    public String reasonDetail() {
+        return reasonDetail;
     }
 
     /**
@@ -184,8 +282,10 @@ public final class CbtMap {
      * wrap (the active number would reach 256) both maps are zeroed, a new generation starts and the
      * reported number is 0, so a client sees the new generation and does a full backup. (v1 left the
      * read map stale and reported 255; that bug is not copied.) Must run with writers held back.
+     *
+     * @return true if the numbers wrapped and a new generation (reason NUMBER_WRAPPED) started
      */
-    public void switchAtTake() {
+    public boolean switchAtTake() {
         lock.lock();
         try {
             int next = active + 1;
@@ -195,11 +295,14 @@ public final class CbtMap {
                 generationId = UUID.randomUUID();
                 previous = 0;
                 active = 1;
-                return;
+                reason = GenerationReason.NUMBER_WRAPPED;
+                reasonDetail = "snapshot number would have reached " + NUMBER_LIMIT;
+                return true;
             }
             System.arraycopy(writeMap, 0, readMap, 0, blockCount);
             previous = active;
             active = next;
+            return false;
         } finally {
             lock.unlock();
         }
@@ -274,7 +377,8 @@ public final class CbtMap {
     public CbtInfo info() {
         lock.lock();
         try {
-            return new CbtInfo(device, blockSizeBytes(), capacityBytes, blockCount, generationId, previous);
+            return new CbtInfo(device, blockSizeBytes(), capacityBytes, blockCount, generationId, previous, reason,
+                    reasonDetail);
         } finally {
             lock.unlock();
         }

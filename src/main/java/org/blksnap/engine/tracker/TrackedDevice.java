@@ -115,6 +115,9 @@ public final class TrackedDevice implements BlockDevice {
         checkRange(offsetBytes, lengthBytes);
         long stamp = barrier.enter();
         try {
+            // Again inside: a device being saved at exit is marked removed and then drained by a
+            // barrier close; a write that passed the first check must not slip in after the save.
+            checkPresent();
             Tracker t = tracker;
             if (t != null) {
                 t.beforeWrite(offsetBytes, lengthBytes);

@@ -41,7 +41,8 @@ class WireContractTest {
             new Requests.Take(ID, List.of(new AbsolutePath(Path.of("/mnt/a")))), new Requests.SnapshotCollect(),
             new Requests.CollectImages(ID), new Requests.WaitEvent(ID, 1000), new Requests.Destroy(ID));
 
-    private static final Replies.Tracker TRACKER = new Replies.Tracker("disk0", 65536, 1L << 30, 16384, ID, 2);
+    private static final Replies.Tracker TRACKER = new Replies.Tracker("disk0", 65536, 1L << 30, 16384, ID, 2,
+            "SIZE_CHANGED", "the map was saved for 1 bytes");
 
     /** One sample reply per operation. */
     private static final Map<Operation, Reply> SAMPLE_REPLIES = new LinkedHashMap<>();
@@ -92,6 +93,8 @@ class WireContractTest {
         return Stream.of(SAMPLE_REQUESTS.values().stream(), SAMPLE_REPLIES.values().stream(), Stream.of(
                 new Replies.WaitEvent(new Replies.Corrupted(1, "corrupted", 7, "disk0", 28, "ENOSPC")),
                 new Replies.WaitEvent(new Replies.Corrupted(1, "corrupted", 7, "disk0", 99, null)),
+                new Replies.WaitEvent(new Replies.GenerationReset(2, "generation_reset", 9, "disk0", ID, "STATE_CORRUPT",
+                        "checkpoint: header CRC32C mismatch")),
                 new Requests.AppendStorage(ID, new AbsolutePath(Path.of("/tmp/ds")), null, List.of()),
                 new Requests.Take(ID, List.of()),
                 ErrorReply.of("ESRCH", 3, "no snapshot " + ID))).flatMap(Function.identity());
@@ -159,7 +162,8 @@ class WireContractTest {
                 .contains("\"images\":[{\"device\":\"disk0\",\"image\":\"blksnap-image0\",\"snapshotId\":\"" + ID
                         + "\",\"sizeBytes\":1073741824}]")
                 .contains("\"tracker\":{\"device\":\"disk0\",\"blockSizeBytes\":65536,\"capacityBytes\":1073741824,"
-                        + "\"blockCount\":16384,\"generationId\":\"" + ID + "\",\"snapNumber\":2}")
+                        + "\"blockCount\":16384,\"generationId\":\"" + ID + "\",\"snapNumber\":2,"
+                        + "\"generationReason\":\"SIZE_CHANGED\",\"generationDetail\":\"the map was saved for 1 bytes\"}")
                 .contains("\"params\":{\"tracking_block_minimum_shift\":16,\"chunk_minimum_shift\":18}");
         assertThat(WireJson.write(SAMPLE_REPLIES.get(Operation.TRACKER_READ_CBT_MAP)))
                 .isEqualTo("{\"device\":\"disk0\",\"offset\":10,\"length\":4,\"data\":\"AAEC/w==\"}");
@@ -168,6 +172,10 @@ class WireContractTest {
         assertThat(WireJson.write(new Replies.WaitEvent(new Replies.Corrupted(1, "corrupted", 7, "disk0", 28, "ENOSPC"))))
                 .isEqualTo("{\"event\":{\"code\":1,\"name\":\"corrupted\",\"timeNanos\":7,\"device\":\"disk0\","
                         + "\"errno\":28,\"errnoName\":\"ENOSPC\"}}");
+        assertThat(WireJson.write(new Replies.WaitEvent(new Replies.GenerationReset(2, "generation_reset", 9, "disk0", ID,
+                "STATE_CORRUPT", "bad"))))
+                .isEqualTo("{\"event\":{\"code\":2,\"name\":\"generation_reset\",\"timeNanos\":9,\"device\":\"disk0\","
+                        + "\"generationId\":\"" + ID + "\",\"reason\":\"STATE_CORRUPT\",\"detail\":\"bad\"}}");
         assertThat(WireJson.write(new Replies.Done())).isEqualTo("{}");
         assertThat(WireJson.write(ErrorReply.of("ESRCH", 3, "no snapshot")))
                 .isEqualTo("{\"error\":{\"name\":\"ESRCH\",\"errno\":3,\"message\":\"no snapshot\"}}");

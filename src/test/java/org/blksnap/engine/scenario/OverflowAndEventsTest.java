@@ -71,6 +71,7 @@ class OverflowAndEventsTest {
         return switch (e) {
             case SnapshotEvent.LowFreeSpace l -> "low_free_space " + l.requestedSectors();
             case SnapshotEvent.Corrupted c -> "corrupted " + c.device() + " " + c.errno();
+            case SnapshotEvent.GenerationReset g -> "generation_reset " + g.device() + " " + g.reason();
         };
     }
 

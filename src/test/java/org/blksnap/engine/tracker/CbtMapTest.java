@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.UUID;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.GenerationReason;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.SectorRange;
 import org.junit.jupiter.api.Test;
@@ -87,8 +88,11 @@ class CbtMapTest {
         assertThat(m.generationId()).isEqualTo(gen);
         assertThat(m.readValue(0)).isEqualTo(254);
         m.mark(0, 1);
-        m.switchAtTake();
+        assertThat(m.info().generationReason()).isEqualTo(GenerationReason.NEW_TRACKER);
+        assertThat(m.switchAtTake()).isTrue();
         assertThat(m.generationId()).isNotEqualTo(gen);
+        assertThat(m.info().generationReason()).isEqualTo(GenerationReason.NUMBER_WRAPPED);
+        assertThat(m.info().generationDetail()).contains("256");
         assertThat(m.snapNumber()).isZero();
         assertThat(m.activeNumber()).isEqualTo(1);
         assertThat(m.readMap(0, m.blockCount())).containsOnly(0);
@@ -164,5 +168,48 @@ class CbtMapTest {
         }
         m.switchAtTake();
         assertThat(m.readMap(0, m.blockCount())).containsOnly(2);
+    }
+
+    @Test
+    void aSavedMapRestoresWithTheSameGenerationNumbersShiftAndBothMaps() {
+        CbtMap m = CbtMap.create("a", GiB, D);
+        m.mark(5 << 16, 1);
+        m.switchAtTake();
+        m.mark(9 << 16, 70_000);
+        CbtMap.Saved s = m.save();
+        CbtMap r = CbtMap.restore(s);
+        assertThat(r.info()).isEqualTo(m.info());
+        assertThat(r.activeNumber()).isEqualTo(2);
+        assertThat(r.readMap(0, r.blockCount())).isEqualTo(m.readMap(0, m.blockCount()));
+        for (int b = 0; b < r.blockCount(); b++) {
+            assertThat(r.writeValue(b)).isEqualTo(m.writeValue(b));
+        }
+        assertThat(r.writeValue(10)).isEqualTo(2);
+        // the saved copy is the holder's: later marks do not reach it
+        m.mark(100 << 16, 1);
+        assertThat(s.writeMap()[100]).isZero();
+        // a recorded block shift wins over today's parameters
+        CbtMap.Saved bigBlocks = new CbtMap.Saved("a", s.generationId(), 1, 2, 20, GiB, GenerationReason.NEW_TRACKER, "",
+                new byte[1024], new byte[1024]);
+        assertThat(CbtMap.restore(bigBlocks).blockSizeBytes()).isEqualTo(1 << 20);
+        assertThatThrownBy(() -> CbtMap.restore(new CbtMap.Saved("a", s.generationId(), 1, 2, 20, GiB,
+                GenerationReason.NEW_TRACKER, "", new byte[1023], new byte[1024]))).isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> CbtMap.restore(new CbtMap.Saved("a", s.generationId(), 3, 2, 20, GiB,
+                GenerationReason.NEW_TRACKER, "", new byte[1024], new byte[1024]))).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void raiseLiftsEveryOverlappedBlockToTheActiveNumberAndNeverLowersOne() {
+        CbtMap m = CbtMap.create("a", GiB, D);
+        m.switchAtTake();
+        m.switchAtTake(); // active 3
+        m.raise((3L << 16) + 100, 1L << 16); // blocks 3 and 4
+        m.raise(GiB - 10, 1L << 30); // the last block; the rest is past the map
+        assertThat(m.writeValue(2)).isZero();
+        assertThat(m.writeValue(3)).isEqualTo(3);
+        assertThat(m.writeValue(4)).isEqualTo(3);
+        assertThat(m.writeValue(5)).isZero();
+        assertThat(m.writeValue(m.blockCount() - 1)).isEqualTo(3);
+        assertThat(m.isCorrupted()).isFalse();
     }
 }

@@ -1,0 +1,181 @@
+package org.blksnap.engine.state;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.List;
+import java.util.Random;
+import java.util.UUID;
+import org.blksnap.engine.GenerationReason;
+import org.blksnap.engine.tracker.CbtMap;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The on-disk layouts: each round-trips every field, and every kind of damage is refused with a
+ * message naming the file and what is wrong (never an unchecked exception, never a wrong value).
+ */
+class DescriptorsTest {
+    @TempDir
+    Path dir;
+
+    /** 200 000 blocks: four 64 KiB pages per map, the last one short. */
+    static Checkpoint sample(boolean clean) {
+        int blocks = 200_000;
+        long capacity = (long) blocks << 16;
+        byte[] w = new byte[blocks];
+        byte[] r = new byte[blocks];
+        Random rnd = new Random(7);
+        rnd.nextBytes(w);
+        rnd.nextBytes(r);
+        CbtMap.Saved m = new CbtMap.Saved("disk-0.a_b", UUID.randomUUID(), 41, 42, 16, capacity,
+                GenerationReason.BACKING_CHANGED, "st_ino 5 -> 6 (é)", w, r);
+        BackingIdentity id = clean ? new BackingIdentity(BackingIdentity.Kind.FILE, capacity, 2049, 123456, 0,
+                1_700_000_000_123_456_789L, 1_700_000_001_987_654_321L) : null;
+        return new Checkpoint(m, 77, clean, id);
+    }
+
+    private Path write(Checkpoint c) throws Exception {
+        Path p = dir.resolve("checkpoint");
+        StateFiles.replace(p, CheckpointDescriptor.encode(c));
+        return p;
+    }
+
+    private static Checkpoint read(Path p) throws Exception {
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
+            return CheckpointDescriptor.decode(ch, p);
+        }
+    }
+
+    private static void assertSame(Checkpoint a, Checkpoint b) {
+        assertThat(b.epoch()).isEqualTo(a.epoch());
+        assertThat(b.clean()).isEqualTo(a.clean());
+        assertThat(b.identity()).isEqualTo(a.identity());
+        CbtMap.Saved x = a.map();
+        CbtMap.Saved y = b.map();
+        assertThat(List.of(y.device(), y.generationId(), y.previous(), y.active(), y.blockShift(), y.capacityBytes(),
+                y.reason(), y.detail())).isEqualTo(List.of(x.device(), x.generationId(), x.previous(), x.active(),
+                x.blockShift(), x.capacityBytes(), x.reason(), x.detail()));
+        assertThat(y.writeMap()).isEqualTo(x.writeMap());
+        assertThat(y.readMap()).isEqualTo(x.readMap());
+    }
+
+    @Test
+    void aCleanCheckpointRoundTripsEveryFieldIncludingTheBackingIdentity() throws Exception {
+        Checkpoint c = sample(true);
+        assertSame(c, read(write(c)));
+    }
+
+    @Test
+    void aRunningCheckpointRoundTripsWithoutAnIdentity() throws Exception {
+        Checkpoint c = sample(false);
+        Checkpoint back = read(write(c));
+        assertSame(c, back);
+        assertThat(back.identity()).isNull();
+    }
+
+    @Test
+    void theFileHasExactlyTheLengthItsHeaderGives() throws Exception {
+        Path p = write(sample(false));
+        int header = ByteBuffer.wrap(Files.readAllBytes(p)).getInt(CheckpointDescriptor.HEADER_LENGTH_OFFSET);
+        assertThat(Files.size(p)).isEqualTo(CheckpointDescriptor.fileLength(header, 200_000, CheckpointDescriptor.PAGE_BYTES))
+                .isEqualTo(header + 400_000L + 4 * 2 * 4);
+    }
+
+    private String damaged(java.util.function.Consumer<byte[]> damage) throws Exception {
+        Path p = write(sample(false));
+        byte[] b = Files.readAllBytes(p);
+        damage.accept(b);
+        Files.write(p, b);
+        assertThatThrownBy(() -> read(p)).isInstanceOf(StateCorruptException.class);
+        try {
+            read(p);
+            throw new AssertionError("unreachable");
+        } catch (StateCorruptException e) {
+            assertThat(e.getMessage()).startsWith(p.toString());
+            return e.getMessage();
+        }
+    }
+
+    @Test
+    void everyByteOfTheHeaderIsCoveredByItsCrc() throws Exception {
+        Path p = write(sample(false));
+        int header = ByteBuffer.wrap(Files.readAllBytes(p)).getInt(CheckpointDescriptor.HEADER_LENGTH_OFFSET);
+        for (int i = 0; i < header; i++) {
+            final int at = i;
+            String why = damaged(b -> b[at] ^= 0x10);
+            assertThat(why).as("byte %d", at).containsAnyOf("CRC32C", "magic", "version", "header length", "truncated",
+                    "too long");
+        }
+    }
+
+    @Test
+    void aFlippedByteInAPageOfEitherMapNamesThatPage() throws Exception {
+        Path p = write(sample(false));
+        int header = ByteBuffer.wrap(Files.readAllBytes(p)).getInt(CheckpointDescriptor.HEADER_LENGTH_OFFSET);
+        assertThat(damaged(b -> b[header + 3 * 65536 + 5] ^= 1)).contains("page 3 of the write map");
+        assertThat(damaged(b -> b[header + 200_000 + 65536] ^= 1)).contains("page 1 of the read map");
+        assertThat(damaged(b -> b[b.length - 1] ^= 1)).contains("page 3 of the read map");
+    }
+
+    @Test
+    void truncatedOrExtendedFilesAndUnknownVersionsAreRefused() throws Exception {
+        Path p = write(sample(false));
+        byte[] full = Files.readAllBytes(p);
+        for (int len : new int[] {0, 7, 100, 300, full.length / 2, full.length - 1}) {
+            Files.write(p, java.util.Arrays.copyOf(full, len));
+            assertThatThrownBy(() -> read(p)).as("cut at %d", len).isInstanceOf(StateCorruptException.class)
+                    .hasMessageContaining("truncated");
+        }
+        Files.write(p, java.util.Arrays.copyOf(full, full.length + 1));
+        assertThatThrownBy(() -> read(p)).isInstanceOf(StateCorruptException.class).hasMessageContaining("too long");
+        assertThat(damaged(b -> b[CheckpointDescriptor.VERSION_OFFSET + 1] = 2)).contains("unknown version 2");
+    }
+
+    @Test
+    void journalRecordsRoundTripAndAReaderStopsAtTheFirstTornOrForeignRecord() {
+        ByteBuffer b = ByteBuffer.allocate(10 * JournalDescriptor.RECORD_BYTES);
+        for (int i = 0; i < 10; i++) {
+            JournalDescriptor.put(b, new JournalDescriptor.Entry(100 + i, 1000L * i, 26));
+        }
+        b.flip();
+        List<JournalDescriptor.Entry> all = JournalDescriptor.scan(b);
+        assertThat(all).hasSize(10);
+        assertThat(all.get(3)).isEqualTo(new JournalDescriptor.Entry(103, 3000, 26));
+        assertThat(all.get(3).offsetBytes()).isEqualTo(3000L << 26);
+        // a torn tail: only whole records count
+        assertThat(JournalDescriptor.scan(b.duplicate().limit(7 * 32 + 31))).hasSize(7);
+        // one flipped bit in record 4: the reader stops there, records after it are not trusted
+        for (int bit = 0; bit < 32 * 8; bit++) {
+            ByteBuffer c = ByteBuffer.allocate(b.limit()).put(b.duplicate()).flip();
+            int at = 4 * 32 + bit / 8;
+            c.put(at, (byte) (c.get(at) ^ (1 << (bit % 8))));
+            assertThat(JournalDescriptor.scan(c)).as("bit %d", bit).hasSize(4);
+        }
+        // zeros (a hole after a truncation) are not records
+        assertThat(JournalDescriptor.scan(ByteBuffer.allocate(64))).isEmpty();
+    }
+
+    @Test
+    void theStorageLedgerRoundTripsAndRefusesDamage() throws Exception {
+        List<StorageLedgerDescriptor.Entry> entries = List.of(
+                new StorageLedgerDescriptor.Entry(UUID.randomUUID().toString(), "/tmp/a b/ds#0", true),
+                new StorageLedgerDescriptor.Entry(UUID.randomUUID().toString(), "/dev/loop7", false));
+        ByteBuffer b = StorageLedgerDescriptor.encode(entries);
+        assertThat(StorageLedgerDescriptor.decode(b, "ledger")).isEqualTo(entries);
+        assertThat(StorageLedgerDescriptor.decode(StorageLedgerDescriptor.encode(List.of()), "ledger")).isEmpty();
+        for (int i = 0; i < b.limit(); i++) {
+            ByteBuffer c = ByteBuffer.allocate(b.limit()).put(b.duplicate()).flip();
+            c.put(i, (byte) (c.get(i) ^ 0x40));
+            assertThatThrownBy(() -> StorageLedgerDescriptor.decode(c, "ledger")).as("byte %d", i)
+                    .isInstanceOf(StateCorruptException.class);
+        }
+        assertThatThrownBy(() -> StorageLedgerDescriptor.decode(b.duplicate().limit(b.limit() - 1), "ledger"))
+                .isInstanceOf(StateCorruptException.class).hasMessageContaining("truncated");
+    }
+}
