@@ -167,6 +167,46 @@ class BackupRestoreTest {
         throw new AssertionError("chunk not found in any pack");
     }
 
+    /** Starts {@code blksnap backup} as a process that pauses after {@code pauseAfter} bytes read; returns once it paused. */
+    private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log) throws Exception {
+        List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
+                "--device", "disk0", "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K",
+                "--debug-pause-after", pauseAfter);
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        try {
+            await().atMost(Duration.ofSeconds(60)).until(() -> {
+                if (!p.isAlive()) {
+                    throw new AssertionError("the backup exited before pausing:\n" + Files.readString(log));
+                }
+                return Files.readString(log).contains("paused after");
+            });
+        } catch (Throwable t) {
+            p.destroyForcibly();
+            throw t;
+        }
+        return p;
+    }
+
+    @Test
+    void aBackupStoppedBySigtermDestroysItsSnapshotAndRemovesItsStorage() throws Exception {
+        ExternalTool.require("nbdcopy");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(initialImage().toString(), d.uri("disk0"));
+            Process p = pausedBackup(d, repo, "8M", dir.resolve("term.log"));
+            assertThat(d.ok("snapshot", "collect")).isNotEmpty();
+            p.destroy(); // SIGTERM: the shutdown hook destroys the snapshot
+            assertThat(p.waitFor()).isEqualTo(143);
+            assertThat(d.ok("snapshot", "collect")).isEmpty();
+            try (var left = Files.list(dir)) {
+                assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
+            }
+            assertThat(repo.resolve("points")).isEmptyDirectory();
+        }
+    }
+
     @Test
     void aBackupKilledMidwayLeavesNoPointAndTheNextBackupAndVerifySucceed() throws Exception {
         ExternalTool.require("nbdcopy");
@@ -174,24 +214,9 @@ class BackupRestoreTest {
         try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
             nbdcopy(initialImage().toString(), d.uri("disk0"));
             Path rec = record(d, "rec.img");
-            Path log = dir.resolve("killed.log");
-            List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                    "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                    "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
-                    "--device", "disk0", "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K",
-                    "--debug-pause-after", "24M");
-            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
-            try {
-                await().atMost(Duration.ofSeconds(60)).until(() -> {
-                    if (!p.isAlive()) {
-                        throw new AssertionError("the backup exited before pausing:\n" + Files.readString(log));
-                    }
-                    return Files.readString(log).contains("paused after");
-                });
-            } finally {
-                p.destroyForcibly(); // SIGKILL: no shutdown hook, no cleanup
-                p.waitFor();
-            }
+            Process p = pausedBackup(d, repo, "24M", dir.resolve("killed.log"));
+            p.destroyForcibly(); // SIGKILL: no shutdown hook, no cleanup
+            p.waitFor();
             try (var packs = Files.list(repo.resolve("packs"))) {
                 assertThat(packs.count()).as("sealed packs of the killed backup").isGreaterThan(10);
             }
