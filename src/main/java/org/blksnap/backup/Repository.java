@@ -334,6 +334,43 @@ public final class Repository implements AutoCloseable {
         return new Verify(this, pointId).run();
     }
 
+    /**
+     * Applies a retention policy: removes the manifests of the points it does not keep (unless
+     * {@code dryRun}). Needs the writer lock. The chunks of removed points stay until {@link #gc}.
+     */
+    public List<Retention.Decision> prune(Retention policy, boolean dryRun) throws RepositoryException {
+        if (lock == null) {
+            throw new IllegalStateException("repository " + dir + " is open for reading");
+        }
+        List<Retention.Decision> decisions = policy.apply(points());
+        if (!dryRun) {
+            try {
+                for (Retention.Decision d : decisions) {
+                    if (!d.keep()) {
+                        Files.delete(pointsDir().resolve(d.point().id() + ManifestDescriptor.SUFFIX));
+                    }
+                }
+                Durable.fsyncDirectory(pointsDir());
+            } catch (IOException e) {
+                throw RepositoryException.io("cannot remove manifests in " + pointsDir(), e);
+            }
+        }
+        return decisions;
+    }
+
+    /** Removes the packs no point uses that are older than {@code grace} (see {@link GarbageCollector}). Needs the writer lock. */
+    public GcResult gc(java.time.Duration grace, boolean dryRun) throws RepositoryException {
+        if (lock == null) {
+            throw new IllegalStateException("repository " + dir + " is open for reading");
+        }
+        return new GarbageCollector(this, grace, dryRun).run();
+    }
+
+    /** What gc found: packs kept because a point uses them, unused but younger than the grace period, and removed. */
+    public record GcResult(int points, int packsKept, int packsYoung, List<String> packsRemoved, long bytesRemoved,
+                           boolean dryRun) {
+    }
+
     /** Writes a point's manifest durably: from here on the point exists. */
     void commit(Point p) throws RepositoryException {
         Path target = pointsDir().resolve(p.id() + ManifestDescriptor.SUFFIX);

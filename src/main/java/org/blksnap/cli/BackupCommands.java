@@ -328,6 +328,80 @@ final class BackupCommands {
         }
     }
 
+    /** One point of {@code prune}: kept (with the rules that keep it) or removed. */
+    record PruneLine(String id, String device, String time, boolean keep, List<String> reasons) {
+    }
+
+    record PruneReport(List<PruneLine> points, boolean dryRun) {
+    }
+
+    @Command(name = "prune", description = "Remove the points a retention policy does not keep (per device); "
+            + "their chunks go at the next gc.")
+    static final class PruneCmd extends Commands.Base {
+        @Option(names = "--repo", required = true, paramLabel = "DIR")
+        Path repo;
+        @Option(names = "--keep-last", paramLabel = "N", defaultValue = "0")
+        int keepLast;
+        @Option(names = "--keep-daily", paramLabel = "N", defaultValue = "0")
+        int keepDaily;
+        @Option(names = "--keep-weekly", paramLabel = "N", defaultValue = "0")
+        int keepWeekly;
+        @Option(names = "--keep-monthly", paramLabel = "N", defaultValue = "0")
+        int keepMonthly;
+        @Option(names = "--dry-run", description = "say what would be removed, remove nothing")
+        boolean dryRun;
+
+        @Override
+        public Integer call() throws Exception {
+            org.blksnap.backup.Retention policy;
+            try {
+                policy = new org.blksnap.backup.Retention(keepLast, keepDaily, keepWeekly, keepMonthly);
+            } catch (IllegalArgumentException e) {
+                throw usage(e.getMessage());
+            }
+            Cli cli = cli();
+            try (Repository r = Repository.openForWriting(existing(repo), 32L << 20, cli::warn)) {
+                List<PruneLine> lines = r.prune(policy, dryRun).stream().map(d -> new PruneLine(d.point().id(),
+                        d.point().device(), d.point().time(), d.keep(), d.reasons())).toList();
+                cli.print(new PruneReport(lines, dryRun), x -> String.join("\n", x.points().stream()
+                        .map(l -> (l.keep() ? "keep   " : dryRun ? "would remove " : "remove ") + l.id() + " " + l.device()
+                                + " " + l.time() + (l.keep() ? " (" + String.join(", ", l.reasons()) + ")" : ""))
+                        .toList()));
+            }
+            return ExitCodes.OK;
+        }
+    }
+
+    @Command(name = "gc", description = "Remove the pack files no point uses (older than the grace period).")
+    static final class GcCmd extends Commands.Base {
+        @Option(names = "--repo", required = true, paramLabel = "DIR")
+        Path repo;
+        @Option(names = "--grace", paramLabel = "DURATION", defaultValue = "PT1H",
+                description = "keep unused packs younger than this, ISO-8601 (default ${DEFAULT-VALUE}; PT0S for none)")
+        java.time.Duration grace;
+        @Option(names = "--dry-run", description = "say what would be removed, remove nothing")
+        boolean dryRun;
+
+        @Override
+        public Integer call() throws Exception {
+            Cli cli = cli();
+            try (Repository r = Repository.openForWriting(existing(repo), 32L << 20, cli::warn)) {
+                Repository.GcResult res = r.gc(grace, dryRun);
+                cli.print(res, x -> (x.dryRun() ? "would remove " : "removed ") + x.packsRemoved().size() + " pack(s), "
+                        + x.bytesRemoved() + " bytes; kept " + x.packsKept() + " in use by " + x.points() + " point(s) and "
+                        + x.packsYoung() + " unused but younger than " + grace);
+            }
+            return ExitCodes.OK;
+        }
+    }
+
+    /** A repository that must exist already (prune and gc never create one). */
+    private static Path existing(Path repo) throws RepositoryException {
+        Path abs = repo.toAbsolutePath();
+        Repository.openForReading(abs).close();
+        return abs;
+    }
+
     static String verifyText(Repository.VerifyReport r) {
         List<String> lines = new ArrayList<>();
         for (Repository.Problem p : r.problems()) {
