@@ -135,7 +135,7 @@ final class BackupCommands {
                         }
                         Repository.BackupSource source = new Repository.BackupSource(device, image.uri(), image.sizeBytes(),
                                 t.blockSizeBytes(), t.generationId().toString(), t.snapNumber());
-                        Point p = repository.backup(source, () -> readMap(cli, device, t.blockCount()), progress(cli));
+                        Point p = repository.backup(source, () -> readMap(cli, device, t.blockCount()), progress(cli, device));
                         BackupPoint line = BackupPoint.of(p);
                         done.add(line);
                         if (!main.json) {
@@ -159,12 +159,14 @@ final class BackupCommands {
             return ExitCodes.OK;
         }
 
-        private Repository.Progress progress(Cli cli) {
+        private Repository.Progress progress(Cli cli, String device) {
+            Repository.Progress line = ProgressLine.of(cli, "backup " + device);
             if (pauseAfter == null) {
-                return Repository.Progress.NONE;
+                return line;
             }
             AtomicBoolean paused = new AtomicBoolean();
             return (doneBytes, totalBytes) -> {
+                line.update(doneBytes, totalBytes);
                 if (doneBytes >= pauseAfter.bytes() && paused.compareAndSet(false, true)) {
                     cli.warn("backup: paused after " + doneBytes + " bytes (--debug-pause-after)");
                     try {
@@ -301,7 +303,7 @@ final class BackupCommands {
         public Integer call() throws Exception {
             Cli cli = cli();
             try (Repository r = Repository.openForReading(repo.toAbsolutePath())) {
-                Repository.RestoreResult res = r.restore(point, to, Repository.Progress.NONE);
+                Repository.RestoreResult res = r.restore(point, to, ProgressLine.of(cli, "restore " + point));
                 cli.print(res, x -> "restored " + x.point() + " (" + x.device() + ", " + x.sizeBytes() + " bytes) to "
                         + x.target() + ": " + x.dataBytes() + " bytes of data, " + x.zeroBytes() + " bytes of zeros");
             }

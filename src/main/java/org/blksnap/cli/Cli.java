@@ -53,6 +53,16 @@ final class Cli {
         return new Cli(client, jsonOutput, err, err);
     }
 
+    /** Where warnings and progress go. */
+    PrintWriter err() {
+        return err;
+    }
+
+    /** Whether results are printed as JSON. */
+    boolean json() {
+        return jsonOutput;
+    }
+
     /** A warning on stderr that does not change the exit code. */
     void warn(String message) {
         err.println("blksnap: " + message);
