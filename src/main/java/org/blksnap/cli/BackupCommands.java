@@ -77,7 +77,10 @@ final class BackupCommands {
         Size storageSize;
         @Option(names = "--pack-size", paramLabel = "SIZE", hidden = true, description = "pack files are sealed at this size")
         Size packSize;
-        /** A test hook: after this many bytes are read, stop and wait to be killed (the crash test). */
+        /**
+         * A test hook: after this many bytes of a device are read (the snapshot taken), wait for a
+         * line on stdin, or to be killed (the crash and coherence tests).
+         */
         @Option(names = "--debug-pause-after", paramLabel = "SIZE", hidden = true)
         Size pauseAfter;
 
@@ -168,11 +171,12 @@ final class BackupCommands {
             return (doneBytes, totalBytes) -> {
                 line.update(doneBytes, totalBytes);
                 if (doneBytes >= pauseAfter.bytes() && paused.compareAndSet(false, true)) {
-                    cli.warn("backup: paused after " + doneBytes + " bytes (--debug-pause-after)");
+                    cli.warn("backup: paused after " + doneBytes + " bytes (--debug-pause-after); a line on stdin resumes");
                     try {
-                        Thread.sleep(Long.MAX_VALUE);
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
+                        new java.io.BufferedReader(new java.io.InputStreamReader(System.in,
+                                java.nio.charset.StandardCharsets.UTF_8)).readLine();
+                    } catch (IOException e) {
+                        throw new java.io.UncheckedIOException(e);
                     }
                 }
             };

@@ -168,25 +168,66 @@ class BackupRestoreTest {
     }
 
     /** Starts {@code blksnap backup} as a process that pauses after {@code pauseAfter} bytes read; returns once it paused. */
-    private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log) throws Exception {
-        List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+    private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log, String... devices) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
-                "--device", "disk0", "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K",
-                "--debug-pause-after", pauseAfter);
-        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+                "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K",
+                "--debug-pause-after", pauseAfter));
+        for (String dev : devices.length == 0 ? new String[] {"disk0"} : devices) {
+            cmd.add("--device");
+            cmd.add(dev);
+        }
+        Process p = new ProcessBuilder(cmd).redirectOutput(log.toFile()).redirectError(log.resolveSibling(log.getFileName() + ".err").toFile()).start();
         try {
             await().atMost(Duration.ofSeconds(60)).until(() -> {
                 if (!p.isAlive()) {
-                    throw new AssertionError("the backup exited before pausing:\n" + Files.readString(log));
+                    throw new AssertionError("the backup exited before pausing:\n" + Files.readString(log)
+                            + Files.readString(log.resolveSibling(log.getFileName() + ".err")));
                 }
-                return Files.readString(log).contains("paused after");
+                return Files.readString(log.resolveSibling(log.getFileName() + ".err")).contains("paused after");
             });
         } catch (Throwable t) {
             p.destroyForcibly();
             throw t;
         }
         return p;
+    }
+
+    @Test
+    void twoDevicesBackedUpInOneSnapshotRestoreToTheSameInstant() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M", "disk1=64M"), List.of())) {
+            Path initial = initialImage();
+            nbdcopy(initial.toString(), d.uri("disk0"));
+            Nbd.qemuIoOk(d.uri("disk1"), "write -P 0x21 0 8M");
+            Path rec0 = record(d, "rec0.img");
+            Path rec1 = dir.resolve("rec1.img");
+            nbdcopy(d.uri("disk1"), rec1.toString());
+            // the backup pauses while reading disk0, after the take; then disk1 and disk0 are written, in that order
+            Path log = dir.resolve("two.log");
+            Process p = pausedBackup(d, repo, "4M", log, "disk0", "disk1");
+            try {
+                Nbd.qemuIoOk(d.uri("disk1"), "write -P 0x77 0 1M");
+                Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x78 0 1M");
+                p.getOutputStream().write('\n');
+                p.getOutputStream().close();
+                assertThat(p.waitFor()).as(Files.readString(dir.resolve("two.log.err"))).isZero();
+            } finally {
+                p.destroyForcibly();
+            }
+            List<String> lines = Files.readAllLines(log);
+            assertThat(lines).hasSize(2);
+            assertThat(lines.get(0)).startsWith("disk0 ").contains(" full ");
+            assertThat(lines.get(1)).startsWith("disk1 ").contains(" full ");
+            Path out0 = dir.resolve("out0.img");
+            Path out1 = dir.resolve("out1.img");
+            d.ok("restore", "--repo", repo.toString(), "--point", lines.get(0).split(" ")[1], "--to", out0.toString());
+            d.ok("restore", "--repo", repo.toString(), "--point", lines.get(1).split(" ")[1], "--to", out1.toString());
+            assertSameBytes(out0, rec0);
+            assertSameBytes(out1, rec1);
+        }
     }
 
     @Test
