@@ -311,9 +311,17 @@ public final class Repository implements AutoCloseable {
         return readManifest(f);
     }
 
-    /** The newest point of {@code device}, if any. */
+    /**
+     * The newest readable point of {@code device}, if any. A manifest that does not read is reported
+     * to the warning sink and passed over: an older point of the same generation is a correct base
+     * too (the CBT values only grow), and another device's damage must not stop this one's backup.
+     */
     public Optional<Point> latest(String device) throws RepositoryException {
-        return points().stream().filter(p -> p.device().equals(device)).reduce((a, b) -> b);
+        Scan s = scan();
+        for (RepositoryException e : s.damaged()) {
+            warn.accept(e.getMessage() + "; passed over (blksnap verify reports it)");
+        }
+        return s.points().stream().filter(p -> p.device().equals(device)).reduce((a, b) -> b);
     }
 
     /**

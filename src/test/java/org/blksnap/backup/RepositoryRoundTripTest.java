@@ -187,6 +187,34 @@ class RepositoryRoundTripTest {
     }
 
     @Test
+    void aDamagedNewestManifestIsPassedOverAndTheOlderPointIsTheBase() throws Exception {
+        Path repoDir = dir.resolve("repo");
+        try (FileExportServer nbd = new FileExportServer(dir, SIZE, "disk0")) {
+            String uri = nbd.uri("disk0");
+            write(uri, 0, initialContent(5));
+            Point first;
+            Point second;
+            try (Repository repo = Repository.openForWriting(repoDir, 1 << 20, m -> { })) {
+                first = repo.backup(source(uri, "g", 1), null, Repository.Progress.NONE);
+                second = repo.backup(source(uri, "g", 2), () -> new byte[BLOCKS], Repository.Progress.NONE);
+            }
+            Path manifest = repoDir.resolve("points/" + second.id() + ".point");
+            Files.writeString(manifest, Files.readString(manifest).replace("incremental", "incrementaX"));
+            byte[] map = new byte[BLOCKS];
+            map[7] = 2; // changed after snapshot 1, so also after snapshot 2's base: read against point 1
+            map[9] = 3;
+            List<String> warnings = new java.util.ArrayList<>();
+            try (Repository repo = Repository.openForWriting(repoDir, 1 << 20, warnings::add)) {
+                Point third = repo.backup(source(uri, "g", 3), () -> map, Repository.Progress.NONE);
+                assertThat(third.kind()).isEqualTo("incremental");
+                assertThat(third.reason()).contains(first.id());
+                assertThat(third.bytesRead()).isEqualTo(2L * BLOCK);
+            }
+            assertThat(warnings).singleElement().asString().contains(manifest.toString()).contains("passed over");
+        }
+    }
+
+    @Test
     void anUnknownPointIsNotFound() throws Exception {
         try (Repository repo = Repository.openForWriting(dir.resolve("repo"), 1 << 20, m -> { })) {
             assertThatThrownBy(() -> repo.point("20990101-000000-abcdef"))
