@@ -1,6 +1,6 @@
 package org.blksnap.backup;
 
-import com.github.luben.zstd.Zstd;
+import com.github.luben.zstd.ZstdCompressCtx;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -38,6 +38,8 @@ final class ChunkStore implements AutoCloseable {
     private final ReentrantLock lock = new ReentrantLock();
     private final AtomicLong newBytes = new AtomicLong();
     private final AtomicLong newBlobs = new AtomicLong();
+    /** zstd contexts reused across puts (one costs an allocation of native memory); at most one per thread at a time. */
+    private final java.util.concurrent.ConcurrentLinkedQueue<ZstdCompressCtx> contexts = new java.util.concurrent.ConcurrentLinkedQueue<>();
     // guarded by lock
     private OpenPack open;
 
@@ -76,6 +78,10 @@ final class ChunkStore implements AutoCloseable {
         return newBlobs.get();
     }
 
+    /** A blob to store: its kind, name and raw bytes. */
+    record Blob(int kind, Sha256 hash, byte[] raw) {
+    }
+
     /**
      * Stores {@code raw} as a blob of {@code kind} unless a blob of that name and kind exists.
      *
@@ -84,52 +90,90 @@ final class ChunkStore implements AutoCloseable {
      * @throws RepositoryException the pack could not be written (NO_SPACE when the filesystem is full)
      */
     Ref put(int kind, Sha256 hash, byte[] raw) throws RepositoryException {
-        Ref known = index.get(hash);
-        if (known != null && known.kind() == kind) {
-            return known;
+        return putAll(List.of(new Blob(kind, hash, raw)))[0];
+    }
+
+    /**
+     * Stores blobs as {@link #put} does, appending those not stored yet next to each other (one
+     * lock for all), so the chunks of one read run stay together in a pack and restore reads them
+     * in order.
+     */
+    Ref[] putAll(List<Blob> blobs) throws RepositoryException {
+        Ref[] refs = new Ref[blobs.size()];
+        ByteBuffer[] encoded = new ByteBuffer[blobs.size()];
+        for (int i = 0; i < refs.length; i++) {
+            Blob b = blobs.get(i);
+            Ref known = index.get(b.hash());
+            if (known != null && known.kind() == b.kind()) {
+                refs[i] = known;
+            } else {
+                encoded[i] = encode(b);
+            }
         }
-        if (raw.length > PackDescriptor.MAX_RAW_BYTES) {
-            throw new IllegalArgumentException("raw.length (" + raw.length + ") must be <= " + PackDescriptor.MAX_RAW_BYTES);
-        }
-        byte[] compressed = Zstd.compress(raw, ZSTD_LEVEL);
-        boolean useZstd = compressed.length < raw.length;
-        byte[] payload = useZstd ? compressed : raw;
-        ByteBuffer blob = ByteBuffer.allocate(PackDescriptor.BLOB_HEADER_BYTES + payload.length);
-        blob.putInt(PackDescriptor.BLOB_MAGIC).put((byte) kind)
-                .put((byte) (useZstd ? PackDescriptor.COMP_ZSTD : PackDescriptor.COMP_NONE)).putShort((short) 0)
-                .putInt(raw.length).putInt(payload.length);
-        hash.write(blob);
-        blob.put(payload).flip();
         lock.lock();
         try {
-            known = index.get(hash);
-            if (known != null && known.kind() == kind) {
-                return known;
+            for (int i = 0; i < refs.length; i++) {
+                if (refs[i] == null) {
+                    refs[i] = appendLocked(blobs.get(i), encoded[i]);
+                }
             }
-            if (open == null) {
-                open = openPack();
-            }
-            long at = open.positionBytes;
-            writeFully(open, blob, at);
-            open.positionBytes += blob.limit();
-            Ref ref = new Ref(kind, hash, open.id, at, blob.limit());
-            ByteBuffer entry = ByteBuffer.allocate(PackDescriptor.ENTRY_BYTES);
-            hash.write(entry);
-            entry.put((byte) kind).put(blob.get(PackDescriptor.BLOB_COMP_OFFSET)).putShort((short) 0)
-                    .putInt((int) at).putInt(blob.limit());
-            open.entries.add(entry.array());
-            if (known == null) {
-                index.put(hash, ref);
-            }
-            newBytes.addAndGet(blob.limit());
-            newBlobs.incrementAndGet();
-            if (open.positionBytes >= targetPackBytes) {
+            if (open != null && open.positionBytes >= targetPackBytes) {
                 sealLocked();
             }
-            return ref;
+            return refs;
         } finally {
             lock.unlock();
         }
+    }
+
+    private ByteBuffer encode(Blob b) {
+        byte[] raw = b.raw();
+        if (raw.length > PackDescriptor.MAX_RAW_BYTES) {
+            throw new IllegalArgumentException("raw.length (" + raw.length + ") must be <= " + PackDescriptor.MAX_RAW_BYTES);
+        }
+        ZstdCompressCtx ctx = contexts.poll();
+        if (ctx == null) {
+            ctx = new ZstdCompressCtx().setLevel(ZSTD_LEVEL);
+        }
+        byte[] compressed;
+        try {
+            compressed = ctx.compress(raw);
+        } finally {
+            contexts.offer(ctx);
+        }
+        boolean useZstd = compressed.length < raw.length;
+        byte[] payload = useZstd ? compressed : raw;
+        ByteBuffer blob = ByteBuffer.allocate(PackDescriptor.BLOB_HEADER_BYTES + payload.length);
+        blob.putInt(PackDescriptor.BLOB_MAGIC).put((byte) b.kind())
+                .put((byte) (useZstd ? PackDescriptor.COMP_ZSTD : PackDescriptor.COMP_NONE)).putShort((short) 0)
+                .putInt(raw.length).putInt(payload.length);
+        b.hash().write(blob);
+        return blob.put(payload).flip();
+    }
+
+    private Ref appendLocked(Blob b, ByteBuffer blob) throws RepositoryException {
+        Ref known = index.get(b.hash());
+        if (known != null && known.kind() == b.kind()) {
+            return known; // another thread stored it meanwhile
+        }
+        if (open == null) {
+            open = openPack();
+        }
+        long at = open.positionBytes;
+        writeFully(open, blob, at);
+        open.positionBytes += blob.limit();
+        Ref ref = new Ref(b.kind(), b.hash(), open.id, at, blob.limit());
+        ByteBuffer entry = ByteBuffer.allocate(PackDescriptor.ENTRY_BYTES);
+        b.hash().write(entry);
+        entry.put((byte) b.kind()).put(blob.get(PackDescriptor.BLOB_COMP_OFFSET)).putShort((short) 0)
+                .putInt((int) at).putInt(blob.limit());
+        open.entries.add(entry.array());
+        if (known == null) {
+            index.put(b.hash(), ref);
+        }
+        newBytes.addAndGet(blob.limit());
+        newBlobs.incrementAndGet();
+        return ref;
     }
 
     /** Makes every blob put so far durable: seals the open pack, if any. */
@@ -205,6 +249,10 @@ final class ChunkStore implements AutoCloseable {
     /** Closes the open pack without sealing it: its blobs are lost (the file stays in tmp/ for the next writer to remove). */
     @Override
     public void close() {
+        ZstdCompressCtx ctx;
+        while ((ctx = contexts.poll()) != null) {
+            ctx.close();
+        }
         lock.lock();
         try {
             if (open != null) {

@@ -4,9 +4,11 @@ import java.nio.ByteBuffer;
 import java.time.Instant;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.BitSet;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Semaphore;
@@ -176,6 +178,8 @@ final class DeviceBackup {
         ByteBuffer buf = ByteBuffer.allocate(length);
         client.read(offset, buf);
         byte[] data = buf.array();
+        List<ChunkStore.Blob> blobs = new ArrayList<>();
+        List<Integer> chunks = new ArrayList<>();
         for (int c = first; c < end; c++) {
             int at = (int) (g.chunkOffsetBytes(c) - offset);
             int len = g.chunkLengthBytes(c);
@@ -183,8 +187,13 @@ final class DeviceBackup {
                 newRefs[c] = Ref.HOLE;
             } else {
                 byte[] chunk = Arrays.copyOfRange(data, at, at + len);
-                newRefs[c] = store.put(NodeDescriptor.KIND_CHUNK, Sha256.of(chunk), chunk);
+                blobs.add(new ChunkStore.Blob(NodeDescriptor.KIND_CHUNK, Sha256.of(chunk), chunk));
+                chunks.add(c);
             }
+        }
+        Ref[] refs = store.putAll(blobs);
+        for (int i = 0; i < refs.length; i++) {
+            newRefs[chunks.get(i)] = refs[i];
         }
         progress.update(bytesRead.addAndGet(length), totalBytes);
     }

@@ -67,7 +67,7 @@ final class PackDescriptor {
     static final int FOOTER_BYTES = 24;
     static final long FOOTER_MAGIC = 0x424b534e50454e44L; // "BKSNPEND"
 
-    /** A pack is sealed once it reaches this size in bytes (it may pass it by one blob). */
+    /** A pack is sealed once it reaches this size in bytes (it may pass it by one read run of blobs). */
     static final long TARGET_PACK_BYTES = 32L << 20;
     /** Blob offsets are u32: a pack never grows past this. */
     static final long MAX_PACK_BYTES = 0xffffffffL;
