@@ -110,6 +110,14 @@ class RepositoryRoundTripTest {
                     repo.restore(inc.id(), other.uri("t"), Repository.Progress.NONE);
                 }
                 assertThat(Files.readAllBytes(dir.resolve("o/t.img"))).isEqualTo(v2);
+                // a target smaller than the point: refused before anything is written
+                try (FileExportServer small = new FileExportServer(Files.createDirectories(dir.resolve("s")), SIZE / 2, "t")) {
+                    assertThatThrownBy(() -> repo.restore(inc.id(), small.uri("t"), Repository.Progress.NONE))
+                            .isInstanceOfSatisfying(RepositoryException.class, e -> {
+                                assertThat(e.code()).isEqualTo(RepositoryException.Code.TARGET);
+                                assertThat(e.getMessage()).contains("smaller than point " + inc.id());
+                            });
+                }
             }
         }
     }
