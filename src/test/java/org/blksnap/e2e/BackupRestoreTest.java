@@ -195,6 +195,32 @@ class BackupRestoreTest {
     }
 
     @Test
+    void aTrackerResetGivesAFullPointAndSaysWhy() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(initialImage().toString(), d.uri("disk0"));
+            String[] first = backup(d, repo);
+            d.ok("tracker", "remove", "--device", "disk0");
+            Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x5a 1M 64k");
+            Path rec = record(d, "rec.img");
+            CliRun r = d.cli("--json", "backup", "--repo", repo.toString(), "--device", "disk0", "--storage-size", "16M",
+                    "--storage-limit", "16M");
+            assertThat(r.exitCode()).as(r.toString()).isZero();
+            JsonNode p = json.readTree(r.out()).path("points").get(0);
+            assertThat(p.path("kind").asString()).isEqualTo("full");
+            assertThat(p.path("reason").asString()).startsWith("new CBT generation " + p.path("generation").asString())
+                    .contains(first[1]).contains("tracker was reset");
+            assertThat(p.path("bytesRead").asLong()).isEqualTo(64L << 20);
+            assertThat(p.path("newBytes").asLong()).as("all but one chunk are in the repository already")
+                    .isLessThan(1L << 20);
+            Path out = dir.resolve("out.img");
+            d.ok("restore", "--repo", repo.toString(), "--point", p.path("id").asString(), "--to", out.toString());
+            assertSameBytes(out, rec);
+        }
+    }
+
+    @Test
     void twoDevicesBackedUpInOneSnapshotRestoreToTheSameInstant() throws Exception {
         ExternalTool.require("nbdcopy", "qemu-io");
         Path repo = dir.resolve("repo");
