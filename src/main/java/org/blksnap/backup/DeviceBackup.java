@@ -176,7 +176,10 @@ final class DeviceBackup {
         long offset = g.chunkOffsetBytes(first);
         int length = (int) (g.chunkOffsetBytes(end - 1) + g.chunkLengthBytes(end - 1) - offset);
         ByteBuffer buf = ByteBuffer.allocate(length);
-        client.read(offset, buf);
+        for (int done = 0; done < length; done += NbdClientDescriptor.MAX_REQUEST_BYTES) {
+            int n = Math.min(NbdClientDescriptor.MAX_REQUEST_BYTES, length - done);
+            client.read(offset + done, buf.slice(done, n));
+        }
         byte[] data = buf.array();
         List<ChunkStore.Blob> blobs = new ArrayList<>();
         List<Integer> chunks = new ArrayList<>();

@@ -48,8 +48,9 @@ final class NodeDescriptor {
     static final int MIN_FANOUT = 2;
     static final int MAX_FANOUT = 4096;
 
+    /** Chunks are tracking blocks: 2^12 .. 2^26 bytes (tracking_block_minimum_shift 12 .. 26). */
     static final int MIN_CHUNK_BYTES = 4096;
-    static final int MAX_CHUNK_BYTES = 16 << 20;
+    static final int MAX_CHUNK_BYTES = 64 << 20;
 
     /** Bytes of a node of {@code count} refs. */
     static int nodeBytes(int count) {

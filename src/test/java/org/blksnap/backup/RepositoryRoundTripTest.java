@@ -223,6 +223,33 @@ class RepositoryRoundTripTest {
     }
 
     @Test
+    void trackingBlocksLargerThanOneNbdRequestAreReadInPiecesAndRoundTrip() throws Exception {
+        int bigBlock = 8 << 20; // tracking_block_minimum_shift can make blocks up to 64 MiB; requests stay <= 4 MiB
+        long size = 32L << 20;
+        try (FileExportServer nbd = new FileExportServer(dir, size, "big");
+             Repository repo = Repository.openForWriting(dir.resolve("repo"), 1 << 20, m -> { })) {
+            String uri = nbd.uri("big");
+            byte[] data = new byte[(int) size];
+            new Random(9).nextBytes(data);
+            write(uri, 0, data);
+            Point full = repo.backup(new Repository.BackupSource("big", uri, size, bigBlock, "g", 1), null,
+                    Repository.Progress.NONE);
+            byte[] changed = new byte[1 << 20];
+            new Random(10).nextBytes(changed);
+            write(uri, 17L << 20, changed);
+            System.arraycopy(changed, 0, data, 17 << 20, changed.length);
+            Point inc = repo.backup(new Repository.BackupSource("big", uri, size, bigBlock, "g", 2),
+                    () -> new byte[] {1, 1, 2, 1}, Repository.Progress.NONE);
+            assertThat(inc.kind()).isEqualTo("incremental");
+            assertThat(inc.bytesRead()).isEqualTo(bigBlock);
+            Path out = dir.resolve("big-restored.img");
+            repo.restore(inc.id(), out.toString(), Repository.Progress.NONE);
+            assertThat(Files.readAllBytes(out)).isEqualTo(data);
+            assertThat(repo.verify(full.id()).ok()).isTrue();
+        }
+    }
+
+    @Test
     void anUnknownPointIsNotFound() throws Exception {
         try (Repository repo = Repository.openForWriting(dir.resolve("repo"), 1 << 20, m -> { })) {
             assertThatThrownBy(() -> repo.point("20990101-000000-abcdef"))
