@@ -33,6 +33,8 @@ final class NbdClient implements AutoCloseable {
     private final long sizeBytes;
     private final int transmissionFlags;
     private final ReentrantLock sendLock = new ReentrantLock();
+    /** Guarded by sendLock. */
+    private final ByteBuffer sendBuffer = ByteBuffer.allocateDirect(REQUEST_BYTES + MAX_REQUEST_BYTES);
     private final ConcurrentHashMap<Long, Pending> pending = new ConcurrentHashMap<>();
     private final AtomicLong cookies = new AtomicLong();
     private final Thread reader;
@@ -187,18 +189,19 @@ final class NbdClient implements AutoCloseable {
         long cookie = cookies.incrementAndGet();
         Pending p = new Pending(into, new CompletableFuture<>());
         pending.put(cookie, p);
-        ByteBuffer header = ByteBuffer.allocate(REQUEST_BYTES);
-        header.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) type).putLong(cookie).putLong(offsetBytes)
-                .putInt(length).flip();
         sendLock.lock();
         try {
             if (broken != null) {
                 throw broken;
             }
-            writeFully(ch, header);
+            // one direct buffer for header and payload: one write, and no temporary buffer per call
+            ByteBuffer out = sendBuffer.clear();
+            out.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) type).putLong(cookie).putLong(offsetBytes)
+                    .putInt(length);
             if (payload != null) {
-                writeFully(ch, payload.duplicate());
+                out.put(payload.duplicate());
             }
+            writeFully(ch, out.flip());
         } catch (IOException e) {
             pending.remove(cookie);
             throw new RepositoryException(RepositoryException.Code.NBD, what + " of " + length + " bytes at offset "
@@ -224,9 +227,14 @@ final class NbdClient implements AutoCloseable {
     }
 
     private void readReplies() {
+        // Direct buffers of our own: a read into a heap buffer makes the JDK allocate a temporary
+        // direct buffer per call, which a virtual thread does not cache.
+        ByteBuffer h = ByteBuffer.allocateDirect(SIMPLE_REPLY_BYTES);
+        ByteBuffer payload = ByteBuffer.allocateDirect(MAX_REQUEST_BYTES);
         try {
             while (true) {
-                ByteBuffer h = readFully(ch, SIMPLE_REPLY_BYTES);
+                h.clear();
+                readFully(ch, h);
                 int magic = h.getInt();
                 int error = h.getInt();
                 long cookie = h.getLong();
@@ -239,11 +247,9 @@ final class NbdClient implements AutoCloseable {
                 }
                 if (error == 0 && p.into() != null) {
                     ByteBuffer into = p.into();
-                    while (into.hasRemaining()) {
-                        if (ch.read(into) < 0) {
-                            throw new EOFException("the server closed the connection in the middle of a read reply");
-                        }
-                    }
+                    payload.clear().limit(into.remaining());
+                    readFully(ch, payload);
+                    into.put(payload);
                 }
                 p.done().complete(error);
             }
@@ -255,7 +261,11 @@ final class NbdClient implements AutoCloseable {
     }
 
     private static ByteBuffer readFully(SocketChannel ch, int length) throws IOException {
-        ByteBuffer b = ByteBuffer.allocate(length);
+        return readFully(ch, ByteBuffer.allocate(length));
+    }
+
+    /** Fills {@code b} and flips it. */
+    private static ByteBuffer readFully(SocketChannel ch, ByteBuffer b) throws IOException {
         while (b.hasRemaining()) {
             if (ch.read(b) < 0) {
                 throw new EOFException("the server closed the connection");
