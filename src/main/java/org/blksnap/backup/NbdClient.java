@@ -194,7 +194,7 @@ final class NbdClient implements AutoCloseable {
             if (broken != null) {
                 throw broken;
             }
-            // one direct buffer for header and payload: one write, and no temporary buffer per call
+            // header and payload in one buffer: one write per request instead of two
             ByteBuffer out = sendBuffer.clear();
             out.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) type).putLong(cookie).putLong(offsetBytes)
                     .putInt(length);
@@ -227,8 +227,7 @@ final class NbdClient implements AutoCloseable {
     }
 
     private void readReplies() {
-        // Direct buffers of our own: a read into a heap buffer makes the JDK allocate a temporary
-        // direct buffer per call, which a virtual thread does not cache.
+        // Buffers of our own, allocated once for the life of the connection.
         ByteBuffer h = ByteBuffer.allocateDirect(SIMPLE_REPLY_BYTES);
         ByteBuffer payload = ByteBuffer.allocateDirect(MAX_REQUEST_BYTES);
         try {
