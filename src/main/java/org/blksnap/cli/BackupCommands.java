@@ -106,6 +106,13 @@ final class BackupCommands {
                 UUID id = cli.call(new Requests.SnapshotCreate(devices)).id();
                 Path storage = storageRoot.resolve("backup-" + id);
                 Session session = new Session(cli, id, storage);
+                session.afterEnd = () -> {
+                    try {
+                        repository.recordSession(Map.of());
+                    } catch (RepositoryException e) {
+                        cli.warn("backup: " + e.getMessage());
+                    }
+                };
                 Thread hook = new Thread(session::end, "blksnap-backup-cleanup");
                 Runtime.getRuntime().addShutdownHook(hook);
                 try {
@@ -148,7 +155,6 @@ final class BackupCommands {
                     }
                 } finally {
                     session.end();
-                    repository.recordSession(Map.of());
                     try {
                         Runtime.getRuntime().removeShutdownHook(hook);
                     } catch (IllegalStateException e) {
@@ -215,7 +221,8 @@ final class BackupCommands {
     /**
      * The daemon-side state of one backup: its snapshot and the storage directory. {@link #end} (from
      * the command, or from the shutdown hook on SIGTERM/Ctrl-C) destroys the snapshot, which stops the
-     * stretch, and removes the storage files; only the first call acts. Thread-safe.
+     * stretch, removes the storage files and then clears the record of them in the repository's lock
+     * file; only the first call acts. Thread-safe.
      */
     private static final class Session {
         private final Cli cli;
@@ -223,6 +230,8 @@ final class BackupCommands {
         private final Path storage;
         private final AtomicBoolean ended = new AtomicBoolean();
         volatile Thread stretch;
+        /** Runs once the snapshot and storage are gone (clears the repository's record of them). */
+        volatile Runnable afterEnd = () -> { };
 
         Session(Cli cli, UUID id, Path storage) {
             this.cli = cli;
@@ -260,6 +269,7 @@ final class BackupCommands {
                     cli.warn("backup: cannot remove the storage " + storage + ": " + e.getMessage());
                 }
             }
+            afterEnd.run();
         }
     }
 

@@ -271,6 +271,8 @@ class BackupRestoreTest {
                 assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
             }
             assertThat(repo.resolve("points")).isEmptyDirectory();
+            assertThat(Files.readString(repo.resolve("lock"))).as("nothing left for the next backup to clean up")
+                    .doesNotContain("snapshot");
         }
     }
 
