@@ -31,6 +31,12 @@ final class BackupCommands {
     private BackupCommands() {
     }
 
+    /** The exit statuses of the backup commands: the tool's, and the repository's own. */
+    static final String EXIT_FOOTER = "%nExit status: 0 ok; 65 damaged (verify found problems) or another format version; "
+            + "66 no such repository, point or device; 73 restore target too small or existing; 74 NBD or local I/O; "
+            + "75 the repository is locked by another writer; 28 the repository's filesystem is full; 64 usage; "
+            + "the errno number of an engine error (backup); 111 daemon not reachable (backup).";
+
     /** One device's line of {@code backup}. */
     record BackupPoint(String device, String id, String kind, String reason, String generation, long snapNumber,
                        long sizeBytes, long bytesRead, long newBytes, double seconds) {
@@ -55,7 +61,7 @@ final class BackupCommands {
     record PointList(List<PointLine> points) {
     }
 
-    @Command(name = "backup", description = "Back up devices into a repository: one coherent snapshot of all of them, "
+    @Command(name = "backup", footer = EXIT_FOOTER, description = "Back up devices into a repository: one coherent snapshot of all of them, "
             + "then per device an incremental point (only blocks changed since its last point) or a full one.")
     static final class BackupCmd extends Commands.Base {
         /** Initial difference storage when no --storage-size is given, in bytes (or the limit if smaller). */
@@ -63,7 +69,7 @@ final class BackupCommands {
 
         @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository (created when missing or empty)")
         Path repo;
-        @Option(names = "--device", required = true, paramLabel = "NAME")
+        @Option(names = "--device", required = true, paramLabel = "NAME", description = "a device to back up (repeatable: all in one snapshot)")
         List<String> devices = new ArrayList<>();
         @Option(names = "--freeze", paramLabel = "MOUNTPOINT", description = "fsfreeze around the take")
         List<Path> freeze = new ArrayList<>();
@@ -278,11 +284,11 @@ final class BackupCommands {
         return p.device() + " " + p.id() + " " + p.kind() + " " + p.bytesRead() + " " + p.newBytes();
     }
 
-    @Command(name = "points", description = "List the points of a repository, oldest first.")
+    @Command(name = "points", footer = EXIT_FOOTER, description = "List the points of a repository, oldest first.")
     static final class PointsCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR")
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
         Path repo;
-        @Option(names = "--device", paramLabel = "NAME")
+        @Option(names = "--device", paramLabel = "NAME", description = "only the points of this device")
         String device;
 
         @Override
@@ -304,11 +310,11 @@ final class BackupCommands {
         }
     }
 
-    @Command(name = "restore", description = "Restore a point bit for bit to a new file (sparse), a block device or an NBD URI.")
+    @Command(name = "restore", footer = EXIT_FOOTER, description = "Restore a point bit for bit to a new file (sparse), a block device or an NBD URI.")
     static final class RestoreCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR")
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
         Path repo;
-        @Option(names = "--point", required = true, paramLabel = "ID")
+        @Option(names = "--point", required = true, paramLabel = "ID", description = "the point to restore (see points)")
         String point;
         @Option(names = "--to", required = true, paramLabel = "TARGET", description = "FILE, /dev/BLOCKDEVICE or nbd://...")
         String to;
@@ -325,10 +331,10 @@ final class BackupCommands {
         }
     }
 
-    @Command(name = "verify", description = "Re-hash every chunk and node the points use; report damaged or missing ones "
+    @Command(name = "verify", footer = EXIT_FOOTER, description = "Re-hash every chunk and node the points use; report damaged or missing ones "
             + "with the points they break (exit 65).")
     static final class VerifyCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR")
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
         Path repo;
         @Option(names = "--point", paramLabel = "ID", description = "only this point (default: all)")
         String point;
@@ -351,18 +357,18 @@ final class BackupCommands {
     record PruneReport(List<PruneLine> points, boolean dryRun) {
     }
 
-    @Command(name = "prune", description = "Remove the points a retention policy does not keep (per device); "
+    @Command(name = "prune", footer = EXIT_FOOTER, description = "Remove the points a retention policy does not keep (per device); "
             + "their chunks go at the next gc.")
     static final class PruneCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR")
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
         Path repo;
-        @Option(names = "--keep-last", paramLabel = "N", defaultValue = "0")
+        @Option(names = "--keep-last", paramLabel = "N", defaultValue = "0", description = "keep the newest N points of each device")
         int keepLast;
-        @Option(names = "--keep-daily", paramLabel = "N", defaultValue = "0")
+        @Option(names = "--keep-daily", paramLabel = "N", defaultValue = "0", description = "keep the newest point of each of the newest N days")
         int keepDaily;
-        @Option(names = "--keep-weekly", paramLabel = "N", defaultValue = "0")
+        @Option(names = "--keep-weekly", paramLabel = "N", defaultValue = "0", description = "keep the newest point of each of the newest N ISO weeks")
         int keepWeekly;
-        @Option(names = "--keep-monthly", paramLabel = "N", defaultValue = "0")
+        @Option(names = "--keep-monthly", paramLabel = "N", defaultValue = "0", description = "keep the newest point of each of the newest N months")
         int keepMonthly;
         @Option(names = "--dry-run", description = "say what would be removed, remove nothing")
         boolean dryRun;
@@ -388,9 +394,9 @@ final class BackupCommands {
         }
     }
 
-    @Command(name = "gc", description = "Remove the pack files no point uses (older than the grace period).")
+    @Command(name = "gc", footer = EXIT_FOOTER, description = "Remove the pack files no point uses (older than the grace period).")
     static final class GcCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR")
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
         Path repo;
         @Option(names = "--grace", paramLabel = "DURATION", defaultValue = "PT1H",
                 description = "keep unused packs younger than this, ISO-8601 (default ${DEFAULT-VALUE}; PT0S for none)")
