@@ -2,7 +2,11 @@
 # blksnap for Java — benchmark harness (project issue #6). See docs/BENCHMARKS.md.
 #
 #   bench/run.sh [--quick] [--rounds N] [--runtime S] [--size SIZE] [--scn-size SIZE]
-#                [--parts peers,scenarios,engine,jmh] [--ours-only] [--out DIR]
+#                [--parts peers,scenarios,engine,jmh] [--ours-only] [--medium shm|disk|both] [--out DIR]
+#
+# --medium: where the devices and the difference storage live: shm (/dev/shm, the default), disk (a
+# directory on the root filesystem, $BENCH_DISK_DIR or /var/tmp: ext4 on virtio here), or both; each
+# medium gets its own tables, each against its own peers (sections peers-disk, scenarios-disk).
 #
 # Parts (default: peers,scenarios,engine; add jmh explicitly or run bench/jmh.sh):
 #   peers      fio (ioengine=nbd) and nbdcopy against blksnapd, nbdkit file, qemu-nbd (default and
@@ -11,6 +15,10 @@
 #   scenarios  upstream tests/fio + perf-cow style: no tracker, tracker attached, snapshot taken
 #              (first / second 1 MiB pass, fresh random 4 KiB writes), image reads cold / after COW;
 #              for blksnapd and for QEMU (qemu-storage-daemon: copy-before-write + snapshot-access).
+#              The difference storage (ours) and the copy-before-write target (QEMU's) are written
+#              once before the snapshot, so the passes measure the engines, not the first touch of
+#              new pages; one more first pass per round on freshly allocated storage, labelled
+#              "fresh storage", shows what a first snapshot on new storage costs.
 #   engine     take latency (1/4/16 sparse 1 TiB devices, idle / under writes) and heap per snapshot
 #              (1 GiB, 1 TiB, 10 TiB), in-process (org.blksnap.bench.EngineProbe, bench profile).
 #   jmh        the JMH hot-path suite (bench/jmh.sh), short settings.
@@ -30,6 +38,7 @@ WARM=4G          # /dev/shm written once and freed before measuring (see warm_me
 PARTS=peers,scenarios,engine
 OUT=""
 QUICK=0
+MEDIA=shm        # --medium
 OURS_ONLY=0      # --ours-only: scenarios without the QEMU peer (A/B of our own builds, half the time)
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -43,6 +52,8 @@ while [ $# -gt 0 ]; do
     --parts) PARTS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --ours-only) OURS_ONLY=1 ;;
+    --medium) case "$2" in shm) MEDIA=shm ;; disk) MEDIA=disk ;; both) MEDIA="shm disk" ;;
+                *) echo "run.sh: --medium must be shm, disk or both" >&2; exit 64 ;; esac; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
@@ -78,6 +89,13 @@ mkdir -p "$OUT"
 ln -sfn "$OUT" "$BENCH/results/latest"
 W=/dev/shm/blksnap-bench.$$
 mkdir -p "$W"
+WDISK=${BENCH_DISK_DIR:-/var/tmp}/blksnap-bench.$$
+D=$W             # data files of the medium being measured (set_medium)
+SFX=""           # section suffix of the medium being measured
+set_medium() {
+  if [ "$1" = disk ]; then mkdir -p "$WDISK"; D=$WDISK; SFX=-disk; else D=$W; SFX=""; fi
+  echo "== medium: $1 ($D)" >&2
+}
 RAW="$OUT/raw.tsv"
 : > "$RAW"
 PIDS=()
@@ -87,7 +105,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   for f in "$W"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
   sleep 0.5
-  rm -rf "$W"
+  rm -rf "$W" "$WDISK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -171,8 +189,9 @@ warm_memory
 # Part 1: peers
 # =================================================================================================
 PEER_JOBS="read:1M:8 write:1M:8 randread:4k:1 randread:4k:32 randwrite:4k:1 randwrite:4k:32"
-if has_part peers; then
-  DISK=$W/disk.img
+run_peers() {
+  rm -f "$W/pk.sock" "$W/pq.sock" "$W/pqn.sock" "$W/ours.sock"   # left by the previous medium
+  DISK=$D/disk.img
   echo "== peers: filling $DISK ($SIZE)" >&2
   fill "$DISK" "$SIZE"
   start_blksnapd ours "$DISK"
@@ -200,11 +219,11 @@ if has_part peers; then
         [ "$s" = blksnapd ] && ensure_blksnapd ours
         if [ "$s" = raw-psync ]; then
           [ "$qd" = 1 ] || [ "$bs" = 1M ] || continue
-          v=$(fio_job "p$r-$key-$s" "$rw" "$bs" 1 time --filename="$DISK" --ioengine=psync)
+          v=$(fio_job "p$SFX$r-$key-$s" "$rw" "$bs" 1 time --filename="$DISK" --ioengine=psync)
         else
-          v=$(fio_job "p$r-$key-$s" "$rw" "$bs" "$qd" time --ioengine=nbd --uri="${URI[$s]}")
+          v=$(fio_job "p$SFX$r-$key-$s" "$rw" "$bs" "$qd" time --ioengine=nbd --uri="${URI[$s]}")
         fi
-        record peers "$key" "$s" "$r" "$v" "$([ "$bs" = 4k ] && echo IOPS || echo MiB/s)"
+        record "peers$SFX" "$key" "$s" "$r" "$v" "$([ "$bs" = 4k ] && echo IOPS || echo MiB/s)"
         echo "  round $r $key $s: $v" >&2
       done
     done
@@ -215,15 +234,16 @@ if has_part peers; then
         nbdcopy "${URI[$s]}" null: 2>"$OUT/nbdcopy-$s.err" || echo "run.sh: nbdcopy $s failed" >&2
         t1=$(date +%s.%N)
         v=$(python3 -c "print($(stat -c %s "$DISK")/1048576/($t1-$t0))")
-        record peers nbdcopy "$s" "$r$k" "$v" MiB/s
+        record "peers$SFX" nbdcopy "$s" "$r$k" "$v" MiB/s
         echo "  round $r$k nbdcopy $s: $v MiB/s" >&2
       done
     done
   done
   kill "$(cat "$W/pk.pid")" "$(cat "$W/pq.pid")" "$(cat "$W/pqn.pid")" 2>/dev/null || true
+  for f in pk pq pqn; do while kill -0 "$(cat "$W/$f.pid")" 2>/dev/null; do sleep 0.1; done; done
   stop_blksnapd ours
   rm -f "$DISK"
-fi
+}
 
 # =================================================================================================
 # Part 2: blksnap scenarios (ours) and QEMU copy-before-write + snapshot-access (qemu)
@@ -232,8 +252,8 @@ fi
 # for random writes; time-based random reads. Depth 8 as upstream tests/fio.
 scn() {  # scn SERVER ROUND KEY RW BS URI MODE
   local v
-  v=$(fio_job "s$2-$1-$3" "$4" "$5" 8 "$7" --ioengine=nbd --uri="$6")
-  record scenarios "$3" "$1" "$2" "$v" "$([ "$5" = 4k ] && echo IOPS || echo MiB/s)"
+  v=$(fio_job "s$SFX$2-$1-$3" "$4" "$5" 8 "$7" --ioengine=nbd --uri="$6")
+  record "scenarios$SFX" "$3" "$1" "$2" "$v" "$([ "$5" = 4k ] && echo IOPS || echo MiB/s)"
   echo "  round $2 $1 $3: $v" >&2
 }
 scn_warm() {  # untimed 2 s of 1 MiB writes before each round's first measurement (the first job of a
@@ -267,21 +287,32 @@ ours_round() {  # ours_round ROUND
   scn_common blksnapd "$r" "$dev" base
   id=$(bsnap so snapshot create --device disk0); bsnap so snapshot destroy --id "$id"
   scn_common blksnapd "$r" "$dev" tracked
-  rm -f "$W/so-diff.img"
+  written_storage "$D/so-diff.img" "$SCN_STORAGE"
   id=$(bsnap so snapshot create --device disk0)
-  bsnap so snapshot append-storage --id "$id" --file "$W/so-diff.img" --size "$SCN_STORAGE" >/dev/null
+  bsnap so snapshot append-storage --id "$id" --file "$D/so-diff.img" >/dev/null
   bsnap so snapshot take --id "$id"
   img=$(bsnap so snapshot images --id "$id" | awk '{print $3}')
   scn_snapshot blksnapd "$r" "$dev" "$img"
   bsnap so status | grep chunks_copied >> "$OUT/so-status.txt" || true
   bsnap so snapshot destroy --id "$id"
-  rm -f "$W/so-diff.img"
+  written_storage "$D/so-diff.img" "$SCN_STORAGE"
   id=$(bsnap so snapshot create --device disk0)
-  bsnap so snapshot append-storage --id "$id" --file "$W/so-diff.img" --size "$SCN_STORAGE" >/dev/null
+  bsnap so snapshot append-storage --id "$id" --file "$D/so-diff.img" >/dev/null
   bsnap so snapshot take --id "$id"
   scn blksnapd "$r" snap-randwrite4k-fresh randwrite 4k "$dev" "$RND_SIZE"
   bsnap so snapshot destroy --id "$id"
-  rm -f "$W/so-diff.img"
+  # the first pass again, on storage allocated now (fallocate, pages never touched)
+  rm -f "$D/so-diff.img"
+  id=$(bsnap so snapshot create --device disk0)
+  bsnap so snapshot append-storage --id "$id" --file "$D/so-diff.img" --size "$SCN_STORAGE" >/dev/null
+  bsnap so snapshot take --id "$id"
+  scn blksnapd "$r" snap-write1M-pass1-freshstorage write 1M "$dev" "$SCN_SIZE"
+  bsnap so snapshot destroy --id "$id"
+  rm -f "$D/so-diff.img"
+}
+written_storage() {  # written_storage FILE SIZE: a file whose every page was written once (zeros)
+  rm -f "$1"
+  dd if=/dev/zero of="$1" bs=1M count=$(($(numfmt --from=iec "$2") / 1048576)) conv=fsync status=none
 }
 
 QMP() { python3 "$BENCH/qmp.py" "$W/sq.qmp" "$@"; }
@@ -306,11 +337,15 @@ qemu_round() {  # qemu_round ROUND
   qemu_snapshot_on
   scn qemu "$r" snap-randwrite4k-fresh randwrite 4k "$dev" "$RND_SIZE"
   qemu_snapshot_off
+  qemu_snapshot_on fresh
+  scn qemu "$r" snap-write1M-pass1-freshstorage write 1M "$dev" "$SCN_SIZE"
+  qemu_snapshot_off
   QMP 'block-dirty-bitmap-remove {"node":"src","name":"cbt"}' >/dev/null
 }
-qemu_snapshot_on() {  # point in time: device export moves onto the copy-before-write filter
-  rm -f "$W/sq-tgt.img"; truncate -s "$SCN_SIZE" "$W/sq-tgt.img"
-  QMP "blockdev-add {\"driver\":\"file\",\"node-name\":\"tgt\",\"filename\":\"$W/sq-tgt.img\",\"locking\":\"off\"}" \
+qemu_snapshot_on() {  # qemu_snapshot_on [fresh]: device export moves onto the copy-before-write filter
+  if [ "${1:-}" = fresh ]; then rm -f "$D/sq-tgt.img"; truncate -s "$SCN_SIZE" "$D/sq-tgt.img"
+  else written_storage "$D/sq-tgt.img" "$SCN_SIZE"; fi
+  QMP "blockdev-add {\"driver\":\"file\",\"node-name\":\"tgt\",\"filename\":\"$D/sq-tgt.img\",\"locking\":\"off\"}" \
       'blockdev-add {"driver":"copy-before-write","node-name":"cbw","file":"src","target":"tgt"}' \
       'block-export-del {"id":"edev"}' >/dev/null
   qemu_wait_export_gone edev
@@ -323,11 +358,12 @@ qemu_snapshot_off() {
   QMP 'blockdev-del {"node-name":"acc"}' 'block-export-del {"id":"edev"}' >/dev/null; qemu_wait_export_gone edev
   QMP 'block-export-add {"type":"nbd","id":"edev","node-name":"src","name":"dev","writable":true}' \
       'blockdev-del {"node-name":"cbw"}' 'blockdev-del {"node-name":"tgt"}' >/dev/null
-  rm -f "$W/sq-tgt.img"
+  rm -f "$D/sq-tgt.img"
 }
 
-if has_part scenarios; then
-  SDEV=$W/sdev.img
+run_scenarios() {
+  rm -f "$W/so.sock" "$W/sq.sock" "$W/sq.qmp"   # left by the previous medium
+  SDEV=$D/sdev.img
   # diff storage: the whole device may be copied on the first pass; plus room
   SCN_STORAGE=$(($(numfmt --from=iec "$SCN_SIZE") / 1048576 + 256))M
   echo "== scenarios: filling $SDEV ($SCN_SIZE)" >&2
@@ -344,10 +380,20 @@ if has_part scenarios; then
     if [ "$OURS_ONLY" = 1 ]; then ours_round "$r"
     elif ((r % 2)); then ours_round "$r"; qemu_round "$r"; else qemu_round "$r"; ours_round "$r"; fi
   done
-  [ "$OURS_ONLY" = 1 ] || kill "$(cat "$W/sq.pid")" 2>/dev/null || true
+  if [ "$OURS_ONLY" = 0 ]; then
+    kill "$(cat "$W/sq.pid")" 2>/dev/null || true
+    while kill -0 "$(cat "$W/sq.pid")" 2>/dev/null; do sleep 0.1; done
+  fi
   stop_blksnapd so
   rm -f "$SDEV"
-fi
+}
+
+for medium in $MEDIA; do
+  set_medium "$medium"
+  if has_part peers; then run_peers; fi
+  if has_part scenarios; then run_scenarios; fi
+  [ "$medium" = disk ] && rm -rf "$WDISK"
+done
 
 # =================================================================================================
 # Part 3: engine probes (take latency, heap per snapshot) and Part 4: JMH

@@ -72,6 +72,68 @@ def verdict(r, goal, peer=None):
     return s
 
 
+def summarize_medium(rows, units, p, sfx, where):
+    """The peers and scenarios tables of one medium (sections 'peers' + sfx, 'scenarios' + sfx)."""
+    P, S = "peers" + sfx, "scenarios" + sfx
+    # ---- peers ----
+    keys = [k for (s, k, _) in rows if s == P]
+    keys = list(dict.fromkeys(keys))
+    if keys:
+        servers = ["raw-psync", "blksnapd", "nbdkit", "qemu-nbd", "qemu-nbd-nocache"]
+        p.append(f"### NBD servers, same backing file on {where}, Unix sockets (medians)\n")
+        p.append("fio `ioengine=nbd`, numjobs=1; 1 MiB jobs in MiB/s, 4 KiB jobs in IOPS; nbdcopy in MiB/s "
+                 "(whole export to `null:`). raw-psync = fio psync on the file (QD1; the physical limit).\n")
+        p.append("| job | " + " | ".join(servers) + " | blksnapd / nbdkit | goal ≥ 1.2 |")
+        p.append("|---|" + "---|" * (len(servers) + 2))
+        for k in keys:
+            u = units[(P, k)]
+            cells = [fmt(med(rows.get((P, k, s), {})), u) for s in servers]
+            r = ratio(rows.get((P, k, "blksnapd"), {}), rows.get((P, k, "nbdkit"), {}))
+            p.append(f"| {k} ({u}) | " + " | ".join(cells) + f" | {fr(r)} | {verdict(r, 1.2)} |")
+        p.append("")
+
+    # ---- scenarios ----
+    sk = [k for (s, k, _) in rows if s == S]
+    if sk:
+        def sv(srv, key):
+            return rows.get((S, key, srv), {})
+        p.append(f"### blksnap scenarios on {where} (fio nbd, iodepth 8) — blksnapd vs QEMU copy-before-write\n")
+        p.append("Values are medians (MiB/s for 1 MiB passes, IOPS for 4 KiB); ratios are per-round, "
+                 "relative to the same server with no tracker / no snapshot. Storage (ours) and target "
+                 "(QEMU's) written once before each snapshot, except the row marked fresh storage.\n")
+        p.append("| scenario | blksnapd | blksnapd ratio | QEMU | QEMU ratio | goal | verdict |")
+        p.append("|---|---|---|---|---|---|---|")
+        spec = [
+            ("no tracker, seq write 1M", "base-write1M", None, None),
+            ("no tracker, rand write 4k", "base-randwrite4k", None, None),
+            ("no tracker, seq read 1M", "base-read1M", None, None),
+            ("no tracker, rand read 4k", "base-randread4k", None, None),
+            ("tracker attached, seq write 1M", "tracked-write1M", "base-write1M", 0.97),
+            ("tracker attached, rand write 4k", "tracked-randwrite4k", "base-randwrite4k", 0.97),
+            ("snapshot, 1st pass seq write 1M (COW)", "snap-write1M-pass1", "base-write1M", 0.7),
+            ("snapshot, 1st pass seq write 1M (COW), fresh storage", "snap-write1M-pass1-freshstorage",
+             "base-write1M", None),
+            ("snapshot, 2nd pass seq write 1M", "snap-write1M-pass2", "base-write1M", 0.97),
+            ("snapshot, fresh rand write 4k (COW)", "snap-randwrite4k-fresh", "base-randwrite4k", 0.6),
+            ("image seq read 1M, cold", "img-cold-read1M", "base-read1M", 0.95),
+            ("image rand read 4k, cold", "img-cold-randread4k", "base-randread4k", 0.5),
+            ("image seq read 1M, after COW", "img-copied-read1M", "base-read1M", 0.95),
+            ("image rand read 4k, after COW", "img-copied-randread4k", "base-randread4k", 0.5),
+        ]
+        for label, key, base, goal in spec:
+            u = units.get((S, key), "")
+            o, q = sv("blksnapd", key), sv("qemu", key)
+            if not o and not q:
+                continue
+            ro = ratio(o, sv("blksnapd", base)) if base else None
+            rq = ratio(q, sv("qemu", base)) if base else None
+            g = f"≥ {goal}" if goal else ""
+            vd = verdict(ro, goal, rq if key.startswith("snap-") else None) if goal else ""
+            p.append(f"| {label} | {fmt(med(o), u)} | {fr(ro) if base else ''} | {fmt(med(q), u)} | "
+                     f"{fr(rq) if base else ''} | {g} | {vd} |")
+        p.append("")
+
+
 def main():
     out = sys.argv[1]
     rows, units = load(os.path.join(out, "raw.tsv"))
@@ -82,58 +144,8 @@ def main():
     except OSError:
         pass
 
-    # ---- peers ----
-    keys = [k for (s, k, _) in rows if s == "peers"]
-    keys = list(dict.fromkeys(keys))
-    if keys:
-        servers = ["raw-psync", "blksnapd", "nbdkit", "qemu-nbd", "qemu-nbd-nocache"]
-        p.append("### NBD servers, same backing file on /dev/shm, Unix sockets (medians)\n")
-        p.append("fio `ioengine=nbd`, numjobs=1; 1 MiB jobs in MiB/s, 4 KiB jobs in IOPS; nbdcopy in MiB/s "
-                 "(whole export to `null:`). raw-psync = fio psync on the file (QD1; the physical limit).\n")
-        p.append("| job | " + " | ".join(servers) + " | blksnapd / nbdkit | goal ≥ 1.0 |")
-        p.append("|---|" + "---|" * (len(servers) + 2))
-        for k in keys:
-            u = units[("peers", k)]
-            cells = [fmt(med(rows.get(("peers", k, s), {})), u) for s in servers]
-            r = ratio(rows.get(("peers", k, "blksnapd"), {}), rows.get(("peers", k, "nbdkit"), {}))
-            p.append(f"| {k} ({u}) | " + " | ".join(cells) + f" | {fr(r)} | {verdict(r, 1.0)} |")
-        p.append("")
-
-    # ---- scenarios ----
-    sk = [k for (s, k, _) in rows if s == "scenarios"]
-    if sk:
-        def sv(srv, key):
-            return rows.get(("scenarios", key, srv), {})
-        p.append("### blksnap scenarios (fio nbd, iodepth 8) — blksnapd vs QEMU copy-before-write\n")
-        p.append("Values are medians (MiB/s for 1 MiB passes, IOPS for 4 KiB); ratios are per-round, "
-                 "relative to the same server with no tracker / no snapshot.\n")
-        p.append("| scenario | blksnapd | blksnapd ratio | QEMU | QEMU ratio | goal | verdict |")
-        p.append("|---|---|---|---|---|---|---|")
-        spec = [
-            ("no tracker, seq write 1M", "base-write1M", None, None),
-            ("no tracker, rand write 4k", "base-randwrite4k", None, None),
-            ("no tracker, seq read 1M", "base-read1M", None, None),
-            ("no tracker, rand read 4k", "base-randread4k", None, None),
-            ("tracker attached, seq write 1M", "tracked-write1M", "base-write1M", 0.95),
-            ("tracker attached, rand write 4k", "tracked-randwrite4k", "base-randwrite4k", 0.95),
-            ("snapshot, 1st pass seq write 1M (COW)", "snap-write1M-pass1", "base-write1M", 0.6),
-            ("snapshot, 2nd pass seq write 1M", "snap-write1M-pass2", "base-write1M", 0.95),
-            ("snapshot, fresh rand write 4k (COW)", "snap-randwrite4k-fresh", "base-randwrite4k", 0.5),
-            ("image seq read 1M, cold", "img-cold-read1M", "base-read1M", 0.95),
-            ("image rand read 4k, cold", "img-cold-randread4k", "base-randread4k", 0.5),
-            ("image seq read 1M, after COW", "img-copied-read1M", "base-read1M", 0.95),
-            ("image rand read 4k, after COW", "img-copied-randread4k", "base-randread4k", 0.5),
-        ]
-        for label, key, base, goal in spec:
-            u = units.get(("scenarios", key), "")
-            o, q = sv("blksnapd", key), sv("qemu", key)
-            ro = ratio(o, sv("blksnapd", base)) if base else None
-            rq = ratio(q, sv("qemu", base)) if base else None
-            g = f"≥ {goal}" if goal else ""
-            vd = verdict(ro, goal, rq if key.startswith("snap-") else None) if goal else ""
-            p.append(f"| {label} | {fmt(med(o), u)} | {fr(ro) if base else ''} | {fmt(med(q), u)} | "
-                     f"{fr(rq) if base else ''} | {g} | {vd} |")
-        p.append("")
+    for sfx, where in (("", "/dev/shm"), ("-disk", "the root disk (ext4)")):
+        summarize_medium(rows, units, p, sfx, where)
 
     # ---- engine ----
     ek = [(k, s) for (sec, k, s) in rows if sec == "engine"]

@@ -67,7 +67,8 @@ final class Commands {
 
     @Command(name = "params", description = "Show all parameters, one (NAME) or set one (NAME=VALUE).")
     static final class ParamsCmd extends Base {
-        @Parameters(arity = "0..1", paramLabel = "NAME[=VALUE]")
+        @Parameters(arity = "0..1", paramLabel = "NAME[=VALUE]",
+                description = "a parameter by its kernel name (shows it), or NAME=VALUE (sets it)")
         String arg;
 
         @Override
@@ -90,13 +91,42 @@ final class Commands {
         }
     }
 
-    @Command(name = "device", description = "Devices served.", subcommands = DeviceCmd.ListCmd.class)
+    @Command(name = "device", description = "Devices served: list, add and remove them at run time.",
+            subcommands = {DeviceCmd.ListCmd.class, DeviceCmd.AddCmd.class, DeviceCmd.RemoveCmd.class})
     static final class DeviceCmd {
-        @Command(name = "list", description = "List devices: NAME SIZE TRACKED URI.")
+        @Command(name = "list", description = "List devices: NAME SIZE tracked|untracked|unavailable URI ORIGIN PATH.")
         static final class ListCmd extends Base {
             @Override
             public Integer call() throws Exception {
                 return show(new Requests.DeviceList(), TextForms::devices);
+            }
+        }
+
+        @Command(name = "add", description = {"Serve a file or block device as a new device, now and after restarts.",
+                "A missing file is created sparse at SIZE (K/M/G/T); an existing one must have that size if given."})
+        static final class AddCmd extends Base {
+            @Parameters(paramLabel = Requests.DeviceAdd.FORM, description = "as blksnapd --device; a relative PATH"
+                    + " is taken from the current directory")
+            String spec;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(Requests.DeviceAdd.parse(spec, Path.of("").toAbsolutePath()), TextForms::device);
+            }
+        }
+
+        @Command(name = "remove", description = {"Stop serving a device: its NBD clients are disconnected, its tracker"
+                + " goes; the backing store stays.", "A device given by --device comes back at the next start."})
+        static final class RemoveCmd extends Base {
+            @Parameters(paramLabel = "NAME", description = "the device to remove")
+            String name;
+            @Option(names = "--force",
+                    description = "remove it even while it is in a snapshot (which is then corrupted)")
+            boolean force;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.DeviceRemove(name, force), TextForms::done);
             }
         }
     }
@@ -122,11 +152,13 @@ final class Commands {
             /** Blocks asked for per request (well below the wire's largest piece). */
             static final int PIECE_BLOCKS = 1 << 20;
 
-            @Option(names = "--device", required = true, paramLabel = "NAME")
+            @Option(names = "--device", required = true, paramLabel = "NAME", description = "the tracked device")
             String device;
-            @Option(names = "--file", required = true, paramLabel = "OUT")
+            @Option(names = "--file", required = true, paramLabel = "OUT",
+                    description = "file to write the map to (one byte per tracking block)")
             Path file;
-            @Option(names = "--offset", paramLabel = "BLOCKS", defaultValue = "0")
+            @Option(names = "--offset", paramLabel = "BLOCKS", defaultValue = "0",
+                    description = "first tracking block to read (default 0)")
             long offset;
             @Option(names = "--length", paramLabel = "BLOCKS", description = "default: to the end of the map")
             Long length;
@@ -180,9 +212,11 @@ final class Commands {
 
         @Command(name = "mark-dirty", description = "Mark sector ranges changed (of a device or an image).")
         static final class MarkDirty extends Base {
-            @Option(names = "--device", required = true, paramLabel = "NAME")
+            @Option(names = "--device", required = true, paramLabel = "NAME",
+                    description = "the device, or one of its images")
             String device;
-            @Option(names = "--range", required = true, paramLabel = "SECTOR:COUNT")
+            @Option(names = "--range", required = true, paramLabel = "SECTOR:COUNT",
+                    description = "SECTOR:COUNT in 512-byte sectors (repeatable)")
             List<Range> ranges = new ArrayList<>();
 
             @Override
@@ -193,7 +227,7 @@ final class Commands {
 
         @Command(name = "remove", description = "Detach the tracker (its CBT history is lost).")
         static final class Remove extends Base {
-            @Option(names = "--device", required = true, paramLabel = "NAME")
+            @Option(names = "--device", required = true, paramLabel = "NAME", description = "the tracked device")
             String device;
 
             @Override
@@ -210,7 +244,8 @@ final class Commands {
     static final class SnapshotCmd {
         @Command(name = "create", description = "Create a snapshot of devices; prints its id.")
         static final class Create extends Base {
-            @Option(names = "--device", required = true, paramLabel = "NAME")
+            @Option(names = "--device", required = true, paramLabel = "NAME",
+                    description = "a device to include (repeatable; one coherent snapshot of all)")
             List<String> devices = new ArrayList<>();
 
             @Override
@@ -222,13 +257,16 @@ final class Commands {
         @Command(name = "append-storage", description = "Add a file (created with --size if missing) or device "
                 + "to the snapshot's difference storage.")
         static final class AppendStorage extends Base {
-            @Option(names = "--id", required = true)
+            @Option(names = "--id", required = true, description = "the snapshot id")
             UUID id;
-            @Option(names = "--file", required = true, paramLabel = "PATH")
+            @Option(names = "--file", required = true, paramLabel = "PATH",
+                    description = "a file or block device for the difference storage")
             Path file;
-            @Option(names = "--size", paramLabel = "SIZE")
+            @Option(names = "--size", paramLabel = "SIZE",
+                    description = "create a missing file of this size (bytes, or K, M, G, T)")
             Size size;
-            @Option(names = "--range", paramLabel = "SECTOR:COUNT")
+            @Option(names = "--range", paramLabel = "SECTOR:COUNT",
+                    description = "use only this part, SECTOR:COUNT in 512-byte sectors (repeatable)")
             List<Range> ranges = new ArrayList<>();
 
             @Override
@@ -239,9 +277,10 @@ final class Commands {
 
         @Command(name = "take", description = "Take the snapshot (optionally freezing filesystems around it).")
         static final class Take extends Base {
-            @Option(names = "--id", required = true)
+            @Option(names = "--id", required = true, description = "the snapshot id")
             UUID id;
-            @Option(names = "--freeze", paramLabel = "MOUNTPOINT")
+            @Option(names = "--freeze", paramLabel = "MOUNTPOINT",
+                    description = "a mounted filesystem to freeze around the take (repeatable)")
             List<Path> freeze = new ArrayList<>();
 
             @Override
@@ -261,7 +300,7 @@ final class Commands {
 
         @Command(name = "images", description = "Images of a taken snapshot: NAME IMAGE URI.")
         static final class Images extends Base {
-            @Option(names = "--id", required = true)
+            @Option(names = "--id", required = true, description = "the snapshot id")
             UUID id;
 
             @Override
@@ -272,9 +311,10 @@ final class Commands {
 
         @Command(name = "wait-event", description = "Wait for the snapshot's next event.")
         static final class WaitEvent extends Base {
-            @Option(names = "--id", required = true)
+            @Option(names = "--id", required = true, description = "the snapshot id")
             UUID id;
-            @Option(names = "--timeout", required = true, paramLabel = "MS")
+            @Option(names = "--timeout", required = true, paramLabel = "MS",
+                    description = "how long to wait, in milliseconds")
             long timeoutMs;
 
             @Override
@@ -286,13 +326,16 @@ final class Commands {
         @Command(name = "stretch",
                 description = "Grow the storage on low-space events until the snapshot is destroyed.")
         static final class StretchCmd extends Base {
-            @Option(names = "--id", required = true)
+            @Option(names = "--id", required = true, description = "the snapshot id")
             UUID id;
-            @Option(names = "--dir", required = true, paramLabel = "DIR")
+            @Option(names = "--dir", required = true, paramLabel = "DIR",
+                    description = "directory in which storage files are created")
             Path dir;
-            @Option(names = "--limit", required = true, paramLabel = "SIZE")
+            @Option(names = "--limit", required = true, paramLabel = "SIZE",
+                    description = "stop adding storage at this total (bytes, or K, M, G, T)")
             Size limit;
-            @Option(names = "--poll", paramLabel = "MS", defaultValue = "1000", hidden = true)
+            @Option(names = "--poll", paramLabel = "MS", defaultValue = "1000", hidden = true,
+                    description = "poll interval when events are not used, in ms")
             long pollMs;
 
             @Override
@@ -308,7 +351,7 @@ final class Commands {
 
         @Command(name = "destroy", description = "Destroy the snapshot (images go away; trackers stay).")
         static final class Destroy extends Base {
-            @Option(names = "--id", required = true)
+            @Option(names = "--id", required = true, description = "the snapshot id")
             UUID id;
 
             @Override

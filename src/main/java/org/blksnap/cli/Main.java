@@ -35,11 +35,11 @@ public final class Main {
     /** The control socket used when neither --control nor BLKSNAP_CONTROL is given. */
     public static final String DEFAULT_CONTROL = "blksnap-data/control.sock";
 
-    @Option(names = "--control", paramLabel = "PATH",
+    @Option(names = "--control", paramLabel = "PATH", scope = CommandLine.ScopeType.INHERIT,
             description = "control socket of blksnapd (default: $BLKSNAP_CONTROL, else ./" + DEFAULT_CONTROL + ")")
     Path control;
 
-    @Option(names = "--json", description = "print machine-readable JSON")
+    @Option(names = "--json", scope = CommandLine.ScopeType.INHERIT, description = "print machine-readable JSON")
     boolean json;
 
     private Map<String, String> env = System.getenv();

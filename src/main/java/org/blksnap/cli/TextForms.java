@@ -60,10 +60,19 @@ final class TextForms {
         return String.join("\n", out);
     }
 
-    /** {@code NAME SIZE_BYTES tracked|untracked URI|-} per device. */
+    /**
+     * {@code NAME SIZE_BYTES tracked|untracked|unavailable URI|- ORIGIN|- PATH|-} per device; the path
+     * is last, so it may hold spaces, and the first four columns are what they always were.
+     */
     static String devices(Replies.Devices d) {
-        return lines(d.devices(), x -> x.name() + " " + x.sizeBytes() + " " + (x.tracked() ? "tracked" : "untracked")
-                + " " + orDash(x.uri()));
+        return lines(d.devices(), TextForms::device);
+    }
+
+    /** One device, as a line of {@link #devices}. */
+    static String device(Replies.Device x) {
+        String state = x.unavailable() != null ? "unavailable" : x.tracked() ? "tracked" : "untracked";
+        return x.name() + " " + x.sizeBytes() + " " + state + " " + orDash(x.uri()) + " " + orDash(x.origin()) + " "
+                + orDash(x.path());
     }
 
     /** {@code NAME generation= snap_number= block_size= block_count= capacity=} per tracker. */

@@ -61,11 +61,12 @@ public final class ControlServer implements AutoCloseable {
      * Starts serving on {@code socket} (a stale socket file there is replaced; the caller holds the
      * data directory lock, so it cannot belong to a live daemon).
      *
+     * @param devices       the daemon's side of adding, removing and listing devices
      * @param exports       NBD URIs of devices and images, for the answers
      * @param commands      how {@code fsfreeze} is run
      * @param eventObserver sees every event handed out by wait-event (metrics)
      */
-    public static ControlServer start(Blksnap engine, Path socket, ExportLocator exports,
+    public static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
                                       FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver)
             throws IOException {
         Path parent = socket.toAbsolutePath().getParent();
@@ -75,7 +76,8 @@ public final class ControlServer implements AutoCloseable {
         threads.setName("control");
         Server server = new Server(threads);
         server.setStopTimeout(2000);
-        ControlServer cs = new ControlServer(socket, new Operations(engine, exports, commands, eventObserver), server);
+        ControlServer cs = new ControlServer(socket, new Operations(engine, devices, exports, commands,
+                eventObserver), server);
         // Bound inside a fresh 0700 directory, made 0600, then renamed into place: the socket is never
         // reachable under a looser mode, whatever the directory it ends up in allows.
         Path privateDir = privateDirectory(parent);

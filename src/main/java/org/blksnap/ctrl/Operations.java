@@ -1,7 +1,10 @@
 package org.blksnap.ctrl;
 
 import java.nio.file.Path;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.function.Consumer;
 import org.blksnap.ctrl.api.AbsolutePath;
 import org.blksnap.ctrl.api.Range;
@@ -28,19 +31,22 @@ import org.slf4j.LoggerFactory;
  * a {@link BlksnapException} for every error. The request's form was checked when it was read
  * ({@code WireJson}); what its values mean is for the engine alone to judge, so nothing here
  * re-checks them. The one check of its own is the daemon's: freeze mount points
- * ({@link FreezeHooks#of}). Thread-safe (the engine is).
+ * ({@link FreezeHooks#of}). Devices are added and removed through the daemon ({@link DeviceAdmin}),
+ * which opens backing stores and keeps the registry. Thread-safe (the engine and the daemon are).
  */
 final class Operations {
     private static final Logger LOG = LoggerFactory.getLogger(Operations.class);
 
     private final Blksnap engine;
+    private final DeviceAdmin devices;
     private final ExportLocator exports;
     private final FreezeHooks.CommandRunner commands;
     private final Consumer<SnapshotEvent> eventObserver;
 
-    Operations(Blksnap engine, ExportLocator exports, FreezeHooks.CommandRunner commands,
+    Operations(Blksnap engine, DeviceAdmin devices, ExportLocator exports, FreezeHooks.CommandRunner commands,
                Consumer<SnapshotEvent> eventObserver) {
         this.engine = engine;
+        this.devices = devices;
         this.exports = exports;
         this.commands = commands;
         this.eventObserver = eventObserver;
@@ -53,7 +59,9 @@ final class Operations {
             case Requests.ParamsGet q -> new Replies.Param(q.name(), engine.params().get(q.name()));
             case Requests.ParamsSet q -> paramsSet(q);
             case Requests.Status _ -> status(engine.status());
-            case Requests.DeviceList _ -> devices(engine.status());
+            case Requests.DeviceList _ -> deviceList();
+            case Requests.DeviceAdd q -> deviceAdd(q);
+            case Requests.DeviceRemove q -> deviceRemove(q);
             case Requests.TrackerCollect _ -> new Replies.Trackers(engine.trackerCollect().stream()
                     .map(Operations::tracker).toList());
             case Requests.ReadCbtMap q -> Replies.CbtMapPiece.of(q.device(), q.offset(),
@@ -105,9 +113,41 @@ final class Operations {
         return new Replies.StatusImage(i.device(), i.image(), i.snapshotId(), i.sizeBytes(), exports.uri(i.image()));
     }
 
-    private Replies.Devices devices(Status s) {
-        return new Replies.Devices(s.devices().stream().map(d -> new Replies.Device(d.name(), d.sizeBytes(),
-                d.tracker() != null, d.snapshotId(), exports.uri(d.name()))).toList());
+    /**
+     * The engine's devices with what the daemon knows of each (path, origin), then the registered
+     * devices the daemon could not open, in name order.
+     */
+    private Replies.Devices deviceList() {
+        Map<String, DeviceAdmin.Entry> known = new HashMap<>();
+        for (DeviceAdmin.Entry e : devices.entries()) {
+            known.put(e.name(), e);
+        }
+        TreeMap<String, Replies.Device> out = new TreeMap<>();
+        for (Status.DeviceStatus d : engine.status().devices()) {
+            DeviceAdmin.Entry e = known.get(d.name());
+            out.put(d.name(), new Replies.Device(d.name(), d.sizeBytes(), d.tracker() != null, d.snapshotId(),
+                    exports.uri(d.name()), e == null ? null : e.path().toString(),
+                    e == null ? null : e.origin().wireName(), null));
+        }
+        for (DeviceAdmin.Entry e : known.values()) {
+            if (e.unavailable() != null && !out.containsKey(e.name())) {
+                out.put(e.name(), new Replies.Device(e.name(), 0, false, null, null, e.path().toString(),
+                        e.origin().wireName(), e.unavailable()));
+            }
+        }
+        return new Replies.Devices(List.copyOf(out.values()));
+    }
+
+    private Replies.Device deviceAdd(Requests.DeviceAdd q) {
+        DeviceAdmin.Entry e = devices.add(q.name(), q.path().path(), q.size() == null ? 0 : q.size().bytes());
+        // A new device has no tracker and is in no snapshot.
+        return new Replies.Device(e.name(), e.sizeBytes(), false, null, exports.uri(e.name()),
+                e.path().toString(), e.origin().wireName(), null);
+    }
+
+    private Replies.Done deviceRemove(Requests.DeviceRemove q) {
+        devices.remove(q.name(), q.force());
+        return new Replies.Done();
     }
 
     private static Replies.Tracker tracker(CbtInfo c) {

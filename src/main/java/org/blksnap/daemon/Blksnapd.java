@@ -12,8 +12,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.Callable;
+import org.blksnap.ctrl.DeviceAdmin;
 import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.Errno;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -24,8 +26,11 @@ import tools.jackson.databind.json.JsonMapper;
 /**
  * {@code blksnapd}: hosts the engine, the NBD server and the control API. With no arguments it
  * serves a 1 GiB sparse device {@code disk0} from {@code ./blksnap-data}. Flags override the config
- * file, which overrides the defaults. Exit codes: 0 clean stop; 1 could not start; 64 bad
- * arguments or config; 75 the data directory is in use by another daemon.
+ * file, which overrides the defaults; devices added at run time are restored from the data
+ * directory's registry ({@link DeviceManager}). Exit codes: 0 clean stop; 1 could not start (a
+ * device that cannot be opened, an unreadable device registry, a socket, a port); 64 bad arguments
+ * or config, or a declared device that conflicts with a registered one; 75 the data directory is in
+ * use by another daemon.
  */
 @Command(name = "blksnapd", mixinStandardHelpOptions = true, version = "blksnapd 1.0.0",
         description = "Serve block devices with change tracking and snapshots over NBD.",
@@ -90,11 +95,15 @@ public final class Blksnapd implements Callable<Integer> {
                 err.println("blksnapd: " + ex.getMessage());
                 return EXIT_IN_USE;
             }
-            if (ex instanceof BlksnapException b) {
+            if (ex instanceof BlksnapException b && b.errno() == Errno.EINVAL) { // bad arguments, config, or a conflict
                 err.println("blksnapd: " + b.errno() + ": " + b.getMessage());
                 return 64;
             }
-            if (ex instanceof InvalidValueException v) { // a malformed --device size or --param
+            if (ex instanceof BlksnapException b) { // a device that cannot be opened: ENOENT, EPERM, EIO, ...
+                err.println("blksnapd: cannot start: " + b.errno() + ": " + b.getMessage());
+                return 1;
+            }
+            if (ex instanceof InvalidValueException v) { // a malformed --device or --param
                 err.println("blksnapd: " + v.getMessage());
                 return 64;
             }
@@ -120,13 +129,15 @@ public final class Blksnapd implements Callable<Integer> {
         setLogLevel(level);
         Path dir = Path.of(pick(dataDir, file, "data-dir", DaemonConfig.DEFAULT_DATA_DIR)).toAbsolutePath().normalize();
         Path cwd = Path.of("").toAbsolutePath();
-        List<String> deviceTexts = !devices.isEmpty() ? devices : file.getOrDefault("device", List.of());
+        boolean fromFlags = !devices.isEmpty();
+        List<String> deviceTexts = fromFlags ? devices : file.getOrDefault("device", List.of());
         List<DeviceSpec> specs = new ArrayList<>();
         for (String t : deviceTexts) {
-            specs.add(DeviceSpec.parse(t, cwd));
+            specs.add(DeviceSpec.parse(t, cwd, fromFlags ? DeviceAdmin.Origin.FLAG : DeviceAdmin.Origin.CONFIG));
         }
         if (specs.isEmpty()) {
-            specs.add(new DeviceSpec("disk0", dir.resolve("disk0.img"), DaemonConfig.DEFAULT_DEVICE_BYTES));
+            specs.add(new DeviceSpec("disk0", dir.resolve("disk0.img"), DaemonConfig.DEFAULT_DEVICE_BYTES,
+                    DeviceAdmin.Origin.DEFAULT));
         }
         String sock = pick(socket, file, "socket", dir.resolve("nbd.sock").toString());
         String ctl = pick(control, file, "control", dir.resolve("control.sock").toString());
@@ -143,6 +154,7 @@ public final class Blksnapd implements Callable<Integer> {
         daemon = d;
         if (block) {
             Runtime.getRuntime().addShutdownHook(Thread.ofPlatform().name("blksnapd-shutdown").unstarted(() -> {
+                SystemdNotify.stopping();
                 try {
                     d.close();
                 } catch (IOException e) {
@@ -152,6 +164,8 @@ public final class Blksnapd implements Callable<Integer> {
         }
         d.printNextSteps(out);
         if (block) {
+            // Under systemd (Type=notify) the unit counts as started from here: every socket is open.
+            SystemdNotify.ready("serving " + config.devices().size() + " device(s); control API at " + config.controlSocket());
             d.awaitStopped();
         }
         return 0;

@@ -11,26 +11,26 @@ import java.util.UUID;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.blksnap.ctrl.ControlServer;
+import org.blksnap.ctrl.DeviceAdmin;
 import org.blksnap.ctrl.FreezeHooks;
 import org.blksnap.ctrl.api.Requests;
 import org.blksnap.ctrl.api.Sizes;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
-import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.EngineListener;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.Params;
-import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.module.BlksnapModule;
 import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * A running blksnapd: the engine with its devices, the NBD server, the control API and optional
- * metrics, over one locked data directory.
+ * A running blksnapd: the engine with its devices (declared, and added at run time: {@link
+ * DeviceManager}), the NBD server, the control API and optional metrics, over one locked data
+ * directory.
  *
  * <p>{@link #close()} shuts down in the module's exit order: the control API stops accepting; every
  * snapshot is destroyed (images first); every tracker is detached; the NBD server closes; the engine
@@ -45,6 +45,7 @@ public final class Daemon implements AutoCloseable {
     private final CountDownLatch stopped = new CountDownLatch(1);
     private DataDirLock lock;
     private Blksnap engine;
+    private DeviceManager devices;
     private Metrics metrics;
     private NbdFrontend nbd = NbdFrontend.NONE;
     private ControlServer control;
@@ -89,21 +90,7 @@ public final class Daemon implements AutoCloseable {
         }
         engine = BlksnapModule.init(params);
         metrics = new Metrics(engine);
-        for (DeviceSpec spec : config.devices()) {
-            BlockDevice dev;
-            try {
-                dev = BlockDevices.open(spec.path(), spec.sizeBytes(), false);
-            } catch (IOException e) {
-                throw new IOException("device " + spec.name() + ": " + e.getMessage(), e);
-            }
-            try {
-                engine.addDevice(spec.name(), dev);
-            } catch (RuntimeException e) {
-                closeQuietly(dev);
-                throw e;
-            }
-            LOG.info("device {}: {} ({} bytes)", spec.name(), spec.path(), dev.sizeBytes());
-        }
+        devices = DeviceManager.start(engine, dataDir, config.devices());
         nbd = NbdFrontends.start(engine, config, metrics);
         engine.addListener(new EngineListener() {
             @Override
@@ -119,28 +106,26 @@ public final class Daemon implements AutoCloseable {
 
             @Override
             public void deviceRemoved(String deviceName) {
+                // The engine calls this before it closes the backing store: requests in flight finish.
                 nbd.closeExport(deviceName);
             }
         });
-        control = ControlServer.start(engine, config.controlSocket(), nbd::uri, FreezeHooks.CommandRunner.PROCESS,
-                metrics::event);
+        control = ControlServer.start(engine, devices, config.controlSocket(), nbd::uri,
+                FreezeHooks.CommandRunner.PROCESS, metrics::event);
         if (config.metrics() != null) {
             metricsAddress = metrics.serve(config.metrics());
         }
         LOG.info("blksnapd {} up: data dir {}", engine.version(), dataDir);
     }
 
-    private static void closeQuietly(AutoCloseable c) {
-        try {
-            c.close();
-        } catch (Exception e) {
-            LOG.warn("closing {} failed: {}", c, e.toString());
-        }
-    }
-
     /** The engine (tests). */
     public Blksnap engine() {
         return engine;
+    }
+
+    /** Every device known, served or registered but unavailable, in name order. */
+    public List<DeviceAdmin.Entry> devices() {
+        return devices.entries();
     }
 
     public DaemonConfig config() {
@@ -165,13 +150,20 @@ public final class Daemon implements AutoCloseable {
     /** Prints where everything is and what to try next. */
     public void printNextSteps(PrintWriter out) {
         Path ctl = config.controlSocket().toAbsolutePath();
-        String first = config.devices().getFirst().name();
+        List<DeviceAdmin.Entry> all = devices.entries();
+        List<String> served = all.stream().filter(d -> d.unavailable() == null).map(DeviceAdmin.Entry::name).toList();
+        String first = config.devices().stream().map(DeviceSpec::name).filter(served::contains).findFirst()
+                .orElse(served.isEmpty() ? "NAME" : served.getFirst());
         out.println("blksnapd " + engine.version() + " is running.");
         out.println("  data directory : " + config.dataDir().toAbsolutePath());
-        for (DeviceSpec d : config.devices()) {
-            BlockDevice dev = engine.device(d.name());
-            out.println("  device         : " + d.name() + " (" + Sizes.format(dev.sizeBytes()) + ", " + d.path() + ")"
-                    + (nbd.uri(d.name()) == null ? "" : "  " + nbd.uri(d.name())));
+        for (DeviceAdmin.Entry d : all) {
+            if (d.unavailable() != null) {
+                out.println("  device         : " + d.name() + " NOT SERVED (" + d.path() + "): " + d.unavailable());
+                continue;
+            }
+            String added = d.origin() == DeviceAdmin.Origin.ADDED ? ", added at run time" : "";
+            out.println("  device         : " + d.name() + " (" + Sizes.format(d.sizeBytes()) + ", " + d.path() + added
+                    + ")" + (nbd.uri(d.name()) == null ? "" : "  " + nbd.uri(d.name())));
         }
         if (config.listen() != null) {
             out.println("  NBD (TCP)      : " + config.listen().getHostString() + ":" + config.listen().getPort());

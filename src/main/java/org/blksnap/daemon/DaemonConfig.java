@@ -10,7 +10,9 @@ import org.blksnap.engine.Errno;
  * Everything the daemon needs to start, resolved from flags, a config file and defaults.
  *
  * @param dataDir        the data directory (lock, sockets, default device)
- * @param devices        devices to serve; never empty (the default is disk0, 1 GiB, in the data dir)
+ * @param devices        devices declared for this run (flags, config file, or the default disk0, 1 GiB,
+ *                       in the data dir); never empty. Devices added at run time come from the data
+ *                       directory's registry ({@link DeviceManager})
  * @param listen         the NBD TCP address, or null for none
  * @param nbdSocket      the NBD Unix socket, or null for none
  * @param controlSocket  the control API socket

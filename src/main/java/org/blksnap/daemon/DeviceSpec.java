@@ -1,45 +1,55 @@
 package org.blksnap.daemon;
 
 import java.nio.file.Path;
+import java.util.Objects;
+import org.blksnap.ctrl.DeviceAdmin;
+import org.blksnap.ctrl.api.InvalidValueException;
+import org.blksnap.ctrl.api.Requests;
 import org.blksnap.ctrl.api.Sizes;
-import org.blksnap.engine.BlksnapException;
-import org.blksnap.engine.Errno;
 
 /**
- * A device to serve: {@code NAME=PATH[:SIZE]}. A regular file is created sparse at {@code SIZE} if it
- * is missing; an existing file or block device is used at its own size.
+ * A device declared for this run: {@code NAME=PATH[:SIZE]} from {@code --device}, the config
+ * file, or the default disk0. The backing store is opened by the rules of {@link BackingStores}
+ * (the same as {@code blksnap device add}); whether the name is valid and free is the engine's to
+ * judge when the device is added.
  *
- * @param name      the export name (letters, digits, '-', '_', '.')
- * @param path      the backing file or block device
- * @param sizeBytes size to create a missing file with, or 0
+ * @param name      the export name
+ * @param path      the backing file or block device, absolute
+ * @param sizeBytes size to create a missing file with (and that an existing one must have), or 0
+ * @param origin    where it was declared
  */
-public record DeviceSpec(String name, Path path, long sizeBytes) {
+public record DeviceSpec(String name, Path path, long sizeBytes, DeviceAdmin.Origin origin) {
     public DeviceSpec {
-        if (!name.matches("[A-Za-z0-9][A-Za-z0-9._-]{0,63}")) {
-            throw new BlksnapException(Errno.EINVAL, "device name '" + name
-                    + "' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit");
-        }
-        if (name.startsWith("blksnap-image")) {
-            throw new BlksnapException(Errno.EINVAL, "device name '" + name + "' is reserved for snapshot images");
-        }
+        Objects.requireNonNull(name, "name");
+        Objects.requireNonNull(origin, "origin");
+        path = path.toAbsolutePath().normalize();
     }
 
-    /** Parses {@code NAME=PATH[:SIZE]}; relative paths are resolved against {@code base}. */
+    /** A device given by {@code --device}. */
+    public DeviceSpec(String name, Path path, long sizeBytes) {
+        this(name, path, sizeBytes, DeviceAdmin.Origin.FLAG);
+    }
+
+    /**
+     * Parses {@code NAME=PATH[:SIZE]} as {@code --device} gives it; relative paths are resolved
+     * against {@code base}. The one parser of that form is the wire contract's
+     * ({@link Requests.DeviceAdd#parse}), which the tool's {@code device add} uses too.
+     *
+     * @throws InvalidValueException naming {@code --device} and the text, or the size
+     */
     public static DeviceSpec parse(String text, Path base) {
-        int eq = text.indexOf('=');
-        if (eq <= 0 || eq == text.length() - 1) {
-            throw new BlksnapException(Errno.EINVAL, "--device '" + text + "' must be NAME=PATH[:SIZE]");
+        return parse(text, base, DeviceAdmin.Origin.FLAG);
+    }
+
+    /** As {@link #parse(String, Path)}, for a device declared in {@code origin}. */
+    public static DeviceSpec parse(String text, Path base, DeviceAdmin.Origin origin) {
+        Requests.DeviceAdd add;
+        try {
+            add = Requests.DeviceAdd.parse(text, base.toAbsolutePath());
+        } catch (InvalidValueException e) {
+            throw new InvalidValueException(e.about("--device"));
         }
-        String name = text.substring(0, eq).trim();
-        String rest = text.substring(eq + 1).trim();
-        long size = 0;
-        int colon = rest.lastIndexOf(':');
-        if (colon > 0) {
-            size = Sizes.parseBytes("size of device " + name, rest.substring(colon + 1));
-            rest = rest.substring(0, colon);
-        }
-        Path p = Path.of(rest);
-        return new DeviceSpec(name, (p.isAbsolute() ? p : base.resolve(p)).normalize(), size);
+        return new DeviceSpec(add.name(), add.path().path(), add.size() == null ? 0 : add.size().bytes(), origin);
     }
 
     @Override

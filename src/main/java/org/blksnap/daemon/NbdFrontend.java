@@ -26,7 +26,10 @@ interface NbdFrontend extends AutoCloseable {
     /** The URI a client connects to for that export (TCP if served, else the Unix socket), or null. */
     String uri(String exportName);
 
-    /** Disconnects every client of that export (its image was removed). */
+    /**
+     * Disconnects every client of that export (its image or device was removed), once their
+     * requests in flight are answered.
+     */
     void closeExport(String exportName);
 
     /** Stops serving and disconnects every client. */

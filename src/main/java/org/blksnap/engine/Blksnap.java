@@ -33,12 +33,17 @@ public interface Blksnap extends AutoCloseable {
     void addDevice(String name, BlockDevice backing);
 
     /**
-     * Removes a device as if it were pulled out: its tracker is detached (CBT history lost), a
-     * snapshot holding it is marked corrupted (ENODEV event), and the backing device is closed.
+     * Removes a device: from now on its I/O fails with ENODEV, its tracker is detached (CBT history
+     * lost), listeners hear {@link EngineListener#deviceRemoved} (a server ends its clients there,
+     * while the backing device is still open, so requests in flight complete), and then the backing
+     * device is closed. With {@code force}, a device in a snapshot is removed as if it were pulled
+     * out: the snapshot is marked corrupted (ENODEV event).
      *
-     * @throws BlksnapException ENXIO if there is no such device
+     * @param force remove it even while it is in a snapshot (created or taken)
+     * @throws BlksnapException ENXIO if there is no such device; EBUSY if it is in a snapshot and
+     *                          {@code force} is false (nothing changes)
      */
-    void removeDevice(String name);
+    void removeDevice(String name, boolean force);
 
     /** Device names, sorted. */
     List<String> deviceNames();

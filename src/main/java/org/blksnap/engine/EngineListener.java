@@ -16,7 +16,11 @@ public interface EngineListener {
     default void imageRemoved(ImageInfo image) {
     }
 
-    /** An original device was removed from the engine (its tracker is detached). */
+    /**
+     * An original device was removed from the engine: its tracker is detached and new I/O on it fails
+     * with ENODEV, but its backing device is closed only after every listener returned, so a server
+     * may wait here for the requests it has in flight on the device (they complete normally).
+     */
     default void deviceRemoved(String deviceName) {
     }
 }

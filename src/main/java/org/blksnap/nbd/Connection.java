@@ -103,6 +103,7 @@ final class Connection implements Runnable {
     @Override
     public void run() {
         StatsCounters stats = null;
+        long closesBeforeHandshake = server.exportCloseCount();
         try {
             Negotiated n = new Handshake(in, out, server.provider(), config.readOnly(), server::isClosing, toString(),
                     entering -> negotiated = entering).run();
@@ -114,6 +115,11 @@ final class Connection implements Runnable {
             stats.activeConnections.increment();
             if (server.isClosing()) {
                 terminating = true;
+            } else if (server.exportClosedSince(n.export().name(), closesBeforeHandshake)) {
+                // The export went away while this handshake held it open; closeExport's scan may have
+                // missed this connection, which had not entered transmission yet.
+                LOG.debug("{}: export {} was closed during the handshake; ending", this, n.export().name());
+                terminate();
             }
             LOG.debug("{}: transmission on export {} (flags 0x{}, structured {}, {} contexts)", this, n.export().name(),
                     Integer.toHexString(n.transmissionFlags()), n.structuredReplies(), n.contexts().size());

@@ -97,6 +97,9 @@ public final class NbdServer implements AutoCloseable {
     private final Map<String, StatsCounters> stats = new ConcurrentHashMap<>();
     private final List<Listener> listeners = new CopyOnWriteArrayList<>();
     private final AtomicLong connectionIds = new AtomicLong();
+    /** Calls of {@link #closeExport} so far; each export remembers the count at its latest close. */
+    private final AtomicLong exportCloses = new AtomicLong();
+    private final Map<String, Long> exportClosedAt = new ConcurrentHashMap<>();
     private final ThreadFactory connectionThreads = Thread.ofVirtual().name("nbd-conn-", 1).factory();
     private final ThreadFactory requestThreads = Thread.ofVirtual().factory();
     private volatile boolean closing;
@@ -242,11 +245,15 @@ public final class NbdServer implements AutoCloseable {
      * is going away: requests already running finish, requests not started yet fail with
      * {@code NBD_ESHUTDOWN}, then the connections are closed. Returns once they are closed (at
      * most about {@link Config#shutdownGrace()}). New connections are the provider's business
-     * ({@link ExportProvider#open} returning null).
+     * ({@link ExportProvider#open} returning null); a connection still in its handshake that had
+     * already opened the export ends as soon as it enters transmission
+     * ({@link #exportClosedSince}), so none is left serving a device that went away.
      *
-     * @return the number of connections ended
+     * @return the number of connections ended (not counting those still in their handshake)
      */
     public int closeExport(String name) {
+        // Recorded before the scan: a connection entering transmission after the scan sees it.
+        exportClosedAt.put(name, exportCloses.incrementAndGet());
         List<Connection> ending = new ArrayList<>();
         for (Connection c : connections) {
             if (name.equals(c.exportName())) {
@@ -326,6 +333,17 @@ public final class NbdServer implements AutoCloseable {
 
     boolean isClosing() {
         return closing;
+    }
+
+    /** How many times {@link #closeExport} was called so far; a connection reads it before its handshake. */
+    long exportCloseCount() {
+        return exportCloses.get();
+    }
+
+    /** Whether {@link #closeExport} closed {@code name} after the count was {@code count}. */
+    boolean exportClosedSince(String name, long count) {
+        Long at = exportClosedAt.get(name);
+        return at != null && at > count;
     }
 
     ExportProvider provider() {

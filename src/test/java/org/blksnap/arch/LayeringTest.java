@@ -84,6 +84,19 @@ class LayeringTest {
                 .check(main);
     }
 
+    /**
+     * Opening and creating backing stores and keeping the device registry are the daemon's job; the
+     * control server reaches them only through {@code ctrl.DeviceAdmin}, the seam it declares and the
+     * daemon implements, so it never opens a file as a device nor touches the daemon's classes.
+     */
+    @Test
+    void theControlServerLeavesBackingStoresAndTheRegistryToTheDaemon() {
+        noClasses().that().resideInAPackage("org.blksnap.ctrl..")
+                .should().dependOnClassesThat(equivalentTo(BlockDevices.class)
+                        .or(resideInAPackage("org.blksnap.daemon..")))
+                .check(main);
+    }
+
     @Test
     void theEnginesTestDoubleNeedsOnlyTheEnginesApi() {
         noClasses().should().dependOnClassesThat().resideOutsideOfPackages("org.blksnap.engine", "org.blksnap.ctrl",

@@ -11,6 +11,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.FakeBlksnap;
+import org.blksnap.ctrl.FakeDevices;
 import org.blksnap.ctrl.FreezeHooks;
 import org.blksnap.engine.SectorRange;
 import org.blksnap.engine.SnapshotEvent;
@@ -26,6 +27,7 @@ class CliTest {
     @TempDir
     Path dir;
     FakeBlksnap engine;
+    FakeDevices devices;
     ControlServer server;
     Path socket;
 
@@ -33,7 +35,8 @@ class CliTest {
     void start() throws Exception {
         engine = new FakeBlksnap();
         socket = dir.resolve("control.sock");
-        server = ControlServer.start(engine, socket, name -> "nbd://127.0.0.1:10809/" + name,
+        devices = new FakeDevices();
+        server = ControlServer.start(engine, devices, socket, name -> "nbd://127.0.0.1:10809/" + name,
                 cmd -> new FreezeHooks.CommandRunner.Result(0, ""), ev -> {
                 });
     }
@@ -52,6 +55,17 @@ class CliTest {
         CliRun r = run("version");
         assertThat(r.exitCode()).as(r.toString()).isZero();
         assertThat(r.line()).isEqualTo("1.0.0.0");
+    }
+
+    @Test
+    void globalOptionsWorkBeforeAndAfterTheCommand() {
+        CliRun before = run("--json", "version");
+        CliRun after = run("version", "--json");
+        assertThat(after.exitCode()).as(after.toString()).isZero();
+        assertThat(after.out()).isEqualTo(before.out()).startsWith("{");
+        CliRun control = CliRun.run(null, "status", "--json", "--control", socket.toString());
+        assertThat(control.exitCode()).as(control.toString()).isZero();
+        assertThat(control.out()).startsWith("{");
     }
 
     @Test
@@ -102,6 +116,58 @@ class CliTest {
         CliRun badRange = run("tracker", "mark-dirty", "--device", "disk0", "--range", "12");
         assertThat(badRange.exitCode()).isEqualTo(64);
         assertThat(engine.calls).isEmpty();
+    }
+
+    @Test
+    void deviceListShowsSizeStateUriOriginAndPathWithThePathLast() {
+        CliRun r = run("device", "list");
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        assertThat(r.out().lines()).containsExactly(
+                "disk0 1073741824 untracked nbd://127.0.0.1:10809/disk0 flag /fake/disk0.img",
+                "disk1 67108864 untracked nbd://127.0.0.1:10809/disk1 flag /fake/disk1.img",
+                "gone 0 unavailable - added /fake/gone.img");
+        JsonNode gone = JsonMapper.builder().build().readTree(run("--json", "device", "list").out()).path("devices").get(2);
+        assertThat(gone.path("unavailable").asString()).contains("does not exist");
+        assertThat(gone.path("origin").asString()).isEqualTo("added");
+    }
+
+    @Test
+    void deviceAddSendsTheNameAnAbsolutePathAndTheSizeAndPrintsTheNewDevice() {
+        CliRun r = run("device", "add", "d9=rel/d9.img:64M");
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        Path abs = Path.of("").toAbsolutePath().resolve("rel/d9.img");
+        assertThat(devices.calls).containsExactly("add d9 " + abs + " " + (64L << 20));
+        assertThat(r.line()).isEqualTo("d9 67108864 untracked nbd://127.0.0.1:10809/d9 added " + abs);
+        CliRun noSize = run("--json", "device", "add", "d8=/x/d8.img");
+        assertThat(noSize.exitCode()).as(noSize.toString()).isZero();
+        assertThat(devices.calls).last().isEqualTo("add d8 /x/d8.img 0");
+        assertThat(JsonMapper.builder().build().readTree(noSize.out()).path("path").asString()).isEqualTo("/x/d8.img");
+    }
+
+    @Test
+    void deviceAddOfAMalformedSpecIsAUsageErrorAndNothingIsSent() {
+        for (String bad : List.of("d9", "=x.img", "d9=", "d9=/x.img:12Q", "d9=/x.img:0")) {
+            CliRun r = run("device", "add", bad);
+            assertThat(r.exitCode()).as(bad + ": " + r).isEqualTo(64);
+            assertThat(r.err()).as(bad).startsWith("blksnap: device add: ");
+        }
+        assertThat(run("device", "add").exitCode()).isEqualTo(64);
+        assertThat(run("device", "remove").exitCode()).isEqualTo(64);
+        assertThat(devices.calls).isEmpty();
+    }
+
+    @Test
+    void deviceRemoveSendsForceOnlyWhenAskedAndExitsWithTheErrnoOfARefusal() {
+        assertThat(run("device", "remove", "disk1").exitCode()).isZero();
+        assertThat(run("device", "remove", "--force", "disk0").exitCode()).isZero();
+        CliRun none = run("device", "remove", "disk0");
+        assertThat(none.exitCode()).isEqualTo(6);
+        assertThat(none.err()).startsWith("blksnap: device remove: ENXIO (6): ");
+        CliRun taken = run("device", "add", "gone=/y.img");
+        assertThat(taken.exitCode()).isEqualTo(17);
+        assertThat(taken.err()).contains("EEXIST (17)");
+        assertThat(devices.calls).containsExactly("remove disk1", "remove disk0 force", "remove disk0",
+                "add gone /y.img 0");
     }
 
     @Test

@@ -31,7 +31,7 @@ class ControlServerTest {
     void start() throws Exception {
         engine = new FakeBlksnap();
         socket = dir.resolve("control.sock");
-        server = ControlServer.start(engine, socket, name -> "nbd://127.0.0.1:10809/" + name, cmd -> {
+        server = ControlServer.start(engine, new FakeDevices(), socket, name -> "nbd://127.0.0.1:10809/" + name, cmd -> {
             commands.add(cmd);
             return new FreezeHooks.CommandRunner.Result(0, "");
         }, ev -> {
@@ -61,7 +61,7 @@ class ControlServerTest {
         Path loose = Files.createDirectory(dir.resolve("loose"));
         Files.setPosixFilePermissions(loose, PosixFilePermissions.fromString("rwxrwxrwx"));
         Path other = loose.resolve("ctl.sock");
-        try (ControlServer second = ControlServer.start(engine, other, name -> "nbd://x/" + name,
+        try (ControlServer second = ControlServer.start(engine, new FakeDevices(), other, name -> "nbd://x/" + name,
                 cmd -> new FreezeHooks.CommandRunner.Result(0, ""), ev -> {
                 })) {
             assertThat(second.socket()).isEqualTo(other);

@@ -80,7 +80,7 @@ public final class FakeBlksnap implements Blksnap {
     }
 
     @Override
-    public void removeDevice(String name) {
+    public void removeDevice(String name, boolean force) {
         throw new UnsupportedOperationException();
     }
 

@@ -158,7 +158,8 @@ class DaemonTest {
                 new PrintWriter(w), new PrintWriter(w), false)).as(w.toString()).isZero();
         try {
             Path control = data.resolve("control.sock");
-            assertThat(CliRun.run(control, "device", "list").out()).contains("a 4194304").contains("b 8388608");
+            assertThat(CliRun.run(control, "device", "list").out()).contains("a 4194304").contains("b 8388608")
+                    .contains(" config " + dir.resolve("a.img"));
             assertThat(CliRun.run(control, "params", "diff_storage_minimum").line()).isEqualTo("8192");
             assertThat(CliRun.run(control, "params", "chunk_minimum_shift").line()).isEqualTo("16");
         } finally {
@@ -172,7 +173,7 @@ class DaemonTest {
         StringWriter w = new StringWriter();
         assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--device", "bad"},
                 new PrintWriter(w), new PrintWriter(w), false)).isEqualTo(64);
-        assertThat(w.toString()).contains("--device 'bad' must be NAME=PATH[:SIZE]");
+        assertThat(w.toString()).contains("--device ('bad') must be NAME=PATH[:SIZE]");
         StringWriter w2 = new StringWriter();
         assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
                 "--param", "chunk_minimum_shift=3"}, new PrintWriter(w2), new PrintWriter(w2), false)).isEqualTo(64);
@@ -186,6 +187,30 @@ class DaemonTest {
         assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
                 "--param", "chunk_minimum_shift=abc"}, new PrintWriter(w4), new PrintWriter(w4), false)).isEqualTo(64);
         assertThat(w4.toString()).contains("value of chunk_minimum_shift ('abc') is not a whole number");
+    }
+
+    /** --device follows the rules of blksnap device add: a size is never ignored, directories are never made. */
+    @Test
+    void aDeviceWhoseStoreCannotBeOpenedAsGivenStopsTheStartSayingWhy() throws Exception {
+        Path existing = dir.resolve("e.img");
+        Files.write(existing, new byte[8192]);
+        StringWriter w = new StringWriter();
+        assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.resolve("data").toString(), "--listen", "none",
+                "--device", "d0=" + existing + ":16K"}, new PrintWriter(w), new PrintWriter(w), false)).isEqualTo(64);
+        assertThat(w.toString()).contains("is 8192 bytes (8K), not the 16384 bytes (16K) given");
+        StringWriter w2 = new StringWriter();
+        assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.resolve("data").toString(), "--listen", "none",
+                "--device", "d0=" + dir.resolve("nodir/d0.img") + ":1M"}, new PrintWriter(w2), new PrintWriter(w2), false))
+                .isEqualTo(1);
+        assertThat(w2.toString()).contains("cannot start: ENOENT: directory " + dir.resolve("nodir") + " of device d0"
+                + " does not exist");
+        assertThat(dir.resolve("nodir")).doesNotExist();
+        StringWriter w3 = new StringWriter();
+        assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.resolve("data").toString(), "--listen", "none",
+                "--device", "a/b=" + dir.resolve("ab.img") + ":1M"}, new PrintWriter(w3), new PrintWriter(w3), false))
+                .as("the engine judges the name").isEqualTo(64);
+        assertThat(w3.toString()).contains("device name 'a/b' must be");
+        assertThat(dir.resolve("ab.img")).as("a file created for a refused device is deleted").doesNotExist();
     }
 
     @Test

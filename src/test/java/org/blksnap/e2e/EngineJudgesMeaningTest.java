@@ -104,6 +104,22 @@ class EngineJudgesMeaningTest {
                 "EINVAL", "disk0: CBT read offset (-1) and length (16) must be >= 0");
     }
 
+    /** The daemon opens the store of a new device; the name, and whether a device may go, are the engine's. */
+    @Test
+    void aDevicesNameAndWhetherItMayBeRemovedAreJudgedByTheEngine() throws Exception {
+        Path file = dir.resolve("d9.img");
+        assertRefused(post("device/add", "{\"name\": \"a/b\", \"path\": \"" + file + "\", \"size\": \"4M\"}"),
+                "EINVAL", "device name 'a/b' must be 1-128 letters, digits, '.', '_' or '-', start with a letter or digit,"
+                        + " and not start with blksnap-image");
+        assertRefused(post("device/add", "{\"name\": \"disk0\", \"path\": \"" + file + "\", \"size\": \"4M\"}"),
+                "EEXIST", "device disk0 already exists");
+        assertThat(file).as("the file created for the refused device is gone").doesNotExist();
+        assertRefused(post("device/remove", "{\"name\": \"disk0\"}"), "EBUSY",
+                "device disk0 is in snapshot " + id + "; destroy it first (or force the removal, which corrupts the"
+                        + " snapshot)");
+        assertRefused(post("device/remove", "{\"name\": \"nosuch\"}"), "ENXIO", "no device 'nosuch'");
+    }
+
     @Test
     void theToolReportsTheEnginesAnswerWithItsErrno() {
         CliRun r = d.fails(22, "EINVAL", "snapshot", "append-storage", "--id", id, "--file", dir.toString());

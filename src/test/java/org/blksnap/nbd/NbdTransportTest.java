@@ -177,6 +177,40 @@ abstract class NbdTransportTest {
         assertThat(server.connectionCount()).isEqualTo(1);
     }
 
+    /**
+     * A client whose handshake opened the export just before closeExport is not yet in transmission,
+     * so closeExport's scan cannot see it; it must still not be left serving the export that went
+     * away: it ends as soon as it enters transmission.
+     */
+    @Test
+    void aConnectionThatOpenedTheExportDuringItsHandshakeEndsWhenItWasClosedMeanwhile() throws Exception {
+        NbdTestClient late = connect();
+        exports.openGate = new CountDownLatch(1);
+        CompletableFuture<Void> go = CompletableFuture.runAsync(() -> {
+            try {
+                late.go("disk", true);
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        await("the handshake opens the export").atMost(Duration.ofSeconds(10)).until(() -> exports.opensAtGate.get() >= 1);
+        assertThat(server.closeExport("disk")).as("not in transmission yet").isZero();
+        exports.openGate.countDown();
+        go.get(20, TimeUnit.SECONDS);
+        CompletableFuture<byte[]> rest = CompletableFuture.supplyAsync(() -> {
+            try {
+                return late.readToEnd();
+            } catch (IOException e) {
+                throw new java.io.UncheckedIOException(e);
+            }
+        });
+        assertThat(rest.get(20, TimeUnit.SECONDS)).as("ended right after the handshake").isEmpty();
+        NbdTestClient bystander = connect();
+        exports.openGate = null;
+        bystander.go("disk", true);
+        assertThat(bystander.read(0, 16)).as("a connection opened after the close is served").hasSize(16);
+    }
+
     @Test
     void closeExportEndsConnectionsEvenWhenTheDeviceNeverAnswers() throws Exception {
         NbdTestClient victim = connect();

@@ -88,8 +88,21 @@ final class TestExports implements ExportProvider, AutoCloseable {
         return defaultName;
     }
 
+    /** If set, {@link #open} waits for it (counting in {@link #opensAtGate}) before it answers. */
+    volatile java.util.concurrent.CountDownLatch openGate;
+    final java.util.concurrent.atomic.AtomicInteger opensAtGate = new java.util.concurrent.atomic.AtomicInteger();
+
     @Override
     public Export open(String name) {
+        java.util.concurrent.CountDownLatch gate = openGate;
+        if (gate != null) {
+            opensAtGate.incrementAndGet();
+            try {
+                gate.await();
+            } catch (InterruptedException ie) {
+                Thread.currentThread().interrupt();
+            }
+        }
         Entry e = exports.get(name);
         if (e == null) {
             return null;

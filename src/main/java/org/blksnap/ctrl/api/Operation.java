@@ -4,8 +4,8 @@ import java.util.Arrays;
 import java.util.Optional;
 
 /**
- * The operations of the control API, one per module ioctl (plus params, status and the device
- * list), each at {@code /v1/<path>} with its request and reply record. Every operation accepts
+ * The operations of the control API, one per module ioctl (plus params, status, and the devices
+ * served: list, add, remove), each at {@code /v1/<path>} with its request and reply record. Every operation accepts
  * {@code POST} with a JSON object body; those whose request has no fields also accept {@code GET}.
  * The daemon and the tool share this table, so they cannot disagree on a path or a body.
  */
@@ -16,6 +16,8 @@ public enum Operation {
     PARAMS_SET("params/set", Requests.ParamsSet.class, Replies.Param.class),
     STATUS("status", Requests.Status.class, Replies.Status.class),
     DEVICE_LIST("devices", Requests.DeviceList.class, Replies.Devices.class),
+    DEVICE_ADD("device/add", Requests.DeviceAdd.class, Replies.Device.class),
+    DEVICE_REMOVE("device/remove", Requests.DeviceRemove.class, Replies.Done.class),
     TRACKER_COLLECT("tracker/collect", Requests.TrackerCollect.class, Replies.Trackers.class),
     TRACKER_READ_CBT_MAP("tracker/read-cbt-map", Requests.ReadCbtMap.class, Replies.CbtMapPiece.class),
     TRACKER_MARK_DIRTY("tracker/mark-dirty", Requests.MarkDirty.class, Replies.Done.class),

@@ -74,15 +74,30 @@ public final class Replies {
                               @JsonInclude(JsonInclude.Include.NON_NULL) String uri) {
     }
 
-    /** {@code devices}: the devices served, in name order. */
+    /** {@code devices}: the devices served, and those registered but unavailable, in name order. */
     public record Devices(List<Device> devices) implements Reply {
         public Devices {
             devices = List.copyOf(devices);
         }
     }
 
-    /** A device in {@link Devices}; {@code snapshotId} and {@code uri} may be null. */
-    public record Device(String name, long sizeBytes, boolean tracked, UUID snapshotId, String uri) {
+    /**
+     * A device in {@link Devices}, and the answer of {@code device/add} (the device added).
+     *
+     * @param sizeBytes   its size; 0 when unavailable
+     * @param snapshotId  the snapshot holding it, or null
+     * @param uri         its NBD URI, or null (no NBD server, or unavailable)
+     * @param path        its backing file or block device, or null if the daemon does not know it
+     * @param origin      where it comes from: {@code flag} ({@code blksnapd --device}), {@code config}
+     *                    (the config file's {@code device}), {@code default} (disk0, when no device is
+     *                    given) or {@code added} ({@code device add}, now or before a restart); null
+     *                    if the daemon does not know
+     * @param unavailable null for a device served; else why a registered device is not served (its
+     *                    backing store was missing or could not be opened at start)
+     */
+    public record Device(String name, long sizeBytes, boolean tracked, UUID snapshotId, String uri, String path,
+                         String origin, @JsonInclude(JsonInclude.Include.NON_NULL) String unavailable)
+            implements Reply {
     }
 
     /** {@code tracker/collect}: every tracker, in device-name order. */

@@ -7,7 +7,8 @@ package org.blksnap.ctrl.api;
  * @param <R> the reply type
  */
 public sealed interface Request<R extends Reply> permits Requests.Version, Requests.Params, Requests.ParamsGet,
-        Requests.ParamsSet, Requests.Status, Requests.DeviceList, Requests.TrackerCollect, Requests.ReadCbtMap,
+        Requests.ParamsSet, Requests.Status, Requests.DeviceList, Requests.DeviceAdd, Requests.DeviceRemove,
+        Requests.TrackerCollect, Requests.ReadCbtMap,
         Requests.MarkDirty, Requests.TrackerRemove, Requests.SnapshotCreate, Requests.AppendStorage, Requests.Take,
         Requests.SnapshotCollect, Requests.CollectImages, Requests.WaitEvent, Requests.Destroy {
 }

@@ -3,6 +3,8 @@ package org.blksnap.ctrl.api;
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonSetter;
 import com.fasterxml.jackson.annotation.Nulls;
+import java.nio.file.InvalidPathException;
+import java.nio.file.Path;
 import java.util.List;
 import java.util.UUID;
 
@@ -54,8 +56,73 @@ public final class Requests {
     public record Status() implements Request<Replies.Status> {
     }
 
-    /** {@code devices}: the devices served. */
+    /** {@code devices}: the devices served, and those registered whose backing store could not be opened. */
     public record DeviceList() implements Request<Replies.Devices> {
+    }
+
+    /**
+     * {@code device/add}: serves a file or block device as a new device from now on, and keeps it
+     * in the daemon's registry so that it is served again after a restart.
+     *
+     * @param name the device (and NBD export) name; whether it is a valid, free name is the engine's
+     *             to judge
+     * @param path the backing file or block device
+     * @param size optional: create the file, sparse, with this size if it does not exist; if it
+     *             exists, its size must be this
+     */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    public record DeviceAdd(@Required String name, @Required AbsolutePath path, Size size)
+            implements Request<Replies.Device> {
+        /** What the text form looks like, for messages. */
+        public static final String FORM = "NAME=PATH[:SIZE]";
+
+        /**
+         * Parses {@code NAME=PATH[:SIZE]}, the form of {@code blksnapd --device} and of
+         * {@code blksnap device add}: the size is what follows the last ':' (K/M/G/T, see
+         * {@link Sizes}); spaces around the name and the path are dropped; a relative path is
+         * resolved against {@code base}.
+         *
+         * @param base an absolute directory (the caller's working directory)
+         * @throws InvalidValueException if the text has another form, or the size is malformed
+         */
+        public static DeviceAdd parse(String text, Path base) {
+            int eq = text.indexOf('=');
+            String name = eq < 0 ? "" : text.substring(0, eq).trim();
+            String rest = eq < 0 ? "" : text.substring(eq + 1).trim();
+            Size size = null;
+            int colon = rest.lastIndexOf(':');
+            if (colon >= 0 && !name.isEmpty()) {
+                size = new Size(Sizes.parseBytes("size of device " + name, rest.substring(colon + 1)));
+                rest = rest.substring(0, colon).trim();
+            }
+            if (name.isEmpty() || rest.isEmpty()) {
+                throw new InvalidValueException(text, "must be " + FORM);
+            }
+            Path p;
+            try {
+                p = Path.of(rest);
+            } catch (InvalidPathException e) {
+                throw new InvalidValueException(text, "must be " + FORM + " with a valid path: " + e.getReason());
+            }
+            return new DeviceAdd(name, new AbsolutePath(p.isAbsolute() ? p : base.resolve(p)), size);
+        }
+
+        @Override
+        public String toString() {
+            return name + "=" + path + (size == null ? "" : ":" + Sizes.format(size.bytes()));
+        }
+    }
+
+    /**
+     * {@code device/remove}: stops serving a device (its NBD clients are disconnected, its tracker
+     * goes with it) and drops it from the daemon's registry. The backing store is left as it is.
+     *
+     * @param force optional, false when absent or null: remove it even while it is in a snapshot
+     *              (the snapshot is then corrupted, as when a disk is pulled out); without it, a
+     *              device in a snapshot is refused with EBUSY
+     */
+    public record DeviceRemove(@Required String name, @JsonSetter(nulls = Nulls.AS_EMPTY) boolean force)
+            implements Request<Replies.Done> {
     }
 
     /** {@code tracker/collect}: CBT info of every tracked device. */

@@ -172,11 +172,15 @@ final class BlksnapEngine implements Blksnap {
     }
 
     @Override
-    public void removeDevice(String name) {
-        lockedRun(() -> {
+    public void removeDevice(String name, boolean force) {
+        TrackedDevice removed = locked(() -> {
             TrackedDevice d = existing(name);
             Tracker t = d.tracker();
             if (t != null && t.owner() != null) {
+                if (!force) {
+                    throw new BlksnapException(Errno.EBUSY, "device " + name + " is in snapshot " + t.owner()
+                            + "; destroy it first (or force the removal, which corrupts the snapshot)");
+                }
                 Snapshot s = snapshots.get(t.owner());
                 if (s != null) {
                     s.deviceCorrupted(name, Errno.ENODEV, "device was removed");
@@ -185,15 +189,25 @@ final class BlksnapEngine implements Blksnap {
             d.markRemoved();
             d.setTracker(null);
             devices.remove(name);
+            LOG.info("device {} removed; its tracker is detached", name);
+            return d;
+        });
+        try {
+            for (EngineListener l : listeners) {
+                try {
+                    l.deviceRemoved(name);
+                } catch (RuntimeException e) {
+                    LOG.warn("listener failed on removal of device {}: {}", name, e.toString());
+                }
+            }
+        } finally {
+            // Only after the listeners: a server waits there for its requests in flight, which then finish
+            // on an open device instead of failing on a closed one.
             try {
-                d.close();
+                removed.close();
             } catch (IOException e) {
                 LOG.warn("closing removed device {} failed: {}", name, e.toString());
             }
-            LOG.info("device {} removed; its tracker is detached", name);
-        });
-        for (EngineListener l : listeners) {
-            l.deviceRemoved(name);
         }
     }
 

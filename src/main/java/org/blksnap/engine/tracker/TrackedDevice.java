@@ -65,14 +65,17 @@ public final class TrackedDevice implements BlockDevice {
         }
     }
 
-    /** After removal every I/O fails with ENXIO. */
+    /**
+     * After removal every I/O fails with ENODEV, as an image's does once its snapshot is destroyed
+     * (a server tells its client the export is going away: NBD_ESHUTDOWN).
+     */
     public void markRemoved() {
         removed = true;
     }
 
     private void checkPresent() {
         if (removed) {
-            throw new BlksnapException(Errno.ENXIO, "device " + name + " was removed");
+            throw new BlksnapException(Errno.ENODEV, "device " + name + " was removed");
         }
     }
 

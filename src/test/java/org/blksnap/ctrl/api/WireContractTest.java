@@ -31,6 +31,8 @@ class WireContractTest {
     private static final Map<Operation, Request<?>> SAMPLE_REQUESTS = samples(
             new Requests.Version(), new Requests.Params(), new Requests.ParamsGet("chunk_minimum_shift"),
             new Requests.ParamsSet("diff_storage_minimum", 65536), new Requests.Status(), new Requests.DeviceList(),
+            new Requests.DeviceAdd("d9", new AbsolutePath(Path.of("/srv/d9.img")), new Size(1L << 30)),
+            new Requests.DeviceRemove("d9", true),
             new Requests.TrackerCollect(), new Requests.ReadCbtMap("disk0", 10, 5),
             new Requests.MarkDirty("disk0", List.of(new Range(0, 8), new Range(64, 8))),
             new Requests.TrackerRemove("disk0"), new Requests.SnapshotCreate(List.of("disk0", "disk1")),
@@ -59,8 +61,13 @@ class WireContractTest {
                 List.of(new Replies.SnapshotStatus(ID, "taken", List.of("disk0"),
                         List.of(new Replies.StatusImage("disk0", "blksnap-image0", ID, 1L << 30, null)),
                         4096, 128, 4096, 2, 1, 0))));
-        r.put(Operation.DEVICE_LIST, new Replies.Devices(List.of(new Replies.Device("disk0", 4096, true, ID, "nbd://h/disk0"),
-                new Replies.Device("disk1", 4096, false, null, null))));
+        r.put(Operation.DEVICE_LIST, new Replies.Devices(List.of(
+                new Replies.Device("disk0", 4096, true, ID, "nbd://h/disk0", "/srv/disk0.img", "flag", null),
+                new Replies.Device("disk1", 4096, false, null, null, null, null, null),
+                new Replies.Device("gone", 0, false, null, null, "/srv/gone.img", "added", "ENOENT: missing"))));
+        r.put(Operation.DEVICE_ADD, new Replies.Device("d9", 1L << 30, false, null, "nbd://h/d9", "/srv/d9.img", "added",
+                null));
+        r.put(Operation.DEVICE_REMOVE, new Replies.Done());
         r.put(Operation.TRACKER_COLLECT, new Replies.Trackers(List.of(TRACKER)));
         r.put(Operation.TRACKER_READ_CBT_MAP, Replies.CbtMapPiece.of("disk0", 10, new byte[] {0, 1, 2, (byte) 255}));
         r.put(Operation.TRACKER_MARK_DIRTY, new Replies.Done());
@@ -141,9 +148,12 @@ class WireContractTest {
 
     @Test
     void repliesKeepTheirJsonShapes() {
-        assertThat(WireJson.write(new Replies.Devices(List.of(new Replies.Device("d0", 4096, false, null, null)))))
+        assertThat(WireJson.write(new Replies.Devices(List.of(new Replies.Device("d0", 4096, false, null, null,
+                "/d0.img", "flag", null)))))
                 .isEqualTo("{\"devices\":[{\"name\":\"d0\",\"sizeBytes\":4096,\"tracked\":false,\"snapshotId\":null,"
-                        + "\"uri\":null}]}");
+                        + "\"uri\":null,\"path\":\"/d0.img\",\"origin\":\"flag\"}]}");
+        assertThat(WireJson.write(new Replies.Device("g", 0, false, null, null, "/g.img", "added", "ENOENT: gone")))
+                .endsWith(",\"origin\":\"added\",\"unavailable\":\"ENOENT: gone\"}");
         assertThat(WireJson.write(SAMPLE_REPLIES.get(Operation.STATUS)))
                 .contains("{\"name\":\"disk1\",\"sizeBytes\":1048576,\"tracker\":null,\"snapshotId\":null}")
                 .contains("\"images\":[{\"device\":\"disk0\",\"image\":\"blksnap-image0\",\"snapshotId\":\"" + ID
@@ -341,6 +351,44 @@ class WireContractTest {
                 .startsWith("accepted");
         assertThat(op(Operation.TRACKER_READ_CBT_MAP, "{\"device\": \"d\", \"offset\": -1, \"length\": 1}"))
                 .as("the engine judges offsets").startsWith("accepted");
+    }
+
+    @Test
+    void aDeviceIsParsedFromNamePathAndSizeOnceForTheDaemonAndTheTool() {
+        Path base = Path.of("/base");
+        assertThat(Requests.DeviceAdd.parse(" d0 = /srv/d0.img:1G", base))
+                .isEqualTo(new Requests.DeviceAdd("d0", new AbsolutePath(Path.of("/srv/d0.img")), new Size(1L << 30)));
+        assertThat(Requests.DeviceAdd.parse("d0=sub/../d0.img", base))
+                .isEqualTo(new Requests.DeviceAdd("d0", new AbsolutePath(Path.of("/base/d0.img")), null));
+        assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img", base)).hasToString("d0=/srv/d0.img");
+        assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:64M", base)).hasToString("d0=/srv/d0.img:64M");
+        for (String bad : List.of("d0", "=/x", "d0=", "d0=:1G", " =/x")) {
+            assertThatThrownBy(() -> Requests.DeviceAdd.parse(bad, base)).as(bad).isInstanceOf(InvalidValueException.class)
+                    .hasMessage("'" + bad + "' must be NAME=PATH[:SIZE]");
+        }
+        assertThatThrownBy(() -> Requests.DeviceAdd.parse("d0=/x:12Q", base)).isInstanceOf(InvalidValueException.class)
+                .hasMessage("size of device d0 ('12Q') must be a size such as 512, 64K, 128M, 1G");
+    }
+
+    @Test
+    void deviceRequestsTakeAnAbsolutePathAnOptionalSizeAndAnOptionalForce() {
+        assertThat(op(Operation.DEVICE_ADD, "{\"name\": \"d9\", \"path\": \"/srv/d9.img\", \"size\": \"64M\"}"))
+                .isEqualTo("accepted: d9=/srv/d9.img:64M");
+        assertThat(op(Operation.DEVICE_ADD, "{\"name\": \"d9\", \"path\": \"d9.img\"}"))
+                .startsWith("/v1/device/add: field 'path' ('d9.img') must be an absolute path");
+        assertThat(op(Operation.DEVICE_ADD, "{\"path\": \"/d9.img\"}")).isEqualTo("/v1/device/add: field 'name' is required");
+        assertThat(op(Operation.DEVICE_ADD, "{\"name\": \"d9\", \"path\": \"/d9.img\", \"size\": 0}"))
+                .isEqualTo("/v1/device/add: field 'size' ('0') must be a size > 0");
+        assertThat(WireJson.write(new Requests.DeviceAdd("d9", new AbsolutePath(Path.of("/d9.img")), null)))
+                .isEqualTo("{\"name\":\"d9\",\"path\":\"/d9.img\"}");
+        assertThat(op(Operation.DEVICE_REMOVE, "{\"name\": \"d9\"}"))
+                .isEqualTo("accepted: " + new Requests.DeviceRemove("d9", false));
+        assertThat(op(Operation.DEVICE_REMOVE, "{\"name\": \"d9\", \"force\": null}"))
+                .isEqualTo("accepted: " + new Requests.DeviceRemove("d9", false));
+        assertThat(op(Operation.DEVICE_REMOVE, "{\"name\": \"d9\", \"force\": \"yes\"}"))
+                .isEqualTo("/v1/device/remove: field 'force' must be true or false, not \"yes\"");
+        assertThat(op(Operation.DEVICE_REMOVE, "{\"name\": \"d9\", \"froce\": true}"))
+                .isEqualTo("/v1/device/remove: unknown field 'froce'; known: force, name");
     }
 
     @Test

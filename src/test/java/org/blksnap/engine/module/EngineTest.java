@@ -27,6 +27,7 @@ import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.device.NativeIo;
+import org.blksnap.engine.tracker.TrackedDevice;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -242,7 +243,7 @@ class EngineTest {
     void removingADeviceInATakenSnapshotCorruptsTheSnapshotWithAnEvent() throws Exception {
         UUID id = takenSnapshot("d0", "d1");
         engine.snapshotWaitEvent(id, 0);
-        engine.removeDevice("d1");
+        engine.removeDevice("d1", true);
         assertThat(engine.snapshotWaitEvent(id, 100)).isInstanceOfSatisfying(SnapshotEvent.Corrupted.class, c -> {
             assertThat(c.device()).isEqualTo("d1");
             assertThat(c.errno()).isEqualTo(19);
@@ -252,6 +253,54 @@ class EngineTest {
         assertThat(errnoOf(() -> img0.read(ByteBuffer.allocate(512), 0))).isEqualTo(Errno.EIO);
         engine.device("d0").write(pattern(512, 1), 0);
         engine.snapshotDestroy(id);
+    }
+
+    @Test
+    void removingADeviceInASnapshotWithoutForceIsEbusyAndChangesNothing() throws Exception {
+        UUID created = engine.snapshotCreate(List.of("d1"));
+        assertThat(errnoOf(() -> engine.removeDevice("d1", false))).as("in a created snapshot").isEqualTo(Errno.EBUSY);
+        engine.snapshotAppendStorage(created, StorageSpec.create(dir.resolve("diff-c"), 16 * MiB));
+        engine.snapshotTake(created, TakeHooks.NONE);
+        engine.snapshotWaitEvent(created, 0);
+        assertThat(errnoOf(() -> engine.removeDevice("d1", false))).as("in a taken snapshot").isEqualTo(Errno.EBUSY);
+        assertThat(engine.deviceNames()).containsExactly("d0", "d1");
+        engine.device("d1").write(pattern(512, 3), 0);
+        assertThat(read(engine.device("d1"), 0, 512)).isEqualTo(pattern(512, 3).array());
+        assertThat(engine.cbtInfo("d1").snapNumber()).isEqualTo(1);
+        assertThat(errnoOf(() -> engine.snapshotWaitEvent(created, 50))).as("no event").isEqualTo(Errno.ENOENT);
+        assertThat(read(engine.image("blksnap-image0"), 0, 512)).as("the image is intact").isEqualTo(new byte[512]);
+        engine.snapshotDestroy(created);
+        engine.removeDevice("d1", false);
+        assertThat(engine.deviceNames()).containsExactly("d0");
+        assertThat(errnoOf(() -> engine.removeDevice("d1", false))).isEqualTo(Errno.ENXIO);
+    }
+
+    @Test
+    void listenersHearOfARemovedDeviceBeforeItsBackingIsClosedAndItsIoFailsWithEnodevAlready() throws Exception {
+        BlockDevice d1 = engine.device("d1");
+        AtomicReference<String> seen = new AtomicReference<>();
+        engine.addListener(new EngineListener() {
+            @Override
+            public void deviceRemoved(String deviceName) {
+                // A server drains its requests in flight here: new I/O fails, the backing is still open.
+                Errno io = errnoOf(() -> d1.read(ByteBuffer.allocate(512), 0));
+                String backing;
+                try {
+                    backing = read(((TrackedDevice) d1).backing(), 0, 512).length + " bytes";
+                } catch (Exception e) {
+                    backing = e.toString();
+                }
+                seen.set(deviceName + " " + io + " " + engine.deviceNames() + " backing read " + backing);
+            }
+        });
+        engine.removeDevice("d1", false);
+        assertThat(seen.get()).isEqualTo("d1 ENODEV [d0] backing read 512 bytes");
+        assertThat(errnoOf(() -> d1.read(ByteBuffer.allocate(512), 0))).isEqualTo(Errno.ENODEV);
+        assertThatThrownBy(() -> read(((TrackedDevice) d1).backing(), 0, 512)).as("closed after the listeners")
+                .isInstanceOf(java.io.IOException.class).hasCauseInstanceOf(java.nio.channels.ClosedChannelException.class);
+        // the name is free again: the same file can be served anew, with a fresh device
+        engine.addDevice("d1", BlockDevices.open(dir.resolve("d1.img"), 0, false));
+        assertThat(engine.deviceNames()).containsExactly("d0", "d1");
     }
 
     @Test

@@ -52,7 +52,7 @@ class PullOutTest {
         engine.snapshotTake(id, TakeHooks.NONE);
         List<String> images = engine.snapshotCollectImages(id).stream().map(i -> i.image()).toList();
 
-        engine.removeDevice("d1");
+        engine.removeDevice("d1", true);
 
         assertThat(Io.drainEvents(engine, id)).filteredOn(e -> e instanceof SnapshotEvent.Corrupted)
                 .map(e -> (SnapshotEvent.Corrupted) e).extracting(c -> c.device() + " " + c.errno())
@@ -71,7 +71,7 @@ class PullOutTest {
     void takingASnapshotWhoseDeviceWasPulledOutFailsWithEfaultAndDropsTheSnapshot() throws Exception {
         UUID id = engine.snapshotCreate(List.of("d0", "d1"));
         engine.snapshotAppendStorage(id, StorageSpec.create(dir.resolve("diff"), 8 * MiB));
-        engine.removeDevice("d1");
+        engine.removeDevice("d1", true);
 
         assertThat(Io.errnoOf(() -> engine.snapshotTake(id, TakeHooks.NONE)))
                 .as("v1: a diff area corrupted at take fails it with EFAULT and the snapshot is released")
