@@ -48,6 +48,21 @@ final class Cli {
         out.flush();
     }
 
+    /** The same session printing its results on stderr (for a helper whose reports must not mix with stdout). */
+    Cli onStderr() {
+        return new Cli(client, jsonOutput, err, err);
+    }
+
+    /** Where warnings and progress go. */
+    PrintWriter err() {
+        return err;
+    }
+
+    /** Whether results are printed as JSON. */
+    boolean json() {
+        return jsonOutput;
+    }
+
     /** A warning on stderr that does not change the exit code. */
     void warn(String message) {
         err.println("blksnap: " + message);

@@ -39,6 +39,7 @@ final class ExitCodes {
             case ControlClient.UnreachableException _ -> UNREACHABLE;
             case ControlClient.ProtocolException _ -> PROTOCOL;
             case Cli.LocalIoException _ -> IO;
+            case org.blksnap.backup.RepositoryException r -> r.code().exitStatus();
             case CommandLine.ParameterException _, InvalidValueException _ -> USAGE;
             default -> SOFTWARE;
         };

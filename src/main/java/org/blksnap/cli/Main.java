@@ -28,7 +28,9 @@ import picocli.CommandLine;
         footer = {"", "Exit status: 0 ok; the errno number of an engine error (ESRCH 3, ENOENT 2, EBUSY 16, "
                 + "EINVAL 22, ...); 64 usage; 74 local file error; 76 bad answer; 111 daemon not reachable."},
         subcommands = {Commands.VersionCmd.class, Commands.ParamsCmd.class, Commands.StatusCmd.class,
-                Commands.DeviceCmd.class, Commands.TrackerCmd.class, Commands.SnapshotCmd.class})
+                Commands.DeviceCmd.class, Commands.TrackerCmd.class, Commands.SnapshotCmd.class,
+                BackupCommands.BackupCmd.class, BackupCommands.PointsCmd.class, BackupCommands.RestoreCmd.class,
+                BackupCommands.VerifyCmd.class, BackupCommands.PruneCmd.class, BackupCommands.GcCmd.class})
 public final class Main {
     /** The control socket used when neither --control nor BLKSNAP_CONTROL is given. */
     public static final String DEFAULT_CONTROL = "blksnap-data/control.sock";
@@ -115,6 +117,8 @@ public final class Main {
             if (json) {
                 out.println(WireJson.write(r.body()));
             }
+        } else if (ex instanceof org.blksnap.backup.RepositoryException r) {
+            err.println(prefix + r.code() + ": " + r.getMessage());
         } else if (code == ExitCodes.SOFTWARE) {
             err.println(prefix + "unexpected failure: " + ex);
             ex.printStackTrace(err);
@@ -124,13 +128,17 @@ public final class Main {
         return code;
     }
 
+    /** The control socket of this run: --control, else $BLKSNAP_CONTROL, else the default. */
+    Path controlSocket() {
+        if (control != null) {
+            return control;
+        }
+        String e = env.get("BLKSNAP_CONTROL");
+        return Path.of(e != null && !e.isBlank() ? e : DEFAULT_CONTROL);
+    }
+
     /** The session of this run: the client of the control socket and the output. */
     Cli cli() {
-        Path socket = control;
-        if (socket == null) {
-            String e = env.get("BLKSNAP_CONTROL");
-            socket = Path.of(e != null && !e.isBlank() ? e : DEFAULT_CONTROL);
-        }
-        return new Cli(new ControlClient(socket), json, out, err);
+        return new Cli(new ControlClient(controlSocket()), json, out, err);
     }
 }

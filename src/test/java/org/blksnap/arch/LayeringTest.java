@@ -122,6 +122,14 @@ class LayeringTest {
     }
 
     @Test
+    void theBackupRepositoryDependsOnNothingOfOurs() {
+        noClasses().that().resideInAPackage("org.blksnap.backup..")
+                .should().dependOnClassesThat().resideInAnyPackage("org.blksnap.engine..", "org.blksnap.nbd..",
+                        "org.blksnap.ctrl..", "org.blksnap.cli..", "org.blksnap.daemon..", "org.blksnap.util..")
+                .check(main);
+    }
+
+    @Test
     void theUtilitiesDependOnNothingOfOurs() {
         noClasses().that().resideInAPackage("org.blksnap.util..")
                 .should().dependOnClassesThat().resideInAnyPackage("org.blksnap.engine..", "org.blksnap.nbd..",

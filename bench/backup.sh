@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# blksnap for Java — backup benchmark (issue 11): our `blksnap backup` against restic and borg on
+# the same bytes in /dev/shm, side by side in one run. See docs/BENCHMARKS.md ("Backup").
+#
+#   bench/backup.sh [--size SIZE]      (default 4G; the device: half random, half text)
+#
+# Steps: full backup of each tool; 1 % of the device's 64 KiB blocks rewritten with random data
+# through the NBD export; incremental backup of each tool; restore of each tool (checked with cmp);
+# nbdcopy of the export to a file as the upper bound of reading. restic reads the device file with
+# `backup --stdin`, borg with `create -C lz4 REPO::A -` (both reread everything); ours reads the
+# snapshot image over NBD, and for the incremental only the blocks the CBT map marks.
+# Output: a table on stdout and in bench/results/backup-<timestamp>/table.md.
+set -euo pipefail
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH   # the distribution python3 has the nbd module nbdsh needs
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SIZE=4G
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) SIZE=$2; shift ;;
+    *) echo "usage: bench/backup.sh [--size SIZE]" >&2; exit 64 ;;
+  esac
+  shift
+done
+for t in restic borg nbdcopy nbdsh python3; do
+  command -v $t >/dev/null || { echo "bench/backup.sh: needs $t (apt-get install -y restic borgbackup libnbd-bin python3-libnbd)" >&2; exit 69; }
+done
+OUT="$ROOT/bench/results/backup-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+W=$(mktemp -d /dev/shm/blksnap-backup-bench.XXXXXX)
+DAEMON=""
+cleanup() {
+  [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+BYTES=$(numfmt --from=iec "$SIZE")
+
+echo "== data: $SIZE, half random, half text" >&2
+python3 - "$W/disk0.img" "$BYTES" <<'PY'
+import os, sys
+path, size = sys.argv[1], int(sys.argv[2])
+line = b"the quick brown fox jumps over the lazy dog; backup benchmark text line 0123456789\n"
+text = (line * (16 * 1024 * 1024 // len(line) + 1))[:16 * 1024 * 1024]
+with open(path, "wb") as f:
+    done = 0
+    while done < size:
+        n = min(16 << 20, size - done)
+        f.write(os.urandom(n) if done < size // 2 else text[:n])
+        done += n
+PY
+mkdir -p "$W/data"
+(cd "$ROOT" && bin/blksnapd --data-dir "$W/data" --listen none --device "disk0=$W/disk0.img" >"$OUT/daemon.log" 2>&1) &
+DAEMON=$!
+export BLKSNAP_CONTROL="$W/data/control.sock"
+for _ in $(seq 100); do [ -S "$BLKSNAP_CONTROL" ] && break; sleep 0.2; done
+URI="nbd+unix:///disk0?socket=$W/data/nbd.sock"
+BK="$ROOT/bin/blksnap"
+
+declare -A T
+now() { date +%s.%N; }
+timed() { # timed KEY command...  (stdout of the command to $OUT/KEY.out)
+  local key=$1; shift
+  local s; s=$(now)
+  "$@" >"$OUT/$key.out" 2>"$OUT/$key.err"
+  T[$key]=$(echo "$(now) - $s" | bc)
+  echo "$key ${T[$key]} s" >&2
+}
+ours() { "$BK" --json backup --repo "$W/ours" --device disk0 --storage-dir "$W/data" --storage-size 256M --storage-limit 1G; }
+
+restic init -q -r "$W/restic" >/dev/null
+borg init -e repokey "$W/borg" >/dev/null 2>&1
+"$BK" version >/dev/null # builds and warms the CDS archive
+
+timed nbdcopy nbdcopy "$URI" "$W/nbdcopy.img"; rm -f "$W/nbdcopy.img"
+timed ours_full ours
+timed restic_full sh -c "restic -q -r '$W/restic' backup --stdin --stdin-filename disk0.img < '$W/disk0.img'"
+timed borg_full sh -c "borg create -C lz4 '$W/borg::full' - < '$W/disk0.img'"
+S_OURS_FULL=$(du -sb "$W/ours" | cut -f1); S_RESTIC_FULL=$(du -sb "$W/restic" | cut -f1); S_BORG_FULL=$(du -sb "$W/borg" | cut -f1)
+
+echo "== 1 % of the 64 KiB blocks rewritten at random through the export" >&2
+CHANGED=$(nbdsh -u "$URI" -c '
+import os, random
+blocks = h.get_size() // 65536
+picked = random.Random(11).sample(range(blocks), blocks // 100)
+for b in picked:
+    h.pwrite(os.urandom(65536), b * 65536)
+h.flush()
+print(len(picked) * 65536)
+')
+timed ours_inc ours
+timed restic_inc sh -c "restic -q -r '$W/restic' backup --stdin --stdin-filename disk0.img < '$W/disk0.img'"
+timed borg_inc sh -c "borg create -C lz4 '$W/borg::inc' - < '$W/disk0.img'"
+S_OURS_INC=$(( $(du -sb "$W/ours" | cut -f1) - S_OURS_FULL )); S_RESTIC_INC=$(( $(du -sb "$W/restic" | cut -f1) - S_RESTIC_FULL ))
+S_BORG_INC=$(( $(du -sb "$W/borg" | cut -f1) - S_BORG_FULL ))
+INC_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["id"])' "$OUT/ours_inc.out")
+READ_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["bytesRead"])' "$OUT/ours_inc.out")
+NEW_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["newBytes"])' "$OUT/ours_inc.out")
+
+timed ours_restore "$BK" restore --repo "$W/ours" --point "$INC_ID" --to "$W/r-ours.img"
+timed restic_restore sh -c "restic -q -r '$W/restic' dump latest disk0.img > '$W/r-restic.img'"
+timed borg_restore sh -c "borg extract --stdout '$W/borg::inc' > '$W/r-borg.img'"
+for r in ours restic borg; do cmp "$W/r-$r.img" "$W/disk0.img" || { echo "restore of $r differs" >&2; exit 1; }; done
+timed jvm_version "$BK" version
+
+ratio() { echo "scale=2; $1 / $2" | bc; }
+{
+  echo "| $SIZE, half random half text, /dev/shm | ours | restic $(restic version | cut -d' ' -f2) | borg $(borg --version | cut -d' ' -f2) (lz4) |"
+  echo "|---|---|---|---|"
+  echo "| full backup, s | ${T[ours_full]} | ${T[restic_full]} ($(ratio "${T[restic_full]}" "${T[ours_full]}")x ours) | ${T[borg_full]} ($(ratio "${T[borg_full]}" "${T[ours_full]}")x ours) |"
+  echo "| repository after full, bytes | $S_OURS_FULL | $S_RESTIC_FULL | $S_BORG_FULL |"
+  echo "| incremental (1 % of 64 KiB blocks, $CHANGED bytes), s | ${T[ours_inc]} | ${T[restic_inc]} ($(ratio "${T[restic_inc]}" "${T[ours_inc]}")x ours) | ${T[borg_inc]} ($(ratio "${T[borg_inc]}" "${T[ours_inc]}")x ours) |"
+  echo "| incremental: bytes read from the device | $READ_INC | $BYTES | $BYTES |"
+  echo "| incremental: bytes added to the repository | $S_OURS_INC (newBytes $NEW_INC) | $S_RESTIC_INC | $S_BORG_INC |"
+  echo "| restore, s | ${T[ours_restore]} | ${T[restic_restore]} ($(ratio "${T[restic_restore]}" "${T[ours_restore]}")x ours) | ${T[borg_restore]} |"
+  echo "| upper bound: nbdcopy of the export to a file, s | ${T[nbdcopy]} | | |"
+  echo "| floor of any blksnap call: JVM start + one control call (blksnap version), s | ${T[jvm_version]} | | |"
+} | tee "$OUT/table.md"

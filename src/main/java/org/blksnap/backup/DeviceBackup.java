@@ -1,0 +1,207 @@
+package org.blksnap.backup;
+
+import java.nio.ByteBuffer;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.BitSet;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * One device's backup into one new point. Full when the device has no earlier point or the earlier
+ * one cannot be the base (another CBT generation, a snapshot number not below this one, another size
+ * or chunk size), else incremental: only the tracking blocks whose CBT value is above the base's
+ * snapshot number are read, everything else is the base's index. Chunks are one tracking block each.
+ *
+ * <p>Reads go in runs of consecutive changed chunks of up to {@link #RUN_BYTES}, {@link #IN_FLIGHT}
+ * at once on virtual threads over one NBD connection; each run's chunks are hashed, compressed and
+ * stored by the thread that read them. Not thread-safe: {@link #run} once.
+ */
+final class DeviceBackup {
+    /** Bytes read by one NBD request at most. */
+    static final int RUN_BYTES = 1 << 20;
+    /** Runs in flight at once (NBD requests outstanding plus the hashing and compression behind them). */
+    static final int IN_FLIGHT = 8;
+    private static final DateTimeFormatter ID_TIME = DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss").withZone(ZoneOffset.UTC);
+
+    private final Repository repo;
+    private final Repository.BackupSource src;
+    private final Repository.CbtSource cbt;
+    private final Repository.Progress progress;
+
+    DeviceBackup(Repository repo, Repository.BackupSource src, Repository.CbtSource cbt, Repository.Progress progress) {
+        this.repo = repo;
+        this.src = src;
+        this.cbt = cbt;
+        this.progress = progress;
+    }
+
+    /** Whether the point is incremental, why, and on which base. */
+    record Plan(Point base, String reason) {
+    }
+
+    Plan plan(Geometry g) throws RepositoryException {
+        Point last = repo.latest(src.device()).orElse(null);
+        if (last == null) {
+            return new Plan(null, "no earlier point of " + src.device());
+        }
+        if (!last.generation().equals(src.generation())) {
+            return new Plan(null, "new CBT generation " + src.generation() + " (point " + last.id() + " has "
+                    + last.generation() + "): the tracker was reset or removed, or the daemon restarted without its state");
+        }
+        if (last.snapNumber() >= src.snapNumber()) {
+            return new Plan(null, "snapshot number " + src.snapNumber() + " is not above point " + last.id() + "'s "
+                    + last.snapNumber());
+        }
+        if (last.sizeBytes() != g.sizeBytes()) {
+            return new Plan(null, "device resized from " + last.sizeBytes() + " to " + g.sizeBytes() + " bytes");
+        }
+        if (last.chunkSizeBytes() != g.chunkSizeBytes() || last.fanout() != g.fanout()) {
+            return new Plan(null, "chunk geometry changed (" + last.chunkSizeBytes() + "/" + last.fanout() + " -> "
+                    + g.chunkSizeBytes() + "/" + g.fanout() + ")");
+        }
+        return new Plan(last, "changes since point " + last.id() + " (snapshot " + last.snapNumber() + ")");
+    }
+
+    Point run() throws RepositoryException {
+        long startNanos = System.nanoTime();
+        Instant start = Instant.now();
+        Geometry g = new Geometry(src.sizeBytes(), src.blockSizeBytes(), NodeDescriptor.DEFAULT_FANOUT);
+        Plan plan = plan(g);
+        BitSet changed = new BitSet(g.chunkCount());
+        if (plan.base() == null) {
+            changed.set(0, g.chunkCount());
+        } else {
+            byte[] map;
+            try {
+                map = cbt.readMap();
+            } catch (RepositoryException e) {
+                throw e;
+            } catch (Exception e) {
+                throw new RepositoryException(RepositoryException.Code.NBD, "cannot read the CBT map of " + src.device()
+                        + ": " + e.getMessage(), e);
+            }
+            if (map.length != g.chunkCount()) {
+                throw new RepositoryException(RepositoryException.Code.NBD, "the CBT map of " + src.device() + " has "
+                        + map.length + " blocks; " + g.chunkCount() + " expected for " + g.sizeBytes() + " bytes");
+            }
+            for (int i = 0; i < map.length; i++) {
+                if ((map[i] & 0xff) > plan.base().snapNumber()) {
+                    changed.set(i);
+                }
+            }
+        }
+        ChunkStore store = repo.store();
+        long newBytesBefore = store.newBytes();
+        Ref[] newRefs = new Ref[g.chunkCount()];
+        AtomicLong bytesRead = new AtomicLong();
+        long totalBytes = 0;
+        for (int i = changed.nextSetBit(0); i >= 0; i = changed.nextSetBit(i + 1)) {
+            totalBytes += g.chunkLengthBytes(i);
+        }
+        try (NbdClient client = NbdClient.connect(src.uri())) {
+            if (client.sizeBytes() != g.sizeBytes()) {
+                throw new RepositoryException(RepositoryException.Code.NBD, src.uri() + " is " + client.sizeBytes()
+                        + " bytes; the daemon reported " + g.sizeBytes() + " for " + src.device());
+            }
+            readAndStore(g, changed, newRefs, client, store, bytesRead, totalBytes);
+        }
+        Ref root = IndexTree.build(g, changed, newRefs, plan.base() == null ? null : ManifestDescriptor.rootRef(plan.base()),
+                store, repo.reader());
+        store.seal();
+        double seconds = (System.nanoTime() - startNanos) / 1e9;
+        Point p = new Point(newId(start), src.device(), start.toString(), plan.base() == null ? "full" : "incremental",
+                plan.reason(), src.generation(), src.snapNumber(), g.sizeBytes(), g.chunkSizeBytes(), g.fanout(),
+                ManifestDescriptor.rootHex(root), bytesRead.get(), store.newBytes() - newBytesBefore, seconds);
+        repo.commit(p);
+        return p;
+    }
+
+    private void readAndStore(Geometry g, BitSet changed, Ref[] newRefs, NbdClient client, ChunkStore store,
+                              AtomicLong bytesRead, long totalBytes) throws RepositoryException {
+        AtomicReference<RepositoryException> failure = new AtomicReference<>();
+        Semaphore inFlight = new Semaphore(IN_FLIGHT);
+        byte[] zeros = new byte[g.chunkSizeBytes()];
+        int runChunks = Math.max(1, RUN_BYTES / g.chunkSizeBytes());
+        try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+            int i = changed.nextSetBit(0);
+            while (i >= 0 && failure.get() == null) {
+                int first = i;
+                int end = first + 1;
+                while (end - first < runChunks && end < g.chunkCount() && changed.get(end)) {
+                    end++;
+                }
+                int last = end;
+                try {
+                    inFlight.acquire();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    failure.compareAndSet(null, new RepositoryException(RepositoryException.Code.IO, "backup of "
+                            + src.device() + " interrupted", e));
+                    break;
+                }
+                pool.execute(() -> {
+                    try {
+                        if (failure.get() == null) {
+                            readRun(g, first, last, newRefs, client, store, zeros, bytesRead, totalBytes);
+                        }
+                    } catch (RepositoryException e) {
+                        failure.compareAndSet(null, e);
+                    } catch (RuntimeException e) {
+                        failure.compareAndSet(null, new RepositoryException(RepositoryException.Code.IO, "backup of "
+                                + src.device() + " failed at chunk " + first + ": " + e, e));
+                    } finally {
+                        inFlight.release();
+                    }
+                });
+                i = changed.nextSetBit(end);
+            }
+        }
+        if (failure.get() != null) {
+            throw failure.get();
+        }
+    }
+
+    private void readRun(Geometry g, int first, int end, Ref[] newRefs, NbdClient client, ChunkStore store, byte[] zeros,
+                         AtomicLong bytesRead, long totalBytes) throws RepositoryException {
+        long offset = g.chunkOffsetBytes(first);
+        int length = (int) (g.chunkOffsetBytes(end - 1) + g.chunkLengthBytes(end - 1) - offset);
+        ByteBuffer buf = ByteBuffer.allocate(length);
+        for (int done = 0; done < length; done += NbdClientDescriptor.MAX_REQUEST_BYTES) {
+            int n = Math.min(NbdClientDescriptor.MAX_REQUEST_BYTES, length - done);
+            client.read(offset + done, buf.slice(done, n));
+        }
+        byte[] data = buf.array();
+        List<ChunkStore.Blob> blobs = new ArrayList<>();
+        List<Integer> chunks = new ArrayList<>();
+        for (int c = first; c < end; c++) {
+            int at = (int) (g.chunkOffsetBytes(c) - offset);
+            int len = g.chunkLengthBytes(c);
+            if (Arrays.equals(data, at, at + len, zeros, 0, len)) {
+                newRefs[c] = Ref.HOLE;
+            } else {
+                byte[] chunk = Arrays.copyOfRange(data, at, at + len);
+                blobs.add(new ChunkStore.Blob(NodeDescriptor.KIND_CHUNK, Sha256.of(chunk), chunk));
+                chunks.add(c);
+            }
+        }
+        Ref[] refs = store.putAll(blobs);
+        for (int i = 0; i < refs.length; i++) {
+            newRefs[chunks.get(i)] = refs[i];
+        }
+        progress.update(bytesRead.addAndGet(length), totalBytes);
+    }
+
+    private static String newId(Instant start) {
+        return ID_TIME.format(start) + "-" + HexFormat.of().toHexDigits(ThreadLocalRandom.current().nextInt(1 << 24)).substring(2);
+    }
+}

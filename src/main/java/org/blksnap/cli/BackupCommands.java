@@ -1,0 +1,437 @@
+package org.blksnap.cli;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.stream.Stream;
+import org.blksnap.backup.Point;
+import org.blksnap.backup.Repository;
+import org.blksnap.backup.RepositoryException;
+import org.blksnap.ctrl.api.AbsolutePath;
+import org.blksnap.ctrl.api.Replies;
+import org.blksnap.ctrl.api.Requests;
+import org.blksnap.ctrl.api.Size;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * The backup commands: {@code backup} (snapshot, read over NBD, write points, destroy), and the
+ * repository's own {@code points}, {@code restore} and {@code verify}, which need no daemon. The
+ * repository is {@link Repository} (docs/repository.md); exit codes of its errors come from
+ * {@link RepositoryException.Code#exitStatus}.
+ */
+final class BackupCommands {
+    private BackupCommands() {
+    }
+
+    /** The exit statuses of the backup commands: the tool's, and the repository's own. */
+    static final String EXIT_FOOTER = "%nExit status: 0 ok; 65 damaged (verify found problems) or another format version; "
+            + "66 no such repository, point or device; 73 restore target too small or existing; 74 NBD or local I/O; "
+            + "75 the repository is locked by another writer; 28 the repository's filesystem is full; 64 usage; "
+            + "the errno number of an engine error (backup); 111 daemon not reachable (backup).";
+
+    /** One device's line of {@code backup}. */
+    record BackupPoint(String device, String id, String kind, String reason, String generation, long snapNumber,
+                       long sizeBytes, long bytesRead, long newBytes, double seconds) {
+        static BackupPoint of(Point p) {
+            return new BackupPoint(p.device(), p.id(), p.kind(), p.reason(), p.generation(), p.snapNumber(),
+                    p.sizeBytes(), p.bytesRead(), p.newBytes(), p.seconds());
+        }
+    }
+
+    /** {@code backup --json}: every device's point. */
+    record BackupReport(List<BackupPoint> points) {
+    }
+
+    /** One point of {@code points}. */
+    record PointLine(String id, String device, String time, String kind, String generation, long snapNumber,
+                     long sizeBytes) {
+        static PointLine of(Point p) {
+            return new PointLine(p.id(), p.device(), p.time(), p.kind(), p.generation(), p.snapNumber(), p.sizeBytes());
+        }
+    }
+
+    record PointList(List<PointLine> points) {
+    }
+
+    @Command(name = "backup", footer = EXIT_FOOTER, description = "Back up devices into a repository: one coherent snapshot of all of them, "
+            + "then per device an incremental point (only blocks changed since its last point) or a full one.")
+    static final class BackupCmd extends Commands.Base {
+        /** Initial difference storage when no --storage-size is given, in bytes (or the limit if smaller). */
+        static final long DEFAULT_INITIAL_STORAGE_BYTES = 256L << 20;
+
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository (created when missing or empty)")
+        Path repo;
+        @Option(names = "--device", required = true, paramLabel = "NAME", description = "a device to back up (repeatable: all in one snapshot)")
+        List<String> devices = new ArrayList<>();
+        @Option(names = "--freeze", paramLabel = "MOUNTPOINT", description = "fsfreeze around the take")
+        List<Path> freeze = new ArrayList<>();
+        @Option(names = "--storage-dir", paramLabel = "DIR",
+                description = "where the difference storage files go (default: the control socket's directory, the daemon's data directory)")
+        Path storageDir;
+        @Option(names = "--storage-limit", paramLabel = "SIZE", defaultValue = "1G",
+                description = "the storage grows on low-space events up to this (default ${DEFAULT-VALUE})")
+        Size storageLimit;
+        @Option(names = "--storage-size", paramLabel = "SIZE", description = "initial storage (default: 256M or the limit if smaller)")
+        Size storageSize;
+        @Option(names = "--pack-size", paramLabel = "SIZE", hidden = true, description = "pack files are sealed at this size")
+        Size packSize;
+        /**
+         * A test hook: after this many bytes of a device are read (the snapshot taken), wait for a
+         * line on stdin, or to be killed (the crash and coherence tests).
+         */
+        @Option(names = "--debug-pause-after", paramLabel = "SIZE", hidden = true)
+        Size pauseAfter;
+
+        @Override
+        public Integer call() throws Exception {
+            Main main = (Main) spec.root().userObject();
+            Cli cli = cli();
+            Path socket = main.controlSocket();
+            Path storageRoot = (storageDir != null ? storageDir : socket.toAbsolutePath().getParent()).toAbsolutePath().normalize();
+            if (!Files.isDirectory(storageRoot)) {
+                throw usage("--storage-dir " + storageRoot + " is not a directory");
+            }
+            long limit = storageLimit.bytes();
+            long initial = storageSize != null ? storageSize.bytes() : Math.min(DEFAULT_INITIAL_STORAGE_BYTES, limit);
+            initial -= initial % 512;
+            if (initial > limit || initial <= 0) {
+                throw usage("--storage-size (" + initial + ") must be within 512.." + limit + " (--storage-limit)");
+            }
+            long packBytes = packSize != null ? packSize.bytes() : 32L << 20;
+            List<BackupPoint> done = new ArrayList<>();
+            try (Repository repository = Repository.openForWriting(repo.toAbsolutePath(), packBytes, cli::warn)) {
+                cleanUpAfterADeadBackup(cli, repository.staleSession());
+                UUID id = cli.call(new Requests.SnapshotCreate(devices)).id();
+                Path storage = storageRoot.resolve("backup-" + id);
+                Session session = new Session(cli, id, storage);
+                session.afterEnd = () -> {
+                    try {
+                        repository.recordSession(Map.of());
+                    } catch (RepositoryException e) {
+                        cli.warn("backup: " + e.getMessage());
+                    }
+                };
+                Thread hook = new Thread(session::end, "blksnap-backup-cleanup");
+                Runtime.getRuntime().addShutdownHook(hook);
+                try {
+                    Files.createDirectories(storage);
+                    repository.recordSession(Map.of("snapshot", id.toString(), "storage", storage.toString()));
+                    cli.call(new Requests.AppendStorage(id, new AbsolutePath(storage.resolve("diff_storage-initial")),
+                            Size.ofBytes(initial), List.of()));
+                    if (limit > initial) {
+                        Cli stretchCli = cli.onStderr();
+                        long more = limit - initial;
+                        session.stretch = Thread.ofVirtual().name("backup-stretch").start(() -> {
+                            try {
+                                new Stretch(stretchCli, id, storage, more, 1000).run();
+                            } catch (Exception e) {
+                                stretchCli.warn("backup: growing the storage failed: " + e.getMessage());
+                            }
+                        });
+                    }
+                    cli.call(new Requests.Take(id, freeze.stream().map(AbsolutePath::resolve).toList()));
+                    List<Replies.Tracker> trackers = cli.call(new Requests.TrackerCollect()).trackers();
+                    List<Replies.Image> images = cli.call(new Requests.CollectImages(id)).images();
+                    for (String device : devices) {
+                        Replies.Tracker t = trackers.stream().filter(x -> x.device().equals(device)).findFirst()
+                                .orElseThrow(() -> new IllegalStateException("no tracker of " + device + " after the take"));
+                        Replies.Image image = images.stream().filter(x -> x.device().equals(device)).findFirst()
+                                .orElseThrow(() -> new IllegalStateException("no image of " + device + " after the take"));
+                        if (image.uri() == null) {
+                            throw new RepositoryException(RepositoryException.Code.NBD, "the daemon serves no NBD: "
+                                    + "the image of " + device + " cannot be read");
+                        }
+                        Repository.BackupSource source = new Repository.BackupSource(device, image.uri(), image.sizeBytes(),
+                                t.blockSizeBytes(), t.generationId().toString(), t.snapNumber());
+                        Point p = repository.backup(source, () -> readMap(cli, device, t.blockCount()), progress(cli, device));
+                        BackupPoint line = BackupPoint.of(p);
+                        done.add(line);
+                        if (!main.json) {
+                            cli.warn("backup: " + device + ": " + p.kind() + ": " + p.reason());
+                            cli.print(line, BackupCommands::backupLine);
+                        }
+                    }
+                } finally {
+                    session.end();
+                    try {
+                        Runtime.getRuntime().removeShutdownHook(hook);
+                    } catch (IllegalStateException e) {
+                        // the JVM is shutting down: the hook runs (and finds the session ended)
+                    }
+                }
+            }
+            if (main.json) {
+                cli.print(new BackupReport(done), r -> "");
+            }
+            return ExitCodes.OK;
+        }
+
+        private Repository.Progress progress(Cli cli, String device) {
+            Repository.Progress line = ProgressLine.of(cli, "backup " + device);
+            if (pauseAfter == null) {
+                return line;
+            }
+            AtomicBoolean paused = new AtomicBoolean();
+            return (doneBytes, totalBytes) -> {
+                line.update(doneBytes, totalBytes);
+                if (doneBytes >= pauseAfter.bytes() && paused.compareAndSet(false, true)) {
+                    cli.warn("backup: paused after " + doneBytes + " bytes (--debug-pause-after); a line on stdin resumes");
+                    try {
+                        new java.io.BufferedReader(new java.io.InputStreamReader(System.in,
+                                java.nio.charset.StandardCharsets.UTF_8)).readLine();
+                    } catch (IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                }
+            };
+        }
+
+        /** Destroys the snapshot and removes the storage a killed backup of this repository left behind. */
+        private static void cleanUpAfterADeadBackup(Cli cli, Map<String, String> stale) {
+            String snapshot = stale.get("snapshot");
+            if (snapshot != null) {
+                cli.warn("backup: the previous backup into this repository did not finish; destroying its snapshot " + snapshot);
+                try {
+                    new Session(cli, UUID.fromString(snapshot), stale.containsKey("storage")
+                            ? Path.of(stale.get("storage")) : null).end();
+                } catch (IllegalArgumentException e) {
+                    cli.warn("backup: the lock file names a malformed snapshot id " + snapshot);
+                }
+            }
+        }
+
+        private static byte[] readMap(Cli cli, String device, int blockCount) throws Exception {
+            ByteArrayOutputStream map = new ByteArrayOutputStream(blockCount);
+            long pos = 0;
+            while (pos < blockCount) {
+                int piece = (int) Math.min(Commands.TrackerCmd.ReadCbtMap.PIECE_BLOCKS, blockCount - pos);
+                byte[] data = cli.call(new Requests.ReadCbtMap(device, pos, piece)).data();
+                if (data.length == 0) {
+                    break;
+                }
+                map.write(data);
+                pos += data.length;
+            }
+            return map.toByteArray();
+        }
+    }
+
+    /**
+     * The daemon-side state of one backup: its snapshot and the storage directory. {@link #end} (from
+     * the command, or from the shutdown hook on SIGTERM/Ctrl-C) destroys the snapshot, which stops the
+     * stretch, removes the storage files and then clears the record of them in the repository's lock
+     * file; only the first call acts. Thread-safe.
+     */
+    private static final class Session {
+        private final Cli cli;
+        private final UUID id;
+        private final Path storage;
+        private final AtomicBoolean ended = new AtomicBoolean();
+        volatile Thread stretch;
+        /** Runs once the snapshot and storage are gone (clears the repository's record of them). */
+        volatile Runnable afterEnd = () -> { };
+
+        Session(Cli cli, UUID id, Path storage) {
+            this.cli = cli;
+            this.id = id;
+            this.storage = storage;
+        }
+
+        void end() {
+            if (!ended.compareAndSet(false, true)) {
+                return;
+            }
+            try {
+                cli.call(new Requests.Destroy(id));
+            } catch (ControlClient.RemoteException e) {
+                if (!"ENODEV".equals(e.errnoName())) {
+                    cli.warn("backup: cannot destroy snapshot " + id + ": " + e.errnoName() + ": " + e.getMessage());
+                }
+            } catch (Exception e) {
+                cli.warn("backup: cannot destroy snapshot " + id + ": " + e.getMessage());
+            }
+            Thread s = stretch;
+            if (s != null) {
+                try {
+                    s.join(10_000);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            if (storage != null && Files.isDirectory(storage)) {
+                try (Stream<Path> files = Files.walk(storage)) {
+                    for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
+                        Files.deleteIfExists(p);
+                    }
+                } catch (IOException e) {
+                    cli.warn("backup: cannot remove the storage " + storage + ": " + e.getMessage());
+                }
+            }
+            afterEnd.run();
+        }
+    }
+
+    /** {@code DEVICE POINT_ID full|incremental BYTES_READ NEW_BYTES}. */
+    static String backupLine(BackupPoint p) {
+        return p.device() + " " + p.id() + " " + p.kind() + " " + p.bytesRead() + " " + p.newBytes();
+    }
+
+    @Command(name = "points", footer = EXIT_FOOTER, description = "List the points of a repository, oldest first.")
+    static final class PointsCmd extends Commands.Base {
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
+        Path repo;
+        @Option(names = "--device", paramLabel = "NAME", description = "only the points of this device")
+        String device;
+
+        @Override
+        public Integer call() throws Exception {
+            Cli cli = cli();
+            try (Repository r = Repository.openForReading(repo.toAbsolutePath())) {
+                List<PointLine> points = r.points().stream().filter(p -> device == null || p.device().equals(device))
+                        .map(PointLine::of).toList();
+                if (device != null && points.isEmpty()) {
+                    throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no point of device '" + device
+                            + "' in " + r.dir());
+                }
+                cli.print(new PointList(points), l -> String.join("\n", l.points().stream()
+                        .map(p -> p.id() + " " + p.device() + " " + p.time() + " " + p.kind() + " generation="
+                                + p.generation() + " snap_number=" + p.snapNumber() + " size=" + p.sizeBytes())
+                        .toList()));
+            }
+            return ExitCodes.OK;
+        }
+    }
+
+    @Command(name = "restore", footer = EXIT_FOOTER, description = "Restore a point bit for bit to a new file (sparse), a block device or an NBD URI.")
+    static final class RestoreCmd extends Commands.Base {
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
+        Path repo;
+        @Option(names = "--point", required = true, paramLabel = "ID", description = "the point to restore (see points)")
+        String point;
+        @Option(names = "--to", required = true, paramLabel = "TARGET", description = "FILE, /dev/BLOCKDEVICE or nbd://...")
+        String to;
+
+        @Override
+        public Integer call() throws Exception {
+            Cli cli = cli();
+            try (Repository r = Repository.openForReading(repo.toAbsolutePath())) {
+                Repository.RestoreResult res = r.restore(point, to, ProgressLine.of(cli, "restore " + point));
+                cli.print(res, x -> "restored " + x.point() + " (" + x.device() + ", " + x.sizeBytes() + " bytes) to "
+                        + x.target() + ": " + x.dataBytes() + " bytes of data, " + x.zeroBytes() + " bytes of zeros");
+            }
+            return ExitCodes.OK;
+        }
+    }
+
+    @Command(name = "verify", footer = EXIT_FOOTER, description = "Re-hash every chunk and node the points use; report damaged or missing ones "
+            + "with the points they break (exit 65).")
+    static final class VerifyCmd extends Commands.Base {
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
+        Path repo;
+        @Option(names = "--point", paramLabel = "ID", description = "only this point (default: all)")
+        String point;
+
+        @Override
+        public Integer call() throws Exception {
+            Cli cli = cli();
+            try (Repository r = Repository.openForReading(repo.toAbsolutePath())) {
+                Repository.VerifyReport report = r.verify(point);
+                cli.print(report, BackupCommands::verifyText);
+                return report.ok() ? ExitCodes.OK : RepositoryException.Code.DAMAGED.exitStatus();
+            }
+        }
+    }
+
+    /** One point of {@code prune}: kept (with the rules that keep it) or removed. */
+    record PruneLine(String id, String device, String time, boolean keep, List<String> reasons) {
+    }
+
+    record PruneReport(List<PruneLine> points, boolean dryRun) {
+    }
+
+    @Command(name = "prune", footer = EXIT_FOOTER, description = "Remove the points a retention policy does not keep (per device); "
+            + "their chunks go at the next gc.")
+    static final class PruneCmd extends Commands.Base {
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
+        Path repo;
+        @Option(names = "--keep-last", paramLabel = "N", defaultValue = "0", description = "keep the newest N points of each device")
+        int keepLast;
+        @Option(names = "--keep-daily", paramLabel = "N", defaultValue = "0", description = "keep the newest point of each of the newest N days")
+        int keepDaily;
+        @Option(names = "--keep-weekly", paramLabel = "N", defaultValue = "0", description = "keep the newest point of each of the newest N ISO weeks")
+        int keepWeekly;
+        @Option(names = "--keep-monthly", paramLabel = "N", defaultValue = "0", description = "keep the newest point of each of the newest N months")
+        int keepMonthly;
+        @Option(names = "--dry-run", description = "say what would be removed, remove nothing")
+        boolean dryRun;
+
+        @Override
+        public Integer call() throws Exception {
+            org.blksnap.backup.Retention policy;
+            try {
+                policy = new org.blksnap.backup.Retention(keepLast, keepDaily, keepWeekly, keepMonthly);
+            } catch (IllegalArgumentException e) {
+                throw usage(e.getMessage());
+            }
+            Cli cli = cli();
+            try (Repository r = Repository.openForWriting(existing(repo), 32L << 20, cli::warn)) {
+                List<PruneLine> lines = r.prune(policy, dryRun).stream().map(d -> new PruneLine(d.point().id(),
+                        d.point().device(), d.point().time(), d.keep(), d.reasons())).toList();
+                cli.print(new PruneReport(lines, dryRun), x -> String.join("\n", x.points().stream()
+                        .map(l -> (l.keep() ? "keep   " : dryRun ? "would remove " : "remove ") + l.id() + " " + l.device()
+                                + " " + l.time() + (l.keep() ? " (" + String.join(", ", l.reasons()) + ")" : ""))
+                        .toList()));
+            }
+            return ExitCodes.OK;
+        }
+    }
+
+    @Command(name = "gc", footer = EXIT_FOOTER, description = "Remove the pack files no point uses (older than the grace period).")
+    static final class GcCmd extends Commands.Base {
+        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
+        Path repo;
+        @Option(names = "--grace", paramLabel = "DURATION", defaultValue = "PT1H",
+                description = "keep unused packs younger than this, ISO-8601 (default ${DEFAULT-VALUE}; PT0S for none)")
+        java.time.Duration grace;
+        @Option(names = "--dry-run", description = "say what would be removed, remove nothing")
+        boolean dryRun;
+
+        @Override
+        public Integer call() throws Exception {
+            Cli cli = cli();
+            try (Repository r = Repository.openForWriting(existing(repo), 32L << 20, cli::warn)) {
+                Repository.GcResult res = r.gc(grace, dryRun);
+                cli.print(res, x -> (x.dryRun() ? "would remove " : "removed ") + x.packsRemoved().size() + " pack(s), "
+                        + x.bytesRemoved() + " bytes; kept " + x.packsKept() + " in use by " + x.points() + " point(s) and "
+                        + x.packsYoung() + " unused but younger than " + grace);
+            }
+            return ExitCodes.OK;
+        }
+    }
+
+    /** A repository that must exist already (prune and gc never create one). */
+    private static Path existing(Path repo) throws RepositoryException {
+        Path abs = repo.toAbsolutePath();
+        Repository.openForReading(abs).close();
+        return abs;
+    }
+
+    static String verifyText(Repository.VerifyReport r) {
+        List<String> lines = new ArrayList<>();
+        for (Repository.Problem p : r.problems()) {
+            lines.add("DAMAGED " + p.what() + ": " + p.why() + (p.points().isEmpty() ? ""
+                    : "; used by point(s) " + String.join(", ", p.points())));
+        }
+        lines.add((r.ok() ? "ok: " : "FAILED: ") + r.points() + " point(s), " + r.blobs() + " chunks and nodes ("
+                + r.bytes() + " bytes) checked, " + r.problems().size() + " problem(s)");
+        return String.join("\n", lines);
+    }
+}

@@ -1,0 +1,315 @@
+package org.blksnap.e2e;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.blksnap.cli.CliRun;
+import org.blksnap.testing.ExternalTool;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+
+/**
+ * {@code blksnap backup/points/restore/verify} through the real daemon and tool: a full point, then
+ * incremental ones that read exactly the blocks written since (raw NBD writes at known offsets);
+ * every point restored, to a file and to a device of the daemon over NBD, equals an nbdcopy of the
+ * device taken at its backup; a backup killed with SIGKILL in the middle leaves no point and the
+ * next backup and verify succeed; a damaged chunk is found by verify, which names the points.
+ */
+@Tag("system")
+class BackupRestoreTest {
+    static final int BLOCK = 64 << 10;
+    static final Duration T = Duration.ofSeconds(120);
+    @TempDir
+    Path dir;
+    final JsonMapper json = JsonMapper.builder().build();
+
+    /** 64 MiB: a random half, a text quarter, a zero quarter. */
+    private Path initialImage() throws Exception {
+        byte[] data = new byte[64 << 20];
+        new Random(42).nextBytes(data);
+        byte[] line = "backup me: the quick brown fox jumps over the lazy dog\n".getBytes(StandardCharsets.US_ASCII);
+        for (int i = 32 << 20; i < 48 << 20; i++) {
+            data[i] = line[i % line.length];
+        }
+        java.util.Arrays.fill(data, 48 << 20, 64 << 20, (byte) 0);
+        Path f = dir.resolve("initial.img");
+        Files.write(f, data);
+        return f;
+    }
+
+    private static void nbdcopy(String from, String to) {
+        ExternalTool.run(T, "nbdcopy", from, to).assertSuccess();
+    }
+
+    private Path record(DaemonHarness d, String name) {
+        Path f = dir.resolve(name);
+        nbdcopy(d.uri("disk0"), f.toString());
+        return f;
+    }
+
+    private String[] backup(DaemonHarness d, Path repo, String... extra) {
+        List<String> args = new ArrayList<>(List.of("backup", "--repo", repo.toString(), "--device", "disk0",
+                "--storage-size", "16M", "--storage-limit", "64M", "--pack-size", "1M"));
+        args.addAll(List.of(extra));
+        CliRun r = d.cli(args.toArray(String[]::new));
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        String[] f = r.line().split(" ");
+        assertThat(f).as(r.toString()).hasSize(5);
+        assertThat(f[0]).isEqualTo("disk0");
+        return f;
+    }
+
+    private static void assertSameBytes(Path actual, Path expected) throws Exception {
+        assertThat(Files.mismatch(actual, expected)).as("%s vs %s", actual, expected).isEqualTo(-1L);
+    }
+
+    @Test
+    void incrementalPointsReadOnlyWhatChangedAndEveryPointRestoresBitForBit() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M", "disk1=64M"), List.of())) {
+            String disk0 = d.uri("disk0");
+            nbdcopy(initialImage().toString(), disk0);
+            Path rec1 = record(d, "rec1.img");
+            String[] p1 = backup(d, repo);
+            assertThat(p1[2]).isEqualTo("full");
+            assertThat(Long.parseLong(p1[3])).isEqualTo(64L << 20);
+            assertThat(Long.parseLong(p1[4])).as("the random half is stored; text compresses; zeros are holes")
+                    .isBetween(32L << 20, 40L << 20);
+
+            // 4 blocks: 1 at 1 MiB, 2 at 10 MiB (random area), 1 at 50 MiB (in the zero quarter)
+            Nbd.qemuIoOk(disk0, "write -P 0x5a 1M 64k", "write -P 0x5b 10M 128k", "write -P 0x5c 50M 64k");
+            Path rec2 = record(d, "rec2.img");
+            String[] p2 = backup(d, repo);
+            assertThat(p2[2]).isEqualTo("incremental");
+            assertThat(Long.parseLong(p2[3])).as("bytes read = the 4 blocks written").isEqualTo(4L * BLOCK);
+            assertThat(Long.parseLong(p2[4])).as("3 distinct patterns, compressed, and a few index nodes")
+                    .isLessThan(4L * BLOCK);
+
+            // an unaligned write inside one block, and one straddling two
+            Nbd.qemuIoOk(disk0, "write -P 0x11 20000k 4k", "write -P 0x12 30716k 8k");
+            Path rec3 = record(d, "rec3.img");
+            CliRun r3 = d.cli("--json", "backup", "--repo", repo.toString(), "--device", "disk0", "--storage-size", "16M",
+                    "--storage-limit", "64M");
+            assertThat(r3.exitCode()).as(r3.toString()).isZero();
+            JsonNode p3 = json.readTree(r3.out()).path("points").get(0);
+            assertThat(p3.path("kind").asString()).isEqualTo("incremental");
+            assertThat(p3.path("bytesRead").asLong()).isEqualTo(3L * BLOCK);
+            assertThat(p3.path("snapNumber").asInt()).isEqualTo(3);
+            assertThat(p3.path("reason").asString()).contains(p2[1]);
+
+            JsonNode points = json.readTree(d.ok("--json", "points", "--repo", repo.toString())).path("points");
+            assertThat(points).hasSize(3);
+            assertThat(points.get(0).path("id").asString()).isEqualTo(p1[1]);
+            assertThat(points.get(0).path("kind").asString()).isEqualTo("full");
+            assertThat(points.get(2).path("id").asString()).isEqualTo(p3.path("id").asString());
+
+            String[] ids = {p1[1], p2[1], p3.path("id").asString()};
+            Path[] recs = {rec1, rec2, rec3};
+            for (int i = 0; i < 3; i++) {
+                Path out = dir.resolve("restored" + i + ".img");
+                d.ok("restore", "--repo", repo.toString(), "--point", ids[i], "--to", out.toString());
+                assertSameBytes(out, recs[i]);
+            }
+            // restore the first point onto another device of the daemon, over NBD
+            d.ok("restore", "--repo", repo.toString(), "--point", ids[0], "--to", d.uri("disk1"));
+            Path back = dir.resolve("disk1-copy.img");
+            nbdcopy(d.uri("disk1"), back.toString());
+            assertSameBytes(back, rec1);
+
+            assertThat(d.ok("verify", "--repo", repo.toString())).startsWith("ok: 3 point(s)");
+
+            // damage a chunk only the first point uses: the one that block 16 (1 MiB) had before the write
+            byte[] original = java.util.Arrays.copyOfRange(Files.readAllBytes(rec1), 1 << 20, (1 << 20) + BLOCK);
+            Path pack = flipAByteOfTheChunk(repo, original);
+            CliRun v = d.cli("verify", "--repo", repo.toString());
+            assertThat(v.exitCode()).as(v.toString()).isEqualTo(65);
+            assertThat(v.out()).contains("DAMAGED chunk").contains(pack.getFileName().toString().substring(0, 32))
+                    .contains("used by point(s) " + ids[0]).doesNotContain(ids[1]).contains("FAILED: 3 point(s)");
+            CliRun bad = d.cli("restore", "--repo", repo.toString(), "--point", ids[0], "--to", dir.resolve("x.img").toString());
+            assertThat(bad.exitCode()).as(bad.toString()).isEqualTo(65);
+            assertThat(bad.err()).contains("DAMAGED");
+            assertThat(dir.resolve("x.img")).doesNotExist();
+            d.ok("restore", "--repo", repo.toString(), "--point", ids[1], "--to", dir.resolve("y.img").toString());
+            assertSameBytes(dir.resolve("y.img"), rec2);
+        }
+    }
+
+    /** Finds the blob of {@code chunk} in the packs (stored raw: it is random) and flips a byte of it. */
+    private static Path flipAByteOfTheChunk(Path repo, byte[] chunk) throws Exception {
+        byte[] probe = java.util.Arrays.copyOfRange(chunk, 0, 64);
+        try (var packs = Files.list(repo.resolve("packs"))) {
+            for (Path p : packs.toList()) {
+                byte[] all = Files.readAllBytes(p);
+                for (int i = 0; i + probe.length <= all.length; i++) {
+                    if (all[i] == probe[0] && java.util.Arrays.equals(all, i, i + probe.length, probe, 0, probe.length)) {
+                        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
+                            ch.write(ByteBuffer.wrap(new byte[] {(byte) (all[i + 100] ^ 1)}), i + 100);
+                        }
+                        return p;
+                    }
+                }
+            }
+        }
+        throw new AssertionError("chunk not found in any pack");
+    }
+
+    /** Starts {@code blksnap backup} as a process that pauses after {@code pauseAfter} bytes read; returns once it paused. */
+    private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log, String... devices) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
+                "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K",
+                "--debug-pause-after", pauseAfter));
+        for (String dev : devices.length == 0 ? new String[] {"disk0"} : devices) {
+            cmd.add("--device");
+            cmd.add(dev);
+        }
+        Process p = new ProcessBuilder(cmd).redirectOutput(log.toFile()).redirectError(log.resolveSibling(log.getFileName() + ".err").toFile()).start();
+        try {
+            await().atMost(Duration.ofSeconds(60)).until(() -> {
+                if (!p.isAlive()) {
+                    throw new AssertionError("the backup exited before pausing:\n" + Files.readString(log)
+                            + Files.readString(log.resolveSibling(log.getFileName() + ".err")));
+                }
+                return Files.readString(log.resolveSibling(log.getFileName() + ".err")).contains("paused after");
+            });
+        } catch (Throwable t) {
+            p.destroyForcibly();
+            throw t;
+        }
+        return p;
+    }
+
+    @Test
+    void aTrackerResetGivesAFullPointAndSaysWhy() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(initialImage().toString(), d.uri("disk0"));
+            String[] first = backup(d, repo);
+            d.ok("tracker", "remove", "--device", "disk0");
+            Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x5a 1M 64k");
+            Path rec = record(d, "rec.img");
+            CliRun r = d.cli("--json", "backup", "--repo", repo.toString(), "--device", "disk0", "--storage-size", "16M",
+                    "--storage-limit", "16M");
+            assertThat(r.exitCode()).as(r.toString()).isZero();
+            JsonNode p = json.readTree(r.out()).path("points").get(0);
+            assertThat(p.path("kind").asString()).isEqualTo("full");
+            assertThat(p.path("reason").asString()).startsWith("new CBT generation " + p.path("generation").asString())
+                    .contains(first[1]).contains("tracker was reset");
+            assertThat(p.path("bytesRead").asLong()).isEqualTo(64L << 20);
+            assertThat(p.path("newBytes").asLong()).as("all but one chunk are in the repository already")
+                    .isLessThan(1L << 20);
+            Path out = dir.resolve("out.img");
+            d.ok("restore", "--repo", repo.toString(), "--point", p.path("id").asString(), "--to", out.toString());
+            assertSameBytes(out, rec);
+        }
+    }
+
+    @Test
+    void twoDevicesBackedUpInOneSnapshotRestoreToTheSameInstant() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M", "disk1=64M"), List.of())) {
+            Path initial = initialImage();
+            nbdcopy(initial.toString(), d.uri("disk0"));
+            Nbd.qemuIoOk(d.uri("disk1"), "write -P 0x21 0 8M");
+            Path rec0 = record(d, "rec0.img");
+            Path rec1 = dir.resolve("rec1.img");
+            nbdcopy(d.uri("disk1"), rec1.toString());
+            // the backup pauses while reading disk0, after the take; then disk1 and disk0 are written, in that order
+            Path log = dir.resolve("two.log");
+            Process p = pausedBackup(d, repo, "4M", log, "disk0", "disk1");
+            try {
+                Nbd.qemuIoOk(d.uri("disk1"), "write -P 0x77 0 1M");
+                Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x78 0 1M");
+                p.getOutputStream().write('\n');
+                p.getOutputStream().close();
+                assertThat(p.waitFor()).as(Files.readString(dir.resolve("two.log.err"))).isZero();
+            } finally {
+                p.destroyForcibly();
+            }
+            List<String> lines = Files.readAllLines(log);
+            assertThat(lines).hasSize(2);
+            assertThat(lines.get(0)).startsWith("disk0 ").contains(" full ");
+            assertThat(lines.get(1)).startsWith("disk1 ").contains(" full ");
+            Path out0 = dir.resolve("out0.img");
+            Path out1 = dir.resolve("out1.img");
+            d.ok("restore", "--repo", repo.toString(), "--point", lines.get(0).split(" ")[1], "--to", out0.toString());
+            d.ok("restore", "--repo", repo.toString(), "--point", lines.get(1).split(" ")[1], "--to", out1.toString());
+            assertSameBytes(out0, rec0);
+            assertSameBytes(out1, rec1);
+        }
+    }
+
+    @Test
+    void aBackupStoppedBySigtermDestroysItsSnapshotAndRemovesItsStorage() throws Exception {
+        ExternalTool.require("nbdcopy");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(initialImage().toString(), d.uri("disk0"));
+            Process p = pausedBackup(d, repo, "8M", dir.resolve("term.log"));
+            assertThat(d.ok("snapshot", "collect")).isNotEmpty();
+            p.destroy(); // SIGTERM: the shutdown hook destroys the snapshot
+            assertThat(p.waitFor()).isEqualTo(143);
+            assertThat(d.ok("snapshot", "collect")).isEmpty();
+            try (var left = Files.list(dir)) {
+                assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
+            }
+            assertThat(repo.resolve("points")).isEmptyDirectory();
+            assertThat(Files.readString(repo.resolve("lock"))).as("nothing left for the next backup to clean up")
+                    .doesNotContain("snapshot");
+        }
+    }
+
+    @Test
+    void aBackupKilledMidwayLeavesNoPointAndTheNextBackupAndVerifySucceed() throws Exception {
+        ExternalTool.require("nbdcopy");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(initialImage().toString(), d.uri("disk0"));
+            Path rec = record(d, "rec.img");
+            Process p = pausedBackup(d, repo, "24M", dir.resolve("killed.log"));
+            p.destroyForcibly(); // SIGKILL: no shutdown hook, no cleanup
+            p.waitFor();
+            try (var packs = Files.list(repo.resolve("packs"))) {
+                assertThat(packs.count()).as("sealed packs of the killed backup").isGreaterThan(10);
+            }
+            assertThat(repo.resolve("points")).isEmptyDirectory();
+            assertThat(d.ok("snapshot", "collect")).as("the killed backup's snapshot is still held").isNotEmpty();
+            assertThat(d.cli("points", "--repo", repo.toString(), "--device", "disk0").exitCode()).isEqualTo(66);
+
+            CliRun next = d.cli("backup", "--repo", repo.toString(), "--device", "disk0", "--storage-size", "16M",
+                    "--storage-limit", "16M");
+            assertThat(next.exitCode()).as(next.toString()).isZero();
+            assertThat(next.err()).contains("did not finish; destroying its snapshot");
+            String[] f = next.line().split(" ");
+            assertThat(f[2]).isEqualTo("full");
+            assertThat(Long.parseLong(f[4])).as("chunks the killed backup sealed are reused")
+                    .isLessThan(16L << 20);
+            assertThat(d.ok("snapshot", "collect")).isEmpty();
+            assertThat(repo.resolve("tmp")).isEmptyDirectory();
+            assertThat(d.ok("verify", "--repo", repo.toString())).startsWith("ok: 1 point(s)");
+            Path out = dir.resolve("restored.img");
+            d.ok("restore", "--repo", repo.toString(), "--point", f[1], "--to", out.toString());
+            assertSameBytes(out, rec);
+            try (var left = Files.list(dir)) {
+                assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
+            }
+        }
+    }
+}
