@@ -195,6 +195,33 @@ class BackupRestoreTest {
     }
 
     @Test
+    void aDaemonRestartBetweenBackupsStaysIncremental() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        Path repo = dir.resolve("repo");
+        String[] first;
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(initialImage().toString(), d.uri("disk0"));
+            first = backup(d, repo);
+            assertThat(first[2]).isEqualTo("full");
+            Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x5a 1M 64k"); // before the restart
+        }
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x5b 10M 64k"); // after it
+            Path rec = record(d, "rec.img");
+            CliRun r = d.cli("--json", "backup", "--repo", repo.toString(), "--device", "disk0", "--storage-size", "16M",
+                    "--storage-limit", "64M");
+            assertThat(r.exitCode()).as(r.toString()).isZero();
+            JsonNode p = json.readTree(r.out()).path("points").get(0);
+            assertThat(p.path("kind").asString()).as(r.toString()).isEqualTo("incremental");
+            assertThat(p.path("bytesRead").asLong()).as("the block written before and the one after the restart")
+                    .isEqualTo(2L * BLOCK);
+            Path out = dir.resolve("out.img");
+            d.ok("restore", "--repo", repo.toString(), "--point", p.path("id").asString(), "--to", out.toString());
+            assertSameBytes(out, rec);
+        }
+    }
+
+    @Test
     void aTrackerResetGivesAFullPointAndSaysWhy() throws Exception {
         ExternalTool.require("nbdcopy", "qemu-io");
         Path repo = dir.resolve("repo");
