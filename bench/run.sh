@@ -8,7 +8,7 @@
 # directory on the root filesystem, $BENCH_DISK_DIR or /var/tmp: ext4 on virtio here), or both; each
 # medium gets its own tables, each against its own peers (sections peers-disk, scenarios-disk).
 #
-# Parts (default: peers,scenarios,engine; add jmh explicitly or run bench/jmh.sh):
+# Parts (default: peers,scenarios,engine; add persist and jmh explicitly):
 #   peers      fio (ioengine=nbd) and nbdcopy against blksnapd, nbdkit file, qemu-nbd (default and
 #              --cache=none --aio=native), same backing file in /dev/shm, Unix sockets, servers
 #              alternating within each round; fio psync on the raw file as the physical limit.
@@ -19,6 +19,9 @@
 #              once before the snapshot, so the passes measure the engines, not the first touch of
 #              new pages; one more first pass per round on freshly allocated storage, labelled
 #              "fresh storage", shows what a first snapshot on new storage costs.
+#   persist    tracking with persistent CBT (journal + checkpoints, state on /dev/shm and on the root
+#              disk) against tracking in memory only (--no-persist), same run, alternated; and the
+#              time a start takes with the saved state of a 10 TiB tracked device (clean and after kill -9).
 #   engine     take latency (1/4/16 sparse 1 TiB devices, idle / under writes) and heap per snapshot
 #              (1 GiB, 1 TiB, 10 TiB), in-process (org.blksnap.bench.EngineProbe, bench profile).
 #   jmh        the JMH hot-path suite (bench/jmh.sh), short settings.
@@ -163,12 +166,12 @@ fio_job() {
 nbd_uri() { echo "nbd+unix:///$2?socket=$1"; }  # nbd_uri SOCKET EXPORT
 
 # ---- our daemon ----------------------------------------------------------------------------------
-start_blksnapd() {  # start_blksnapd TAG DEVICE-FILE  -> socket $W/TAG.sock, control $W/TAG.d/control.sock
-  local tag=$1
+start_blksnapd() {  # start_blksnapd TAG DEVICE-FILE [DAEMON-ARGS...] -> socket $W/TAG.sock, control $W/TAG.d/control.sock
+  local tag=$1 dev=$2; shift 2
   rm -rf "$W/$tag.d"
-  "$ROOT/bin/blksnapd" --data-dir "$W/$tag.d" --device "disk0=$2" --listen none --socket "$W/$tag.sock" \
-    --log-level WARN >"$OUT/$tag.log" 2>&1 &
-  PIDS+=($!); echo $! > "$W/$tag.jpid"; echo "$2" > "$W/$tag.dev"
+  "$ROOT/bin/blksnapd" --data-dir "$W/$tag.d" --device "disk0=$dev" --listen none --socket "$W/$tag.sock" \
+    --log-level WARN "$@" >"$OUT/$tag.log" 2>&1 &
+  PIDS+=($!); echo $! > "$W/$tag.jpid"; echo "$dev" > "$W/$tag.dev"
   wait_sock "$W/$tag.sock"
   wait_sock "$W/$tag.d/control.sock"
 }
@@ -394,6 +397,84 @@ for medium in $MEDIA; do
   if has_part scenarios; then run_scenarios; fi
   [ "$medium" = disk ] && rm -rf "$WDISK"
 done
+
+# =================================================================================================
+# Part 2b: persistent change tracking (issue 10): journal + checkpoints against memory only
+# =================================================================================================
+# Three daemons on three copies of one filled device, each with a tracker attached (snapshot create +
+# destroy): 'mem' runs --no-persist, 'pshm' keeps its state in its data dir on /dev/shm, 'pdisk' in a
+# data dir on the root filesystem (where fsync costs what a disk costs). Jobs alternate between them
+# within each round, in a rotating order.
+PERSIST_JOBS="randwrite:4k:1 randwrite:4k:32 write:1M:8"
+PDISK_BASE=${PDISK_BASE:-/var/tmp}
+if has_part persist; then
+  echo "== persist: filling 3 x $SCN_SIZE" >&2
+  fill "$W/pm.img" "$SCN_SIZE"; cp "$W/pm.img" "$W/ps.img"; cp "$W/pm.img" "$W/pd.img"
+  PD_DIR=$(mktemp -d "$PDISK_BASE/blksnap-bench-state.XXXXXX")
+  start_blksnapd mem "$W/pm.img" --no-persist
+  start_blksnapd pshm "$W/ps.img"
+  # pdisk: data dir on the root filesystem; the socket stays in $W
+  rm -rf "$PD_DIR"; mkdir -p "$PD_DIR"
+  "$ROOT/bin/blksnapd" --data-dir "$PD_DIR/d" --device "disk0=$W/pd.img" --listen none --socket "$W/pdisk.sock" \
+    --log-level WARN >"$OUT/pdisk.log" 2>&1 &
+  PIDS+=($!); echo $! > "$W/pdisk.jpid"
+  wait_sock "$W/pdisk.sock"; wait_sock "$PD_DIR/d/control.sock"
+  pctl() { case $1 in pdisk) BLKSNAP_CONTROL="$PD_DIR/d/control.sock" "$ROOT/bin/blksnap" "${@:2}" ;; *) bsnap "$@" ;; esac; }
+  for t in mem pshm pdisk; do
+    id=$(pctl $t snapshot create --device disk0); pctl $t snapshot destroy --id "$id"
+    fio_job "warmup-$t" randwrite 4k 32 time --ioengine=nbd --uri="$(nbd_uri "$W/$t.sock" disk0)" >/dev/null
+  done
+  PT=(mem pshm pdisk)
+  for ((r = 1; r <= ROUNDS; r++)); do
+    order=(); for ((i = 0; i < 3; i++)); do order+=("${PT[$(((i + r - 1) % 3))]}"); done
+    for job in $PERSIST_JOBS; do
+      IFS=: read -r rw bs qd <<<"$job"; key="${rw}_${bs}_qd$qd"
+      for t in "${order[@]}"; do
+        v=$(fio_job "pp$r-$key-$t" "$rw" "$bs" "$qd" time --ioengine=nbd --uri="$(nbd_uri "$W/$t.sock" disk0)")
+        record persist "$key" "$t" "$r" "$v" "$([ "$bs" = 4k ] && echo IOPS || echo MiB/s)"
+        echo "  round $r $key $t: $v" >&2
+      done
+    done
+  done
+  for t in mem pshm pdisk; do kill "$(cat "$W/$t.jpid")" 2>/dev/null || true; wait "$(cat "$W/$t.jpid")" 2>/dev/null || true; done
+  rm -rf "$PD_DIR" "$W/pm.img" "$W/ps.img" "$W/pd.img"
+
+  # Start time with the state of a 10 TiB tracked device: the daemon is started, a tracker attached,
+  # some blocks written, then stopped cleanly (or killed with -9), and the next start is timed until
+  # 'tracker collect' answers with the device, against a start with no state.
+  echo "== persist: start time with the state of a 10 TiB tracked device" >&2
+  truncate -s 10T "$W/big.img"
+  big_start() {  # big_start -> seconds from launch to a tracker-collect answer listing disk0
+    local t0 t1 i
+    t0=$(date +%s.%N)
+    "$ROOT/bin/blksnapd" --data-dir "$W/big.d" --device "disk0=$W/big.img" --listen none --socket "$W/big.sock" \
+      --log-level INFO >>"$OUT/big.log" 2>&1 &
+    echo $! > "$W/big.jpid"; PIDS+=($!)
+    for ((i = 0; i < 600; i++)); do
+      if [ -S "$W/big.d/control.sock" ] && bsnap big tracker collect 2>/dev/null | grep -q disk0; then break; fi
+      if [ -S "$W/big.d/control.sock" ] && [ "${1:-}" = fresh ] && bsnap big version >/dev/null 2>&1; then break; fi
+      sleep 0.05
+    done
+    t1=$(date +%s.%N); python3 -c "print(round($t1-$t0, 3))"
+  }
+  big_stop() { kill "${1:--TERM}" "$(cat "$W/big.jpid")" 2>/dev/null || true; wait "$(cat "$W/big.jpid")" 2>/dev/null || true; rm -f "$W/big.sock"; }
+  for ((r = 1; r <= ROUNDS; r++)); do
+    rm -rf "$W/big.d"
+    v=$(big_start fresh); record persist start-10T-nostate blksnapd "$r" "$v" s
+    id=$(bsnap big snapshot create --device disk0); bsnap big snapshot destroy --id "$id"
+    fio --name=dirty --ioengine=nbd --uri="$(nbd_uri "$W/big.sock" disk0)" --rw=randwrite --bs=64k --size=10T \
+      --io_size=256M --iodepth=8 --output=/dev/null >/dev/null 2>&1 || true
+    big_stop -TERM
+    v=$(big_start); record persist start-10T-clean blksnapd "$r" "$v" s
+    fio --name=dirty --ioengine=nbd --uri="$(nbd_uri "$W/big.sock" disk0)" --rw=randwrite --bs=64k --size=10T \
+      --io_size=256M --iodepth=8 --output=/dev/null >/dev/null 2>&1 || true
+    big_stop -KILL
+    v=$(big_start); record persist start-10T-after-kill9 blksnapd "$r" "$v" s
+    big_stop -TERM
+    echo "  round $r: start with 10 TiB state: $(grep "start-10T" "$RAW" | tail -3 | cut -f2,5 | tr '\n' ' ')" >&2
+  done
+  rm -rf "$W/big.d" "$W/big.img"
+fi
 
 # =================================================================================================
 # Part 3: engine probes (take latency, heap per snapshot) and Part 4: JMH

@@ -147,6 +147,32 @@ def main():
     for sfx, where in (("", "/dev/shm"), ("-disk", "the root disk (ext4)")):
         summarize_medium(rows, units, p, sfx, where)
 
+    # ---- persistent change tracking ----
+    pk = [k for (s, k, _) in rows if s == "persist" and not k.startswith("start-")]
+    pk = list(dict.fromkeys(pk))
+    if pk:
+        p.append("### Persistent change tracking (tracker attached; fio nbd, medians)\n")
+        p.append("mem = `--no-persist` (CBT in memory only); pshm = state journaled in a data dir on /dev/shm; "
+                 "pdisk = in a data dir on the root filesystem. Ratios per round against mem.\n")
+        p.append("| job | mem | pshm | pdisk | pshm / mem | pdisk / mem | goal ≥ 0.95 |")
+        p.append("|---|---|---|---|---|---|---|")
+        for k in pk:
+            u = units[("persist", k)]
+            m, s1, s2 = (rows.get(("persist", k, t), {}) for t in ("mem", "pshm", "pdisk"))
+            r1, r2 = ratio(s1, m), ratio(s2, m)
+            worst = min([r for r in (r1, r2) if r], key=lambda r: r[0], default=None)
+            p.append(f"| {k} ({u}) | {fmt(med(m), u)} | {fmt(med(s1), u)} | {fmt(med(s2), u)} | {fr(r1)} | {fr(r2)} "
+                     f"| {verdict(worst, 0.95)} |")
+        p.append("")
+    sk2 = [k for (s, k, _) in rows if s == "persist" and k.startswith("start-")]
+    if sk2:
+        p.append("| daemon start, 10 TiB device | median (s) | min–max |")
+        p.append("|---|---|---|")
+        for k in dict.fromkeys(sk2):
+            d = rows[("persist", k, "blksnapd")]
+            p.append(f"| {k[len('start-10T-'):]} | {med(d):.2f} | {min(d.values()):.2f}–{max(d.values()):.2f} |")
+        p.append("")
+
     # ---- engine ----
     ek = [(k, s) for (sec, k, s) in rows if sec == "engine"]
     if ek:
