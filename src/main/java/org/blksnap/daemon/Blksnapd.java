@@ -14,6 +14,7 @@ import java.util.Properties;
 import java.util.concurrent.Callable;
 import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.nbd.NbdServer;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -30,7 +31,7 @@ import tools.jackson.databind.json.JsonMapper;
 @Command(name = "blksnapd", mixinStandardHelpOptions = true, version = "blksnapd 1.0.0",
         description = "Serve block devices with change tracking and snapshots over NBD.",
         footer = {"", "Config file keys are the long option names without '--' (data-dir, device, listen, socket,",
-                "control, param, metrics, read-only-images, log-level); device and param take a list",
+                "control, param, metrics, read-only-images, log-level, max-connections); device and param take a list",
                 "(comma-separated in a properties file, an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
     /** Exit code: another daemon holds the data directory (sysexits EX_TEMPFAIL). */
@@ -57,6 +58,10 @@ public final class Blksnapd implements Callable<Integer> {
     Boolean readOnlyImages;
     @Option(names = "--log-level", paramLabel = "LEVEL", description = "ERROR, WARN, INFO (default), DEBUG, TRACE")
     String logLevel;
+    @Option(names = "--max-connections", paramLabel = "N",
+            description = "NBD connections served at once (default 256); further clients are refused with an error"
+                    + " reply; each connection holds 328 KiB of direct memory")
+    Integer maxConnections;
 
     private PrintWriter out;
     private PrintWriter err;
@@ -138,7 +143,9 @@ public final class Blksnapd implements Callable<Integer> {
                 DaemonConfig.parseAddress("--listen", pick(listen, file, "listen", DaemonConfig.DEFAULT_LISTEN)),
                 sock.equalsIgnoreCase("none") ? null : Path.of(sock).toAbsolutePath(),
                 Path.of(ctl).toAbsolutePath(), allParams,
-                DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level);
+                DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
+                maxConnections != null ? maxConnections : parseCount("--max-connections",
+                        pick(null, file, "max-connections", String.valueOf(NbdServer.Config.DEFAULT_MAX_CONNECTIONS))));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -155,6 +162,15 @@ public final class Blksnapd implements Callable<Integer> {
             d.awaitStopped();
         }
         return 0;
+    }
+
+    private static int parseCount(String what, String text) {
+        try {
+            return Integer.parseInt(text.trim());
+        } catch (NumberFormatException e) {
+            throw new CommandLine.ParameterException(new CommandLine(new Blksnapd()),
+                    what + " '" + text + "' must be a whole number");
+        }
     }
 
     private static String pick(String flag, Map<String, List<String>> file, String key, String def) {
@@ -187,7 +203,7 @@ public final class Blksnapd implements Callable<Integer> {
         }
         Map<String, List<String>> m = new LinkedHashMap<>();
         List<String> known = List.of("data-dir", "device", "listen", "socket", "control", "param", "metrics",
-                "read-only-images", "log-level");
+                "read-only-images", "log-level", "max-connections");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;
             try {

@@ -18,10 +18,11 @@ import org.blksnap.engine.Errno;
  * @param metrics        the Prometheus /metrics address, or null for none
  * @param readOnlyImages whether images are exported read-only
  * @param logLevel       root log level (ERROR, WARN, INFO, DEBUG, TRACE)
+ * @param maxConnections NBD connections served at once (>= 1); further ones are refused politely
  */
 public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                            Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
-                           String logLevel) {
+                           String logLevel, int maxConnections) {
     /** Default NBD TCP address. */
     public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
     /** Default data directory, relative to the working directory. */
@@ -29,7 +30,18 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
     /** Size of the default device disk0. */
     public static final long DEFAULT_DEVICE_BYTES = 1L << 30;
 
+    /** The same with the default of {@code maxConnections} ({@link org.blksnap.nbd.NbdServer.Config#DEFAULT_MAX_CONNECTIONS}). */
+    public DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
+                        Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
+                        String logLevel) {
+        this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel,
+                org.blksnap.nbd.NbdServer.Config.DEFAULT_MAX_CONNECTIONS);
+    }
+
     public DaemonConfig {
+        if (maxConnections < 1) {
+            throw new BlksnapException(Errno.EINVAL, "--max-connections (" + maxConnections + ") must be >= 1");
+        }
         devices = List.copyOf(devices);
         params = List.copyOf(params);
         if (devices.isEmpty()) {
