@@ -252,7 +252,7 @@ public final class NbdServer implements AutoCloseable {
                 continue;
             }
             if (connections.size() >= config.maxConnections()) {
-                refuse(NbdChannel.of(ch, peer), config.maxConnections() + " connections already (the limit)");
+                refuse(NbdChannel.of(ch, peer), config.maxConnections() + " connections already, the limit");
                 continue;
             }
             serve(NbdChannel.of(ch, peer));
