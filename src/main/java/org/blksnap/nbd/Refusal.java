@@ -12,8 +12,9 @@ import java.time.Duration;
  * option is answered {@code NBD_REP_ERR_POLICY} with a message saying why, {@code NBD_OPT_ABORT}
  * with an ACK, and {@code NBD_OPT_EXPORT_NAME}, which has no error reply, with a hard disconnect.
  * A client that keeps going past {@link #MAX_OPTIONS} options or {@link #DEADLINE} is cut off
- * (the hard disconnect the protocol allows against denial of service). So libnbd and QEMU clients
- * report the reason ("server policy: too many connections") instead of a dropped connection.
+ * (the hard disconnect the protocol allows against denial of service). So clients report a refusal
+ * instead of a dropped connection: qemu-img prints the reason ("server reported: too many
+ * connections to this server ..."), nbdinfo 1.14 that the server refused GO.
  *
  * <p>Uses a few hundred bytes of heap and no direct memory; runs on its own virtual thread, which
  * always closes the channel. Not thread-safe (one per refused connection).
