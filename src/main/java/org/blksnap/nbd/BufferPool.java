@@ -46,9 +46,17 @@ final class BufferPool {
     private final AtomicLong allocatedBytes = new AtomicLong();
     /** The arena of every buffer allocated and not freed yet, by the address of its first byte. */
     private final ConcurrentHashMap<Long, Arena> arenas = new ConcurrentHashMap<>();
+    /** New buffers beyond this many allocated bytes fail as if the JVM's direct memory limit were reached. */
+    private final long maxAllocatedBytes;
 
-    @SuppressWarnings({"unchecked", "rawtypes"})
     BufferPool() {
+        this(Long.MAX_VALUE);
+    }
+
+    /** A pool that behaves as if direct memory ran out beyond {@code maxAllocatedBytes} (tests). */
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    BufferPool(long maxAllocatedBytes) {
+        this.maxAllocatedBytes = maxAllocatedBytes;
         int classes = MAX_SHIFT - MIN_SHIFT + 1;
         free = new ConcurrentLinkedQueue[classes];
         retained = new AtomicInteger[classes];
@@ -75,6 +83,10 @@ final class BufferPool {
     }
 
     private ByteBuffer allocate(int capacityBytes, int requestedBytes) throws NoMemoryException {
+        if (allocatedBytes.get() + capacityBytes > maxAllocatedBytes) {
+            throw new NoMemoryException(requestedBytes, new OutOfMemoryError("the pool's test limit of "
+                    + maxAllocatedBytes + " bytes is reached"));
+        }
         Arena arena = Arena.ofShared();
         MemorySegment segment;
         try {

@@ -112,7 +112,7 @@ public final class NbdServer implements AutoCloseable {
 
     private final ExportProvider provider;
     private final Config config;
-    private final BufferPool pool = new BufferPool();
+    private final BufferPool pool;
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
     private final Map<String, StatsCounters> stats = new ConcurrentHashMap<>();
     private final List<Listener> listeners = new CopyOnWriteArrayList<>();
@@ -135,8 +135,14 @@ public final class NbdServer implements AutoCloseable {
     }
 
     public NbdServer(ExportProvider provider, Config config) {
+        this(provider, config, new BufferPool());
+    }
+
+    /** With a given payload pool (tests: one that runs out of memory early). */
+    NbdServer(ExportProvider provider, Config config, BufferPool pool) {
         this.provider = Objects.requireNonNull(provider, "provider");
         this.config = Objects.requireNonNull(config, "config");
+        this.pool = Objects.requireNonNull(pool, "pool");
         this.logFlusher = Thread.ofVirtual().name("nbd-log-flusher").start(this::flushLogs);
     }
 

@@ -332,6 +332,30 @@ abstract class NbdTransportTest {
     }
 
     @Test
+    void whenDirectMemoryRunsOutRequestsGetEnomemAndTheConnectionGoesOnInSync() throws Exception {
+        NbdServer tight = new NbdServer(exports, NbdServer.Config.defaults(), new BufferPool(2 << 20));
+        try {
+            SocketAddress at = listen(tight, java.nio.file.Files.createDirectories(dir.resolve("tight")));
+            NbdTestClient c = NbdTestClient.connect(at);
+            clients.add(c);
+            c.go("disk", false);
+            byte[] small = NbdProtocolTest.pattern(BLOCK, 5);
+            assertThat(c.write(0, small, 0)).isZero();
+            // 4 MiB does not fit under the 2 MiB the pool may allocate: the payload is read and dropped.
+            assertThat(c.write(BLOCK, NbdProtocolTest.pattern(4 << 20, 6), 0)).isEqualTo(ENOMEM);
+            assertThat(c.command(CMD_READ, 0, 0, 4 << 20)).isEqualTo(ENOMEM);
+            assertThat(c.read(0, BLOCK)).as("the stream is still in sync").isEqualTo(small);
+            NbdTestClient structured = NbdTestClient.connect(at);
+            clients.add(structured);
+            structured.go("disk", true, "base:allocation");
+            assertThat(structured.read(0, BLOCK)).isEqualTo(small);
+            assertThat(structured.blockStatus(0, BLOCK, 0)).isNotEmpty();
+        } finally {
+            tight.close();
+        }
+    }
+
+    @Test
     void connectionsBeyondTheLimitAreRefusedWithAReasonAndTheNextOneIsServed() throws Exception {
         NbdServer limited = new NbdServer(exports, NbdServer.Config.defaults().withMaxConnections(1));
         try {
