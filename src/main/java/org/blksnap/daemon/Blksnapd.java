@@ -18,6 +18,7 @@ import org.blksnap.ctrl.api.Sizes;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.Persistence;
+import org.blksnap.nbd.NbdServer;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -38,7 +39,7 @@ import tools.jackson.databind.json.JsonMapper;
         description = "Serve block devices with change tracking and snapshots over NBD.",
         footer = {"", "Config file keys are the long option names without '--' (data-dir, device, listen, socket,",
                 "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
-                "no-persist); device and param take a list",
+                "no-persist, max-connections); device and param take a list",
                 "(comma-separated in a properties file, an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
     /** Exit code: another daemon holds the data directory (sysexits EX_TEMPFAIL). */
@@ -75,6 +76,10 @@ public final class Blksnapd implements Callable<Integer> {
     @Option(names = "--no-persist", description = "keep change tracking in memory only (lost at restart), as before"
             + " DATA_DIR/state existed")
     Boolean noPersist;
+    @Option(names = "--max-connections", paramLabel = "N",
+            description = "NBD connections served at once (default 256); further clients are refused with an error"
+                    + " reply; each connection holds 328 KiB of direct memory")
+    Integer maxConnections;
 
     private PrintWriter out;
     private PrintWriter err;
@@ -163,7 +168,9 @@ public final class Blksnapd implements Callable<Integer> {
                 sock.equalsIgnoreCase("none") ? null : Path.of(sock).toAbsolutePath(),
                 Path.of(ctl).toAbsolutePath(), allParams,
                 DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
-                persistence(dir, file));
+                persistence(dir, file),
+                maxConnections != null ? maxConnections : parseCount("--max-connections",
+                        pick(null, file, "max-connections", String.valueOf(NbdServer.Config.DEFAULT_MAX_CONNECTIONS))));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -211,6 +218,15 @@ public final class Blksnapd implements Callable<Integer> {
         return new Persistence(dir.resolve(DaemonConfig.STATE_DIR), regionBytes, every);
     }
 
+    private static int parseCount(String what, String text) {
+        try {
+            return Integer.parseInt(text.trim());
+        } catch (NumberFormatException e) {
+            throw new CommandLine.ParameterException(new CommandLine(new Blksnapd()),
+                    what + " '" + text + "' must be a whole number");
+        }
+    }
+
     private static String pick(String flag, Map<String, List<String>> file, String key, String def) {
         if (flag != null) {
             return flag;
@@ -241,7 +257,7 @@ public final class Blksnapd implements Callable<Integer> {
         }
         Map<String, List<String>> m = new LinkedHashMap<>();
         List<String> known = List.of("data-dir", "device", "listen", "socket", "control", "param", "metrics",
-                "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist");
+                "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;
             try {

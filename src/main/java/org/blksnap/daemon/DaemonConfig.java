@@ -23,10 +23,11 @@ import org.blksnap.engine.Persistence;
  * @param logLevel       root log level (ERROR, WARN, INFO, DEBUG, TRACE)
  * @param persistence    where change tracking is kept ({@link Persistence#NONE}: in memory only);
  *                       null means {@link #defaultPersistence} of the data directory
+ * @param maxConnections NBD connections served at once (>= 1); further ones are refused politely
  */
 public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                            Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
-                           String logLevel, Persistence persistence) {
+                           String logLevel, Persistence persistence, int maxConnections) {
     /** Default NBD TCP address. */
     public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
     /** Default data directory, relative to the working directory. */
@@ -37,11 +38,15 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
     /** The state directory under the data directory. */
     public static final String STATE_DIR = "state";
 
-    /** A configuration with the default persistence (in {@code DATA_DIR/state}, default region and interval). */
+    /**
+     * A configuration with the default persistence (in {@code DATA_DIR/state}, default region and
+     * interval) and the default {@code maxConnections} ({@link org.blksnap.nbd.NbdServer.Config#DEFAULT_MAX_CONNECTIONS}).
+     */
     public DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                         Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
                         String logLevel) {
-        this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel, null);
+        this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel, null,
+                org.blksnap.nbd.NbdServer.Config.DEFAULT_MAX_CONNECTIONS);
     }
 
     /** Persistence in {@code dataDir/state} with the default region size and checkpoint interval. */
@@ -52,6 +57,9 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
     public DaemonConfig {
         if (persistence == null) {
             persistence = defaultPersistence(dataDir);
+        }
+        if (maxConnections < 1) {
+            throw new BlksnapException(Errno.EINVAL, "--max-connections (" + maxConnections + ") must be >= 1");
         }
         devices = List.copyOf(devices);
         params = List.copyOf(params);

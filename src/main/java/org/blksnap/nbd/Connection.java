@@ -21,6 +21,9 @@ import org.slf4j.LoggerFactory;
  * {@link NbdServer.Config#maxRequestsInFlight()} requests run concurrently and reply out of order.
  * The number of requests and the payload bytes in flight are bounded; the reader waits for room
  * before it allocates.
+ *
+ * <p>Its buffers ({@link ConnectionMemory}) are freed by its own thread when it ends, on every path:
+ * disconnect, handshake failure, protocol error, reset, server shutdown, export closed.
  */
 final class Connection implements Runnable {
     private static final Logger LOG = LoggerFactory.getLogger(Connection.class);
@@ -32,6 +35,7 @@ final class Connection implements Runnable {
     private final long id;
     private final NbdServer server;
     private final NbdChannel channel;
+    private final ConnectionMemory memory;
     private final NbdInput in;
     private final ReplyWriter out;
     private final NbdServer.Config config;
@@ -44,22 +48,34 @@ final class Connection implements Runnable {
     /** Moving average of the service time of quick requests (racy updates are fine: it is a hint). */
     private volatile long quickNanos;
 
+    /**
+     * @throws OutOfMemoryError when the direct memory limit leaves no room for its buffers (nothing stays allocated)
+     */
     Connection(long id, NbdServer server, NbdChannel channel, NbdServer.Config config, ThreadFactory requestThreads) {
         this.id = id;
         this.server = server;
         this.channel = channel;
-        this.in = new NbdInput(channel);
-        this.out = new ReplyWriter(channel);
+        this.memory = new ConnectionMemory(server.connectionMemoryCounter());
+        this.in = new NbdInput(channel, memory.input());
+        this.out = new ReplyWriter(channel, memory.headers());
         this.config = config;
         this.requestThreads = requestThreads;
         this.slots = new Semaphore(config.maxRequestsInFlight());
         this.budget = new Semaphore(config.maxBytesInFlight());
     }
 
+    /** Starts the connection thread; if that fails, frees the buffers and rethrows. */
     void start(ThreadFactory connectionThreads) {
-        Thread t = connectionThreads.newThread(this);
-        thread = t;
-        t.start();
+        try {
+            Thread t = connectionThreads.newThread(this);
+            thread = t;
+            t.start();
+        } catch (RuntimeException | Error e) {
+            thread = null;
+            out.close();
+            memory.close();
+            throw e;
+        }
     }
 
     /** The export name once in transmission, else null. */
@@ -125,19 +141,19 @@ final class Connection implements Runnable {
                     Integer.toHexString(n.transmissionFlags()), n.structuredReplies(), n.contexts().size());
             transmit(n, stats);
         } catch (NbdProtocolException e) {
-            LOG.warn("{}: protocol violation, disconnecting: {}", this, e.getMessage());
+            server.logs().protocolErrors.log("{}: protocol violation, disconnecting: {}", this, e.getMessage());
         } catch (EOFException | ClosedChannelException e) {
             LOG.debug("{}: closed by peer: {}", this, e.toString());
         } catch (IOException e) {
             if (terminating) {
                 LOG.debug("{}: ended: {}", this, e.toString());
             } else {
-                LOG.info("{}: connection failed: {}", this, e.toString());
+                server.logs().failedConnections.log("{}: connection failed: {}", this, e.toString());
             }
         } catch (InterruptedException e) {
             LOG.debug("{}: interrupted", this);
         } catch (RuntimeException | Error e) {
-            LOG.error("{}: connection failed unexpectedly", this, e);
+            server.logs().unexpected.log("{}: connection failed unexpectedly", this, e);
         } finally {
             drain();
             try {
@@ -161,14 +177,27 @@ final class Connection implements Runnable {
             if (stats != null) {
                 stats.activeConnections.decrement();
             }
+            out.close();
+            try {
+                memory.close();
+            } catch (RuntimeException e) {
+                LOG.error("{}: freeing the connection's buffers failed", this, e);
+            }
             server.connectionEnded(this);
         }
     }
 
     private void transmit(Negotiated n, StatsCounters stats) throws IOException, InterruptedException {
-        RequestHandler handler = new RequestHandler(this, n, out, server.pool(), stats, config.holeDetectionMinBytes());
+        RequestHandler handler = new RequestHandler(this, n, out, server.pool(), stats, server.logs(),
+                config.holeDetectionMinBytes());
         int maxPayload = n.sizes().maximumBytes();
-        out.batchRepliesOf(Thread.currentThread());
+        try {
+            out.batchRepliesOf(Thread.currentThread(), memory.allocateBatch());
+        } catch (OutOfMemoryError e) {
+            // Batching only saves syscalls: serve without it rather than refuse.
+            server.logs().memoryShortage.log("{}: no direct memory for the reply batch, replies are not batched: {}",
+                    this, e.getMessage());
+        }
         in.beforeRead(out::flushBatch);
         while (true) {
             ByteBuffer h;
@@ -212,11 +241,27 @@ final class Connection implements Runnable {
                     }
                     held = (int) length;
                     acquire(budget, held);
-                    payload = server.pool().acquire(held);
+                    try {
+                        payload = server.pool().acquire(held);
+                    } catch (BufferPool.NoMemoryException e) {
+                        budget.release(held);
+                        held = 0;
+                        in.skip(length); // stay in sync with the stream
+                        stats.requests.increment();
+                        stats.errors.increment();
+                        server.logs().memoryShortage.log("{}: WRITE of {} bytes refused with ENOMEM: {}", this, length,
+                                e.getMessage());
+                        handler.replyError(cookie, ENOMEM, "WRITE of " + length + " bytes: " + e.getMessage());
+                        slots.release();
+                        continue;
+                    }
                     in.readFully(payload);
                     payload.flip();
                 } else if (type == CMD_READ && length <= maxPayload) {
                     held = (int) length;
+                    acquire(budget, held);
+                } else if (type == CMD_BLOCK_STATUS) {
+                    held = (int) Math.min(handler.blockStatusBufferBytes(flags), config.maxBytesInFlight());
                     acquire(budget, held);
                 }
             } catch (IOException | InterruptedException | RuntimeException e) {
@@ -274,7 +319,7 @@ final class Connection implements Runnable {
             if (slots.tryAcquire(all, config.shutdownGrace().toMillis(), TimeUnit.MILLISECONDS)) {
                 slots.release(all);
             } else {
-                LOG.warn("{}: {} requests still running after {}; closing anyway", this,
+                server.logs().abandonedRequests.log("{}: {} requests still running after {}; closing anyway", this,
                         all - slots.availablePermits(), config.shutdownGrace());
             }
         } catch (InterruptedException e) {

@@ -77,11 +77,7 @@ final class Handshake {
      * @throws IOException          when the stream fails or ends
      */
     Negotiated run() throws IOException {
-        ByteBuffer greeting = ByteBuffer.allocate(GREETING_LENGTH);
-        greeting.putLong(GREETING_MAGIC_OFFSET, NBDMAGIC);
-        greeting.putLong(GREETING_OPTS_MAGIC_OFFSET, IHAVEOPT);
-        greeting.putShort(GREETING_FLAGS_OFFSET, (short) (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
-        out.raw(greeting);
+        out.raw(greeting());
 
         int clientFlags = in.readInt();
         if ((clientFlags & ~CLIENT_FLAGS_KNOWN) != 0) {
@@ -137,6 +133,15 @@ final class Handshake {
                 error(option, e.replyType, e.getMessage());
             }
         }
+    }
+
+    /** The server's greeting: fixed newstyle, NO_ZEROES offered. */
+    static ByteBuffer greeting() {
+        ByteBuffer greeting = ByteBuffer.allocate(GREETING_LENGTH);
+        greeting.putLong(GREETING_MAGIC_OFFSET, NBDMAGIC);
+        greeting.putLong(GREETING_OPTS_MAGIC_OFFSET, IHAVEOPT);
+        greeting.putShort(GREETING_FLAGS_OFFSET, (short) (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
+        return greeting;
     }
 
     /** Handles one option; returns non-null when transmission starts. */

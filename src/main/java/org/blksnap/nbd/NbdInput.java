@@ -35,10 +35,13 @@ final class NbdInput {
     /** Unread bytes are between position and limit. */
     private final ByteBuffer buffer;
 
-    NbdInput(NbdChannel channel) {
+    /**
+     * @param buffer where input is buffered, owned by the caller (a connection's {@link ConnectionMemory}, or a
+     *               small heap buffer for a connection that is only refused); at most {@link #BUFFER_BYTES}
+     */
+    NbdInput(NbdChannel channel, ByteBuffer buffer) {
         this.channel = channel;
-        this.buffer = ByteBuffer.allocateDirect(BUFFER_BYTES);
-        this.buffer.flip();
+        this.buffer = buffer.clear().flip();
     }
 
     void beforeRead(BeforeRead hook) {
@@ -51,7 +54,7 @@ final class NbdInput {
     }
 
     /**
-     * Makes at least {@code bytes} (at most {@link #BUFFER_BYTES}) available and returns the buffer
+     * Makes at least {@code bytes} (at most the buffer's capacity) available and returns the buffer
      * with its position at the first of them; the caller consumes them by advancing the position.
      *
      * @throws EOFException if the stream ends first
@@ -60,8 +63,8 @@ final class NbdInput {
         if (buffer.remaining() >= bytes) {
             return buffer;
         }
-        if (bytes > BUFFER_BYTES) {
-            throw new IllegalArgumentException("bytes (" + bytes + ") must be <= " + BUFFER_BYTES);
+        if (bytes > buffer.capacity()) {
+            throw new IllegalArgumentException("bytes (" + bytes + ") must be <= " + buffer.capacity());
         }
         beforeRead.run();
         buffer.compact();

@@ -19,6 +19,7 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ThreadFactory;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
@@ -33,17 +34,28 @@ import org.slf4j.LoggerFactory;
  * threads and reply out of order, whole messages at a time. A connection's failure is logged and
  * ends only that connection. See {@code docs/nbd.md} for the protocol coverage.
  *
+ * <p>Memory: each connection owns {@link #CONNECTION_BYTES} of native buffers from the moment it is
+ * accepted, freed when it ends; payload buffers come from a pool that keeps at most 128 MiB of free
+ * buffers and frees the rest at once. Connections beyond {@link Config#maxConnections()} are refused
+ * politely (every option answered NBD_REP_ERR_POLICY, see {@code Refusal}), at most
+ * {@link #MAX_REFUSING} at a time; further ones are closed at once. Lines about misbehaving clients
+ * are rate-limited (see {@code ServerLogs}).
+ *
  * <p>Thread-safe. {@link #close()} stops listening, ends every connection (in-flight requests
  * finish or fail with ESHUTDOWN within {@link Config#shutdownGrace()}) and stops every thread.
  */
 public final class NbdServer implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(NbdServer.class);
+    /** Native bytes a connection in transmission owns (input buffer, reply headers, reply batch): 328 KiB. */
+    public static final long CONNECTION_BYTES = ConnectionMemory.MAX_BYTES;
+    /** Connections being refused at once (each costs a virtual thread and a few hundred bytes of heap). */
+    static final int MAX_REFUSING = 64;
 
     /**
      * Server settings.
      *
      * @param readOnly              serve every export read-only, whatever {@link Export#readOnly()} says
-     * @param maxConnections        connections beyond this are closed right after accept
+     * @param maxConnections        connections served at once (>= 1); those beyond are refused (NBD_REP_ERR_POLICY)
      * @param maxRequestsInFlight   requests of one connection executing at once (>= 1); the reader waits beyond
      * @param maxBytesInFlight      READ/WRITE payload bytes of one connection in flight (>= 32 MiB)
      * @param holeDetectionMinBytes on exports with {@link Export#sparseReads()}, structured READs of at least
@@ -70,9 +82,17 @@ public final class NbdServer implements AutoCloseable {
             Objects.requireNonNull(shutdownGrace, "shutdownGrace");
         }
 
-        /** Writable exports, 1024 connections, 128 requests / 64 MiB in flight per connection, holes from 64 KiB, 5 s grace. */
+        /** Connections served at once by default. */
+        public static final int DEFAULT_MAX_CONNECTIONS = 256;
+
+        /** Writable exports, 256 connections, 128 requests / 64 MiB in flight per connection, holes from 64 KiB, 5 s grace. */
         public static Config defaults() {
-            return new Config(false, 1024, 128, 64 * 1024 * 1024, 64 * 1024, Duration.ofSeconds(5));
+            return new Config(false, DEFAULT_MAX_CONNECTIONS, 128, 64 * 1024 * 1024, 64 * 1024, Duration.ofSeconds(5));
+        }
+
+        public Config withMaxConnections(int value) {
+            return new Config(readOnly, value, maxRequestsInFlight, maxBytesInFlight, holeDetectionMinBytes,
+                    shutdownGrace);
         }
 
         public Config withReadOnly(boolean value) {
@@ -92,7 +112,7 @@ public final class NbdServer implements AutoCloseable {
 
     private final ExportProvider provider;
     private final Config config;
-    private final BufferPool pool = new BufferPool();
+    private final BufferPool pool;
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
     private final Map<String, StatsCounters> stats = new ConcurrentHashMap<>();
     private final List<Listener> listeners = new CopyOnWriteArrayList<>();
@@ -102,6 +122,12 @@ public final class NbdServer implements AutoCloseable {
     private final Map<String, Long> exportClosedAt = new ConcurrentHashMap<>();
     private final ThreadFactory connectionThreads = Thread.ofVirtual().name("nbd-conn-", 1).factory();
     private final ThreadFactory requestThreads = Thread.ofVirtual().factory();
+    private final AtomicLong connectionMemory = new AtomicLong();
+    private final AtomicInteger refusing = new AtomicInteger();
+    /** Channels of the refusals running, closed by {@link #close()}. */
+    private final Set<NbdChannel> refusals = ConcurrentHashMap.newKeySet();
+    private final ServerLogs logs = new ServerLogs();
+    private final Thread logFlusher;
     private volatile boolean closing;
 
     private record Listener(ServerSocketChannel channel, Thread acceptor, Path unixPath) {
@@ -112,8 +138,29 @@ public final class NbdServer implements AutoCloseable {
     }
 
     public NbdServer(ExportProvider provider, Config config) {
+        this(provider, config, new BufferPool());
+    }
+
+    /** With a given payload pool (tests: one that runs out of memory early). */
+    NbdServer(ExportProvider provider, Config config, BufferPool pool) {
         this.provider = Objects.requireNonNull(provider, "provider");
         this.config = Objects.requireNonNull(config, "config");
+        this.pool = Objects.requireNonNull(pool, "pool");
+        this.logFlusher = Thread.ofVirtual().name("nbd-log-flusher").start(this::flushLogs);
+    }
+
+    /** Writes the counts of rate-limited lines every interval, until {@link #close()} interrupts it. */
+    private void flushLogs() {
+        try {
+            while (true) {
+                Thread.sleep(ServerLogs.INTERVAL);
+                logs.flush();
+            }
+        } catch (InterruptedException e) {
+            logs.flush();
+        } catch (RuntimeException e) {
+            LOG.error("flushing the rate-limited log lines failed; their counts are written at the next event", e);
+        }
     }
 
     /** Listens on {@code 127.0.0.1:port}; see {@link #listenTcp(String, int)}. */
@@ -208,17 +255,52 @@ public final class NbdServer implements AutoCloseable {
                 continue;
             }
             String peer = peerOf(ch, what);
-            if (closing || connections.size() >= config.maxConnections()) {
-                LOG.warn("refusing connection from {}: {}", peer, closing ? "server is closing"
-                        : config.maxConnections() + " connections already");
-                try {
-                    ch.close();
-                } catch (IOException e) {
-                    // nothing to do
-                }
+            if (closing) {
+                LOG.debug("closing a connection from {} accepted while the server closes", peer);
+                closeQuietly(ch);
+                continue;
+            }
+            if (connections.size() >= config.maxConnections()) {
+                refuse(NbdChannel.of(ch, peer), config.maxConnections() + " connections already, the limit");
                 continue;
             }
             serve(NbdChannel.of(ch, peer));
+        }
+    }
+
+    /** Refuses politely while fewer than {@link #MAX_REFUSING} refusals run, else closes at once. */
+    private void refuse(NbdChannel channel, String why) {
+        if (refusing.incrementAndGet() > MAX_REFUSING) {
+            refusing.decrementAndGet();
+            logs.refused.log("refused connection from {} by closing it: {}, and {} refusals running",
+                    channel.describe(), why, MAX_REFUSING);
+            closeQuietly(channel);
+            return;
+        }
+        logs.refused.log("refusing connection from {}: {}", channel.describe(), why);
+        refusals.add(channel);
+        Runnable ended = () -> {
+            refusals.remove(channel);
+            refusing.decrementAndGet();
+        };
+        Refusal r = new Refusal(channel, "too many connections to this server (" + why + "); try again later", ended);
+        try {
+            Thread.ofVirtual().name("nbd-refuse").start(r);
+        } catch (RuntimeException | Error e) {
+            ended.run();
+            closeQuietly(channel);
+            throw e;
+        }
+        if (closing) {
+            closeQuietly(channel); // close() may have passed over it already
+        }
+    }
+
+    private static void closeQuietly(java.io.Closeable c) {
+        try {
+            c.close();
+        } catch (IOException e) {
+            // nothing to do
         }
     }
 
@@ -232,11 +314,27 @@ public final class NbdServer implements AutoCloseable {
         }
     }
 
-    /** Serves one already-connected channel (in-memory tests use pipes). */
+    /**
+     * Serves one already-connected channel (in-memory tests use pipes); when the direct memory limit
+     * leaves no room for the connection's buffers, it is refused instead and null is returned.
+     */
     Connection serve(NbdChannel channel) {
-        Connection c = new Connection(connectionIds.incrementAndGet(), this, channel, config, requestThreads);
+        Connection c;
+        try {
+            c = new Connection(connectionIds.incrementAndGet(), this, channel, config, requestThreads);
+        } catch (OutOfMemoryError e) {
+            logs.memoryShortage.log("no direct memory for a connection from {}: {}", channel.describe(), e.getMessage());
+            refuse(channel, "no memory for another connection");
+            return null;
+        }
         connections.add(c);
-        c.start(connectionThreads);
+        try {
+            c.start(connectionThreads);
+        } catch (RuntimeException | Error e) {
+            connections.remove(c);
+            closeQuietly(channel);
+            throw e;
+        }
         return c;
     }
 
@@ -283,9 +381,22 @@ public final class NbdServer implements AutoCloseable {
         }
     }
 
-    /** Connections currently open (in handshake or transmission). */
+    /** Connections currently open (in handshake or transmission), not counting those being refused. */
     public int connectionCount() {
         return connections.size();
+    }
+
+    /**
+     * Native memory of the server right now, in bytes: the buffers of open connections plus the
+     * payload buffers in use or kept for reuse.
+     */
+    public long nativeMemoryBytes() {
+        return connectionMemory.get() + pool.allocatedBytes();
+    }
+
+    /** Native bytes held by the buffers of open connections (0 once every connection has ended). */
+    long connectionMemoryBytes() {
+        return connectionMemory.get();
     }
 
     /** Per-export counters, by export name, for exports that had at least one connection. */
@@ -316,11 +427,20 @@ public final class NbdServer implements AutoCloseable {
                 failures.run(() -> Files.deleteIfExists(l.unixPath()));
             }
         }
+        for (NbdChannel refused : refusals) {
+            closeQuietly(refused);
+        }
         List<Connection> all = new ArrayList<>(connections);
         for (Connection c : all) {
             c.terminate();
         }
         awaitAll(all);
+        logFlusher.interrupt();
+        try {
+            logFlusher.join(Duration.ofSeconds(5));
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         LOG.info("NBD server closed");
         failures.throwIfAny(IOException.class, e -> new IOException("closing the NBD server failed: " + e.getMessage(), e));
     }
@@ -352,6 +472,14 @@ public final class NbdServer implements AutoCloseable {
 
     BufferPool pool() {
         return pool;
+    }
+
+    AtomicLong connectionMemoryCounter() {
+        return connectionMemory;
+    }
+
+    ServerLogs logs() {
+        return logs;
     }
 
     StatsCounters countersFor(String exportName) {

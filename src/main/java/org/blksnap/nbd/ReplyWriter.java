@@ -51,37 +51,74 @@ import java.util.concurrent.locks.ReentrantLock;
  * {@link #flushBatch()} before it blocks for more input. With pipelined requests this turns one
  * write syscall per reply into one per burst. Any other thread that writes sends the pending
  * batch first, in the same gathering write.
+ *
+ * <p>The header area and the batch belong to the connection ({@link ConnectionMemory}); after
+ * {@link #close()} they are never touched again, so the connection can free them even while a
+ * request thread that outlived it still tries to reply (it gets an {@code IOException}).
  */
 final class ReplyWriter {
-    private static final int HEADER_AREA_BYTES = 8192;
+    static final int HEADER_AREA_BYTES = 8192;
     /** Most buffers in one message: {@link ReadRuns#MAX_RUNS} runs of (header, data) plus slack. */
     private static final int MAX_VECTOR = 2 * ReadRuns.MAX_RUNS + 9;
     static final int BATCH_BYTES = 256 * 1024;
 
     private final NbdChannel channel;
     private final ReentrantLock lock = new ReentrantLock();
-    private final ByteBuffer headers = ByteBuffer.allocateDirect(HEADER_AREA_BYTES);
+    private final ByteBuffer headers;
     private final ByteBuffer[] vector = new ByteBuffer[MAX_VECTOR];
     private int vectorLength;
     private volatile IOException failure;
-    /** Pending whole messages (between 0 and position), guarded by the lock. */
-    private final ByteBuffer batch = ByteBuffer.allocateDirect(BATCH_BYTES);
+    /** Pending whole messages (between 0 and position), guarded by the lock; null until batching starts. */
+    private ByteBuffer batch;
     private volatile Thread batchingThread;
 
-    ReplyWriter(NbdChannel channel) {
+    /**
+     * @param headers the header area, owned by the caller until {@link #close()}: {@link #HEADER_AREA_BYTES} for a
+     *                connection in transmission, a few dozen bytes are enough for option replies alone
+     */
+    ReplyWriter(NbdChannel channel, ByteBuffer headers) {
         this.channel = channel;
+        this.headers = headers;
     }
 
-    /** Lets {@code thread} (the reader) batch its replies; it must call {@link #flushBatch()} before blocking. */
-    void batchRepliesOf(Thread thread) {
-        batchingThread = thread;
+    /**
+     * Lets {@code thread} (the reader) batch its replies into {@code batchBuffer} (at least
+     * {@link #BATCH_BYTES}, owned by the caller until {@link #close()}); the thread must call
+     * {@link #flushBatch()} before blocking.
+     */
+    void batchRepliesOf(Thread thread, ByteBuffer batchBuffer) {
+        lock.lock();
+        try {
+            batch = batchBuffer.clear();
+            batchingThread = thread;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Stops every later write (they fail with an {@code IOException}) and lets go of the caller's
+     * buffers. Waits for a write in progress, so close the channel first: that ends a write blocked
+     * on a client that does not read. Idempotent.
+     */
+    void close() {
+        lock.lock();
+        try {
+            if (failure == null) {
+                failure = new IOException("connection to " + channel.describe() + " is closed");
+            }
+            batch = null;
+            batchingThread = null;
+        } finally {
+            lock.unlock();
+        }
     }
 
     /** Writes the batched replies, if any. */
     void flushBatch() throws IOException {
         lock.lock();
         try {
-            if (batch.position() == 0) {
+            if (batch == null || batch.position() == 0) {
                 return;
             }
             begin();
@@ -247,7 +284,7 @@ final class ReplyWriter {
 
     private void begin() throws IOException {
         if (failure != null) {
-            throw new IOException("connection to " + channel.describe() + " is broken by an earlier failed write", failure);
+            throw new IOException("cannot write to " + channel.describe() + ": " + failure.getMessage(), failure);
         }
         headers.clear();
         vectorLength = 0;
@@ -287,7 +324,7 @@ final class ReplyWriter {
     }
 
     private void send(boolean mayBatch) throws IOException {
-        if (mayBatch && Thread.currentThread() == batchingThread) {
+        if (mayBatch && batch != null && Thread.currentThread() == batchingThread) {
             long total = 0;
             for (int i = 0; i < vectorLength; i++) {
                 total += vector[i].remaining();
@@ -301,7 +338,7 @@ final class ReplyWriter {
                 return;
             }
         }
-        if (batch.position() > 0) {
+        if (batch != null && batch.position() > 0) {
             System.arraycopy(vector, 0, vector, 1, vectorLength);
             vector[0] = batch.flip();
             vectorLength++;
@@ -322,7 +359,9 @@ final class ReplyWriter {
                 vector[i] = null;
             }
             vectorLength = 0;
-            batch.clear();
+            if (batch != null) {
+                batch.clear();
+            }
         }
     }
 

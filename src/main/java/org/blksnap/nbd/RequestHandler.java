@@ -33,17 +33,19 @@ final class RequestHandler {
     private final ReplyWriter out;
     private final BufferPool pool;
     private final StatsCounters stats;
+    private final ServerLogs logs;
     private final int holeDetectionMinBytes;
     private final boolean sparseReads;
 
     RequestHandler(Connection connection, Negotiated negotiated, ReplyWriter out, BufferPool pool, StatsCounters stats,
-                   int holeDetectionMinBytes) {
+                   ServerLogs logs, int holeDetectionMinBytes) {
         this.connection = connection;
         this.negotiated = negotiated;
         this.device = negotiated.export().device();
         this.out = out;
         this.pool = pool;
         this.stats = stats;
+        this.logs = logs;
         this.holeDetectionMinBytes = holeDetectionMinBytes;
         this.sparseReads = negotiated.export().sparseReads();
     }
@@ -77,19 +79,24 @@ final class RequestHandler {
             } catch (IllegalArgumentException e) {
                 error = EINVAL;
                 message = e.getMessage();
+            } catch (BufferPool.NoMemoryException e) {
+                error = ENOMEM;
+                message = e.getMessage();
+                logs.memoryShortage.log("{}: {} at offset {} length {} refused with ENOMEM: {}", connection,
+                        commandName(r.type()), r.offsetBytes(), r.lengthBytes(), e.getMessage());
             } catch (IOException e) {
                 if (out.isBroken()) {
                     return;
                 }
                 error = EIO;
                 message = e.getMessage();
-                LOG.warn("{}: {} at offset {} length {} failed", connection, commandName(r.type()), r.offsetBytes(),
-                        r.lengthBytes(), e);
+                logs.failedRequests.log("{}: {} at offset {} length {} failed", connection, commandName(r.type()),
+                        r.offsetBytes(), r.lengthBytes(), e);
             } catch (RuntimeException e) {
                 error = EIO;
                 message = e.toString();
-                LOG.error("{}: {} at offset {} length {} failed unexpectedly", connection, commandName(r.type()),
-                        r.offsetBytes(), r.lengthBytes(), e);
+                logs.unexpected.log("{}: {} at offset {} length {} failed unexpectedly", connection,
+                        commandName(r.type()), r.offsetBytes(), r.lengthBytes(), e);
             }
             stats.errors.increment();
             LOG.debug("{}: {} offset {} length {} -> error {}: {}", connection, commandName(r.type()), r.offsetBytes(),
@@ -212,6 +219,12 @@ final class RequestHandler {
             device.flush();
         }
         out.simple(r.cookie(), 0);
+    }
+
+    /** The payload buffer bytes a BLOCK_STATUS with these flags takes: one descriptor array per context. */
+    long blockStatusBufferBytes(int flags) {
+        int maxExtents = (flags & CMD_FLAG_REQ_ONE) != 0 ? 1 : MAX_EXTENTS_PER_CHUNK;
+        return (long) negotiated.contexts().size() * (STATUS_DESCRIPTORS_OFFSET + maxExtents * STATUS_DESCRIPTOR_LENGTH);
     }
 
     private void blockStatus(Request r) throws NbdError, IOException {

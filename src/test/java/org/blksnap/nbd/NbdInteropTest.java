@@ -59,6 +59,32 @@ class NbdInteropTest {
     }
 
     @Test
+    void qemuImgAndNbdinfoBeyondMaxConnectionsAreRefusedWithTheReasonAndServedOnceThereIsRoom() throws Exception {
+        ExternalTool.require("qemu-img", "nbdinfo");
+        NbdServer limited = new NbdServer(exports, NbdServer.Config.defaults().withMaxConnections(1));
+        try {
+            Path at = limited.listenUnix(dir.resolve("limited.sock"));
+            String uri = "nbd+unix:///disk?socket=" + at;
+            NbdTestClient holder = NbdTestClient.connect(java.net.UnixDomainSocketAddress.of(at));
+            holder.go("disk", true);
+
+            Result qemu = ExternalTool.run(T, "qemu-img", "info", uri);
+            assertThat(qemu.exitCode()).isNotZero();
+            assertThat(qemu.stderr()).contains("too many connections to this server (1 connections already, the limit)");
+            Result info = ExternalTool.run(T, "nbdinfo", uri);
+            assertThat(info.exitCode()).isNotZero();
+            assertThat(info.stderr()).contains("opt_go");
+
+            holder.disconnect();
+            holder.close();
+            org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> limited.connectionCount() == 0);
+            assertThat(ExternalTool.run(T, "qemu-img", "info", uri).assertSuccess().stdout()).contains("64 MiB");
+        } finally {
+            limited.close();
+        }
+    }
+
+    @Test
     void qemuIoWritesAndReadsBackPatternsInWritebackMode() {
         ExternalTool.require("qemu-io");
         Result r = ExternalTool.run(T, List.of("qemu-io", "-t", "writeback", "-f", "raw", uri("disk"),

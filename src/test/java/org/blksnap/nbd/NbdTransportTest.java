@@ -303,6 +303,134 @@ abstract class NbdTransportTest {
         assertThat(good.read(0, BLOCK)).isEqualTo(data);
     }
 
+    @Test
+    void everyConnectionFreesItsBuffersWhenItEndsWhicheverWayItEnds() throws Exception {
+        NbdTestClient good = connect();
+        good.go("disk", true);
+        // The reply batch is allocated when the server's side enters transmission, just after the GO reply.
+        await("one connection in transmission holds its 328 KiB").atMost(Duration.ofSeconds(20))
+                .until(() -> server.connectionMemoryBytes() == NbdServer.CONNECTION_BYTES);
+
+        List<ThrowingConsumer> endings = List.of(
+                c -> {
+                    c.go("disk", true);
+                    c.disconnect(); // NBD_CMD_DISC
+                },
+                c -> {
+                    c.start();
+                    c.option(OPT_ABORT, new byte[0]);
+                },
+                c -> {
+                    c.readGreeting();
+                    c.sendClientFlags(0x80); // unknown client flag: handshake failure
+                },
+                c -> {
+                    c.go("disk", true);
+                    c.send(new byte[28]); // bad request magic: protocol error
+                },
+                c -> {
+                    c.go("disk", false);
+                    c.request(0, CMD_WRITE, 5, 0, 1 << 20);
+                    c.send(new byte[4096]); // the client dies in the middle of a payload
+                },
+                c -> {
+                    c.go("disk", true);
+                    c.request(0, CMD_READ, 6, 0, BLOCK); // then reset without reading the reply
+                });
+        for (ThrowingConsumer ending : endings) {
+            NbdTestClient c = NbdTestClient.connect(address);
+            try {
+                ending.accept(c);
+            } finally {
+                c.close();
+            }
+        }
+        // ended by the server: export removed, then server shutdown, one in transmission and one in handshake
+        NbdTestClient onOther = connect();
+        onOther.go("other", false);
+        assertThat(server.closeExport("other")).isEqualTo(1);
+        assertThat(onOther.readToEnd()).isEmpty();
+        await("the buffers of every ended connection are freed").atMost(Duration.ofSeconds(20))
+                .until(() -> server.connectionMemoryBytes() == NbdServer.CONNECTION_BYTES);
+        assertThat(good.read(0, BLOCK)).hasSize(BLOCK);
+
+        NbdTestClient inHandshake = connect();
+        inHandshake.start();
+        await().atMost(Duration.ofSeconds(20)).until(() -> server.connectionCount() == 2);
+        assertThat(server.connectionMemoryBytes())
+                .as("a connection in handshake holds no reply batch")
+                .isEqualTo(NbdServer.CONNECTION_BYTES + ConnectionMemory.HANDSHAKE_BYTES);
+        server.close();
+        assertThat(server.connectionCount()).isZero();
+        assertThat(server.connectionMemoryBytes()).isZero();
+    }
+
+    @Test
+    void whenDirectMemoryRunsOutRequestsGetEnomemAndTheConnectionGoesOnInSync() throws Exception {
+        NbdServer tight = new NbdServer(exports, NbdServer.Config.defaults(), new BufferPool(2 << 20));
+        try {
+            SocketAddress at = listen(tight, java.nio.file.Files.createDirectories(dir.resolve("tight")));
+            NbdTestClient c = NbdTestClient.connect(at);
+            clients.add(c);
+            c.go("disk", false);
+            byte[] small = NbdProtocolTest.pattern(BLOCK, 5);
+            assertThat(c.write(0, small, 0)).isZero();
+            // 4 MiB does not fit under the 2 MiB the pool may allocate: the payload is read and dropped.
+            assertThat(c.write(BLOCK, NbdProtocolTest.pattern(4 << 20, 6), 0)).isEqualTo(ENOMEM);
+            assertThat(c.command(CMD_READ, 0, 0, 4 << 20)).isEqualTo(ENOMEM);
+            assertThat(c.read(0, BLOCK)).as("the stream is still in sync").isEqualTo(small);
+            NbdTestClient structured = NbdTestClient.connect(at);
+            clients.add(structured);
+            structured.go("disk", true, "base:allocation");
+            assertThat(structured.read(0, BLOCK)).isEqualTo(small);
+            assertThat(structured.blockStatus(0, BLOCK, 0)).isNotEmpty();
+        } finally {
+            tight.close();
+        }
+    }
+
+    @Test
+    void connectionsBeyondTheLimitAreRefusedWithAReasonAndTheNextOneIsServed() throws Exception {
+        NbdServer limited = new NbdServer(exports, NbdServer.Config.defaults().withMaxConnections(1));
+        try {
+            SocketAddress at = listen(limited, java.nio.file.Files.createDirectories(dir.resolve("limited")));
+            NbdTestClient first = NbdTestClient.connect(at);
+            clients.add(first);
+            first.go("disk", true);
+
+            NbdTestClient second = NbdTestClient.connect(at);
+            clients.add(second);
+            second.start();
+            List<NbdTestClient.OptionReply> sr = second.option(OPT_STRUCTURED_REPLY, new byte[0]);
+            assertThat(sr).singleElement().satisfies(r -> assertThat(r.type()).isEqualTo(REP_ERR_POLICY));
+            List<NbdTestClient.OptionReply> go = second.option(OPT_GO, NbdTestClient.infoRequest("disk"));
+            assertThat(go).singleElement().satisfies(r -> {
+                assertThat(r.type()).isEqualTo(REP_ERR_POLICY);
+                assertThat(new String(r.data(), java.nio.charset.StandardCharsets.UTF_8))
+                        .contains("too many connections").contains("1 connections already");
+            });
+            assertThat(second.option(OPT_ABORT, new byte[0])).singleElement()
+                    .satisfies(r -> assertThat(r.type()).isEqualTo(REP_ACK));
+            assertThat(second.readToEnd()).isEmpty();
+
+            NbdTestClient third = NbdTestClient.connect(at);
+            clients.add(third);
+            third.start();
+            third.sendOption(OPT_EXPORT_NAME, "disk".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            assertThat(third.readToEnd()).as("EXPORT_NAME has no error reply: the refusal hangs up").isEmpty();
+            assertThat(limited.connectionCount()).isEqualTo(1);
+
+            first.disconnect();
+            await().atMost(Duration.ofSeconds(20)).until(() -> limited.connectionCount() == 0);
+            NbdTestClient fourth = NbdTestClient.connect(at);
+            clients.add(fourth);
+            fourth.go("disk", true);
+            assertThat(fourth.read(0, BLOCK)).hasSize(BLOCK);
+        } finally {
+            limited.close();
+        }
+    }
+
     @FunctionalInterface
     interface ThrowingConsumer {
         void accept(NbdTestClient c) throws IOException;
