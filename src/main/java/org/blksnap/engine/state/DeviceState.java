@@ -293,8 +293,8 @@ final class DeviceState implements WriteJournal {
         emptyJournal(1);
     }
 
-    /** Empties journal file {@code f}, as the leader, so no batch is appended to it meanwhile. */
-    private void emptyJournal(int f) throws IOException {
+    /** Waits until no batch is being appended, then holds the commit (leader) role; no lock held on return. */
+    private void takeCommitRole() {
         commitLock.lock();
         try {
             while (leader) {
@@ -304,20 +304,30 @@ final class DeviceState implements WriteJournal {
         } finally {
             commitLock.unlock();
         }
+    }
+
+    /** Gives the commit role back after {@code underLock} ran with the commit lock held; wakes the waiters. */
+    private void releaseCommitRole(Runnable underLock) {
+        commitLock.lock();
+        try {
+            underLock.run();
+            leader = false;
+            committed.signalAll();
+        } finally {
+            commitLock.unlock();
+        }
+    }
+
+    /** Empties journal file {@code f}, as the leader, so no batch is appended to it meanwhile. */
+    private void emptyJournal(int f) throws IOException {
+        takeCommitRole();
         try {
             journals[f].truncate(0);
             journals[f].force(true);
         } catch (IOException e) {
             throw new IOException("emptying " + journalPaths[f] + ": " + e.getMessage(), e);
         } finally {
-            commitLock.lock();
-            try {
-                journalBytes[f] = 0;
-                leader = false;
-                committed.signalAll();
-            } finally {
-                commitLock.unlock();
-            }
+            releaseCommitRole(() -> journalBytes[f] = 0);
         }
     }
 
@@ -622,27 +632,13 @@ final class DeviceState implements WriteJournal {
      * held), so a copy of the directory is what a crash at this moment would leave.
      */
     void whileFrozen(FrozenAction action) throws IOException {
-        commitLock.lock();
-        try {
-            while (leader) {
-                committed.awaitUninterruptibly();
-            }
-            leader = true;
-        } finally {
-            commitLock.unlock();
-        }
+        takeCommitRole();
         fileLock.lock();
         try {
             action.run();
         } finally {
             fileLock.unlock();
-            commitLock.lock();
-            try {
-                leader = false;
-                committed.signalAll();
-            } finally {
-                commitLock.unlock();
-            }
+            releaseCommitRole(() -> { });
         }
     }
 
