@@ -17,19 +17,9 @@ import picocli.CommandLine.Model.CommandSpec;
  * (a missing description leaves a bare option in --help and merges two entries of a man page).
  */
 class CommandDocsTest {
-    private static List<CommandSpec> commands(CommandSpec spec) {
-        List<CommandSpec> all = new ArrayList<>(List.of(spec));
-        for (CommandLine sub : spec.subcommands().values()) {
-            if (!all.contains(sub.getCommandSpec())) {
-                all.addAll(commands(sub.getCommandSpec()));
-            }
-        }
-        return all.stream().distinct().toList();
-    }
-
     private static List<String> undocumented(Object command) {
         List<String> missing = new ArrayList<>();
-        for (CommandSpec c : commands(new CommandLine(command).getCommandSpec())) {
+        for (CommandSpec c : CommandModel.commands(new CommandLine(command).getCommandSpec())) {
             if (String.join("", c.usageMessage().description()).isBlank()) {
                 missing.add(c.qualifiedName(" ") + " (the command)");
             }

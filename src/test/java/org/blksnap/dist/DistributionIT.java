@@ -171,22 +171,11 @@ class DistributionIT {
         return q;
     }
 
-    /** Every command of the model, as the words typed after {@code blksnap}. */
-    private static List<CommandSpec> commands(CommandSpec spec) {
-        List<CommandSpec> all = new ArrayList<>(List.of(spec));
-        for (CommandLine sub : spec.subcommands().values()) {
-            if (sub.getCommandSpec().parent() == spec && !all.contains(sub.getCommandSpec())) {
-                all.addAll(commands(sub.getCommandSpec()));
-            }
-        }
-        return all.stream().distinct().toList();
-    }
-
     @Test
     void bashCompletionCompletesEveryCommandAndOptionOfTheModel() throws Exception {
         Path script = tree.resolve("share/bash-completion/completions/blksnap");
         CommandSpec root = new CommandLine(new Main()).getCommandSpec();
-        for (CommandSpec c : commands(root)) {
+        for (CommandSpec c : CommandModel.commands(root)) {
             List<String> words = new ArrayList<>(List.of(c.qualifiedName(" ").split(" ")));
             // The subcommands of c, completed from an empty word.
             String subs = complete(script, words, "");
@@ -223,7 +212,7 @@ class DistributionIT {
     void manPagesRenderAndCoverEveryCommandAndOption() throws Exception {
         Path man1 = tree.resolve("share/man/man1");
         CommandSpec root = new CommandLine(new Main()).getCommandSpec();
-        for (CommandSpec c : commands(root)) {
+        for (CommandSpec c : CommandModel.commands(root)) {
             Path page = man1.resolve(c.qualifiedName("-") + ".1");
             assertThat(page).as("man page of %s", c.qualifiedName(" ")).exists();
             String text = run(List.of("man", "-l", "-P", "cat", page.toString()), Map.of("PATH", "/usr/bin:/bin",

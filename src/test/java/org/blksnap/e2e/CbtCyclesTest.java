@@ -2,7 +2,6 @@ package org.blksnap.e2e;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.blksnap.testing.ExternalTool;
@@ -10,7 +9,6 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.json.JsonMapper;
 
 /**
  * Port of upstream 3000-cbt, with the checks upstream leaves out: the map read while a snapshot is
@@ -23,17 +21,6 @@ class CbtCyclesTest {
     static final int BLOCK = 64 << 10;
     @TempDir
     Path dir;
-    final JsonMapper json = JsonMapper.builder().build();
-
-    private JsonNode tracker(DaemonHarness d) {
-        return json.readTree(d.ok("--json", "tracker", "collect")).path("trackers").get(0);
-    }
-
-    private byte[] map(DaemonHarness d, String name) throws Exception {
-        Path f = dir.resolve(name);
-        d.ok("tracker", "read-cbt-map", "--device", "disk0", "--file", f.toString());
-        return Files.readAllBytes(f);
-    }
 
     private String takeCycle(DaemonHarness d, int cycle) {
         String id = d.ok("snapshot", "create", "--device", "disk0");
@@ -52,35 +39,35 @@ class CbtCyclesTest {
             Nbd.qemuIoOk(orig, "write -P 0x01 1M 64k");
             d.ok("snapshot", "append-storage", "--id", id1, "--file", dir.resolve("ds1").toString(), "--size", "32M");
             d.ok("snapshot", "take", "--id", id1);
-            JsonNode t1 = tracker(d);
+            JsonNode t1 = d.firstTracker();
             String generation = t1.path("generationId").asString();
             assertThat(t1.path("snapNumber").asInt()).isEqualTo(1);
             assertThat(t1.path("blockSizeBytes").asInt()).isEqualTo(BLOCK);
-            byte[] m1 = map(d, "cbt1.map");
+            byte[] m1 = d.cbtMap("disk0", dir.resolve("cbt1.map"));
             assertThat(m1).hasSize(1024);
             assertThat(m1[16]).isEqualTo((byte) 1);
             Nbd.qemuIoOk(orig, "write -P 0x02 4M 1M");
-            assertThat(map(d, "cbt1_.map")).as("map while the snapshot is held").isEqualTo(m1);
+            assertThat(d.cbtMap("disk0", dir.resolve("cbt1_.map"))).as("map while the snapshot is held").isEqualTo(m1);
             d.ok("snapshot", "destroy", "--id", id1);
 
             String id2 = takeCycle(d, 2);
-            JsonNode t2 = tracker(d);
+            JsonNode t2 = d.firstTracker();
             assertThat(t2.path("generationId").asString()).isEqualTo(generation);
             assertThat(t2.path("snapNumber").asInt()).isEqualTo(2);
-            byte[] m2 = map(d, "cbt2.map");
+            byte[] m2 = d.cbtMap("disk0", dir.resolve("cbt2.map"));
             for (int b = 0; b < 1024; b++) {
                 int expected = b >= 64 && b < 80 ? 2 : m1[b];
                 assertThat(m2[b]).as("block %d in cycle 2", b).isEqualTo((byte) expected);
             }
             Nbd.qemuIoOk(orig, "write -P 0x03 8M 1M");
-            assertThat(map(d, "cbt2_.map")).isEqualTo(m2);
+            assertThat(d.cbtMap("disk0", dir.resolve("cbt2_.map"))).isEqualTo(m2);
             d.ok("snapshot", "destroy", "--id", id2);
 
             String id3 = takeCycle(d, 3);
-            JsonNode t3 = tracker(d);
+            JsonNode t3 = d.firstTracker();
             assertThat(t3.path("generationId").asString()).isEqualTo(generation);
             assertThat(t3.path("snapNumber").asInt()).isEqualTo(3);
-            byte[] m3 = map(d, "cbt3.map");
+            byte[] m3 = d.cbtMap("disk0", dir.resolve("cbt3.map"));
             for (int b = 0; b < 1024; b++) {
                 int expected = b >= 128 && b < 144 ? 3 : m2[b];
                 assertThat(m3[b]).as("block %d in cycle 3", b).isEqualTo((byte) expected);
@@ -102,10 +89,10 @@ class CbtCyclesTest {
 
             // cycle 4: mark-dirty shows in the current map with the current number
             String id4 = takeCycle(d, 4);
-            assertThat(tracker(d).path("snapNumber").asInt()).isEqualTo(4);
-            byte[] m4 = map(d, "cbt4.map");
+            assertThat(d.firstTracker().path("snapNumber").asInt()).isEqualTo(4);
+            byte[] m4 = d.cbtMap("disk0", dir.resolve("cbt4.map"));
             d.ok("tracker", "mark-dirty", "--device", "disk0", "--range", (200 * 128) + ":128");
-            byte[] m4marked = map(d, "cbt4_.map");
+            byte[] m4marked = d.cbtMap("disk0", dir.resolve("cbt4_.map"));
             for (int b = 0; b < 1024; b++) {
                 assertThat(m4marked[b]).as("block %d after mark-dirty", b).isEqualTo(b == 200 ? (byte) 4 : m4[b]);
             }

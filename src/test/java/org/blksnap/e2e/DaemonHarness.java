@@ -9,6 +9,8 @@ import org.blksnap.cli.CliRun;
 import org.blksnap.daemon.Daemon;
 import org.blksnap.daemon.DaemonConfig;
 import org.blksnap.daemon.DeviceSpec;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
 
 /**
  * An in-process blksnapd on a temporary data directory, NBD on a Unix socket only (no TCP port to
@@ -68,6 +70,17 @@ public final class DaemonHarness implements AutoCloseable {
         CliRun r = cli(args);
         assertThat(r.exitCode()).as("blksnap %s\n%s", String.join(" ", args), r).isZero();
         return r.line();
+    }
+
+    /** The first tracker of {@code tracker collect --json} (its CBT info). */
+    public JsonNode firstTracker() {
+        return JsonMapper.builder().build().readTree(ok("--json", "tracker", "collect")).path("trackers").get(0);
+    }
+
+    /** The CBT read map of {@code device}, written by {@code tracker read-cbt-map} to {@code file} and read back. */
+    public byte[] cbtMap(String device, Path file) throws java.io.IOException {
+        ok("tracker", "read-cbt-map", "--device", device, "--file", file.toString());
+        return java.nio.file.Files.readAllBytes(file);
     }
 
     /** Runs the tool and asserts its exit code and the error name on stderr. */

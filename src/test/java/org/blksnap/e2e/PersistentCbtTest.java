@@ -3,7 +3,6 @@ package org.blksnap.e2e;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.RandomAccessFile;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -31,16 +30,6 @@ class PersistentCbtTest {
     Path dir;
     final JsonMapper json = JsonMapper.builder().build();
 
-    private JsonNode tracker(DaemonHarness d) {
-        return json.readTree(d.ok("--json", "tracker", "collect")).path("trackers").get(0);
-    }
-
-    private byte[] map(DaemonHarness d, String name) throws Exception {
-        Path f = dir.resolve(name);
-        d.ok("tracker", "read-cbt-map", "--device", "disk0", "--file", f.toString());
-        return Files.readAllBytes(f);
-    }
-
     private String take(DaemonHarness d, String storage) {
         String id = d.ok("snapshot", "create", "--device", "disk0");
         d.ok("snapshot", "append-storage", "--id", id, "--file", dir.resolve(storage).toString(), "--size", "32M");
@@ -57,17 +46,17 @@ class PersistentCbtTest {
             d.ok("snapshot", "destroy", "--id", take(d, "ds1"));
             Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x01 1M 64k");
             String id2 = take(d, "ds2");
-            m2 = map(d, "m2");
+            m2 = d.cbtMap("disk0", dir.resolve("m2"));
             d.ok("snapshot", "destroy", "--id", id2);
             Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x02 4M 64k"); // after take 2, before the restart
-            JsonNode t = tracker(d);
+            JsonNode t = d.firstTracker();
             generation = t.path("generationId").asString();
             assertThat(t.path("snapNumber").asInt()).isEqualTo(2);
             assertThat(t.path("generationReason").asString()).isEqualTo("NEW_TRACKER");
         }
         assertThat(m2[16]).isEqualTo((byte) 2);
         try (DaemonHarness d = DaemonHarness.start(dir, DEVICES, PARAMS)) {
-            JsonNode t = tracker(d);
+            JsonNode t = d.firstTracker();
             assertThat(t.path("generationId").asString()).isEqualTo(generation);
             assertThat(t.path("snapNumber").asInt()).isEqualTo(2);
             assertThat(t.path("generationReason").asString()).isEqualTo("NEW_TRACKER");
@@ -75,7 +64,7 @@ class PersistentCbtTest {
                     .contains("reason=NEW_TRACKER");
             Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x03 8M 1M"); // after the restart
             String id3 = take(d, "ds3");
-            byte[] m3 = map(d, "m3");
+            byte[] m3 = d.cbtMap("disk0", dir.resolve("m3"));
             assertThat(m3).hasSize(m2.length);
             for (int b = 0; b < m3.length; b++) {
                 int expected = b == 64 || (b >= 128 && b < 144) ? 3 : m2[b];
@@ -95,14 +84,14 @@ class PersistentCbtTest {
     private String trackedThenStopped() throws Exception {
         try (DaemonHarness d = DaemonHarness.start(dir, DEVICES, PARAMS)) {
             d.ok("snapshot", "destroy", "--id", take(d, "ds1"));
-            return tracker(d).path("generationId").asString();
+            return d.firstTracker().path("generationId").asString();
         }
     }
 
     private void assertNewGeneration(String old, String reason, String detail) throws Exception {
         // Served at the file's own size: a size given for an existing file must match it (device rules).
         try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0"), PARAMS)) {
-            JsonNode t = tracker(d);
+            JsonNode t = d.firstTracker();
             assertThat(t.path("generationId").asString()).isNotEqualTo(old);
             assertThat(t.path("snapNumber").asInt()).isZero();
             assertThat(t.path("generationReason").asString()).isEqualTo(reason);
