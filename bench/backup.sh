@@ -97,10 +97,12 @@ INC_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points
 READ_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["bytesRead"])' "$OUT/ours_inc.out")
 NEW_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["newBytes"])' "$OUT/ours_inc.out")
 
-timed ours_restore "$BK" restore --repo "$W/ours" --point "$INC_ID" --to "$W/r-ours.img"
-timed restic_restore sh -c "restic -q -r '$W/restic' dump latest disk0.img > '$W/r-restic.img'"
-timed borg_restore sh -c "borg extract --stdout '$W/borg::inc' > '$W/r-borg.img'"
-for r in ours restic borg; do cmp "$W/r-$r.img" "$W/disk0.img" || { echo "restore of $r differs" >&2; exit 1; }; done
+# Each restore is compared and removed before the next: three 4 GiB restores beside the device and
+# three repositories would not fit in the memory of the machine /dev/shm lives in.
+restored() { cmp "$W/r-$1.img" "$W/disk0.img" || { echo "restore of $1 differs" >&2; exit 1; }; rm -f "$W/r-$1.img"; }
+timed ours_restore "$BK" restore --repo "$W/ours" --point "$INC_ID" --to "$W/r-ours.img"; restored ours
+timed restic_restore sh -c "restic -q -r '$W/restic' dump latest disk0.img > '$W/r-restic.img'"; restored restic
+timed borg_restore sh -c "borg extract --stdout '$W/borg::inc' > '$W/r-borg.img'"; restored borg
 timed jvm_version "$BK" version
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
