@@ -8,7 +8,7 @@
 # directory on the root filesystem, $BENCH_DISK_DIR or /var/tmp: ext4 on virtio here), or both; each
 # medium gets its own tables, each against its own peers (sections peers-disk, scenarios-disk).
 #
-# Parts (default: peers,scenarios,engine; add persist and jmh explicitly):
+# Parts (default: peers,scenarios,engine; add persist, scale and jmh explicitly):
 #   peers      fio (ioengine=nbd) and nbdcopy against blksnapd, nbdkit file, qemu-nbd (default and
 #              --cache=none --aio=native), same backing file in /dev/shm, Unix sockets, servers
 #              alternating within each round; fio psync on the raw file as the physical limit.
@@ -24,6 +24,9 @@
 #              time a start takes with the saved state of a 10 TiB tracked device (clean and after kill -9).
 #   engine     take latency (1/4/16 sparse 1 TiB devices, idle / under writes) and heap per snapshot
 #              (1 GiB, 1 TiB, 10 TiB), in-process (org.blksnap.bench.EngineProbe, bench profile).
+#   scale      cost curves, in-process: take latency and heap for 1/16/64 devices of 1 TiB and for one
+#              device of 1 GiB to 64 TiB; first-pass copy-on-write with 1/4/16 writers and image reads
+#              with 1/4/16 readers, each thread on its own device of one snapshot (/dev/shm).
 #   jmh        the JMH hot-path suite (bench/jmh.sh), short settings.
 #
 # Output: bench/results/<timestamp>/{raw.tsv,table.md,*.json,logs}; bench/results/latest -> it.
@@ -57,7 +60,7 @@ while [ $# -gt 0 ]; do
     --ours-only) OURS_ONLY=1 ;;
     --medium) case "$2" in shm) MEDIA=shm ;; disk) MEDIA=disk ;; both) MEDIA="shm disk" ;;
                 *) echo "run.sh: --medium must be shm, disk or both" >&2; exit 64 ;; esac; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
   shift
@@ -483,6 +486,12 @@ if has_part engine; then
   echo "== engine: take latency and heap per snapshot" >&2
   "$BENCH/engine-probe.sh" --dir "$W/probe" $([ "$QUICK" = 1 ] && echo --quick) --tsv "$RAW" \
     2> >(tee "$OUT/engine-probe.log" >&2)
+fi
+if has_part scale; then
+  # on /dev/shm whatever --medium says: a 64 TiB sparse device needs tmpfs (ext4 stops at 16 TiB)
+  echo "== scale: take and heap by device count and size, copy-on-write and image reads by threads" >&2
+  "$BENCH/engine-probe.sh" --dir "$W/scale" --only scale $([ "$QUICK" = 1 ] && echo --quick) --tsv "$RAW" \
+    2> >(tee "$OUT/engine-scale.log" >&2)
 fi
 if has_part jmh; then
   echo "== jmh" >&2

@@ -174,7 +174,7 @@ def main():
         p.append("")
 
     # ---- engine ----
-    ek = [(k, s) for (sec, k, s) in rows if sec == "engine"]
+    ek = [(k, s) for (sec, k, s) in rows if sec == "engine" and not k.startswith("scale-")]
     if ek:
         p.append("### Engine (in-process, `org.blksnap.bench.EngineProbe`)\n")
         p.append("| measurement | value | goal | verdict |")
@@ -188,6 +188,21 @@ def main():
             if k == "heap-per-snapshot-10T" and s == "snapshot":
                 goal, ok = "< 64 MiB", ("met" if v < 64 else "MISSED")
             p.append(f"| {k} {s} | {v:,.3f} {u} | {goal} | {ok} |")
+        p.append("")
+
+    # ---- cost curves (EngineProbe --only scale) ----
+    ck = [(k, s) for (sec, k, s) in rows if sec == "engine" and k.startswith("scale-")]
+    if ck:
+        p.append("### Cost curves (in-process, `EngineProbe --only scale`)\n")
+        p.append("Take latency and heap by device count (1 TiB each) and by device size; first-pass copy-on-write "
+                 "and image reads (1 MiB, sequential, 1 GiB in all) by the number of threads, each on its own "
+                 "device of one snapshot. Medians.\n")
+        p.append("| measurement | value |")
+        p.append("|---|---|")
+        for k, s in dict.fromkeys(ck):
+            u = units[("engine", k)]
+            v = med(rows[("engine", k, s)])
+            p.append(f"| {k[len('scale-'):]} {s} | {v:,.3f} {u} |")
         p.append("")
 
     # ---- jmh ----

@@ -28,8 +28,17 @@ import org.blksnap.engine.module.BlksnapModule;
  * 16 sparse devices of 1 TiB (idle, and while a writer thread issues 4 KiB writes to every device),
  * and the heap that a tracker and a snapshot hold for idle devices of 1 GiB, 1 TiB and 10 TiB.
  *
+ * <p>{@code --only scale} measures how costs grow (issue 14's cost curves): take latency and heap
+ * for 1, 16 and 64 devices of 1 TiB and for one device of 1 GiB to 64 TiB; first-pass copy-on-write
+ * throughput with 1, 4 and 16 writers, each on its own device of one snapshot (1 MiB sequential
+ * writes, 1 GiB in all, storage written once before so its pages exist); image read throughput with
+ * 1, 4 and 16 readers (1 MiB sequential reads of each device's image), cold (nothing copied) and
+ * after the copy-on-write pass (everything read from the storage). Devices of 64 TiB need a
+ * filesystem that holds sparse files that large (tmpfs does; ext4 stops at 16 TiB).
+ *
  * <pre>
  * java -cp target/bench/benchmarks.jar org.blksnap.bench.EngineProbe --dir /dev/shm/probe [--quick] [--tsv FILE]
+ *      [--only take,heap,scale]
  * </pre>
  *
  * Heap is measured with G1 (run with -XX:+UseG1GC): used heap after System.gc(), before and after.
@@ -63,7 +72,7 @@ public final class EngineProbe {
                 case "--tsv" -> tsvPath = Path.of(args[++i]);
                 case "--only" -> only = args[++i];
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + " (--dir DIR --quick --tsv FILE --only take,heap)");
+                        + " (--dir DIR --quick --tsv FILE --only take,heap,scale)");
             }
         }
         Files.createDirectories(dir);
@@ -80,6 +89,17 @@ public final class EngineProbe {
                 p.heap(GIB, "1G");
                 p.heap(TIB, "1T");
                 p.heap(10 * TIB, "10T");
+            }
+            if (only.contains("scale")) {
+                for (int n : new int[] {1, 16, 64}) {
+                    p.scaleDevices(n, TIB, n + "dev-1T");
+                }
+                for (long size : new long[] {GIB, 64 * GIB, TIB, 16 * TIB, 64 * TIB}) {
+                    p.scaleDevices(1, size, "1dev-" + label(size));
+                }
+                for (int n : new int[] {1, 4, 16}) {
+                    p.cowAndReaders(n);
+                }
             }
         } finally {
             try (var s = Files.list(dir)) {
@@ -211,5 +231,155 @@ public final class EngineProbe {
         snaps.sort(null);
         record("heap-tracker-" + label, "tracker", trackers.getFirst(), "MiB");
         record("heap-per-snapshot-" + label, "snapshot", snaps.get(snaps.size() / 2), "MiB");
+    }
+    private static String label(long bytes) {
+        return bytes >= TIB ? bytes / TIB + "T" : bytes / GIB + "G";
+    }
+
+    /**
+     * One point of the device-count and device-size curves: take latency (idle, median and p90),
+     * the heap of the trackers, and the heap one taken snapshot adds, for {@code devices} sparse
+     * devices of {@code sizeBytes}.
+     */
+    private void scaleDevices(int devices, long sizeBytes, String label) throws Exception {
+        int reps = quick ? 5 : 11;
+        String tag = "scale" + label;
+        long before = usedHeapAfterGc();
+        try (Blksnap engine = engineWith(devices, sizeBytes, tag)) {
+            List<String> names = engine.deviceNames();
+            double[] ms = new double[reps];
+            double[] snapMiB = new double[reps];
+            double trackerMiB = 0;
+            for (int r = -1; r < reps; r++) {
+                long idle = usedHeapAfterGc();
+                if (r == 0) {
+                    trackerMiB = (idle - before) / 1048576.0; // the trackers attached by the untimed round
+                }
+                UUID id = createWithStorage(engine, names, 64L << 20, tag);
+                long t0 = System.nanoTime();
+                engine.snapshotTake(id, TakeHooks.NONE);
+                long t1 = System.nanoTime();
+                if (r >= 0) {
+                    ms[r] = (t1 - t0) / 1e6;
+                    snapMiB[r] = (usedHeapAfterGc() - idle) / 1048576.0;
+                }
+                engine.snapshotDestroy(id);
+            }
+            Arrays.sort(ms);
+            Arrays.sort(snapMiB);
+            String key = "scale-take-" + label;
+            record(key, "median", ms[reps / 2], "ms");
+            record(key, "p90", ms[(int) Math.ceil(reps * 0.9) - 1], "ms");
+            record("scale-heap-trackers-" + label, "tracker", trackerMiB, "MiB");
+            record("scale-heap-snapshot-" + label, "snapshot", snapMiB[reps / 2], "MiB");
+        }
+    }
+
+    /**
+     * Copy-on-write and image-read throughput with {@code n} concurrent threads, each on its own
+     * device of one snapshot; 1 GiB in all ({@code 1 GiB / n} per device, written once with data
+     * before). Medians of three rounds, each round a fresh snapshot on storage written once before.
+     */
+    private void cowAndReaders(int n) throws Exception {
+        long total = quick ? 256L << 20 : GIB;
+        long per = total / n;
+        int rounds = quick ? 1 : 3;
+        String tag = "cow" + n;
+        double[] cow = new double[rounds];
+        double[] cold = new double[rounds];
+        double[] copied = new double[rounds];
+        try (Blksnap engine = engineWith(n, per, tag)) {
+            List<String> names = engine.deviceNames();
+            List<BlockDevice> devs = names.stream().map(engine::device).toList();
+            parallel(n, i -> sequential(devs.get(i), per, true)); // real data on every device
+            Path storage = dir.resolve(tag + "-diff.img");
+            long storageBytes = total + total / 4;
+            for (int r = 0; r < rounds; r++) {
+                writeOnce(storage, storageBytes); // pages exist before the timed passes
+                UUID id = engine.snapshotCreate(names);
+                engine.snapshotAppendStorage(id, StorageSpec.whole(storage));
+                engine.snapshotTake(id, TakeHooks.NONE);
+                var imageOf = engine.snapshotCollectImages(id).stream().collect(java.util.stream.Collectors.toMap(
+                        org.blksnap.engine.ImageInfo::device, org.blksnap.engine.ImageInfo::image));
+                List<BlockDevice> images = names.stream().map(name -> engine.image(imageOf.get(name))).toList();
+                cold[r] = parallel(n, i -> sequential(images.get(i), per, false)) / 1048576.0;
+                cow[r] = parallel(n, i -> sequential(devs.get(i), per, true)) / 1048576.0;
+                copied[r] = parallel(n, i -> sequential(images.get(i), per, false)) / 1048576.0;
+                engine.snapshotDestroy(id);
+            }
+        } finally {
+            Files.deleteIfExists(dir.resolve(tag + "-diff.img"));
+        }
+        Arrays.sort(cow);
+        Arrays.sort(cold);
+        Arrays.sort(copied);
+        record("scale-cow-1M-" + n + "writers", "median", cow[rounds / 2], "MiB/s");
+        record("scale-image-read-1M-cold-" + n + "readers", "median", cold[rounds / 2], "MiB/s");
+        record("scale-image-read-1M-copied-" + n + "readers", "median", copied[rounds / 2], "MiB/s");
+    }
+
+    /** Writes {@code sizeBytes} of zeros to {@code file} (created or truncated), so its pages exist. */
+    private static void writeOnce(Path file, long sizeBytes) throws IOException {
+        try (var ch = java.nio.channels.FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            ByteBuffer zeros = ByteBuffer.allocateDirect(1 << 20);
+            for (long pos = 0; pos < sizeBytes; pos += 1 << 20) {
+                zeros.clear().limit((int) Math.min(1 << 20, sizeBytes - pos));
+                while (zeros.hasRemaining()) {
+                    ch.write(zeros, pos + zeros.position());
+                }
+            }
+        }
+    }
+
+    /** Reads or writes the whole device in 1 MiB requests, in order; written data differs per call. */
+    private static void sequential(BlockDevice d, long sizeBytes, boolean write) throws IOException {
+        ByteBuffer b = ByteBuffer.allocateDirect(1 << 20);
+        if (write) {
+            long seed = ThreadLocalRandom.current().nextLong();
+            for (int i = 0; i < b.capacity(); i += 8) {
+                b.putLong(i, seed ^ i);
+            }
+        }
+        for (long pos = 0; pos < sizeBytes; pos += b.capacity()) {
+            b.clear().limit((int) Math.min(b.capacity(), sizeBytes - pos));
+            if (write) {
+                d.write(b, pos);
+            } else {
+                d.read(b, pos);
+            }
+        }
+    }
+
+    private interface DeviceJob {
+        void run(int index) throws IOException;
+    }
+
+    /** Runs {@code job} for 0..n-1 on n platform threads at once; returns the bytes per second of 1 GiB in all. */
+    private double parallel(int n, DeviceJob job) throws Exception {
+        List<Thread> threads = new ArrayList<>();
+        List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
+        java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
+        for (int i = 0; i < n; i++) {
+            int index = i;
+            threads.add(Thread.ofPlatform().name("probe-" + i).start(() -> {
+                try {
+                    go.await();
+                    job.run(index);
+                } catch (Throwable t) {
+                    failures.add(t);
+                }
+            }));
+        }
+        long t0 = System.nanoTime();
+        go.countDown();
+        for (Thread t : threads) {
+            t.join();
+        }
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        if (!failures.isEmpty()) {
+            throw new IllegalStateException("a probe thread failed", failures.getFirst());
+        }
+        return (quick ? 256L << 20 : GIB) / seconds;
     }
 }
