@@ -34,7 +34,8 @@ import org.blksnap.engine.module.BlksnapModule;
  * writes, 1 GiB in all, storage written once before so its pages exist); image read throughput with
  * 1, 4 and 16 readers (1 MiB sequential reads of each device's image), cold (nothing copied) and
  * after the copy-on-write pass (everything read from the storage). Devices of 64 TiB need a
- * filesystem that holds sparse files that large (tmpfs does; ext4 stops at 16 TiB).
+ * filesystem that holds sparse files that large (tmpfs does; ext4 stops at 16 TiB); {@code --only cow}
+ * runs the copy-on-write and reader curves alone (for a directory on a disk).
  *
  * <pre>
  * java -cp target/bench/benchmarks.jar org.blksnap.bench.EngineProbe --dir /dev/shm/probe [--quick] [--tsv FILE]
@@ -72,7 +73,7 @@ public final class EngineProbe {
                 case "--tsv" -> tsvPath = Path.of(args[++i]);
                 case "--only" -> only = args[++i];
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + " (--dir DIR --quick --tsv FILE --only take,heap,scale)");
+                        + " (--dir DIR --quick --tsv FILE --only take,heap,scale,cow)");
             }
         }
         Files.createDirectories(dir);
@@ -97,6 +98,8 @@ public final class EngineProbe {
                 for (long size : new long[] {GIB, 64 * GIB, TIB, 16 * TIB, 64 * TIB}) {
                     p.scaleDevices(1, size, "1dev-" + label(size));
                 }
+            }
+            if (only.contains("scale") || only.contains("cow")) {
                 for (int n : new int[] {1, 4, 16}) {
                     p.cowAndReaders(n);
                 }

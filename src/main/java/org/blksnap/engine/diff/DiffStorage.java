@@ -256,7 +256,7 @@ public final class DiffStorage implements AutoCloseable {
             throw new BlksnapException(Errno.EINVAL, "storage " + path + " is neither a regular file nor a block device");
         }
         Object key = Files.readAttributes(path, BasicFileAttributes.class).fileKey();
-        FileChannel ch = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE, StandardOpenOption.DSYNC);
+        FileChannel ch = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE);
         try {
             long size;
             if (blockDevice) {

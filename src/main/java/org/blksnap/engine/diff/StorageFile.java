@@ -6,8 +6,11 @@ import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 
 /**
- * One file or block device of a difference storage, opened with O_DSYNC so that a copied chunk is
- * on stable storage when its write returns (the module wrote chunks with REQ_FUA).
+ * One file or block device of a difference storage, written through the page cache. The module
+ * wrote chunks with REQ_FUA; a snapshot that ends with its holder gains nothing from that (the copy is
+ * read back from the same page cache, and no crash leaves a snapshot to read it from), so the port
+ * does not pay a device flush per copied chunk (docs/engine.md, "Copied chunks are not written with
+ * FUA"). {@link #force} makes it durable when an image client flushes.
  */
 final class StorageFile implements AutoCloseable {
     private final Path path;

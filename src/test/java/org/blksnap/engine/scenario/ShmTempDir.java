@@ -10,8 +10,8 @@ import org.junit.jupiter.api.extension.ExtensionContext;
 import org.junit.jupiter.api.io.TempDirFactory;
 
 /**
- * Temporary directories on /dev/shm when it is there (difference storage is opened O_DSYNC, which
- * costs a disk flush per chunk on a real filesystem), else under java.io.tmpdir.
+ * Temporary directories on /dev/shm when it is there (the scenarios write gigabytes of devices and
+ * storage; memory keeps them off the shared disk), else under java.io.tmpdir.
  */
 public final class ShmTempDir implements TempDirFactory {
     private static final Path SHM = Path.of("/dev/shm");
