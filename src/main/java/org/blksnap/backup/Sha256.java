@@ -4,6 +4,7 @@ import java.nio.ByteBuffer;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
+import java.util.concurrent.ConcurrentLinkedQueue;
 
 /**
  * A SHA-256 digest as four longs: the name of a chunk or index node, and the key of the chunk
@@ -14,10 +15,23 @@ record Sha256(long a, long b, long c, long d) {
 
     /** The digest of {@code length} bytes of {@code data} from {@code offset}. */
     static Sha256 of(byte[] data, int offset, int length) {
-        MessageDigest md = digest();
-        md.update(data, offset, length);
-        return read(ByteBuffer.wrap(md.digest()));
+        MessageDigest md = DIGESTS.poll();
+        if (md == null) {
+            md = digest();
+        }
+        try {
+            md.update(data, offset, length);
+            return read(ByteBuffer.wrap(md.digest()));
+        } finally {
+            DIGESTS.offer(md); // digest() has reset it
+        }
     }
+
+    /**
+     * Digests for reuse: hashing runs on short-lived virtual threads, where a thread-local would be
+     * one lookup of the provider list per chunk. Grows to the number of threads hashing at once.
+     */
+    private static final ConcurrentLinkedQueue<MessageDigest> DIGESTS = new ConcurrentLinkedQueue<>();
 
     static Sha256 of(byte[] data) {
         return of(data, 0, data.length);
