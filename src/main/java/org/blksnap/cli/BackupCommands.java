@@ -46,8 +46,32 @@ final class BackupCommands {
         }
     }
 
-    /** {@code backup --json}: every device's point. */
-    record BackupReport(List<BackupPoint> points) {
+    /** {@code backup --json}: every device's point, and where the command's time went. */
+    record BackupReport(List<BackupPoint> points, Timings timings) {
+    }
+
+    /**
+     * Where the wall-clock time of one {@code backup} went, in seconds: the JVM's start up to the
+     * command (process start to {@code call()}), opening the repository, creating the snapshot,
+     * appending its first storage, the take (with freeze hooks), collecting trackers and images,
+     * the devices' points (reading, hashing, compressing, storing, committing: each point's
+     * {@code seconds} has its own share), and destroying the snapshot with its storage. The sum is
+     * the command's time but for the JVM's exit.
+     */
+    record Timings(double jvmStartSeconds, double openRepositorySeconds, double createSeconds, double storageSeconds,
+                   double takeSeconds, double collectSeconds, double pointsSeconds, double destroySeconds) {
+    }
+
+    /** A stopwatch for {@link Timings}: {@link #lap} returns the seconds since the previous lap. Not thread-safe. */
+    private static final class Laps {
+        private long last = System.nanoTime();
+
+        double lap() {
+            long now = System.nanoTime();
+            double s = (now - last) / 1e9;
+            last = now;
+            return s;
+        }
     }
 
     /** One point of {@code points}. */
@@ -107,9 +131,15 @@ final class BackupCommands {
             }
             long packBytes = packSize != null ? packSize.bytes() : 32L << 20;
             List<BackupPoint> done = new ArrayList<>();
+            double jvmStart = ProcessHandle.current().info().startInstant()
+                    .map(t -> java.time.Duration.between(t, java.time.Instant.now()).toNanos() / 1e9).orElse(0.0);
+            Laps laps = new Laps();
+            double[] lap = new double[7];
             try (Repository repository = Repository.openForWriting(repo.toAbsolutePath(), packBytes, cli::warn)) {
                 cleanUpAfterADeadBackup(cli, repository.staleSession());
+                lap[0] = laps.lap();
                 UUID id = cli.call(new Requests.SnapshotCreate(devices)).id();
+                lap[1] = laps.lap();
                 Path storage = storageRoot.resolve("backup-" + id);
                 Session session = new Session(cli, id, storage);
                 session.afterEnd = () -> {
@@ -126,6 +156,7 @@ final class BackupCommands {
                     repository.recordSession(Map.of("snapshot", id.toString(), "storage", storage.toString()));
                     cli.call(new Requests.AppendStorage(id, new AbsolutePath(storage.resolve("diff_storage-initial")),
                             Size.ofBytes(initial), List.of()));
+                    lap[2] = laps.lap();
                     if (limit > initial) {
                         Cli stretchCli = cli.onStderr();
                         long more = limit - initial;
@@ -138,8 +169,10 @@ final class BackupCommands {
                         });
                     }
                     cli.call(new Requests.Take(id, freeze.stream().map(AbsolutePath::resolve).toList()));
+                    lap[3] = laps.lap();
                     List<Replies.Tracker> trackers = cli.call(new Requests.TrackerCollect()).trackers();
                     List<Replies.Image> images = cli.call(new Requests.CollectImages(id)).images();
+                    lap[4] = laps.lap();
                     for (String device : devices) {
                         Replies.Tracker t = trackers.stream().filter(x -> x.device().equals(device)).findFirst()
                                 .orElseThrow(() -> new IllegalStateException("no tracker of " + device + " after the take"));
@@ -159,8 +192,10 @@ final class BackupCommands {
                             cli.print(line, BackupCommands::backupLine);
                         }
                     }
+                    lap[5] = laps.lap();
                 } finally {
                     session.end();
+                    lap[6] = laps.lap();
                     try {
                         Runtime.getRuntime().removeShutdownHook(hook);
                     } catch (IllegalStateException e) {
@@ -169,7 +204,7 @@ final class BackupCommands {
                 }
             }
             if (main.json) {
-                cli.print(new BackupReport(done), r -> "");
+                cli.print(new BackupReport(done, new Timings(jvmStart, lap[0], lap[1], lap[2], lap[3], lap[4], lap[5], lap[6])), r -> "");
             }
             return ExitCodes.OK;
         }

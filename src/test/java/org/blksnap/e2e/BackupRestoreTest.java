@@ -110,6 +110,13 @@ class BackupRestoreTest {
             assertThat(p3.path("bytesRead").asLong()).isEqualTo(3L * BLOCK);
             assertThat(p3.path("snapNumber").asInt()).isEqualTo(3);
             assertThat(p3.path("reason").asString()).contains(p2[1]);
+            JsonNode timings = json.readTree(r3.out()).path("timings");
+            for (String phase : List.of("jvmStartSeconds", "openRepositorySeconds", "createSeconds", "storageSeconds",
+                    "takeSeconds", "collectSeconds", "pointsSeconds", "destroySeconds")) {
+                assertThat(timings.path(phase).asDouble(-1)).as(phase).isGreaterThan(0);
+            }
+            assertThat(timings.path("pointsSeconds").asDouble()).as("the points' phase holds the point's own time")
+                    .isGreaterThanOrEqualTo(p3.path("seconds").asDouble());
 
             JsonNode points = json.readTree(d.ok("--json", "points", "--repo", repo.toString())).path("points");
             assertThat(points).hasSize(3);
