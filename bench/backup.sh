@@ -9,6 +9,8 @@
 # nbdcopy of the export to a file as the upper bound of reading. restic reads the device file with
 # `backup --stdin`, borg with `create -C lz4 REPO::A -` (both reread everything); ours reads the
 # snapshot image over NBD, and for the incremental only the blocks the CBT map marks.
+# The daemon's data directory (tracking state, difference storage) is on the root disk ($BENCH_DISK_DIR or
+# /var/tmp), as an installed daemon's /var/lib/blksnap; the device and the three repositories in /dev/shm.
 # Output: a table on stdout and in bench/results/backup-<timestamp>/table.md.
 set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH   # the distribution python3 has the nbd module nbdsh needs
@@ -28,9 +30,10 @@ OUT="$ROOT/bench/results/backup-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$OUT"
 W=$(mktemp -d /dev/shm/blksnap-backup-bench.XXXXXX)
 DAEMON=""
+DATA=""
 cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
-  rm -rf "$W"
+  rm -rf "$W" ${DATA:+"$DATA"}
 }
 trap cleanup EXIT
 export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
@@ -49,12 +52,14 @@ with open(path, "wb") as f:
         f.write(os.urandom(n) if done < size // 2 else text[:n])
         done += n
 PY
-mkdir -p "$W/data"
-(cd "$ROOT" && exec bin/blksnapd --data-dir "$W/data" --listen none --device "disk0=$W/disk0.img" >"$OUT/daemon.log" 2>&1) &
+# The daemon's data directory (its tracking state and the backups' difference storage) lives on the
+# root disk, as an installed daemon's /var/lib/blksnap does; the device and the repositories in memory.
+DATA=$(mktemp -d "${BENCH_DISK_DIR:-/var/tmp}/blksnap-backup-bench-data.XXXXXX")
+(cd "$ROOT" && exec bin/blksnapd --data-dir "$DATA" --listen none --device "disk0=$W/disk0.img" >"$OUT/daemon.log" 2>&1) &
 DAEMON=$!
-export BLKSNAP_CONTROL="$W/data/control.sock"
+export BLKSNAP_CONTROL="$DATA/control.sock"
 for _ in $(seq 100); do [ -S "$BLKSNAP_CONTROL" ] && break; sleep 0.2; done
-URI="nbd+unix:///disk0?socket=$W/data/nbd.sock"
+URI="nbd+unix:///disk0?socket=$DATA/nbd.sock"
 BK="$ROOT/bin/blksnap"
 
 declare -A T
@@ -66,7 +71,7 @@ timed() { # timed KEY command...  (stdout of the command to $OUT/KEY.out)
   T[$key]=$(echo "$(now) - $s" | bc)
   echo "$key ${T[$key]} s" >&2
 }
-ours() { "$BK" --json backup --repo "$W/ours" --device disk0 --storage-dir "$W/data" --storage-size 256M --storage-limit 1G; }
+ours() { "$BK" --json backup --repo "$W/ours" --device disk0; }
 
 restic init -q -r "$W/restic" >/dev/null
 borg init -e repokey "$W/borg" >/dev/null 2>&1
@@ -95,6 +100,7 @@ S_OURS_INC=$(( $(du -sb "$W/ours" | cut -f1) - S_OURS_FULL )); S_RESTIC_INC=$(( 
 S_BORG_INC=$(( $(du -sb "$W/borg" | cut -f1) - S_BORG_FULL ))
 INC_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["id"])' "$OUT/ours_inc.out")
 READ_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["bytesRead"])' "$OUT/ours_inc.out")
+INC_TIMES=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["timings"]; print(", ".join(f"{k[:-7]} {v:.2f}" for k, v in t.items()))' "$OUT/ours_inc.out")
 NEW_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["newBytes"])' "$OUT/ours_inc.out")
 
 # Each restore is compared and removed before the next: three 4 GiB restores beside the device and
@@ -116,5 +122,6 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
   echo "| incremental: bytes added to the repository | $S_OURS_INC (newBytes $NEW_INC) | $S_RESTIC_INC | $S_BORG_INC |"
   echo "| restore, s | ${T[ours_restore]} | ${T[restic_restore]} ($(ratio "${T[restic_restore]}" "${T[ours_restore]}")x ours) | ${T[borg_restore]} |"
   echo "| upper bound: nbdcopy of the export to a file, s | ${T[nbdcopy]} | | |"
+  echo "| ours: where the incremental's time went (s) | $INC_TIMES | | |"
   echo "| floor of any blksnap call: JVM start + one control call (blksnap version), s | ${T[jvm_version]} | | |"
 } | tee "$OUT/table.md"
