@@ -15,6 +15,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.blksnap.cli.Main;
+import org.blksnap.testing.ExternalTool;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
@@ -26,8 +27,8 @@ import picocli.CommandLine.Model.OptionSpec;
 /**
  * The packages that {@code dist/build.sh} made in the package phase ({@code mvn -Pdist verify}, which
  * {@code bin/test} runs): the tarball unpacked into a fresh directory serves and snapshots a device
- * with no JDK reachable, tells systemd it is ready, and stops cleanly; its completion and man pages
- * cover the command model; the .deb holds the tree, the unit and the config; the unit passes
+ * with no JDK reachable, tells systemd it is ready, and stops cleanly; its completion (bash, and zsh
+ * through bashcompinit) and man pages cover the command model; the .deb holds the tree, the unit and the config; the unit passes
  * {@code systemd-analyze verify}.
  */
 @Tag("system")
@@ -174,16 +175,67 @@ class DistributionIT {
     @Test
     void bashCompletionCompletesEveryCommandAndOptionOfTheModel() throws Exception {
         Path script = tree.resolve("share/bash-completion/completions/blksnap");
-        CommandSpec root = new CommandLine(new Main()).getCommandSpec();
+        assertCompletesTheModel(new Main(), (words, current) -> complete(script, words, current));
+    }
+
+    /**
+     * The zsh completion file, autoloaded from {@code $fpath} after {@code compinit} as zsh does it:
+     * the first completion loads it (and it completes that word), later ones call what it registered
+     * through bashcompinit. {@code compadd} is replaced by a function that prints what it is given,
+     * so the candidates are seen without a terminal.
+     */
+    @Test
+    void zshCompletionCompletesEveryCommandAndOptionOfBothModels() throws Exception {
+        ExternalTool.require("zsh");
+        Path functions = tree.resolve("share/zsh/site-functions");
+        assertThat(functions.resolve("_blksnap")).exists();
+        assertThat(Files.readString(functions.resolve("_blksnap"))).startsWith("#compdef blksnap blksnapd\n");
+        Path driver = work.resolve("complete.zsh");
+        Files.writeString(driver, """
+                # $1: a directory for fpath; $2: the command; the rest: the words, the last being completed
+                fpath=($1 $fpath); service=$2; shift 2
+                autoload -U compinit && compinit -u -D
+                compadd() { local a; for a in "$@"; do [[ $a == -* && $a != --* || $a == -- ]] || print -r -- "$a"; done }
+                compset() { return 1 }
+                words=("$@"); CURRENT=$#
+                [[ $_comps[$service] == _blksnap ]] || { print "not _blksnap: $_comps[$service]"; exit 2 }
+                out=$(mktemp); _blksnap > $out; first=("${(@f)$(<$out)}"); rm -f $out
+                [[ $_comps[$service] == "_bash_complete -F _complete_$service -o default" ]] \\
+                  || { print "not registered: $_comps[$service]"; exit 3 }
+                second=("${(@f)$(eval $_comps[$service])}")
+                [[ "${first[*]}" == "${second[*]}" ]] || { print "first: $first\nsecond: $second"; exit 4 }
+                print -r -- "${second[*]}"
+                """);
+        for (Object command : List.of(new Main(), new org.blksnap.daemon.Blksnapd())) {
+            assertCompletesTheModel(command, (words, current) -> {
+                List<String> cmd = new ArrayList<>(List.of("zsh", "-f", driver.toString(), functions.toString(),
+                        words.getFirst()));
+                cmd.addAll(words);
+                cmd.add(current);
+                return run(cmd, Map.of("PATH", "/usr/bin:/bin", "HOME", work.toString()), 30).trim();
+            });
+        }
+    }
+
+    /** What a completion offers for the words typed so far and the word being completed. */
+    private interface Completion {
+        String offer(List<String> words, String current) throws Exception;
+    }
+
+    /** Every subcommand and every visible long option of every command of the model is offered. */
+    private static void assertCompletesTheModel(Object command, Completion completion) throws Exception {
+        CommandSpec root = new CommandLine(command).getCommandSpec();
         for (CommandSpec c : CommandModel.commands(root)) {
             List<String> words = new ArrayList<>(List.of(c.qualifiedName(" ").split(" ")));
             // The subcommands of c, completed from an empty word.
-            String subs = complete(script, words, "");
-            for (String sub : c.subcommands().keySet()) {
-                assertThat(subs.split(" ")).as("completion of '%s '", String.join(" ", words)).contains(sub);
+            if (!c.subcommands().isEmpty()) {
+                String subs = completion.offer(words, "");
+                for (String sub : c.subcommands().keySet()) {
+                    assertThat(subs.split(" ")).as("completion of '%s '", String.join(" ", words)).contains(sub);
+                }
             }
             // The options of c, completed from "--".
-            String opts = complete(script, words, "--");
+            String opts = completion.offer(words, "--");
             for (OptionSpec o : c.options()) {
                 for (String n : o.names()) {
                     if (n.startsWith("--") && !o.hidden()) {
@@ -236,7 +288,8 @@ class DistributionIT {
                 .contains("./usr/lib/blksnap/bin/blksnapd", "./usr/lib/blksnap/bin/blksnap",
                         "./usr/lib/blksnap/runtime/bin/java", "./etc/blksnap/blksnapd.conf",
                         "./lib/systemd/system/blksnapd.service", "./usr/share/man/man1/blksnap.1.gz",
-                        "./usr/share/man/man1/blksnapd.1.gz", "./usr/share/bash-completion/completions/blksnap")
+                        "./usr/share/man/man1/blksnapd.1.gz", "./usr/share/bash-completion/completions/blksnap",
+                        "./usr/share/zsh/vendor-completions/_blksnap")
                 .contains("./usr/bin/blksnapd -> ../lib/blksnap/bin/blksnapd")
                 .contains("./usr/bin/blksnap -> ../lib/blksnap/bin/blksnap")
                 .doesNotContain("/usr/lib/jvm");
