@@ -55,6 +55,8 @@ class MetricsTest {
             String id = CliRun.run(control, "snapshot", "create", "--device", "m0").line();
             CliRun.run(control, "snapshot", "append-storage", "--id", id, "--file", dir.resolve("ds").toString(),
                     "--size", "64M");
+            assertThat(CliRun.run(control, "snapshot", "wait-event", "--id", id, "--timeout", "100").line())
+                    .startsWith("low_free_space");
             assertThat(CliRun.run(control, "snapshot", "take", "--id", id).exitCode()).isZero();
             String original = d.uri("m0");
             String image = d.uri("blksnap-image0");
@@ -200,7 +202,8 @@ class MetricsTest {
         Set<String> names = new TreeSet<>();
         Pattern ident = Pattern.compile("[A-Za-z_:][A-Za-z0-9_:]*");
         for (String e : exprs) {
-            String s = e.replaceAll("\"[^\"]*\"", "\"\"")
+            String s = e.replaceAll("label_values\\((.*),\\s*\\w+\\)", "$1")
+                    .replaceAll("\"[^\"]*\"", "\"\"")
                     .replaceAll("\\{[^}]*}", " ")
                     .replaceAll("\\[[^]]*]", " ")
                     .replaceAll("\\b(by|without|on|ignoring)\\s*\\([^)]*\\)", " ")

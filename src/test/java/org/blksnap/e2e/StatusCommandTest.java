@@ -23,7 +23,8 @@ class StatusCommandTest {
     @Test
     void statusShowsTrackersSnapshotsStorageUseAndTheLastBackupOfEachDevice() throws Exception {
         Path repo = dir.resolve("repo");
-        try (DaemonHarness d = DaemonHarness.start(dir.resolve("data"), List.of("disk0=16M", "vm1=16M"), List.of())) {
+        try (DaemonHarness d = DaemonHarness.start(dir.resolve("data"), List.of("disk0=16M", "vm1=16M"),
+                List.of("diff_storage_minimum=16384"))) {
             List<String> fresh = d.ok("status").lines().toList();
             assertThat(fresh.getFirst()).isEqualTo("blksnapd 1.0.0.0: 2 devices, 0 snapshots");
             assertThat(fresh).contains("snapshots:", "  (none)");
@@ -37,7 +38,7 @@ class StatusCommandTest {
             String id = d.ok("snapshot", "create", "--device", "disk0");
             d.ok("snapshot", "append-storage", "--id", id, "--file", dir.resolve("ds").toString(), "--size", "8M");
             d.ok("snapshot", "take", "--id", id);
-            // 2 MiB written after take: 32 chunks of 64 KiB copied, 2 MiB of the 8 MiB used
+            // 2 MiB written after take: 8 chunks of 256 KiB copied, 2 MiB of the 8 MiB used
             d.daemon().engine().device("disk0").write(ByteBuffer.allocate(2 << 20), 0);
 
             List<String> text = d.ok("status").lines().toList();
@@ -45,7 +46,7 @@ class StatusCommandTest {
             assertThat(text.get(2)).startsWith("  disk0  16.0 MiB  generation " + generation
                     + " snapshot #2 reason=NEW_TRACKER  in " + id.substring(0, 8) + "  nbd+unix:///disk0?socket=");
             assertThat(text.get(5)).matches("  " + id + " taken [0-9]+s ago \\(\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC\\)  disk0");
-            assertThat(text.get(6)).matches("    storage \\[#+-+]  25%  2\\.0 MiB of 8\\.0 MiB, 32 chunks copied")
+            assertThat(text.get(6)).matches("    storage \\[#+-+]  25%  2\\.0 MiB of 8\\.0 MiB, 8 chunks copied")
                     .hasSizeLessThan(80).doesNotContain("\u001b");
             assertThat(text.get(7)).startsWith("    disk0 blksnap-image0 nbd+unix:///blksnap-image0?socket=");
             assertThat(text).hasSize(8);
