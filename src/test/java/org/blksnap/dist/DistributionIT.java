@@ -50,7 +50,7 @@ class DistributionIT {
         // installed tree must run its own runtime, never a JDK found on the machine.
         fakeBin = Files.createDirectories(work.resolve("fakebin"));
         for (String t : List.of("bash", "env", "readlink", "dirname", "find", "ls", "head", "mkdir", "rm", "sed",
-                "cat", "basename")) {
+                "cat", "basename", "mv")) {
             Path real = Path.of(run(List.of("bash", "-c", "command -v " + t), Map.of(), 10).trim());
             Files.createSymbolicLink(fakeBin.resolve(t), real);
         }
