@@ -157,6 +157,50 @@ class DistributionIT {
         assertThat(Files.readString(work.resolve("daemon.err"))).contains("stopped").doesNotContain("from PATH");
     }
 
+    /**
+     * The tool's class-data archive: the first call trains it (Training: text and JSON calls), so a
+     * control call then takes its classes (the JSON codec's too) from it and reads no class from a
+     * jar; a newer jar makes the next call train a fresh one.
+     */
+    @Test
+    void theToolsClassArchiveIsTrainedOnceAndRefreshedWhenTheJarChanges() throws Exception {
+        Path cache = work.resolve("home/.cache/blksnap");
+        run(List.of("rm", "-rf", cache.toString()), Map.of(), 30);
+        String blksnap = tree.resolve("bin/blksnap").toString();
+        assertThat(run(List.of(blksnap, "--version"), noJdk(Map.of()), 120)).contains("blksnap tool");
+        Path jsa;
+        try (Stream<Path> s = Files.list(cache)) {
+            jsa = s.filter(p -> p.toString().endsWith(".jsa")).findFirst().orElseThrow();
+        }
+        assertThat(Files.size(jsa)).isGreaterThan(1 << 20);
+
+        // -Xshare:on: the JVM refuses to start unless it can use the archive with this class path
+        Path log = work.resolve("class-load.log");
+        ProcessBuilder pb = new ProcessBuilder(tree.resolve("runtime/bin/java").toString(), "-Xshare:on",
+                "-XX:SharedArchiveFile=" + jsa, "-Xlog:class+load=info:file=" + log, "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC", "-cp", tree.resolve("lib") + "/*", "org.blksnap.cli.Main", "--control",
+                work.resolve("no-daemon.sock").toString(), "device", "list").redirectErrorStream(true);
+        Process p = pb.start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
+        assertThat(p.exitValue()).as(out).isEqualTo(111);
+        List<String> loaded = Files.readAllLines(log);
+        List<String> fromJars = loaded.stream().filter(l -> l.contains("source: file:") || l.contains("source: jar:"))
+                .toList();
+        assertThat(fromJars).as("classes read from a jar instead of the archive").isEmpty();
+        assertThat(loaded.stream().filter(l -> l.contains("tools.jackson.databind.json.JsonMapper ")
+                && l.contains("shared objects file"))).hasSize(1);
+
+        Path jar;
+        try (Stream<Path> s = Files.list(tree.resolve("lib"))) {
+            jar = s.filter(f -> f.getFileName().toString().startsWith("blksnap-")).findFirst().orElseThrow();
+        }
+        Files.setLastModifiedTime(jar, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis()));
+        run(List.of(blksnap, "--version"), noJdk(Map.of()), 120);
+        assertThat(Files.getLastModifiedTime(jsa).toMillis()).as("a fresh archive after the jar changed")
+                .isGreaterThanOrEqualTo(Files.getLastModifiedTime(jar).toMillis());
+    }
+
     private static BlockingQueue<String> lines(Process p) {
         BlockingQueue<String> q = new LinkedBlockingQueue<>();
         Thread.ofVirtual().start(() -> {
