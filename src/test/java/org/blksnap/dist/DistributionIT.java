@@ -160,7 +160,7 @@ class DistributionIT {
     /**
      * The tool's class-data archive: the first call trains it (Training: text and JSON calls), so a
      * control call then takes its classes (the JSON codec's too) from it and reads no class from a
-     * jar; a newer jar makes the next call train a fresh one.
+     * jar but picocli's; a newer jar makes the next call train a fresh one.
      */
     @Test
     void theToolsClassArchiveIsTrainedOnceAndRefreshedWhenTheJarChanges() throws Exception {
@@ -185,9 +185,12 @@ class DistributionIT {
         assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
         assertThat(p.exitValue()).as(out).isEqualTo(111);
         List<String> loaded = Files.readAllLines(log);
+        // picocli's classes are Java 5 class files, which CDS does not archive once linked: read from its jar
         List<String> fromJars = loaded.stream().filter(l -> l.contains("source: file:") || l.contains("source: jar:"))
-                .toList();
+                .filter(l -> !l.contains("] picocli.")).toList();
         assertThat(fromJars).as("classes read from a jar instead of the archive").isEmpty();
+        assertThat(loaded.stream().filter(l -> l.contains("] org.blksnap.") && l.contains("shared objects file")).count())
+                .isGreaterThan(20);
         assertThat(loaded.stream().filter(l -> l.contains("tools.jackson.databind.json.JsonMapper ")
                 && l.contains("shared objects file"))).hasSize(1);
 
