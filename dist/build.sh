@@ -45,7 +45,7 @@ fi
 OUT=target/dist
 NAME=blksnap-$VERSION
 STAGE=$OUT/stage/$NAME
-rm -rf "$OUT"; mkdir -p "$STAGE"/{bin,lib,etc,share/man/man1,share/bash-completion/completions,share/blksnap}
+rm -rf "$OUT"; mkdir -p "$STAGE"/{bin,lib,etc,share/man/man1,share/bash-completion/completions,share/zsh/site-functions,share/blksnap}
 echo "dist: $NAME ($DEBVERSION, $DEBARCH)" >&2
 
 # ---- the jars and a trimmed runtime ---------------------------------------------------------------
@@ -68,6 +68,18 @@ for cmd in blksnap:org.blksnap.cli.Main blksnapd:org.blksnap.daemon.Blksnapd; do
   "$RT" -cp "$STAGE/lib/*" picocli.AutoComplete --force --name="${cmd%%:*}" \
     --completionScript="$STAGE/share/bash-completion/completions/${cmd%%:*}" "${cmd#*:}" >&2
 done
+# zsh: the same functions through bashcompinit, in one autoloadable _blksnap (the bash scripts' own
+# zsh set-up, the block from `if [ -n "$BASH_VERSION" ]` to its `fi`, is left out: it sets options
+# and an alias for the whole shell).
+ZSHF="$STAGE/share/zsh/site-functions/_blksnap"
+{
+  cat dist/zsh-completion.head
+  for c in blksnap blksnapd; do
+    sed '/^if \[ -n "\$BASH_VERSION" \]; then$/,/^fi$/d' "$STAGE/share/bash-completion/completions/$c"
+  done
+  cat dist/zsh-completion.tail
+} > "$ZSHF"
+grep -q 'BASH_VERSION' "$ZSHF" && { echo "dist/build.sh: the bash completion's zsh set-up was not removed from $ZSHF" >&2; exit 70; }
 ADOC=$OUT/adoc; mkdir -p "$ADOC"
 "$RT" -cp "$STAGE/lib/*:$CODEGEN" picocli.codegen.docgen.manpage.ManPageGenerator -d "$ADOC" \
   org.blksnap.cli.Main org.blksnap.daemon.Blksnapd >&2
@@ -84,7 +96,8 @@ tar -C "$OUT/stage" --owner=0 --group=0 -czf "$TAR" "$NAME"
 # ---- the Debian package ----------------------------------------------------------------------------
 D=$OUT/deb
 mkdir -p "$D/DEBIAN" "$D/usr/lib/blksnap" "$D/usr/bin" "$D/etc/blksnap" "$D/lib/systemd/system" \
-  "$D/usr/share/man/man1" "$D/usr/share/bash-completion/completions" "$D/usr/share/doc/blksnap"
+  "$D/usr/share/man/man1" "$D/usr/share/bash-completion/completions" "$D/usr/share/zsh/vendor-completions" \
+  "$D/usr/share/doc/blksnap"
 cp -a "$STAGE/bin" "$STAGE/lib" "$STAGE/runtime" "$D/usr/lib/blksnap/"
 ln -s ../lib/blksnap/bin/blksnapd "$D/usr/bin/blksnapd"
 ln -s ../lib/blksnap/bin/blksnap "$D/usr/bin/blksnap"
@@ -92,6 +105,7 @@ cp dist/blksnapd.conf "$D/etc/blksnap/blksnapd.conf"
 cp dist/blksnapd.service "$D/lib/systemd/system/blksnapd.service"
 for m in "$STAGE"/share/man/man1/*.1; do gzip -9n < "$m" > "$D/usr/share/man/man1/$(basename "$m").gz"; done
 cp "$STAGE"/share/bash-completion/completions/* "$D/usr/share/bash-completion/completions/"
+cp "$STAGE"/share/zsh/site-functions/_blksnap "$D/usr/share/zsh/vendor-completions/"
 gzip -9n < README.md > "$D/usr/share/doc/blksnap/README.md.gz"
 cp dist/deb/copyright "$D/usr/share/doc/blksnap/copyright"
 cp dist/deb/postinst dist/deb/prerm dist/deb/postrm "$D/DEBIAN/"; chmod 755 "$D/DEBIAN/"post* "$D/DEBIAN/prerm"

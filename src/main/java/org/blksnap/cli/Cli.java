@@ -15,12 +15,20 @@ final class Cli {
     private final boolean jsonOutput;
     private final PrintWriter out;
     private final PrintWriter err;
+    private final Main.Terminal terminal;
 
-    Cli(ControlClient client, boolean jsonOutput, PrintWriter out, PrintWriter err) {
+    Cli(ControlClient client, boolean jsonOutput, PrintWriter out, PrintWriter err, Main.Terminal terminal) {
         this.client = client;
         this.jsonOutput = jsonOutput;
         this.out = out;
         this.err = err;
+        this.terminal = terminal;
+    }
+
+    /** How {@code status} is drawn on this output: its width, colour only on a terminal. */
+    StatusView.Options statusOptions(String repo, java.util.Map<String, StatusView.LastBackup> lastBackups) {
+        return new StatusView.Options(repo, lastBackups, System.currentTimeMillis(), terminal.columns(),
+                terminal.color());
     }
 
     /** A local failure (a file we must write), reported with exit code {@link ExitCodes#IO}. */
@@ -50,7 +58,7 @@ final class Cli {
 
     /** The same session printing its results on stderr (for a helper whose reports must not mix with stdout). */
     Cli onStderr() {
-        return new Cli(client, jsonOutput, err, err);
+        return new Cli(client, jsonOutput, err, err, Main.Terminal.NONE);
     }
 
     /** Where warnings and progress go. */

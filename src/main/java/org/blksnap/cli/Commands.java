@@ -7,9 +7,13 @@ import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
 import java.util.UUID;
 import java.util.concurrent.Callable;
 import java.util.function.Function;
+import org.blksnap.backup.Point;
+import org.blksnap.backup.Repository;
 import org.blksnap.ctrl.api.AbsolutePath;
 import org.blksnap.ctrl.api.Range;
 import org.blksnap.ctrl.api.Replies;
@@ -83,11 +87,38 @@ final class Commands {
         }
     }
 
-    @Command(name = "status", description = "Show devices, trackers and snapshots.")
+    @Command(name = "status", description = {"Show devices, trackers (generation, last snapshot) and snapshots (age,"
+            + " difference storage use as a bar, images) at a glance.",
+            "With --repo, also the newest backup point of each device in that repository."})
     static final class StatusCmd extends Base {
+        @Option(names = "--repo", paramLabel = "DIR",
+                description = "a backup repository: show the newest point of each device in it")
+        Path repo;
+
+        /** {@code status --json --repo}: the daemon's status, extended with the newest point per device. */
+        record WithBackups(String version, Map<String, Long> params, List<Replies.DeviceStatus> devices,
+                           List<Replies.SnapshotStatus> snapshots, String repo, List<StatusView.LastBackup> lastBackups) {
+        }
+
         @Override
         public Integer call() throws Exception {
-            return show(new Requests.Status(), TextForms::status);
+            Cli cli = cli();
+            Replies.Status s = cli.call(new Requests.Status());
+            if (repo == null) {
+                cli.print(s, x -> StatusView.render(x, cli.statusOptions(null, Map.of())));
+                return ExitCodes.OK;
+            }
+            Path dir = repo.toAbsolutePath();
+            Map<String, StatusView.LastBackup> last = new TreeMap<>();
+            try (Repository r = Repository.openForReading(dir)) {
+                for (Point p : r.points()) { // oldest first: the newest of each device stays
+                    last.put(p.device(), new StatusView.LastBackup(p.device(), p.id(), p.time(), p.kind(), p.generation(),
+                            p.snapNumber()));
+                }
+            }
+            cli.print(new WithBackups(s.version(), s.params(), s.devices(), s.snapshots(), dir.toString(),
+                    List.copyOf(last.values())), x -> StatusView.render(s, cli.statusOptions(x.repo(), last)));
+            return ExitCodes.OK;
         }
     }
 

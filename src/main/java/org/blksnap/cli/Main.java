@@ -45,6 +45,53 @@ public final class Main {
     private Map<String, String> env = System.getenv();
     private PrintWriter out;
     private PrintWriter err;
+    private Terminal terminal = Terminal.NONE;
+
+    /**
+     * What the output is: a terminal gets colour (unless {@code NO_COLOR} is set or {@code TERM} is
+     * {@code dumb}) and its own width ({@code COLUMNS} if exported, else what {@code stty size} says
+     * of it, else 80); anything else gets plain text 80 wide.
+     */
+    record Terminal(boolean systemOut, Map<String, String> env) {
+        static final int DEFAULT_COLUMNS = 80;
+        static final Terminal NONE = new Terminal(false, Map.of());
+
+        /** Whether the output is the process's stdout and that is a terminal (asked only when needed). */
+        boolean isTerminal() {
+            java.io.Console console = systemOut ? System.console() : null;
+            return console != null && console.isTerminal();
+        }
+
+        boolean color() {
+            String noColor = env.get("NO_COLOR");
+            return (noColor == null || noColor.isEmpty()) && !"dumb".equals(env.get("TERM")) && isTerminal();
+        }
+
+        /** The width in characters; asks the terminal only when called (one {@code stty} run). */
+        int columns() {
+            if (!isTerminal()) {
+                return DEFAULT_COLUMNS;
+            }
+            String c = env.get("COLUMNS");
+            if (c != null && c.matches("[0-9]{2,4}")) {
+                return Integer.parseInt(c);
+            }
+            try {
+                Process p = new ProcessBuilder("stty", "size").redirectInput(new java.io.File("/dev/tty"))
+                        .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+                String[] rowsColumns = new String(p.getInputStream().readAllBytes(), StandardCharsets.US_ASCII).trim()
+                        .split(" ");
+                if (p.waitFor() == 0 && rowsColumns.length == 2 && rowsColumns[1].matches("[0-9]{2,4}")) {
+                    return Integer.parseInt(rowsColumns[1]);
+                }
+            } catch (java.io.IOException e) {
+                // no stty or no /dev/tty: the default width
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            return DEFAULT_COLUMNS;
+        }
+    }
 
     static final class ToolVersion implements CommandLine.IVersionProvider {
         @Override
@@ -66,6 +113,7 @@ public final class Main {
         main.env = env;
         main.out = out;
         main.err = err;
+        main.terminal = new Terminal(stdout == System.out, env);
         CommandLine cl = commandLine(main);
         cl.setOut(out);
         cl.setErr(err);
@@ -139,6 +187,6 @@ public final class Main {
 
     /** The session of this run: the client of the control socket and the output. */
     Cli cli() {
-        return new Cli(new ControlClient(controlSocket()), json, out, err);
+        return new Cli(new ControlClient(controlSocket()), json, out, err, terminal);
     }
 }

@@ -35,32 +35,6 @@ final class TextForms {
         return p.name() + "=" + p.value();
     }
 
-    /** The devices with their trackers, then the snapshots with their images. */
-    static String status(Replies.Status s) {
-        List<String> out = new ArrayList<>();
-        out.add("version " + s.version());
-        out.add("devices:");
-        for (Replies.DeviceStatus d : s.devices()) {
-            Replies.Tracker t = d.tracker();
-            out.add("  " + d.name() + " size=" + Sizes.format(d.sizeBytes())
-                    + (t != null ? " generation=" + t.generationId() + " snap_number=" + t.snapNumber()
-                    + " reason=" + t.generationReason() : " untracked")
-                    + (d.snapshotId() != null ? " snapshot=" + d.snapshotId() : "")
-                    + (d.uri() != null ? " uri=" + d.uri() : ""));
-        }
-        out.add("snapshots:");
-        for (Replies.SnapshotStatus sn : s.snapshots()) {
-            out.add("  " + sn.id() + " " + sn.state() + " devices=" + String.join(",", sn.devices())
-                    + " storage=" + sn.usedSectors() + "/" + sn.capacitySectors() + " sectors"
-                    + " chunks_copied=" + sn.chunksCopied()
-                    + (sn.corruptedErrno() != 0 ? " corrupted_errno=" + sn.corruptedErrno() : ""));
-            for (Replies.StatusImage i : sn.images()) {
-                out.add("    " + i.device() + " " + i.image() + (i.uri() != null ? " " + i.uri() : ""));
-            }
-        }
-        return String.join("\n", out);
-    }
-
     /**
      * {@code NAME SIZE_BYTES tracked|untracked|unavailable URI|- ORIGIN|- PATH|-} per device; the path
      * is last, so it may hold spaces, and the first four columns are what they always were.

@@ -102,7 +102,8 @@ final class Operations {
     private Replies.SnapshotStatus snapshotStatus(Status.SnapshotStatus s) {
         return new Replies.SnapshotStatus(s.id(), s.state(), s.devices(),
                 s.images().stream().map(this::statusImage).toList(), s.capacitySectors(), s.usedSectors(),
-                s.requestedSectors(), s.chunksCopied(), s.pendingEvents(), s.corruptedErrno());
+                s.requestedSectors(), s.chunksCopied(), s.pendingEvents(), s.corruptedErrno(), s.createdAtMillis(),
+                s.takenAtMillis());
     }
 
     private Replies.Image image(ImageInfo i) {

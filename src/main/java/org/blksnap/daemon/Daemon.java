@@ -89,6 +89,7 @@ public final class Daemon implements AutoCloseable {
         }
         engine = BlksnapModule.init(params, config.persistence());
         metrics = new Metrics(engine);
+        engine.addListener(metrics.copyListener());
         devices = DeviceManager.start(engine, dataDir, config.devices());
         nbd = NbdFrontends.start(engine, config, metrics);
         engine.addListener(new EngineListener() {

@@ -51,6 +51,7 @@ final class NbdFrontends {
                 LOG.info("NBD on unix {}", unix);
             }
             metrics.exportStats(server::stats);
+            server.observeRequests(metrics::requestObserver);
             return new Frontend(server, tcp, unix);
         } catch (IOException | RuntimeException e) {
             try {

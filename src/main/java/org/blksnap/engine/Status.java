@@ -34,9 +34,12 @@ public record Status(String version, Map<String, Long> params, List<DeviceStatus
      * @param chunksCopied       chunks stored in the difference storage so far
      * @param pendingEvents      events queued and not yet collected
      * @param corruptedErrno     the errno that corrupted the snapshot, or 0
+     * @param createdAtMillis    when it was created, in milliseconds since the epoch (wall clock)
+     * @param takenAtMillis      when it was taken (the point in time its images show), in milliseconds
+     *                           since the epoch; 0 before take
      */
     public record SnapshotStatus(UUID id, String state, List<String> devices, List<ImageInfo> images,
                                  long capacitySectors, long usedSectors, long requestedSectors, long chunksCopied,
-                                 int pendingEvents, int corruptedErrno) {
+                                 int pendingEvents, int corruptedErrno, long createdAtMillis, long takenAtMillis) {
     }
 }

@@ -21,6 +21,7 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Function;
 import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -115,6 +116,7 @@ public final class NbdServer implements AutoCloseable {
     private final BufferPool pool;
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
     private final Map<String, StatsCounters> stats = new ConcurrentHashMap<>();
+    private volatile Function<String, RequestObserver> observers = name -> RequestObserver.NONE;
     private final List<Listener> listeners = new CopyOnWriteArrayList<>();
     private final AtomicLong connectionIds = new AtomicLong();
     /** Calls of {@link #closeExport} so far; each export remembers the count at its latest close. */
@@ -483,7 +485,21 @@ public final class NbdServer implements AutoCloseable {
     }
 
     StatsCounters countersFor(String exportName) {
-        return stats.computeIfAbsent(exportName, k -> new StatsCounters());
+        return stats.computeIfAbsent(exportName, k -> {
+            StatsCounters c = new StatsCounters();
+            c.observer = observers.apply(k);
+            return c;
+        });
+    }
+
+    /**
+     * Hands the latency of every request of an export to {@code byExport.apply(exportName)} (asked
+     * once per export, when it is first connected to, and now for those already connected to).
+     * Thread-safe; meant to be called once, before clients come.
+     */
+    public void observeRequests(Function<String, RequestObserver> byExport) {
+        observers = byExport;
+        stats.forEach((name, c) -> c.observer = byExport.apply(name));
     }
 
     void connectionEnded(Connection c) {

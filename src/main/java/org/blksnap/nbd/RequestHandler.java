@@ -63,6 +63,7 @@ final class RequestHandler {
 
     /** Executes the request and replies; never throws; releases what the request holds. */
     void handle(Request r) {
+        long startNanos = System.nanoTime();
         try {
             stats.requests.increment();
             int error;
@@ -109,6 +110,10 @@ final class RequestHandler {
         } finally {
             pool.release(r.payload());
             connection.requestDone(r);
+            RequestObserver.Command command = RequestObserver.Command.of(r.type());
+            if (command != null) {
+                stats.observer.requestDone(command, System.nanoTime() - startNanos);
+            }
         }
     }
 

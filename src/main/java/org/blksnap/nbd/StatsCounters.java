@@ -10,6 +10,8 @@ final class StatsCounters {
     final LongAdder errors = new LongAdder();
     final LongAdder bytesRead = new LongAdder();
     final LongAdder bytesWritten = new LongAdder();
+    /** Where each request's latency goes ({@link NbdServer#observeRequests}). */
+    volatile RequestObserver observer = RequestObserver.NONE;
 
     ExportStats snapshot() {
         return new ExportStats(connections.sum(), activeConnections.sum(), requests.sum(), errors.sum(),

@@ -15,6 +15,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 import org.blksnap.cli.Main;
+import org.blksnap.testing.ExternalTool;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
@@ -26,8 +27,8 @@ import picocli.CommandLine.Model.OptionSpec;
 /**
  * The packages that {@code dist/build.sh} made in the package phase ({@code mvn -Pdist verify}, which
  * {@code bin/test} runs): the tarball unpacked into a fresh directory serves and snapshots a device
- * with no JDK reachable, tells systemd it is ready, and stops cleanly; its completion and man pages
- * cover the command model; the .deb holds the tree, the unit and the config; the unit passes
+ * with no JDK reachable, tells systemd it is ready, and stops cleanly; its completion (bash, and zsh
+ * through bashcompinit) and man pages cover the command model; the .deb holds the tree, the unit and the config; the unit passes
  * {@code systemd-analyze verify}.
  */
 @Tag("system")
@@ -49,7 +50,7 @@ class DistributionIT {
         // installed tree must run its own runtime, never a JDK found on the machine.
         fakeBin = Files.createDirectories(work.resolve("fakebin"));
         for (String t : List.of("bash", "env", "readlink", "dirname", "find", "ls", "head", "mkdir", "rm", "sed",
-                "cat", "basename")) {
+                "cat", "basename", "mv")) {
             Path real = Path.of(run(List.of("bash", "-c", "command -v " + t), Map.of(), 10).trim());
             Files.createSymbolicLink(fakeBin.resolve(t), real);
         }
@@ -156,6 +157,53 @@ class DistributionIT {
         assertThat(Files.readString(work.resolve("daemon.err"))).contains("stopped").doesNotContain("from PATH");
     }
 
+    /**
+     * The tool's class-data archive: the first call trains it (Training: text and JSON calls), so a
+     * control call then takes its classes (the JSON codec's too) from it and reads no class from a
+     * jar but picocli's; a newer jar makes the next call train a fresh one.
+     */
+    @Test
+    void theToolsClassArchiveIsTrainedOnceAndRefreshedWhenTheJarChanges() throws Exception {
+        Path cache = work.resolve("home/.cache/blksnap");
+        run(List.of("rm", "-rf", cache.toString()), Map.of(), 30);
+        String blksnap = tree.resolve("bin/blksnap").toString();
+        assertThat(run(List.of(blksnap, "--version"), noJdk(Map.of()), 120)).contains("blksnap tool");
+        Path jsa;
+        try (Stream<Path> s = Files.list(cache)) {
+            jsa = s.filter(p -> p.toString().endsWith(".jsa")).findFirst().orElseThrow();
+        }
+        assertThat(Files.size(jsa)).isGreaterThan(1 << 20);
+
+        // -Xshare:on: the JVM refuses to start unless it can use the archive with this class path
+        Path log = work.resolve("class-load.log");
+        ProcessBuilder pb = new ProcessBuilder(tree.resolve("runtime/bin/java").toString(), "-Xshare:on",
+                "-XX:SharedArchiveFile=" + jsa, "-Xlog:class+load=info:file=" + log, "-XX:TieredStopAtLevel=1",
+                "-XX:+UseSerialGC", "-cp", tree.resolve("lib") + "/*", "org.blksnap.cli.Main", "--control",
+                work.resolve("no-daemon.sock").toString(), "device", "list").redirectErrorStream(true);
+        Process p = pb.start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(p.waitFor(60, TimeUnit.SECONDS)).isTrue();
+        assertThat(p.exitValue()).as(out).isEqualTo(111);
+        List<String> loaded = Files.readAllLines(log);
+        // picocli's classes are Java 5 class files, which CDS does not archive once linked: read from its jar
+        List<String> fromJars = loaded.stream().filter(l -> l.contains("source: file:") || l.contains("source: jar:"))
+                .filter(l -> !l.contains("] picocli.")).toList();
+        assertThat(fromJars).as("classes read from a jar instead of the archive").isEmpty();
+        assertThat(loaded.stream().filter(l -> l.contains("] org.blksnap.") && l.contains("shared objects file")).count())
+                .isGreaterThan(20);
+        assertThat(loaded.stream().filter(l -> l.contains("tools.jackson.databind.json.JsonMapper ")
+                && l.contains("shared objects file"))).hasSize(1);
+
+        Path jar;
+        try (Stream<Path> s = Files.list(tree.resolve("lib"))) {
+            jar = s.filter(f -> f.getFileName().toString().startsWith("blksnap-")).findFirst().orElseThrow();
+        }
+        Files.setLastModifiedTime(jar, java.nio.file.attribute.FileTime.fromMillis(System.currentTimeMillis()));
+        run(List.of(blksnap, "--version"), noJdk(Map.of()), 120);
+        assertThat(Files.getLastModifiedTime(jsa).toMillis()).as("a fresh archive after the jar changed")
+                .isGreaterThanOrEqualTo(Files.getLastModifiedTime(jar).toMillis());
+    }
+
     private static BlockingQueue<String> lines(Process p) {
         BlockingQueue<String> q = new LinkedBlockingQueue<>();
         Thread.ofVirtual().start(() -> {
@@ -174,16 +222,67 @@ class DistributionIT {
     @Test
     void bashCompletionCompletesEveryCommandAndOptionOfTheModel() throws Exception {
         Path script = tree.resolve("share/bash-completion/completions/blksnap");
-        CommandSpec root = new CommandLine(new Main()).getCommandSpec();
+        assertCompletesTheModel(new Main(), (words, current) -> complete(script, words, current));
+    }
+
+    /**
+     * The zsh completion file, autoloaded from {@code $fpath} after {@code compinit} as zsh does it:
+     * the first completion loads it (and it completes that word), later ones call what it registered
+     * through bashcompinit. {@code compadd} is replaced by a function that prints what it is given,
+     * so the candidates are seen without a terminal.
+     */
+    @Test
+    void zshCompletionCompletesEveryCommandAndOptionOfBothModels() throws Exception {
+        ExternalTool.require("zsh");
+        Path functions = tree.resolve("share/zsh/site-functions");
+        assertThat(functions.resolve("_blksnap")).exists();
+        assertThat(Files.readString(functions.resolve("_blksnap"))).startsWith("#compdef blksnap blksnapd\n");
+        Path driver = work.resolve("complete.zsh");
+        Files.writeString(driver, """
+                # $1: a directory for fpath; $2: the command; the rest: the words, the last being completed
+                fpath=($1 $fpath); service=$2; shift 2
+                autoload -U compinit && compinit -u -D
+                compadd() { local a; for a in "$@"; do [[ $a == -* && $a != --* || $a == -- ]] || print -r -- "$a"; done }
+                compset() { return 1 }
+                words=("$@"); CURRENT=$#
+                [[ $_comps[$service] == _blksnap ]] || { print "not _blksnap: $_comps[$service]"; exit 2 }
+                out=$(mktemp); _blksnap > $out; first=("${(@f)$(<$out)}"); rm -f $out
+                [[ $_comps[$service] == "_bash_complete -F _complete_$service -o default" ]] \\
+                  || { print "not registered: $_comps[$service]"; exit 3 }
+                second=("${(@f)$(eval $_comps[$service])}")
+                [[ "${first[*]}" == "${second[*]}" ]] || { print "first: $first\nsecond: $second"; exit 4 }
+                print -r -- "${second[*]}"
+                """);
+        for (Object command : List.of(new Main(), new org.blksnap.daemon.Blksnapd())) {
+            assertCompletesTheModel(command, (words, current) -> {
+                List<String> cmd = new ArrayList<>(List.of("zsh", "-f", driver.toString(), functions.toString(),
+                        words.getFirst()));
+                cmd.addAll(words);
+                cmd.add(current);
+                return run(cmd, Map.of("PATH", "/usr/bin:/bin", "HOME", work.toString()), 30).trim();
+            });
+        }
+    }
+
+    /** What a completion offers for the words typed so far and the word being completed. */
+    private interface Completion {
+        String offer(List<String> words, String current) throws Exception;
+    }
+
+    /** Every subcommand and every visible long option of every command of the model is offered. */
+    private static void assertCompletesTheModel(Object command, Completion completion) throws Exception {
+        CommandSpec root = new CommandLine(command).getCommandSpec();
         for (CommandSpec c : CommandModel.commands(root)) {
             List<String> words = new ArrayList<>(List.of(c.qualifiedName(" ").split(" ")));
             // The subcommands of c, completed from an empty word.
-            String subs = complete(script, words, "");
-            for (String sub : c.subcommands().keySet()) {
-                assertThat(subs.split(" ")).as("completion of '%s '", String.join(" ", words)).contains(sub);
+            if (!c.subcommands().isEmpty()) {
+                String subs = completion.offer(words, "");
+                for (String sub : c.subcommands().keySet()) {
+                    assertThat(subs.split(" ")).as("completion of '%s '", String.join(" ", words)).contains(sub);
+                }
             }
             // The options of c, completed from "--".
-            String opts = complete(script, words, "--");
+            String opts = completion.offer(words, "--");
             for (OptionSpec o : c.options()) {
                 for (String n : o.names()) {
                     if (n.startsWith("--") && !o.hidden()) {
@@ -236,7 +335,8 @@ class DistributionIT {
                 .contains("./usr/lib/blksnap/bin/blksnapd", "./usr/lib/blksnap/bin/blksnap",
                         "./usr/lib/blksnap/runtime/bin/java", "./etc/blksnap/blksnapd.conf",
                         "./lib/systemd/system/blksnapd.service", "./usr/share/man/man1/blksnap.1.gz",
-                        "./usr/share/man/man1/blksnapd.1.gz", "./usr/share/bash-completion/completions/blksnap")
+                        "./usr/share/man/man1/blksnapd.1.gz", "./usr/share/bash-completion/completions/blksnap",
+                        "./usr/share/zsh/vendor-completions/_blksnap")
                 .contains("./usr/bin/blksnapd -> ../lib/blksnap/bin/blksnapd")
                 .contains("./usr/bin/blksnap -> ../lib/blksnap/bin/blksnap")
                 .doesNotContain("/usr/lib/jvm");

@@ -58,11 +58,14 @@ public final class Replies {
      * A snapshot in {@link Status}.
      *
      * @param state          {@code created}, {@code taken} or {@code corrupted}
-     * @param corruptedErrno the errno that corrupted it, or 0
+     * @param corruptedErrno  the errno that corrupted it, or 0
+     * @param createdAtMillis when it was created, in milliseconds since the epoch
+     * @param takenAtMillis   when it was taken (what its images show), in milliseconds since the epoch; 0
+     *                        before take
      */
     public record SnapshotStatus(UUID id, String state, List<String> devices, List<StatusImage> images,
                                  long capacitySectors, long usedSectors, long requestedSectors, long chunksCopied,
-                                 int pendingEvents, int corruptedErrno) {
+                                 int pendingEvents, int corruptedErrno, long createdAtMillis, long takenAtMillis) {
         public SnapshotStatus {
             devices = List.copyOf(devices);
             images = List.copyOf(images);

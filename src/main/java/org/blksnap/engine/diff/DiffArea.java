@@ -39,6 +39,13 @@ public final class DiffArea implements AutoCloseable {
 
         /** The errno that corrupted the snapshot, or null while it is intact. */
         Errno corruption();
+
+        /**
+         * A copy-on-write stored one chunk of {@code bytes} in {@code nanos} (the time the writer
+         * waited for it); called on the writer's thread with no diff-area lock held.
+         */
+        default void chunkCopied(String device, int bytes, long nanos) {
+        }
     }
 
     private final String device;
@@ -49,6 +56,7 @@ public final class DiffArea implements AutoCloseable {
     private final AreaState state;
     private final ImageIo image;
     private final ImageAllocationMap allocation;
+    private final Owner owner;
 
     /**
      * @param device   device name, for messages and events
@@ -59,6 +67,7 @@ public final class DiffArea implements AutoCloseable {
     public DiffArea(String device, BlockDevice original, ParamValues values, Params live, DiffStorage storage, Owner owner) {
         this.device = device;
         this.storage = storage;
+        this.owner = owner;
         this.geometry = ChunkGeometry.of(original.sizeBytes(), original.minimumIoBytes(), values);
         this.done = new DoneBitmap(geometry.chunkCount());
         DiffBufferPool pool = new DiffBufferPool(geometry.chunkSizeBytes(), () -> live.values().freeDiffBufferPoolSize());
@@ -134,7 +143,9 @@ public final class DiffArea implements AutoCloseable {
      * @return false when copy-on-write must stop: the area is corrupted or closed
      */
     private boolean copy(Chunk c) {
-        AreaState.Report report;
+        AreaState.Report report = null;
+        boolean stored = false;
+        long startNanos = System.nanoTime();
         c.lock.lock();
         try {
             if (c.state != Chunk.State.NEW) {
@@ -144,12 +155,16 @@ public final class DiffArea implements AutoCloseable {
                 return false;
             }
             table.store(c, null, 0);
-            return true;
+            stored = true;
         } catch (IOException | RuntimeException e) {
             table.fail(c);
             report = state.declareChunkFailed(c.index, e);
         } finally {
             c.lock.unlock();
+        }
+        if (stored) {
+            owner.chunkCopied(device, geometry.chunkBytes(c.index), System.nanoTime() - startNanos);
+            return true;
         }
         state.report(report);
         return false;

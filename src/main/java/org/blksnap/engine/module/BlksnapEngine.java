@@ -59,6 +59,15 @@ final class BlksnapEngine implements Blksnap {
     private final ConcurrentSkipListMap<String, TrackedDevice> devices = new ConcurrentSkipListMap<>();
     private final LinkedHashMap<UUID, Snapshot> snapshots = new LinkedHashMap<>();
     private final CopyOnWriteArrayList<EngineListener> listeners = new CopyOnWriteArrayList<>();
+    /** What snapshots tell of each copy-on-write: every listener hears it. */
+    private final EngineListener copyListeners = new EngineListener() {
+        @Override
+        public void chunkCopied(String device, int bytes, long nanos) {
+            for (EngineListener l : listeners) {
+                l.chunkCopied(device, bytes, nanos);
+            }
+        }
+    };
     private final Lifecycle lifecycle = new Lifecycle();
     private volatile ImageRegistry images;
     /** The persistent state of trackers; set while the "trackers" step is up. */
@@ -427,7 +436,7 @@ final class BlksnapEngine implements Blksnap {
                 }
                 d.tracker().setOwner(id);
             }
-            Snapshot snapshot = new Snapshot(id, list, params, nativeIo, state);
+            Snapshot snapshot = new Snapshot(id, list, params, nativeIo, state, copyListeners);
             snapshots.put(id, snapshot);
             for (TrackedDevice d : list) {
                 Tracker t = d.tracker();

@@ -12,6 +12,7 @@ import java.util.UUID;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Predicate;
 import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.EngineListener;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.GenerationReason;
 import org.blksnap.engine.ImageInfo;
@@ -56,6 +57,9 @@ public final class Snapshot implements DiffArea.Owner {
     private final List<DiffArea> areas = new ArrayList<>();
     private final List<SnapImage> images = new ArrayList<>();
     private final Set<String> corruptedDevices = new HashSet<>();
+    private final EngineListener listener;
+    private final long createdAtMillis = System.currentTimeMillis();
+    private volatile long takenAtMillis;
     private volatile State state = State.CREATED;
     private volatile Errno corruption;
     /** Guards the lists and the corrupted set; held only briefly, never around I/O or call-outs. */
@@ -64,9 +68,13 @@ public final class Snapshot implements DiffArea.Owner {
     /**
      * Creates the snapshot of devices whose trackers are already attached and owned by it.
      * Queues the first low_free_space event.
+     *
+     * @param listener told of each copy-on-write ({@link EngineListener#chunkCopied})
      */
-    public Snapshot(UUID id, List<TrackedDevice> devices, Params params, NativeIo nativeIo, StateStore store) {
+    public Snapshot(UUID id, List<TrackedDevice> devices, Params params, NativeIo nativeIo, StateStore store,
+                    EngineListener listener) {
         this.id = id;
+        this.listener = listener;
         this.devices = List.copyOf(devices);
         this.params = params;
         this.store = store;
@@ -119,7 +127,13 @@ public final class Snapshot implements DiffArea.Owner {
         String stateName = c != null ? "corrupted" : state.name().toLowerCase(Locale.ROOT);
         long copied = taken.stream().mapToLong(DiffArea::chunksCopied).sum();
         return new Status.SnapshotStatus(id, stateName, deviceNames(), images(), storage.capacitySectors(),
-                storage.filledSectors(), storage.requestedSectors(), copied, events.pending(), c == null ? 0 : c.number());
+                storage.filledSectors(), storage.requestedSectors(), copied, events.pending(), c == null ? 0 : c.number(),
+                createdAtMillis, takenAtMillis);
+    }
+
+    @Override
+    public void chunkCopied(String device, int bytes, long nanos) {
+        listener.chunkCopied(device, bytes, nanos);
     }
 
     @Override
@@ -235,6 +249,7 @@ public final class Snapshot implements DiffArea.Owner {
                     } finally {
                         guard.unlock();
                     }
+                    takenAtMillis = System.currentTimeMillis();
                     state = State.TAKEN;
                 });
             } finally {
