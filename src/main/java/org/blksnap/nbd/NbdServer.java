@@ -113,6 +113,7 @@ public final class NbdServer implements AutoCloseable {
     private final ExportProvider provider;
     private final Config config;
     private final BufferPool pool;
+    private final NbdTls tls;
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
     private final Map<String, StatsCounters> stats = new ConcurrentHashMap<>();
     private final List<Listener> listeners = new CopyOnWriteArrayList<>();
@@ -138,14 +139,24 @@ public final class NbdServer implements AutoCloseable {
     }
 
     public NbdServer(ExportProvider provider, Config config) {
-        this(provider, config, new BufferPool());
+        this(provider, config, NbdTls.OFF);
+    }
+
+    /** A server that offers (or requires) TLS through {@code NBD_OPT_STARTTLS}, see {@link NbdTls}. */
+    public NbdServer(ExportProvider provider, Config config, NbdTls tls) {
+        this(provider, config, new BufferPool(), tls);
     }
 
     /** With a given payload pool (tests: one that runs out of memory early). */
     NbdServer(ExportProvider provider, Config config, BufferPool pool) {
+        this(provider, config, pool, NbdTls.OFF);
+    }
+
+    private NbdServer(ExportProvider provider, Config config, BufferPool pool, NbdTls tls) {
         this.provider = Objects.requireNonNull(provider, "provider");
         this.config = Objects.requireNonNull(config, "config");
         this.pool = Objects.requireNonNull(pool, "pool");
+        this.tls = Objects.requireNonNull(tls, "tls");
         this.logFlusher = Thread.ofVirtual().name("nbd-log-flusher").start(this::flushLogs);
     }
 
@@ -468,6 +479,10 @@ public final class NbdServer implements AutoCloseable {
 
     ExportProvider provider() {
         return provider;
+    }
+
+    NbdTls tls() {
+        return tls;
     }
 
     BufferPool pool() {
