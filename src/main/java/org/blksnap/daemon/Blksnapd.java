@@ -49,8 +49,9 @@ public final class Blksnapd implements Callable<Integer> {
 
     @Option(names = "--data-dir", paramLabel = "DIR", description = "data directory (default ./blksnap-data)")
     String dataDir;
-    @Option(names = "--device", paramLabel = "NAME=PATH[:SIZE]",
-            description = "a device to serve (repeatable); a missing file is created sparse at SIZE (K/M/G/T)")
+    @Option(names = "--device", paramLabel = "NAME=PATH[:SIZE][:ro]",
+            description = "a device to serve (repeatable); a missing file is created sparse at SIZE (K/M/G/T);"
+                    + " :ro serves it read-only over NBD")
     List<String> devices = new ArrayList<>();
     @Option(names = "--listen", paramLabel = "HOST:PORT|none", description = "NBD TCP address (default 127.0.0.1:10809)")
     String listen;

@@ -90,7 +90,7 @@ public final class Daemon implements AutoCloseable {
         engine = BlksnapModule.init(params, config.persistence());
         metrics = new Metrics(engine);
         devices = DeviceManager.start(engine, dataDir, config.devices());
-        nbd = NbdFrontends.start(engine, config, metrics);
+        nbd = NbdFrontends.start(engine, config, metrics, devices::isReadOnly);
         engine.addListener(new EngineListener() {
             @Override
             public void imageCreated(ImageInfo image) {

@@ -33,12 +33,14 @@ final class NbdFrontends {
     private NbdFrontends() {
     }
 
-    static NbdFrontend start(Blksnap engine, DaemonConfig config, Metrics metrics) throws IOException {
+    /** @param readOnlyDevice whether a device is served read-only ({@code :ro}; asked at every open) */
+    static NbdFrontend start(Blksnap engine, DaemonConfig config, Metrics metrics,
+                             java.util.function.Predicate<String> readOnlyDevice) throws IOException {
         if (config.listen() == null && config.nbdSocket() == null) {
             LOG.info("no NBD listener (--listen none --socket none)");
             return NbdFrontend.NONE;
         }
-        Provider provider = new Provider(engine, config.readOnlyImages(), config.security());
+        Provider provider = new Provider(engine, config.readOnlyImages(), config.security(), readOnlyDevice);
         NbdServer server = new NbdServer(provider, NbdServer.Config.defaults().withMaxConnections(config.maxConnections()),
                 config.security().tls());
         if (config.security().tlsMode() != org.blksnap.nbd.NbdTls.Mode.OFF) {
@@ -104,11 +106,14 @@ final class NbdFrontends {
         private final Blksnap engine;
         private final boolean readOnlyImages;
         private final NbdSecurity security;
+        private final java.util.function.Predicate<String> readOnlyDevice;
 
-        Provider(Blksnap engine, boolean readOnlyImages, NbdSecurity security) {
+        Provider(Blksnap engine, boolean readOnlyImages, NbdSecurity security,
+                 java.util.function.Predicate<String> readOnlyDevice) {
             this.engine = engine;
             this.readOnlyImages = readOnlyImages;
             this.security = security;
+            this.readOnlyDevice = readOnlyDevice;
         }
 
         @Override
@@ -144,7 +149,7 @@ final class NbdFrontends {
                 } catch (BlksnapException e) {
                     return null;
                 }
-                return new DeviceExport(name, dev, security.readOnly().contains(name));
+                return new DeviceExport(name, dev, readOnlyDevice.test(name) || security.readOnly().contains(name));
             }
             Optional<ImageInfo> info = imageInfo(name);
             if (info.isEmpty()) {

@@ -49,10 +49,10 @@ class NbdSecurityDaemonTest {
         Blksnapd d = start(w, "--data-dir", data.toString(), "--listen", "none",
                 "--device", "pub=" + dir.resolve("pub.img") + ":8M",
                 "--device", "secret=" + dir.resolve("secret.img") + ":8M",
-                "--device", "ro0=" + dir.resolve("ro0.img") + ":4M",
+                "--device", "ro0=" + dir.resolve("ro0.img") + ":4M:ro",
                 "--tls", "require", "--tls-cert", certs.serverCert().toString(), "--tls-key", certs.serverKey().toString(),
                 "--tls-ca", certs.ca().toString(), "--tls-verify-peer",
-                "--allow", "secret=subject:" + TlsCertificates.CLIENT_SUBJECT, "--read-only", "ro0",
+                "--allow", "secret=subject:" + TlsCertificates.CLIENT_SUBJECT, "--read-only", "blksnap-image0",
                 "--param", "diff_storage_minimum=4096");
         try {
             assertThat(w.toString()).as("the URIs printed say TLS").contains("nbds+unix:///pub");
@@ -92,6 +92,38 @@ class NbdSecurityDaemonTest {
                     "driver=nbd,path=" + socket + ",export=ro0,tls-creds=tls0,tls-hostname=localhost",
                     "-c", "write -P 1 0 4k"));
             assertThat(write.stdout() + write.stderr()).containsIgnoringCase("read-only");
+            ExternalTool.run(T, "nbdinfo", "--is", "read-only", tls(socket, "blksnap-image0", certs.client()))
+                    .assertSuccess();
+            assertThat(ExternalTool.run(T, "nbdinfo", "--is", "read-only", tls(socket, "pub", certs.client()))
+                    .exitCode()).isEqualTo(2);
+        } finally {
+            d.daemon().close();
+        }
+    }
+
+    @Test
+    void aDeviceAddedReadOnlyAtRunTimeStaysReadOnlyAfterARestart() throws Exception {
+        ExternalTool.require("nbdinfo");
+        Path data = dir.resolve("data");
+        Path socket = data.resolve("nbd.sock");
+        String[] args = {"--data-dir", data.toString(), "--listen", "none", "--device", "w=" + dir.resolve("w.img") + ":1M"};
+        Blksnapd d = start(new StringWriter(), args);
+        try {
+            CliRun added = CliRun.run(data.resolve("control.sock"), "device", "add", "late=" + dir.resolve("late.img") + ":1M:ro");
+            assertThat(added.exitCode()).as(added.toString()).isZero();
+            assertThat(added.out()).contains("read-only");
+            ExternalTool.run(T, "nbdinfo", "--is", "read-only", "nbd+unix:///late?socket=" + socket).assertSuccess();
+        } finally {
+            d.daemon().close();
+        }
+        d = start(new StringWriter(), args);
+        try {
+            assertThat(CliRun.run(data.resolve("control.sock"), "device", "list").out())
+                    .containsPattern("late 1048576 untracked .* added .*late.img read-only")
+                    .doesNotContainPattern("w 1048576 .*read-only");
+            ExternalTool.run(T, "nbdinfo", "--is", "read-only", "nbd+unix:///late?socket=" + socket).assertSuccess();
+            assertThat(ExternalTool.run(T, "nbdinfo", "--is", "read-only", "nbd+unix:///w?socket=" + socket).exitCode())
+                    .isEqualTo(2);
         } finally {
             d.daemon().close();
         }
