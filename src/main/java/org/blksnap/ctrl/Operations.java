@@ -139,7 +139,7 @@ final class Operations {
     }
 
     private Replies.Device deviceAdd(Requests.DeviceAdd q) {
-        DeviceAdmin.Entry e = devices.add(q.name(), q.path().path(), q.size() == null ? 0 : q.size().bytes(), q.isReadOnly());
+        DeviceAdmin.Entry e = devices.add(q.name(), q.path().path(), q.size() == null ? 0 : q.size().bytes(), q.readOnlyRequested());
         // A new device has no tracker and is in no snapshot.
         return new Replies.Device(e.name(), e.sizeBytes(), false, null, exports.uri(e.name()),
                 e.path().toString(), e.origin().wireName(), null, Replies.Device.readOnly(e.readOnly()));

@@ -56,7 +56,7 @@ public record DeviceSpec(String name, Path path, long sizeBytes, DeviceAdmin.Ori
             throw new InvalidValueException(e.about("--device"));
         }
         return new DeviceSpec(add.name(), add.path().path(), add.size() == null ? 0 : add.size().bytes(), origin,
-                add.isReadOnly());
+                add.readOnlyRequested());
     }
 
     @Override

@@ -85,12 +85,15 @@ public final class NbdTls {
         List<X509Certificate> chain = PemFiles.certificates(cert);
         PrivateKey privateKey = PemFiles.privateKey(key);
         try {
+            if (!belongTogether(privateKey, chain.getFirst())) {
+                throw new IOException("key file " + key + " is not the key of the certificate in " + cert);
+            }
             KeyStore keys = KeyStore.getInstance("PKCS12");
             keys.load(null, null);
-            char[] none = new char[0];
-            keys.setKeyEntry("server", privateKey, none, chain.toArray(new X509Certificate[0]));
+            char[] password = "in-memory only".toCharArray(); // the key store never leaves this method
+            keys.setKeyEntry("server", privateKey, password, chain.toArray(new X509Certificate[0]));
             KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
-            kmf.init(keys, none);
+            kmf.init(keys, password);
             TrustManagerFactory tmf = null;
             if (ca != null) {
                 KeyStore trust = KeyStore.getInstance("PKCS12");
@@ -110,6 +113,29 @@ public final class NbdTls {
         } catch (GeneralSecurityException | IllegalArgumentException e) {
             throw new IOException("TLS credentials " + cert + " and " + key + " cannot be used: " + e.getMessage(), e);
         }
+    }
+
+    /** Whether the key signs what the certificate's public key verifies. */
+    private static boolean belongTogether(PrivateKey key, X509Certificate cert) throws GeneralSecurityException {
+        String algorithm = switch (key.getAlgorithm()) {
+            case "RSA" -> "SHA256withRSA";
+            case "EC" -> "SHA256withECDSA";
+            case "EdDSA", "Ed25519", "Ed448" -> key.getAlgorithm();
+            default -> null;
+        };
+        if (algorithm == null || !cert.getPublicKey().getAlgorithm().equals(key.getAlgorithm())
+                && !(key.getAlgorithm().startsWith("Ed") && cert.getPublicKey().getAlgorithm().startsWith("Ed"))) {
+            return algorithm == null; // an algorithm not checked here is left to the TLS handshake
+        }
+        byte[] probe = "blksnapd key check".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        java.security.Signature signer = java.security.Signature.getInstance(algorithm);
+        signer.initSign(key);
+        signer.update(probe);
+        byte[] signature = signer.sign();
+        java.security.Signature verifier = java.security.Signature.getInstance(algorithm);
+        verifier.initVerify(cert.getPublicKey());
+        verifier.update(probe);
+        return verifier.verify(signature);
     }
 
     public Mode mode() {

@@ -85,7 +85,7 @@ public final class Requests {
         }
 
         /** Whether the device is served read-only. */
-        public boolean isReadOnly() {
+        public boolean readOnlyRequested() {
             return Boolean.TRUE.equals(readOnly);
         }
 
@@ -128,7 +128,7 @@ public final class Requests {
         @Override
         public String toString() {
             return name + "=" + path + (size == null ? "" : ":" + Sizes.format(size.bytes()))
-                    + (isReadOnly() ? READ_ONLY_SUFFIX : "");
+                    + (readOnlyRequested() ? READ_ONLY_SUFFIX : "");
         }
     }
 

@@ -372,7 +372,7 @@ class WireContractTest {
         assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:64M", base)).hasToString("d0=/srv/d0.img:64M");
         assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:64M:ro", base)).isEqualTo(new Requests.DeviceAdd("d0",
                 new AbsolutePath(Path.of("/srv/d0.img")), new Size(64L << 20), true)).hasToString("d0=/srv/d0.img:64M:ro");
-        assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:ro", base).isReadOnly()).isTrue();
+        assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:ro", base).readOnlyRequested()).isTrue();
         assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:ro", base).size()).isNull();
         for (String bad : List.of("d0", "=/x", "d0=", "d0=:1G", " =/x")) {
             assertThatThrownBy(() -> Requests.DeviceAdd.parse(bad, base)).as(bad).isInstanceOf(InvalidValueException.class)
