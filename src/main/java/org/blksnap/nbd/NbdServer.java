@@ -41,6 +41,10 @@ import org.slf4j.LoggerFactory;
  * {@link #MAX_REFUSING} at a time; further ones are closed at once. Lines about misbehaving clients
  * are rate-limited (see {@code ServerLogs}).
  *
+ * <p>TLS: with {@link NbdTls} settings other than {@link NbdTls#OFF}, clients upgrade with
+ * {@code NBD_OPT_STARTTLS} (or must, in {@link NbdTls.Mode#REQUIRE}); see {@code docs/nbd.md}.
+ * Which client may see and open which export is the provider's to say ({@link ExportProvider#allows}).
+ *
  * <p>Thread-safe. {@link #close()} stops listening, ends every connection (in-flight requests
  * finish or fail with ESHUTDOWN within {@link Config#shutdownGrace()}) and stops every thread.
  */

@@ -142,7 +142,7 @@ class NbdTlsTest {
         Result qemu = ExternalTool.run(T, "qemu-img", "info", plain("disk"));
         assertThat(qemu.exitCode()).isNotZero();
         assertThat(qemu.stderr()).as(qemu.describe()).contains("this server requires TLS");
-        assertThat(server.connectionCount()).isZero();
+        org.awaitility.Awaitility.await().atMost(Duration.ofSeconds(20)).until(() -> server.connectionCount() == 0);
     }
 
     @Test
