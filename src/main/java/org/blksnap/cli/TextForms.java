@@ -47,7 +47,7 @@ final class TextForms {
     static String device(Replies.Device x) {
         String state = x.unavailable() != null ? "unavailable" : x.tracked() ? "tracked" : "untracked";
         return x.name() + " " + x.sizeBytes() + " " + state + " " + orDash(x.uri()) + " " + orDash(x.origin()) + " "
-                + orDash(x.path());
+                + orDash(x.path()) + (Boolean.TRUE.equals(x.readOnly()) ? " read-only" : "");
     }
 
     /**

@@ -43,8 +43,13 @@ public interface DeviceAdmin {
      * @param sizeBytes   its size in bytes when it was opened; 0 when unavailable
      * @param unavailable null when it is served; else why a registered device is not (its backing
      *                    store was missing or could not be opened at start)
+     * @param readOnly    whether it is served read-only over NBD
      */
-    record Entry(String name, Path path, Origin origin, long sizeBytes, String unavailable) {
+    record Entry(String name, Path path, Origin origin, long sizeBytes, String unavailable, boolean readOnly) {
+        /** A writable device. */
+        public Entry(String name, Path path, Origin origin, long sizeBytes, String unavailable) {
+            this(name, path, origin, sizeBytes, unavailable, false);
+        }
     }
 
     /**
@@ -62,7 +67,12 @@ public interface DeviceAdmin {
      *         a missing directory; EBUSY the store already backs another device; ENOSPC, EIO the store
      *         or the registry cannot be written
      */
-    Entry add(String name, Path path, long createSizeBytes);
+    default Entry add(String name, Path path, long createSizeBytes) {
+        return add(name, path, createSizeBytes, false);
+    }
+
+    /** As {@link #add(String, Path, long)}; {@code readOnly} serves it read-only over NBD, now and after restarts. */
+    Entry add(String name, Path path, long createSizeBytes, boolean readOnly);
 
     /**
      * Stops serving the device (its NBD clients are disconnected once their requests in flight are

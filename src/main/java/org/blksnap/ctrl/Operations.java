@@ -128,22 +128,22 @@ final class Operations {
             DeviceAdmin.Entry e = known.get(d.name());
             out.put(d.name(), new Replies.Device(d.name(), d.sizeBytes(), d.tracker() != null, d.snapshotId(),
                     exports.uri(d.name()), e == null ? null : e.path().toString(),
-                    e == null ? null : e.origin().wireName(), null));
+                    e == null ? null : e.origin().wireName(), null, Replies.Device.readOnly(e != null && e.readOnly())));
         }
         for (DeviceAdmin.Entry e : known.values()) {
             if (e.unavailable() != null && !out.containsKey(e.name())) {
                 out.put(e.name(), new Replies.Device(e.name(), 0, false, null, null, e.path().toString(),
-                        e.origin().wireName(), e.unavailable()));
+                        e.origin().wireName(), e.unavailable(), Replies.Device.readOnly(e.readOnly())));
             }
         }
         return new Replies.Devices(List.copyOf(out.values()));
     }
 
     private Replies.Device deviceAdd(Requests.DeviceAdd q) {
-        DeviceAdmin.Entry e = devices.add(q.name(), q.path().path(), q.size() == null ? 0 : q.size().bytes());
+        DeviceAdmin.Entry e = devices.add(q.name(), q.path().path(), q.size() == null ? 0 : q.size().bytes(), q.readOnlyRequested());
         // A new device has no tracker and is in no snapshot.
         return new Replies.Device(e.name(), e.sizeBytes(), false, null, exports.uri(e.name()),
-                e.path().toString(), e.origin().wireName(), null);
+                e.path().toString(), e.origin().wireName(), null, Replies.Device.readOnly(e.readOnly()));
     }
 
     private Replies.Done deviceRemove(Requests.DeviceRemove q) {

@@ -19,6 +19,7 @@ import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.Persistence;
 import org.blksnap.nbd.NbdServer;
+import org.blksnap.nbd.NbdTls;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -39,16 +40,18 @@ import tools.jackson.databind.json.JsonMapper;
         description = "Serve block devices with change tracking and snapshots over NBD.",
         footer = {"", "Config file keys are the long option names without '--' (data-dir, device, listen, socket,",
                 "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
-                "no-persist, max-connections); device and param take a list",
-                "(comma-separated in a properties file, an array in JSON)."})
+                "no-persist, max-connections, tls, tls-cert, tls-key, tls-ca, tls-verify-peer, allow, read-only);",
+                "device, param, allow and read-only take a list (comma-separated in a properties file, where a",
+                "certificate subject separates its parts with ';'; an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
     /** Exit code: another daemon holds the data directory (sysexits EX_TEMPFAIL). */
     public static final int EXIT_IN_USE = 75;
 
     @Option(names = "--data-dir", paramLabel = "DIR", description = "data directory (default ./blksnap-data)")
     String dataDir;
-    @Option(names = "--device", paramLabel = "NAME=PATH[:SIZE]",
-            description = "a device to serve (repeatable); a missing file is created sparse at SIZE (K/M/G/T)")
+    @Option(names = "--device", paramLabel = "NAME=PATH[:SIZE][:ro]",
+            description = "a device to serve (repeatable); a missing file is created sparse at SIZE (K/M/G/T);"
+                    + " :ro serves it read-only over NBD")
     List<String> devices = new ArrayList<>();
     @Option(names = "--listen", paramLabel = "HOST:PORT|none", description = "NBD TCP address (default 127.0.0.1:10809)")
     String listen;
@@ -80,6 +83,26 @@ public final class Blksnapd implements Callable<Integer> {
             description = "NBD connections served at once (default 256); further clients are refused with an error"
                     + " reply; each connection holds 328 KiB of direct memory")
     Integer maxConnections;
+    @Option(names = "--tls", paramLabel = "off|on|require", description = "TLS on NBD (NBD_OPT_STARTTLS): off (default),"
+            + " on (plain and TLS clients), require (every option but STARTTLS is refused until TLS)")
+    String tls;
+    @Option(names = "--tls-cert", paramLabel = "FILE", description = "server certificate (PEM; a chain may follow)")
+    Path tlsCert;
+    @Option(names = "--tls-key", paramLabel = "FILE", description = "private key of the certificate (PEM: PKCS#8,"
+            + " RSA or EC; unencrypted)")
+    Path tlsKey;
+    @Option(names = "--tls-ca", paramLabel = "FILE", description = "CA certificate(s) that sign client certificates (PEM)")
+    Path tlsCa;
+    @Option(names = "--tls-verify-peer", description = "require a client certificate signed by --tls-ca")
+    Boolean tlsVerifyPeer;
+    @Option(names = "--allow", paramLabel = "EXPORT=RULE", description = "who may see and open EXPORT (repeatable; * for"
+            + " every export without rules; an image uses its device's): subject:DN (a verified client certificate),"
+            + " [addr:]ADDRESS[/PREFIX] (a TCP client), user:NAME or group:NAME (a Unix socket client); others get"
+            + " 'no export named ...'")
+    List<String> allow = new ArrayList<>();
+    @Option(names = "--read-only", paramLabel = "NAME", description = "serve the device or image NAME read-only"
+            + " (repeatable)")
+    List<String> readOnly = new ArrayList<>();
 
     private PrintWriter out;
     private PrintWriter err;
@@ -170,7 +193,8 @@ public final class Blksnapd implements Callable<Integer> {
                 DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
                 persistence(dir, file),
                 maxConnections != null ? maxConnections : parseCount("--max-connections",
-                        pick(null, file, "max-connections", String.valueOf(NbdServer.Config.DEFAULT_MAX_CONNECTIONS))));
+                        pick(null, file, "max-connections", String.valueOf(NbdServer.Config.DEFAULT_MAX_CONNECTIONS))),
+                security(file));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -190,6 +214,31 @@ public final class Blksnapd implements Callable<Integer> {
             d.awaitStopped();
         }
         return 0;
+    }
+
+    /** TLS, allow-lists and read-only exports from the flags and the config file (flags win, lists from both). */
+    private NbdSecurity security(Map<String, List<String>> file) {
+        NbdTls.Mode mode;
+        try {
+            mode = NbdTls.Mode.parse(pick(tls, file, "tls", "off"));
+        } catch (IllegalArgumentException e) {
+            throw new InvalidValueException(e.getMessage());
+        }
+        String cert = pick(tlsCert == null ? null : tlsCert.toString(), file, "tls-cert", null);
+        String key = pick(tlsKey == null ? null : tlsKey.toString(), file, "tls-key", null);
+        String ca = pick(tlsCa == null ? null : tlsCa.toString(), file, "tls-ca", null);
+        boolean verify = tlsVerifyPeer != null ? tlsVerifyPeer
+                : Boolean.parseBoolean(pick(null, file, "tls-verify-peer", "false"));
+        List<String> allowed = new ArrayList<>(file.getOrDefault("allow", List.of()));
+        allowed.addAll(allow);
+        List<String> ro = new ArrayList<>(file.getOrDefault("read-only", List.of()));
+        ro.addAll(readOnly);
+        return new NbdSecurity(mode, absolute(cert), absolute(key), absolute(ca), verify,
+                NbdSecurity.parseAllow(allowed), NbdSecurity.parseReadOnly(ro));
+    }
+
+    private static Path absolute(String path) {
+        return path == null ? null : Path.of(path).toAbsolutePath().normalize();
     }
 
     /** The persistence of --cbt-region, --checkpoint-interval and --no-persist (or their config keys). */
@@ -257,7 +306,8 @@ public final class Blksnapd implements Callable<Integer> {
         }
         Map<String, List<String>> m = new LinkedHashMap<>();
         List<String> known = List.of("data-dir", "device", "listen", "socket", "control", "param", "metrics",
-                "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections");
+                "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections",
+                "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "allow", "read-only");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;
             try {

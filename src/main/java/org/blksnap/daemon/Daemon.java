@@ -91,7 +91,7 @@ public final class Daemon implements AutoCloseable {
         metrics = new Metrics(engine);
         engine.addListener(metrics.copyListener());
         devices = DeviceManager.start(engine, dataDir, config.devices());
-        nbd = NbdFrontends.start(engine, config, metrics);
+        nbd = NbdFrontends.start(engine, config, metrics, devices::isReadOnly);
         engine.addListener(new EngineListener() {
             @Override
             public void imageCreated(ImageInfo image) {

@@ -24,10 +24,12 @@ import org.blksnap.engine.Persistence;
  * @param persistence    where change tracking is kept ({@link Persistence#NONE}: in memory only);
  *                       null means {@link #defaultPersistence} of the data directory
  * @param maxConnections NBD connections served at once (>= 1); further ones are refused politely
+ * @param security       TLS, allow-lists per export and read-only exports of the NBD server
+ *                       (null means {@link NbdSecurity#NONE})
  */
 public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                            Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
-                           String logLevel, Persistence persistence, int maxConnections) {
+                           String logLevel, Persistence persistence, int maxConnections, NbdSecurity security) {
     /** Default NBD TCP address. */
     public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
     /** Default data directory, relative to the working directory. */
@@ -46,7 +48,7 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
                         Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
                         String logLevel) {
         this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel, null,
-                org.blksnap.nbd.NbdServer.Config.DEFAULT_MAX_CONNECTIONS);
+                org.blksnap.nbd.NbdServer.Config.DEFAULT_MAX_CONNECTIONS, NbdSecurity.NONE);
     }
 
     /** Persistence in {@code dataDir/state} with the default region size and checkpoint interval. */
@@ -57,6 +59,9 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
     public DaemonConfig {
         if (persistence == null) {
             persistence = defaultPersistence(dataDir);
+        }
+        if (security == null) {
+            security = NbdSecurity.NONE;
         }
         if (maxConnections < 1) {
             throw new BlksnapException(Errno.EINVAL, "--max-connections (" + maxConnections + ") must be >= 1");

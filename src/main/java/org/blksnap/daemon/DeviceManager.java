@@ -91,7 +91,7 @@ final class DeviceManager implements DeviceAdmin {
         for (DeviceRegistry.Entry r : stored) {
             if (serve.stream().noneMatch(d -> d.name().equals(r.name()))) {
                 // Opened at its own size: a size recorded is never used to re-create a missing store.
-                serve.add(new DeviceSpec(r.name(), r.path(), 0, Origin.ADDED));
+                serve.add(new DeviceSpec(r.name(), r.path(), 0, Origin.ADDED, r.readOnly()));
             }
         }
         for (int i = 0; i < serve.size(); i++) {
@@ -124,7 +124,8 @@ final class DeviceManager implements DeviceAdmin {
                     + " {}. It stays registered in {} and is served again at a start where it can be opened; drop it"
                     + " with 'blksnap device remove {}'", d.name(), d.path(), registered.get(d.name()).sizeBytes(),
                     e.getMessage(), registry.file(), d.name());
-            known.put(d.name(), new Entry(d.name(), d.path(), d.origin(), 0, e.errno() + ": " + e.getMessage()));
+            known.put(d.name(), new Entry(d.name(), d.path(), d.origin(), 0, e.errno() + ": " + e.getMessage(),
+                    d.readOnly()));
             return;
         }
         try {
@@ -134,13 +135,13 @@ final class DeviceManager implements DeviceAdmin {
             deleteCreated(opened, d.path(), e);
             throw e;
         }
-        known.put(d.name(), new Entry(d.name(), d.path(), d.origin(), opened.device().sizeBytes(), null));
-        LOG.info("device {}: {} ({} bytes{}; {})", d.name(), d.path(), opened.device().sizeBytes(),
-                opened.created() ? ", created" : "", declaredBy(d));
+        known.put(d.name(), new Entry(d.name(), d.path(), d.origin(), opened.device().sizeBytes(), null, d.readOnly()));
+        LOG.info("device {}: {} ({} bytes{}{}; {})", d.name(), d.path(), opened.device().sizeBytes(),
+                opened.created() ? ", created" : "", d.readOnly() ? ", read-only" : "", declaredBy(d));
     }
 
     @Override
-    public Entry add(String name, Path path, long createSizeBytes) {
+    public Entry add(String name, Path path, long createSizeBytes, boolean readOnly) {
         Path store = path.toAbsolutePath().normalize();
         lock.lock();
         try {
@@ -158,7 +159,7 @@ final class DeviceManager implements DeviceAdmin {
                 }
             }
             BackingStores.Opened opened = BackingStores.open(name, store, createSizeBytes);
-            DeviceRegistry.Entry record = new DeviceRegistry.Entry(name, store, opened.device().sizeBytes());
+            DeviceRegistry.Entry record = new DeviceRegistry.Entry(name, store, opened.device().sizeBytes(), readOnly);
             // A stale entry of that name (left by a removal whose registry update failed) is replaced.
             List<DeviceRegistry.Entry> next = new ArrayList<>(without(name));
             next.add(record);
@@ -166,7 +167,7 @@ final class DeviceManager implements DeviceAdmin {
             boolean served = false;
             // Known before the engine serves it, so a concurrent list never shows it without its path and
             // origin (a list shows only what the engine serves); a taken name keeps its own entry.
-            Entry entry = new Entry(name, store, Origin.ADDED, opened.device().sizeBytes(), null);
+            Entry entry = new Entry(name, store, Origin.ADDED, opened.device().sizeBytes(), null, readOnly);
             boolean ours = known.putIfAbsent(name, entry) == null;
             try {
                 pending = registry.prepare(next);
@@ -194,8 +195,8 @@ final class DeviceManager implements DeviceAdmin {
             }
             registered.remove(name);
             registered.put(name, record);
-            LOG.info("device {} added at run time: {} ({} bytes{})", name, store, entry.sizeBytes(),
-                    opened.created() ? ", created sparse" : "");
+            LOG.info("device {} added at run time: {} ({} bytes{}{})", name, store, entry.sizeBytes(),
+                    opened.created() ? ", created sparse" : "", readOnly ? ", read-only" : "");
             return entry;
         } finally {
             lock.unlock();
@@ -262,6 +263,12 @@ final class DeviceManager implements DeviceAdmin {
 
     private List<DeviceRegistry.Entry> without(String name) {
         return registered.values().stream().filter(e -> !e.name().equals(name)).toList();
+    }
+
+    /** Whether the device {@code name} is served read-only ({@code :ro}); false for an unknown name. */
+    boolean isReadOnly(String name) {
+        Entry e = known.get(name);
+        return e != null && e.readOnly();
     }
 
     @Override

@@ -41,8 +41,12 @@ final class DeviceRegistry {
      * @param name      the device name
      * @param path      its backing file or block device, absolute
      * @param sizeBytes its size when it was added (for messages; a missing file is never re-created)
+     * @param readOnly  served read-only over NBD
      */
-    record Entry(String name, Path path, long sizeBytes) {
+    record Entry(String name, Path path, long sizeBytes, boolean readOnly) {
+        Entry(String name, Path path, long sizeBytes) {
+            this(name, path, sizeBytes, false);
+        }
     }
 
     /** The file cannot be read as a registry: torn, corrupted, or of another version. */
@@ -173,6 +177,8 @@ final class DeviceRegistry {
         }
         List<byte[]> names = new ArrayList<>();
         List<byte[]> paths = new ArrayList<>();
+        // Entry flags only when needed: a registry without them stays readable by a blksnapd that predates them.
+        boolean entryFlags = entries.stream().anyMatch(Entry::readOnly);
         long body = 0;
         for (Entry e : entries) {
             byte[] name = e.name().getBytes(StandardCharsets.UTF_8);
@@ -187,7 +193,7 @@ final class DeviceRegistry {
             }
             names.add(name);
             paths.add(path);
-            body += ENTRY_FIXED_LENGTH + name.length + path.length;
+            body += ENTRY_FIXED_LENGTH + name.length + path.length + (entryFlags ? ENTRY_FLAGS_LENGTH : 0);
         }
         if (body > MAX_BODY_BYTES) {
             throw new IllegalArgumentException("the device registry (" + body + " bytes) must be <= " + MAX_BODY_BYTES);
@@ -195,7 +201,7 @@ final class DeviceRegistry {
         ByteBuffer b = ByteBuffer.allocate(HEADER_LENGTH + (int) body + CRC_LENGTH);
         b.putInt(MAGIC_OFFSET, MAGIC);
         b.putShort(VERSION_OFFSET, (short) VERSION);
-        b.putShort(FLAGS_OFFSET, (short) FLAGS_NONE);
+        b.putShort(FLAGS_OFFSET, (short) (entryFlags ? FLAG_ENTRY_FLAGS : FLAGS_NONE));
         b.putInt(ENTRY_COUNT_OFFSET, entries.size());
         b.putInt(BODY_LENGTH_OFFSET, (int) body);
         b.position(HEADER_LENGTH);
@@ -203,6 +209,9 @@ final class DeviceRegistry {
             b.putShort((short) names.get(i).length).put(names.get(i));
             b.putShort((short) paths.get(i).length).put(paths.get(i));
             b.putLong(entries.get(i).sizeBytes());
+            if (entryFlags) {
+                b.putShort((short) (entries.get(i).readOnly() ? ENTRY_FLAG_READ_ONLY : 0));
+            }
         }
         CRC32C crc = new CRC32C();
         crc.update(b.array(), 0, b.position());
@@ -245,7 +254,7 @@ final class DeviceRegistry {
                     + Long.toHexString(crc.getValue()) + "): torn or corrupted");
         }
         int flags = Short.toUnsignedInt(b.getShort(FLAGS_OFFSET));
-        if (flags != FLAGS_NONE) {
+        if ((flags & ~FLAG_ENTRY_FLAGS) != 0) {
             throw corrupt(file, "it has flags 0x" + Integer.toHexString(flags) + " that this blksnapd does not know");
         }
         long count = Integer.toUnsignedLong(b.getInt(ENTRY_COUNT_OFFSET));
@@ -268,13 +277,25 @@ final class DeviceRegistry {
                 throw corrupt(file, "entry " + i + " ends before its size");
             }
             long size = b.getLong();
+            boolean readOnly = false;
+            if ((flags & FLAG_ENTRY_FLAGS) != 0) {
+                if (b.remaining() < ENTRY_FLAGS_LENGTH) {
+                    throw corrupt(file, "entry " + i + " ends before its flags");
+                }
+                int entryFlags = Short.toUnsignedInt(b.getShort());
+                if ((entryFlags & ~ENTRY_FLAG_READ_ONLY) != 0) {
+                    throw corrupt(file, "entry " + i + " has flags 0x" + Integer.toHexString(entryFlags)
+                            + " that this blksnapd does not know");
+                }
+                readOnly = (entryFlags & ENTRY_FLAG_READ_ONLY) != 0;
+            }
             if (!path.isAbsolute() || size < 0 || name.isEmpty()) {
                 throw corrupt(file, "entry " + i + " (" + name + "=" + path + ", " + size + " bytes) is not valid");
             }
             if (!names.add(name)) {
                 throw corrupt(file, "device " + name + " is listed twice");
             }
-            entries.add(new Entry(name, path, size));
+            entries.add(new Entry(name, path, size, readOnly));
         }
         if (b.hasRemaining()) {
             throw corrupt(file, b.remaining() + " bytes follow the last of its " + count + " entries");

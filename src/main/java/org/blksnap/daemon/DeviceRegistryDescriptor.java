@@ -10,19 +10,23 @@ package org.blksnap.daemon;
  *   0          4      6      8          12         16
  *   +----------+------+------+----------+----------+
  *   | u32      | u16  | u16  | u32      | u32      |  header
- *   | MAGIC    | ver  | flags| entries N| body B   |  MAGIC "BSDR", VERSION 1, flags 0
+ *   | MAGIC    | ver  | flags| entries N| body B   |  MAGIC "BSDR", VERSION 1, flags 0 or FLAG_ENTRY_FLAGS
  *   +----------+------+------+----------+----------+
  *   | entry 0 | entry 1 | ... | entry N-1          |  body, exactly B bytes
  *   +----------+-----------------------------------+
  *   | u32 CRC  |                                      CRC32C (Castagnoli) of bytes [0, 16 + B)
  *   +----------+
  *
- * Entry (12 + name + path bytes)
- *   0      2          2+n    4+n        4+n+p            12+n+p
- *   +------+----------+------+----------+----------------+
- *   | u16 n| name     | u16 p| path     | u64 size bytes |  size of the device when it was added
- *   +------+----------+------+----------+----------------+
+ * Entry (12 + name + path bytes, plus 2 with FLAG_ENTRY_FLAGS)
+ *   0      2          2+n    4+n        4+n+p            12+n+p       14+n+p
+ *   +------+----------+------+----------+----------------+------------+
+ *   | u16 n| name     | u16 p| path     | u64 size bytes | u16 flags  |  size of the device when it was added;
+ *   +------+----------+------+----------+----------------+------------+  flags only with FLAG_ENTRY_FLAGS
  * </pre>
+ *
+ * <p>FLAG_ENTRY_FLAGS is set only when some entry has a flag (ENTRY_FLAG_READ_ONLY: served read-only),
+ * so a registry without read-only devices is byte for byte what blksnapd wrote before the flag
+ * existed, and an older blksnapd refuses, naming the flag, one that it would misread.
  *
  * <p>The file is only ever replaced whole: written as {@code devices.new}, forced to disk, renamed
  * over {@code devices}, then the directory is forced. A crash leaves either the old file or the new
@@ -37,8 +41,14 @@ final class DeviceRegistryDescriptor {
     /** "BSDR": BlkSnap Device Registry. */
     static final int MAGIC = 0x42534452;
     static final int VERSION = 1;
-    /** No flag is defined in version 1; any set flag is refused. */
+    /** No header flag. */
     static final int FLAGS_NONE = 0;
+    /** Header flag: every entry ends with a u16 of entry flags. Any other header flag is refused. */
+    static final int FLAG_ENTRY_FLAGS = 1;
+    /** Entry flag: the device is served read-only over NBD. Any other entry flag is refused. */
+    static final int ENTRY_FLAG_READ_ONLY = 1;
+    /** Bytes of the entry flags, when FLAG_ENTRY_FLAGS is set. */
+    static final int ENTRY_FLAGS_LENGTH = 2;
 
     static final int MAGIC_OFFSET = 0;
     static final int VERSION_OFFSET = 4;

@@ -17,8 +17,9 @@ import org.blksnap.ctrl.api.Sizes;
  * @param path      the backing file or block device, absolute
  * @param sizeBytes size to create a missing file with (and that an existing one must have), or 0
  * @param origin    where it was declared
+ * @param readOnly  served read-only over NBD ({@code :ro})
  */
-public record DeviceSpec(String name, Path path, long sizeBytes, DeviceAdmin.Origin origin) {
+public record DeviceSpec(String name, Path path, long sizeBytes, DeviceAdmin.Origin origin, boolean readOnly) {
     public DeviceSpec {
         Objects.requireNonNull(name, "name");
         Objects.requireNonNull(origin, "origin");
@@ -28,6 +29,11 @@ public record DeviceSpec(String name, Path path, long sizeBytes, DeviceAdmin.Ori
     /** A device given by {@code --device}. */
     public DeviceSpec(String name, Path path, long sizeBytes) {
         this(name, path, sizeBytes, DeviceAdmin.Origin.FLAG);
+    }
+
+    /** A writable device. */
+    public DeviceSpec(String name, Path path, long sizeBytes, DeviceAdmin.Origin origin) {
+        this(name, path, sizeBytes, origin, false);
     }
 
     /**
@@ -49,11 +55,13 @@ public record DeviceSpec(String name, Path path, long sizeBytes, DeviceAdmin.Ori
         } catch (InvalidValueException e) {
             throw new InvalidValueException(e.about("--device"));
         }
-        return new DeviceSpec(add.name(), add.path().path(), add.size() == null ? 0 : add.size().bytes(), origin);
+        return new DeviceSpec(add.name(), add.path().path(), add.size() == null ? 0 : add.size().bytes(), origin,
+                add.readOnlyRequested());
     }
 
     @Override
     public String toString() {
-        return name + "=" + path + (sizeBytes > 0 ? ":" + Sizes.format(sizeBytes) : "");
+        return name + "=" + path + (sizeBytes > 0 ? ":" + Sizes.format(sizeBytes) : "")
+                + (readOnly ? Requests.DeviceAdd.READ_ONLY_SUFFIX : "");
     }
 }

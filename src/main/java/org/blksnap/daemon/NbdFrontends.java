@@ -17,6 +17,7 @@ import org.blksnap.nbd.Export;
 import org.blksnap.nbd.ExportInfo;
 import org.blksnap.nbd.ExportProvider;
 import org.blksnap.nbd.MetaContext;
+import org.blksnap.nbd.NbdClient;
 import org.blksnap.nbd.NbdServer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -32,13 +33,24 @@ final class NbdFrontends {
     private NbdFrontends() {
     }
 
-    static NbdFrontend start(Blksnap engine, DaemonConfig config, Metrics metrics) throws IOException {
+    /** @param readOnlyDevice whether a device is served read-only ({@code :ro}; asked at every open) */
+    static NbdFrontend start(Blksnap engine, DaemonConfig config, Metrics metrics,
+                             java.util.function.Predicate<String> readOnlyDevice) throws IOException {
         if (config.listen() == null && config.nbdSocket() == null) {
             LOG.info("no NBD listener (--listen none --socket none)");
             return NbdFrontend.NONE;
         }
-        Provider provider = new Provider(engine, config.readOnlyImages());
-        NbdServer server = new NbdServer(provider, NbdServer.Config.defaults().withMaxConnections(config.maxConnections()));
+        Provider provider = new Provider(engine, config.readOnlyImages(), config.security(), readOnlyDevice);
+        NbdServer server = new NbdServer(provider, NbdServer.Config.defaults().withMaxConnections(config.maxConnections()),
+                config.security().tls());
+        if (config.security().tlsMode() != org.blksnap.nbd.NbdTls.Mode.OFF) {
+            LOG.info("NBD TLS {} (certificate {}{})", config.security().tlsMode().name().toLowerCase(java.util.Locale.ROOT),
+                    config.security().tlsCert(), config.security().tlsVerifyPeer()
+                            ? ", clients verified against " + config.security().tlsCa() : "");
+        }
+        if (!config.security().allow().isEmpty()) {
+            LOG.info("NBD allow-lists: {}", config.security().allow());
+        }
         try {
             InetSocketAddress tcp = null;
             if (config.listen() != null) {
@@ -52,7 +64,7 @@ final class NbdFrontends {
             }
             metrics.exportStats(server::stats);
             server.observeRequests(metrics::requestObserver);
-            return new Frontend(server, tcp, unix);
+            return new Frontend(server, tcp, unix, config.security().tlsMode() == org.blksnap.nbd.NbdTls.Mode.REQUIRE);
         } catch (IOException | RuntimeException e) {
             try {
                 server.close();
@@ -63,17 +75,19 @@ final class NbdFrontends {
         }
     }
 
-    private record Frontend(NbdServer server, InetSocketAddress tcp, Path unix) implements NbdFrontend {
+    /** @param tlsRequired whether URIs say nbds (TLS required), so that libnbd clients negotiate it */
+    private record Frontend(NbdServer server, InetSocketAddress tcp, Path unix, boolean tlsRequired) implements NbdFrontend {
         @Override
         public String uri(String exportName) {
+            String scheme = tlsRequired ? "nbds" : "nbd";
             if (tcp != null) {
                 String host = tcp.getHostString();
                 if (host.contains(":")) {
                     host = "[" + host + "]";
                 }
-                return "nbd://" + host + ":" + tcp.getPort() + "/" + exportName;
+                return scheme + "://" + host + ":" + tcp.getPort() + "/" + exportName;
             }
-            return "nbd+unix:///" + exportName + "?socket=" + URLEncoder.encode(unix.toString(), StandardCharsets.UTF_8)
+            return scheme + "+unix:///" + exportName + "?socket=" + URLEncoder.encode(unix.toString(), StandardCharsets.UTF_8)
                     .replace("%2F", "/");
         }
 
@@ -92,10 +106,24 @@ final class NbdFrontends {
     static final class Provider implements ExportProvider {
         private final Blksnap engine;
         private final boolean readOnlyImages;
+        private final NbdSecurity security;
+        private final java.util.function.Predicate<String> readOnlyDevice;
 
-        Provider(Blksnap engine, boolean readOnlyImages) {
+        Provider(Blksnap engine, boolean readOnlyImages, NbdSecurity security,
+                 java.util.function.Predicate<String> readOnlyDevice) {
             this.engine = engine;
             this.readOnlyImages = readOnlyImages;
+            this.security = security;
+            this.readOnlyDevice = readOnlyDevice;
+        }
+
+        @Override
+        public boolean allows(String name, NbdClient client) {
+            if (security.allow().isEmpty()) {
+                return true;
+            }
+            String device = engine.deviceNames().contains(name) ? null : imageInfo(name).map(ImageInfo::device).orElse(null);
+            return security.allows(name, device, client);
         }
 
         @Override
@@ -122,7 +150,7 @@ final class NbdFrontends {
                 } catch (BlksnapException e) {
                     return null;
                 }
-                return new DeviceExport(name, dev);
+                return new DeviceExport(name, dev, readOnlyDevice.test(name) || security.readOnly().contains(name));
             }
             Optional<ImageInfo> info = imageInfo(name);
             if (info.isEmpty()) {
@@ -134,7 +162,7 @@ final class NbdFrontends {
             } catch (BlksnapException e) {
                 return null;
             }
-            return new ImageExport(engine, info.get(), img, readOnlyImages);
+            return new ImageExport(engine, info.get(), img, readOnlyImages || security.readOnly().contains(name));
         }
 
         private Optional<ImageInfo> imageInfo(String name) {
@@ -149,7 +177,7 @@ final class NbdFrontends {
         }
     }
 
-    private record DeviceExport(String name, BlockDevice device) implements Export {
+    private record DeviceExport(String name, BlockDevice device, boolean readOnly) implements Export {
         @Override
         public String description() {
             return "blksnap device " + name;

@@ -121,8 +121,8 @@ final class Connection implements Runnable {
         StatsCounters stats = null;
         long closesBeforeHandshake = server.exportCloseCount();
         try {
-            Negotiated n = new Handshake(in, out, server.provider(), config.readOnly(), server::isClosing, toString(),
-                    entering -> negotiated = entering).run();
+            Negotiated n = new Handshake(in, out, channel, server.tls(), server.provider(), config.readOnly(),
+                    server::isClosing, toString(), entering -> negotiated = entering).run();
             if (n == null) {
                 return;
             }

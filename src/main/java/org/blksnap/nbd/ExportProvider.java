@@ -30,6 +30,20 @@ public interface ExportProvider {
      */
     Export open(String name);
 
+    /**
+     * Whether this client may see export {@code name} in {@code NBD_OPT_LIST} and open it. A client
+     * that may not gets exactly what it would get for an export that does not exist
+     * ({@code NBD_REP_ERR_UNKNOWN} with the same message), so it cannot learn that the name exists.
+     * Called before {@link #open} and for each export {@link #list} returns.
+     *
+     * @param name   the export name (the default export's name when the client asked for the empty name)
+     * @param client who is asking; under TLS, with the verified certificate subject if any
+     * @return true by default: every client may use every export
+     */
+    default boolean allows(String name, NbdClient client) {
+        return true;
+    }
+
     /** The export a client gets when it asks for the empty name, or null for none. */
     default String defaultExportName() {
         return null;

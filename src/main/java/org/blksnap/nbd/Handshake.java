@@ -45,6 +45,8 @@ final class Handshake {
 
     private final NbdInput in;
     private final ReplyWriter out;
+    private final NbdChannel channel;
+    private final NbdTls tls;
     private final ExportProvider provider;
     private final boolean forceReadOnly;
     private final BooleanSupplier shuttingDown;
@@ -53,15 +55,21 @@ final class Handshake {
     private final java.util.function.Consumer<Negotiated> entering;
 
     private boolean noZeroes;
+    private boolean tlsOn;
+    /** Who the client is, for access control; looked up when first needed and again after STARTTLS. */
+    private NbdClient client;
     private boolean structuredReplies;
     /** Names selected by the last SET_META_CONTEXT, for {@link #selectedFor}; resolved again at GO. */
     private List<String> selectedContexts = List.of();
     private String selectedFor;
 
-    Handshake(NbdInput in, ReplyWriter out, ExportProvider provider, boolean forceReadOnly,
-              BooleanSupplier shuttingDown, String peer, java.util.function.Consumer<Negotiated> entering) {
+    Handshake(NbdInput in, ReplyWriter out, NbdChannel channel, NbdTls tls, ExportProvider provider,
+              boolean forceReadOnly, BooleanSupplier shuttingDown, String peer,
+              java.util.function.Consumer<Negotiated> entering) {
         this.in = in;
         this.out = out;
+        this.channel = channel;
+        this.tls = tls;
         this.provider = provider;
         this.forceReadOnly = forceReadOnly;
         this.shuttingDown = shuttingDown;
@@ -124,6 +132,15 @@ final class Handshake {
                 error(option, REP_ERR_SHUTDOWN, "server is shutting down");
                 continue;
             }
+            if (tls.mode() == NbdTls.Mode.REQUIRE && !tlsOn && option != OPT_STARTTLS) {
+                if (option == OPT_EXPORT_NAME) {
+                    // No error reply exists for EXPORT_NAME: hang up, as nbdkit and qemu-nbd do.
+                    throw new NbdProtocolException("EXPORT_NAME before STARTTLS, but this server requires TLS");
+                }
+                error(option, REP_ERR_TLS_REQD, "this server requires TLS: the client must send NBD_OPT_STARTTLS"
+                        + " first (libnbd: an nbds:// or nbds+unix:// URI; qemu: --tls-creds)");
+                continue;
+            }
             try {
                 Negotiated n = option(option, data);
                 if (n != null) {
@@ -166,9 +183,43 @@ final class Handshake {
             case OPT_SET_META_CONTEXT:
                 metaContext(option, data);
                 return null;
+            case OPT_STARTTLS:
+                startTls(data);
+                return null;
             default:
                 throw new OptionError(REP_ERR_UNSUP, optionName(option) + " is not supported");
         }
+    }
+
+    /**
+     * STARTTLS: ACK, then the TLS handshake on the same stream. Everything negotiated before is
+     * forgotten (structured replies, selected contexts), as the protocol asks.
+     */
+    private void startTls(ByteBuffer data) throws IOException, OptionError {
+        if (tls.mode() == NbdTls.Mode.OFF) {
+            throw new OptionError(REP_ERR_UNSUP, "STARTTLS is not supported: this server runs without TLS");
+        }
+        if (data.hasRemaining()) {
+            throw new OptionError(REP_ERR_INVALID, "STARTTLS takes no data");
+        }
+        if (tlsOn) {
+            throw new OptionError(REP_ERR_INVALID, "TLS is already on");
+        }
+        out.optionReply(OPT_STARTTLS, REP_ACK);
+        channel.startTls(tls.newEngine(), in.takeBuffered());
+        tlsOn = true;
+        client = null;
+        structuredReplies = false;
+        selectedContexts = List.of();
+        selectedFor = null;
+        LOG.debug("{}: TLS on ({})", peer, client());
+    }
+
+    private NbdClient client() {
+        if (client == null) {
+            client = channel.client();
+        }
+        return client;
     }
 
     private Negotiated exportName(ByteBuffer data) throws IOException {
@@ -208,6 +259,9 @@ final class Handshake {
             throw new OptionError(REP_ERR_INVALID, "LIST takes no data");
         }
         for (ExportInfo info : provider.list()) {
+            if (!provider.allows(info.name(), client())) {
+                continue;
+            }
             byte[] name = info.name().getBytes(StandardCharsets.UTF_8);
             byte[] description = ReplyWriter.truncateUtf8(info.description(), MAX_STRING_BYTES);
             if (name.length > MAX_STRING_BYTES) {
@@ -381,6 +435,12 @@ final class Handshake {
                 throw new OptionError(REP_ERR_UNKNOWN, "there is no default export; give an export name");
             }
             name = def;
+        }
+        if (!provider.allows(name, client())) {
+            LOG.debug("{}: export {} is not for {}", peer, quote(name), client());
+            // The very answer a missing export gets, so the client cannot tell that it exists.
+            throw new OptionError(REP_ERR_UNKNOWN, requested.isEmpty()
+                    ? "there is no default export; give an export name" : "no export named " + quote(name));
         }
         Export export;
         try {

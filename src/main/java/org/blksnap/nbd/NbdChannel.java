@@ -2,9 +2,16 @@ package org.blksnap.nbd;
 
 import java.io.Closeable;
 import java.io.IOException;
+import java.net.InetSocketAddress;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.SSLPeerUnverifiedException;
+import javax.net.ssl.SSLSession;
+import javax.security.auth.x500.X500Principal;
+import jdk.net.ExtendedSocketOptions;
+import jdk.net.UnixDomainPrincipal;
 
 /**
  * The byte stream of one NBD connection: a socket in production, a pair of pipes in the
@@ -28,14 +35,37 @@ interface NbdChannel extends Closeable {
     /** The peer, for log messages. */
     String describe();
 
+    /**
+     * Switches the stream to TLS (after the server's ACK to {@code NBD_OPT_STARTTLS}) and runs the
+     * TLS handshake; from then on {@link #read} and {@link #write} carry plaintext through it.
+     * Called once, by the reader thread, before any other thread writes.
+     *
+     * @param received bytes the reader already took from the stream after the STARTTLS option (the
+     *                 start of the client's handshake, if it did not wait for the ACK)
+     * @throws IOException when the handshake fails or the peer goes away; the connection must end
+     */
+    default void startTls(SSLEngine engine, ByteBuffer received) throws IOException {
+        throw new IOException("TLS is not available on " + describe());
+    }
+
+    /** Who is at the other end (address or Unix credentials, and the verified TLS subject once TLS is on). */
+    default NbdClient client() {
+        return NbdClient.UNKNOWN;
+    }
+
     static NbdChannel of(SocketChannel socket, String description) {
         return new SocketNbdChannel(socket, description);
     }
 
-    /** A connected {@link SocketChannel} (TCP or Unix domain), in blocking mode. */
+    /**
+     * A connected {@link SocketChannel} (TCP or Unix domain), in blocking mode. Plain reads and
+     * writes go straight to the socket; after {@link #startTls} through a {@link TlsLayer}.
+     */
     final class SocketNbdChannel implements NbdChannel {
         private final SocketChannel socket;
         private final String description;
+        /** Null while plain; set once by the reader thread before request threads exist. */
+        private volatile TlsLayer tls;
 
         SocketNbdChannel(SocketChannel socket, String description) {
             this.socket = socket;
@@ -53,12 +83,49 @@ interface NbdChannel extends Closeable {
 
         @Override
         public int read(ByteBuffer dst) throws IOException {
-            return socket.read(dst);
+            TlsLayer t = tls;
+            return t == null ? socket.read(dst) : t.read(dst);
         }
 
         @Override
         public long write(ByteBuffer[] srcs, int offset, int length) throws IOException {
-            return socket.write(srcs, offset, length);
+            TlsLayer t = tls;
+            return t == null ? socket.write(srcs, offset, length) : t.write(srcs, offset, length);
+        }
+
+        @Override
+        public void startTls(SSLEngine engine, ByteBuffer received) throws IOException {
+            if (tls != null) {
+                throw new IllegalStateException("TLS is already on for " + description);
+            }
+            TlsLayer t = new TlsLayer(engine, socket, received);
+            tls = t; // so that close() sends close_notify even if the handshake fails half-way
+            t.handshake();
+        }
+
+        @Override
+        public NbdClient client() {
+            TlsLayer t = tls;
+            X500Principal subject = null;
+            if (t != null) {
+                SSLSession s = t.session();
+                try {
+                    if (s.getPeerPrincipal() instanceof X500Principal p) {
+                        subject = p;
+                    }
+                } catch (SSLPeerUnverifiedException e) {
+                    // no client certificate: no subject
+                }
+            }
+            try {
+                if (socket.getRemoteAddress() instanceof InetSocketAddress inet) {
+                    return new NbdClient(inet.getAddress(), null, null, t != null, subject);
+                }
+                UnixDomainPrincipal p = socket.getOption(ExtendedSocketOptions.SO_PEERCRED);
+                return new NbdClient(null, p.user().getName(), p.group().getName(), t != null, subject);
+            } catch (IOException | UnsupportedOperationException e) {
+                return new NbdClient(null, null, null, t != null, subject);
+            }
         }
 
         @Override
@@ -77,6 +144,10 @@ interface NbdChannel extends Closeable {
 
         @Override
         public void close() throws IOException {
+            TlsLayer t = tls;
+            if (t != null && socket.isOpen()) {
+                t.closeQuietly();
+            }
             socket.close();
         }
     }

@@ -81,6 +81,16 @@ final class NbdInput {
         return buffer;
     }
 
+    /**
+     * Hands out the bytes received but not consumed, and forgets them (at STARTTLS they belong to the
+     * TLS handshake, not to this plaintext buffer).
+     */
+    ByteBuffer takeBuffered() {
+        ByteBuffer rest = ByteBuffer.allocate(buffer.remaining()).put(buffer).flip();
+        buffer.clear().flip();
+        return rest;
+    }
+
     int readInt() throws IOException {
         return require(Integer.BYTES).getInt();
     }

@@ -42,6 +42,10 @@ import org.slf4j.LoggerFactory;
  * {@link #MAX_REFUSING} at a time; further ones are closed at once. Lines about misbehaving clients
  * are rate-limited (see {@code ServerLogs}).
  *
+ * <p>TLS: with {@link NbdTls} settings other than {@link NbdTls#OFF}, clients upgrade with
+ * {@code NBD_OPT_STARTTLS} (or must, in {@link NbdTls.Mode#REQUIRE}); see {@code docs/nbd.md}.
+ * Which client may see and open which export is the provider's to say ({@link ExportProvider#allows}).
+ *
  * <p>Thread-safe. {@link #close()} stops listening, ends every connection (in-flight requests
  * finish or fail with ESHUTDOWN within {@link Config#shutdownGrace()}) and stops every thread.
  */
@@ -114,6 +118,7 @@ public final class NbdServer implements AutoCloseable {
     private final ExportProvider provider;
     private final Config config;
     private final BufferPool pool;
+    private final NbdTls tls;
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
     private final Map<String, StatsCounters> stats = new ConcurrentHashMap<>();
     private volatile Function<String, RequestObserver> observers = name -> RequestObserver.NONE;
@@ -140,14 +145,24 @@ public final class NbdServer implements AutoCloseable {
     }
 
     public NbdServer(ExportProvider provider, Config config) {
-        this(provider, config, new BufferPool());
+        this(provider, config, NbdTls.OFF);
+    }
+
+    /** A server that offers (or requires) TLS through {@code NBD_OPT_STARTTLS}, see {@link NbdTls}. */
+    public NbdServer(ExportProvider provider, Config config, NbdTls tls) {
+        this(provider, config, new BufferPool(), tls);
     }
 
     /** With a given payload pool (tests: one that runs out of memory early). */
     NbdServer(ExportProvider provider, Config config, BufferPool pool) {
+        this(provider, config, pool, NbdTls.OFF);
+    }
+
+    private NbdServer(ExportProvider provider, Config config, BufferPool pool, NbdTls tls) {
         this.provider = Objects.requireNonNull(provider, "provider");
         this.config = Objects.requireNonNull(config, "config");
         this.pool = Objects.requireNonNull(pool, "pool");
+        this.tls = Objects.requireNonNull(tls, "tls");
         this.logFlusher = Thread.ofVirtual().name("nbd-log-flusher").start(this::flushLogs);
     }
 
@@ -470,6 +485,10 @@ public final class NbdServer implements AutoCloseable {
 
     ExportProvider provider() {
         return provider;
+    }
+
+    NbdTls tls() {
+        return tls;
     }
 
     BufferPool pool() {

@@ -24,9 +24,9 @@ public final class FakeDevices implements DeviceAdmin {
     }
 
     @Override
-    public Entry add(String name, Path path, long createSizeBytes) {
+    public Entry add(String name, Path path, long createSizeBytes, boolean readOnly) {
         calls.add("add " + name + " " + path + " " + createSizeBytes);
-        Entry e = new Entry(name, path, Origin.ADDED, createSizeBytes, null);
+        Entry e = new Entry(name, path, Origin.ADDED, createSizeBytes, null, readOnly);
         if (entries.putIfAbsent(name, e) != null) {
             throw new BlksnapException(Errno.EEXIST, "device " + name + " already exists");
         }

@@ -41,6 +41,21 @@ class DeviceRegistryTest {
     }
 
     @Test
+    void readOnlyEntriesAddEntryFlagsAndARegistryWithoutThemKeepsTheOriginalLayout() throws Exception {
+        List<DeviceRegistry.Entry> withRo = List.of(ENTRIES.get(0), new DeviceRegistry.Entry("ro", Path.of("/srv/ro.img"),
+                4L << 20, true));
+        byte[] b = bytes(withRo);
+        assertThat(DeviceRegistry.decode(b, dir)).isEqualTo(withRo);
+        assertThat(java.nio.ByteBuffer.wrap(b).getShort(DeviceRegistryDescriptor.FLAGS_OFFSET))
+                .isEqualTo((short) DeviceRegistryDescriptor.FLAG_ENTRY_FLAGS);
+        assertThat(java.nio.ByteBuffer.wrap(bytes(ENTRIES)).getShort(DeviceRegistryDescriptor.FLAGS_OFFSET)).isZero();
+        for (int length = 0; length < b.length; length++) {
+            byte[] torn = Arrays.copyOf(b, length);
+            assertThatThrownBy(() -> DeviceRegistry.decode(torn, dir)).isInstanceOf(DeviceRegistry.CorruptException.class);
+        }
+    }
+
+    @Test
     void everyTruncationAndEveryExtensionIsRefused() {
         byte[] good = bytes(ENTRIES);
         for (int length = 0; length < good.length; length++) {

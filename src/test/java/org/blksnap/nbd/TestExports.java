@@ -83,6 +83,15 @@ final class TestExports implements ExportProvider, AutoCloseable {
         return order.stream().map(n -> new ExportInfo(n, exports.get(n).description())).toList();
     }
 
+    /** Access lists by export name; an export without one is open to every client. */
+    final Map<String, AccessList> access = new ConcurrentHashMap<>();
+
+    @Override
+    public boolean allows(String name, NbdClient client) {
+        AccessList a = access.get(name);
+        return a == null || a.allows(client);
+    }
+
     @Override
     public String defaultExportName() {
         return defaultName;

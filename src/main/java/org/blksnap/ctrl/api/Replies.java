@@ -97,10 +97,22 @@ public final class Replies {
      *                    if the daemon does not know
      * @param unavailable null for a device served; else why a registered device is not served (its
      *                    backing store was missing or could not be opened at start)
+     * @param readOnly    true when it is served read-only over NBD ({@code :ro}); absent (null) otherwise
      */
     public record Device(String name, long sizeBytes, boolean tracked, UUID snapshotId, String uri, String path,
-                         String origin, @JsonInclude(JsonInclude.Include.NON_NULL) String unavailable)
+                         String origin, @JsonInclude(JsonInclude.Include.NON_NULL) String unavailable,
+                         @JsonInclude(JsonInclude.Include.NON_NULL) Boolean readOnly)
             implements Reply {
+        /** A writable device. */
+        public Device(String name, long sizeBytes, boolean tracked, UUID snapshotId, String uri, String path,
+                      String origin, String unavailable) {
+            this(name, sizeBytes, tracked, snapshotId, uri, path, origin, unavailable, null);
+        }
+
+        /** The wire form of a read-only flag: true, or null (absent) for writable. */
+        public static Boolean readOnly(boolean readOnly) {
+            return readOnly ? Boolean.TRUE : null;
+        }
     }
 
     /** {@code tracker/collect}: every tracker, in device-name order. */

@@ -69,18 +69,31 @@ public final class Requests {
      * @param path the backing file or block device
      * @param size optional: create the file, sparse, with this size if it does not exist; if it
      *             exists, its size must be this
+     * @param readOnly optional, false when absent or null: serve it read-only over NBD (kept in the registry)
      */
     @JsonInclude(JsonInclude.Include.NON_NULL)
-    public record DeviceAdd(@Required String name, @Required AbsolutePath path, Size size)
+    public record DeviceAdd(@Required String name, @Required AbsolutePath path, Size size, Boolean readOnly)
             implements Request<Replies.Device> {
         /** What the text form looks like, for messages. */
-        public static final String FORM = "NAME=PATH[:SIZE]";
+        public static final String FORM = "NAME=PATH[:SIZE][:ro]";
+        /** The suffix of the text form that makes the device read-only. */
+        public static final String READ_ONLY_SUFFIX = ":ro";
+
+        /** A writable device. */
+        public DeviceAdd(String name, AbsolutePath path, Size size) {
+            this(name, path, size, null);
+        }
+
+        /** Whether the device is served read-only. */
+        public boolean readOnlyRequested() {
+            return Boolean.TRUE.equals(readOnly);
+        }
 
         /**
-         * Parses {@code NAME=PATH[:SIZE]}, the form of {@code blksnapd --device} and of
-         * {@code blksnap device add}: the size is what follows the last ':' (K/M/G/T, see
-         * {@link Sizes}); spaces around the name and the path are dropped; a relative path is
-         * resolved against {@code base}.
+         * Parses {@code NAME=PATH[:SIZE][:ro]}, the form of {@code blksnapd --device} and of
+         * {@code blksnap device add}: a final {@code :ro} serves the device read-only; the size is what
+         * follows the last ':' before it (K/M/G/T, see {@link Sizes}); spaces around the name and the path
+         * are dropped; a relative path is resolved against {@code base}.
          *
          * @param base an absolute directory (the caller's working directory)
          * @throws InvalidValueException if the text has another form, or the size is malformed
@@ -89,6 +102,11 @@ public final class Requests {
             int eq = text.indexOf('=');
             String name = eq < 0 ? "" : text.substring(0, eq).trim();
             String rest = eq < 0 ? "" : text.substring(eq + 1).trim();
+            Boolean readOnly = null;
+            if (rest.endsWith(READ_ONLY_SUFFIX)) {
+                readOnly = true;
+                rest = rest.substring(0, rest.length() - READ_ONLY_SUFFIX.length()).trim();
+            }
             Size size = null;
             int colon = rest.lastIndexOf(':');
             if (colon >= 0 && !name.isEmpty()) {
@@ -104,12 +122,13 @@ public final class Requests {
             } catch (InvalidPathException e) {
                 throw new InvalidValueException(text, "must be " + FORM + " with a valid path: " + e.getReason());
             }
-            return new DeviceAdd(name, new AbsolutePath(p.isAbsolute() ? p : base.resolve(p)), size);
+            return new DeviceAdd(name, new AbsolutePath(p.isAbsolute() ? p : base.resolve(p)), size, readOnly);
         }
 
         @Override
         public String toString() {
-            return name + "=" + path + (size == null ? "" : ":" + Sizes.format(size.bytes()));
+            return name + "=" + path + (size == null ? "" : ":" + Sizes.format(size.bytes()))
+                    + (readOnlyRequested() ? READ_ONLY_SUFFIX : "");
         }
     }
 

@@ -370,9 +370,13 @@ class WireContractTest {
                 .isEqualTo(new Requests.DeviceAdd("d0", new AbsolutePath(Path.of("/base/d0.img")), null));
         assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img", base)).hasToString("d0=/srv/d0.img");
         assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:64M", base)).hasToString("d0=/srv/d0.img:64M");
+        assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:64M:ro", base)).isEqualTo(new Requests.DeviceAdd("d0",
+                new AbsolutePath(Path.of("/srv/d0.img")), new Size(64L << 20), true)).hasToString("d0=/srv/d0.img:64M:ro");
+        assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:ro", base).readOnlyRequested()).isTrue();
+        assertThat(Requests.DeviceAdd.parse("d0=/srv/d0.img:ro", base).size()).isNull();
         for (String bad : List.of("d0", "=/x", "d0=", "d0=:1G", " =/x")) {
             assertThatThrownBy(() -> Requests.DeviceAdd.parse(bad, base)).as(bad).isInstanceOf(InvalidValueException.class)
-                    .hasMessage("'" + bad + "' must be NAME=PATH[:SIZE]");
+                    .hasMessage("'" + bad + "' must be NAME=PATH[:SIZE][:ro]");
         }
         assertThatThrownBy(() -> Requests.DeviceAdd.parse("d0=/x:12Q", base)).isInstanceOf(InvalidValueException.class)
                 .hasMessage("size of device d0 ('12Q') must be a size such as 512, 64K, 128M, 1G");
@@ -389,6 +393,8 @@ class WireContractTest {
                 .isEqualTo("/v1/device/add: field 'size' ('0') must be a size > 0");
         assertThat(WireJson.write(new Requests.DeviceAdd("d9", new AbsolutePath(Path.of("/d9.img")), null)))
                 .isEqualTo("{\"name\":\"d9\",\"path\":\"/d9.img\"}");
+        assertThat(op(Operation.DEVICE_ADD, "{\"name\": \"d9\", \"path\": \"/srv/d9.img\", \"readOnly\": true}"))
+                .isEqualTo("accepted: d9=/srv/d9.img:ro");
         assertThat(op(Operation.DEVICE_REMOVE, "{\"name\": \"d9\"}"))
                 .isEqualTo("accepted: " + new Requests.DeviceRemove("d9", false));
         assertThat(op(Operation.DEVICE_REMOVE, "{\"name\": \"d9\", \"force\": null}"))
