@@ -38,7 +38,7 @@ final class NbdFrontends {
             return NbdFrontend.NONE;
         }
         Provider provider = new Provider(engine, config.readOnlyImages());
-        NbdServer server = new NbdServer(provider, NbdServer.Config.defaults().withMaxConnections(config.maxConnections()));
+        NbdServer server = new NbdServer(provider, config.nbd());
         try {
             InetSocketAddress tcp = null;
             if (config.listen() != null) {
