@@ -36,7 +36,7 @@ import tools.jackson.databind.json.JsonMapper;
  * {@code src/test/resources/org/blksnap/ctrl/ControlApiFuzzTestInputs/requestBody/}.
  */
 public class ControlApiFuzzTest {
-    static final long HANG_MILLIS = 10_000;
+    static final long HANG_MILLIS = 60_000;
     private static final JsonMapper JSON = JsonMapper.builder().build();
     private static Path socket;
     private static long inputs;

@@ -92,7 +92,7 @@ public final class FuzzRun {
                 "-cp", System.getProperty("java.class.path"),
                 "com.code_intelligence.jazzer.Jazzer", "--target_class=" + t[0],
                 "--instrumentation_includes=org.blksnap.**", "--keep_going=1000",
-                "-max_total_time=" + Math.max(1, time.toSeconds()), "-timeout=30", "-rss_limit_mb=6144",
+                "-max_total_time=" + Math.max(1, time.toSeconds()), "-timeout=300", "-rss_limit_mb=6144",
                 "-print_final_stats=1", "-artifact_prefix=" + workDir.toAbsolutePath() + "/",
                 corpus.toString(), resources.resolve(t[1]).toString()));
         long start = System.nanoTime();

@@ -28,7 +28,8 @@ import java.util.concurrent.TimeoutException;
  */
 final class NbdFuzzHarness {
     static final int SIZE = 1 << 20;
-    static final Duration HANG = Duration.ofSeconds(10);
+    /** Generous: a real hang never ends, and a starved shared machine can be slow. */
+    static final Duration HANG = Duration.ofSeconds(60);
     static final int LIVENESS_EVERY = 1000;
     /** The most payload memory one connection may ever make the server hold (see the class comment). */
     static final long PAYLOAD_BOUND_BYTES = 2L * NbdServer.Config.defaults().maxBytesInFlight() + BufferPool.MAX_RETAINED_BYTES;
