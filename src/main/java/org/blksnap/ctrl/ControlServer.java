@@ -200,6 +200,11 @@ public final class ControlServer implements AutoCloseable {
                 throw new BlksnapException(Errno.EINVAL, method + " " + path + ": method not allowed; use POST"
                         + (op.getAllowed() ? " or GET" : "") + " with a JSON object body");
             }
+            if (get) {
+                // A GET takes no arguments; a body sent anyway is read and dropped before the answer,
+                // or the close after the answer could reset a client still sending it (fuzzing found this).
+                drainQuietly(request);
+            }
             org.blksnap.ctrl.api.Request<?> args;
             try {
                 args = WireJson.readRequest(op, get ? "" : readBody(request, path));
