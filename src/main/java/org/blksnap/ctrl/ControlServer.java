@@ -45,6 +45,13 @@ public final class ControlServer implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(ControlServer.class);
     /** Largest request body, in bytes. */
     static final int MAX_BODY_BYTES = 1 << 20;
+    /**
+     * How long a control connection may sit without sending or reading anything while the server
+     * waits for it (the rest of the request line, headers or body, or for it to read the answer);
+     * then Jetty closes it. Handlers that block on the daemon's own work ({@code wait-event},
+     * {@code take}) are not cut by it. Request headers are at most Jetty's 8 KiB.
+     */
+    public static final java.time.Duration IDLE_TIMEOUT = java.time.Duration.ofSeconds(30);
 
     private final Path socket;
     private final Server server;
@@ -69,6 +76,13 @@ public final class ControlServer implements AutoCloseable {
     public static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
                                       FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver)
             throws IOException {
+        return start(engine, devices, socket, exports, commands, eventObserver, IDLE_TIMEOUT);
+    }
+
+    /** As above, with another idle timeout (tests). */
+    static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
+                               FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
+                               java.time.Duration idleTimeout) throws IOException {
         Path parent = socket.toAbsolutePath().getParent();
         Files.createDirectories(parent);
         Files.deleteIfExists(socket);
@@ -84,6 +98,7 @@ public final class ControlServer implements AutoCloseable {
         Path bound = privateDir.resolve("s");
         UnixDomainServerConnector connector = new UnixDomainServerConnector(server);
         connector.setUnixDomainPath(bound);
+        connector.setIdleTimeout(idleTimeout.toMillis());
         server.addConnector(connector);
         server.setHandler(cs.new ApiHandler());
         try {
@@ -184,6 +199,11 @@ public final class ControlServer implements AutoCloseable {
             if (!"POST".equals(method) && !(get && op.getAllowed())) {
                 throw new BlksnapException(Errno.EINVAL, method + " " + path + ": method not allowed; use POST"
                         + (op.getAllowed() ? " or GET" : "") + " with a JSON object body");
+            }
+            if (get) {
+                // A GET takes no arguments; a body sent anyway is read and dropped before the answer,
+                // or the close after the answer could reset a client still sending it (fuzzing found this).
+                drainQuietly(request);
             }
             org.blksnap.ctrl.api.Request<?> args;
             try {

@@ -40,9 +40,11 @@ import tools.jackson.databind.json.JsonMapper;
         description = "Serve block devices with change tracking and snapshots over NBD.",
         footer = {"", "Config file keys are the long option names without '--' (data-dir, device, listen, socket,",
                 "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
-                "no-persist, max-connections, tls, tls-cert, tls-key, tls-ca, tls-verify-peer, allow, read-only);",
-                "device, param, allow and read-only take a list (comma-separated in a properties file, where a",
-                "certificate subject separates its parts with ';'; an array in JSON)."})
+                "no-persist, max-connections, max-connections-per-export, max-bytes-in-flight,",
+                "max-bytes-in-flight-per-connection, handshake-timeout, request-timeout, reply-timeout, tls, tls-cert,",
+                "tls-key, tls-ca, tls-verify-peer, allow, read-only); device, param, allow and read-only take a list",
+                "(comma-separated in a properties file, where a certificate subject separates its parts with ';';",
+                "an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
     /** Exit code: another daemon holds the data directory (sysexits EX_TEMPFAIL). */
     public static final int EXIT_IN_USE = 75;
@@ -103,6 +105,30 @@ public final class Blksnapd implements Callable<Integer> {
     @Option(names = "--read-only", paramLabel = "NAME", description = "serve the device or image NAME read-only"
             + " (repeatable)")
     List<String> readOnly = new ArrayList<>();
+    @Option(names = "--max-connections-per-export", paramLabel = "N",
+            description = "NBD connections in transmission on one export at once (default: --max-connections);"
+                    + " a GO beyond it is refused with an error reply")
+    Integer maxConnectionsPerExport;
+    @Option(names = "--max-bytes-in-flight", paramLabel = "SIZE",
+            description = "NBD request payload bytes in flight over all connections (default 256M, at least 32M);"
+                    + " beyond it connections stop reading requests until replies drain")
+    String maxBytesInFlight;
+    @Option(names = "--max-bytes-in-flight-per-connection", paramLabel = "SIZE",
+            description = "the same for one connection (default 64M, at least 32M)")
+    String maxBytesInFlightPerConnection;
+    @Option(names = "--handshake-timeout", paramLabel = "SECONDS",
+            description = "an NBD client that has not finished its handshake after this long is dropped"
+                    + " (default 30; 0: never)")
+    String handshakeTimeout;
+    @Option(names = "--request-timeout", paramLabel = "SECONDS",
+            description = "an NBD client that takes longer than this to send the rest of a request (header and"
+                    + " payload) once it has started is dropped (default 30; 0: never); idle time between requests"
+                    + " is not limited")
+    String requestTimeout;
+    @Option(names = "--reply-timeout", paramLabel = "SECONDS",
+            description = "an NBD client that takes longer than this to read one reply is dropped (default 60;"
+                    + " 0: never)")
+    String replyTimeout;
 
     private PrintWriter out;
     private PrintWriter err;
@@ -191,10 +217,7 @@ public final class Blksnapd implements Callable<Integer> {
                 sock.equalsIgnoreCase("none") ? null : Path.of(sock).toAbsolutePath(),
                 Path.of(ctl).toAbsolutePath(), allParams,
                 DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
-                persistence(dir, file),
-                maxConnections != null ? maxConnections : parseCount("--max-connections",
-                        pick(null, file, "max-connections", String.valueOf(NbdServer.Config.DEFAULT_MAX_CONNECTIONS))),
-                security(file));
+                persistence(dir, file), nbdConfig(file), security(file));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -267,6 +290,62 @@ public final class Blksnapd implements Callable<Integer> {
         return new Persistence(dir.resolve(DaemonConfig.STATE_DIR), regionBytes, every);
     }
 
+    /** The NBD server's limits and timeouts from the flags, the config file and the defaults. */
+    private NbdServer.Config nbdConfig(Map<String, List<String>> file) {
+        NbdServer.Config d = NbdServer.Config.defaults();
+        int connections = maxConnections != null ? maxConnections : parseCount("--max-connections",
+                pick(null, file, "max-connections", String.valueOf(d.maxConnections())));
+        if (connections < 1) {
+            throw new BlksnapException(Errno.EINVAL, "--max-connections (" + connections + ") must be >= 1");
+        }
+        int perExport = maxConnectionsPerExport != null ? maxConnectionsPerExport
+                : parseCount("--max-connections-per-export",
+                        pick(null, file, "max-connections-per-export", String.valueOf(connections)));
+        if (perExport < 1) {
+            throw new BlksnapException(Errno.EINVAL, "--max-connections-per-export (" + perExport + ") must be >= 1");
+        }
+        int server = inFlightBytes("--max-bytes-in-flight", pick(maxBytesInFlight, file, "max-bytes-in-flight", null),
+                d.maxServerBytesInFlight());
+        int perConnection = inFlightBytes("--max-bytes-in-flight-per-connection",
+                pick(maxBytesInFlightPerConnection, file, "max-bytes-in-flight-per-connection", null),
+                d.maxBytesInFlight());
+        return d.withMaxConnections(connections).withMaxConnectionsPerExport(Math.min(perExport, connections))
+                .withMaxBytesInFlight(perConnection, server)
+                .withTimeouts(seconds("--handshake-timeout", pick(handshakeTimeout, file, "handshake-timeout", null),
+                                d.handshakeTimeout()),
+                        seconds("--request-timeout", pick(requestTimeout, file, "request-timeout", null),
+                                d.requestTimeout()),
+                        seconds("--reply-timeout", pick(replyTimeout, file, "reply-timeout", null), d.replyTimeout()));
+    }
+
+    private static int inFlightBytes(String what, String text, int def) {
+        if (text == null) {
+            return def;
+        }
+        long bytes = Sizes.parseBytes(what, text);
+        long min = 32L << 20;
+        if (bytes < min || bytes > Integer.MAX_VALUE) {
+            throw new InvalidValueException(what + " '" + text + "' must be from 32M to 2047M");
+        }
+        return (int) bytes;
+    }
+
+    private static java.time.Duration seconds(String what, String text, java.time.Duration def) {
+        if (text == null) {
+            return def;
+        }
+        double seconds;
+        try {
+            seconds = Double.parseDouble(text.trim());
+        } catch (NumberFormatException e) {
+            seconds = -1;
+        }
+        if (!(seconds >= 0 && seconds <= 1e6)) {
+            throw new InvalidValueException(what + " '" + text + "' must be a number of seconds from 0 (never) to 1000000");
+        }
+        return java.time.Duration.ofNanos((long) (seconds * 1e9));
+    }
+
     private static int parseCount(String what, String text) {
         try {
             return Integer.parseInt(text.trim());
@@ -307,6 +386,8 @@ public final class Blksnapd implements Callable<Integer> {
         Map<String, List<String>> m = new LinkedHashMap<>();
         List<String> known = List.of("data-dir", "device", "listen", "socket", "control", "param", "metrics",
                 "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections",
+                "max-connections-per-export", "max-bytes-in-flight", "max-bytes-in-flight-per-connection",
+                "handshake-timeout", "request-timeout", "reply-timeout",
                 "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "allow", "read-only");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;

@@ -6,6 +6,7 @@ import java.util.List;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.Persistence;
+import org.blksnap.nbd.NbdServer;
 
 /**
  * Everything the daemon needs to start, resolved from flags, a config file and defaults.
@@ -23,13 +24,14 @@ import org.blksnap.engine.Persistence;
  * @param logLevel       root log level (ERROR, WARN, INFO, DEBUG, TRACE)
  * @param persistence    where change tracking is kept ({@link Persistence#NONE}: in memory only);
  *                       null means {@link #defaultPersistence} of the data directory
- * @param maxConnections NBD connections served at once (>= 1); further ones are refused politely
+ * @param nbd            the NBD server's limits and timeouts (connections daemon-wide and per export, bytes in
+ *                       flight per connection and daemon-wide, handshake/request/reply timeouts)
  * @param security       TLS, allow-lists per export and read-only exports of the NBD server
  *                       (null means {@link NbdSecurity#NONE})
  */
 public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                            Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
-                           String logLevel, Persistence persistence, int maxConnections, NbdSecurity security) {
+                           String logLevel, Persistence persistence, NbdServer.Config nbd, NbdSecurity security) {
     /** Default NBD TCP address. */
     public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
     /** Default data directory, relative to the working directory. */
@@ -42,13 +44,13 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
 
     /**
      * A configuration with the default persistence (in {@code DATA_DIR/state}, default region and
-     * interval) and the default {@code maxConnections} ({@link org.blksnap.nbd.NbdServer.Config#DEFAULT_MAX_CONNECTIONS}).
+     * interval) and the NBD server's default limits ({@link NbdServer.Config#defaults()}).
      */
     public DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                         Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
                         String logLevel) {
         this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel, null,
-                org.blksnap.nbd.NbdServer.Config.DEFAULT_MAX_CONNECTIONS, NbdSecurity.NONE);
+                NbdServer.Config.defaults(), NbdSecurity.NONE);
     }
 
     /** Persistence in {@code dataDir/state} with the default region size and checkpoint interval. */
@@ -63,8 +65,8 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
         if (security == null) {
             security = NbdSecurity.NONE;
         }
-        if (maxConnections < 1) {
-            throw new BlksnapException(Errno.EINVAL, "--max-connections (" + maxConnections + ") must be >= 1");
+        if (nbd == null) {
+            nbd = NbdServer.Config.defaults();
         }
         devices = List.copyOf(devices);
         params = List.copyOf(params);
@@ -75,6 +77,11 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
         if (distinct != devices.size()) {
             throw new BlksnapException(Errno.EINVAL, "device names must be unique: " + devices);
         }
+    }
+
+    /** NBD connections served at once. */
+    public int maxConnections() {
+        return nbd.maxConnections();
     }
 
     /** Parses {@code HOST:PORT} ({@code [::1]:PORT} for IPv6), or returns null for {@code none}. */

@@ -41,8 +41,7 @@ final class NbdFrontends {
             return NbdFrontend.NONE;
         }
         Provider provider = new Provider(engine, config.readOnlyImages(), config.security(), readOnlyDevice);
-        NbdServer server = new NbdServer(provider, NbdServer.Config.defaults().withMaxConnections(config.maxConnections()),
-                config.security().tls());
+        NbdServer server = new NbdServer(provider, config.nbd(), config.security().tls());
         if (config.security().tlsMode() != org.blksnap.nbd.NbdTls.Mode.OFF) {
             LOG.info("NBD TLS {} (certificate {}{})", config.security().tlsMode().name().toLowerCase(java.util.Locale.ROOT),
                     config.security().tlsCert(), config.security().tlsVerifyPeer()

@@ -44,6 +44,8 @@ final class BufferPool {
     private final AtomicInteger[] retained;
     private final AtomicLong retainedBytes = new AtomicLong();
     private final AtomicLong allocatedBytes = new AtomicLong();
+    /** The most {@link #allocatedBytes} ever was (tests and fuzz targets check it against the documented bound). */
+    private final AtomicLong peakAllocatedBytes = new AtomicLong();
     /** The arena of every buffer allocated and not freed yet, by the address of its first byte. */
     private final ConcurrentHashMap<Long, Arena> arenas = new ConcurrentHashMap<>();
     /** New buffers beyond this many allocated bytes fail as if the JVM's direct memory limit were reached. */
@@ -96,7 +98,7 @@ final class BufferPool {
             throw new NoMemoryException(requestedBytes, e);
         }
         arenas.put(segment.address(), arena);
-        allocatedBytes.addAndGet(capacityBytes);
+        peakAllocatedBytes.accumulateAndGet(allocatedBytes.addAndGet(capacityBytes), Math::max);
         return segment.asByteBuffer();
     }
 
@@ -141,6 +143,11 @@ final class BufferPool {
     /** Native bytes held by buffers of this pool, in use or retained. */
     long allocatedBytes() {
         return allocatedBytes.get();
+    }
+
+    /** The highest {@link #allocatedBytes()} so far. */
+    long peakAllocatedBytes() {
+        return peakAllocatedBytes.get();
     }
 
     /** Native bytes of the free buffers kept for reuse. */

@@ -10,6 +10,7 @@ import java.time.Duration;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -42,8 +43,12 @@ final class Connection implements Runnable {
     private final ThreadFactory requestThreads;
     private final Semaphore slots;
     private final Semaphore budget;
+    private final Deadlines deadlines;
+    /** The export this connection counts against ({@link NbdServer#enterExport}), once in transmission. */
+    private volatile String entered;
     private volatile Negotiated negotiated;
     private volatile boolean terminating;
+    private final AtomicBoolean timedOut = new AtomicBoolean();
     private volatile Thread thread;
     /** Moving average of the service time of quick requests (racy updates are fine: it is a hint). */
     private volatile long quickNanos;
@@ -56,8 +61,9 @@ final class Connection implements Runnable {
         this.server = server;
         this.channel = channel;
         this.memory = new ConnectionMemory(server.connectionMemoryCounter());
+        this.deadlines = new Deadlines(config.handshakeTimeout(), config.requestTimeout(), config.replyTimeout());
         this.in = new NbdInput(channel, memory.input());
-        this.out = new ReplyWriter(channel, memory.headers());
+        this.out = new ReplyWriter(channel, memory.headers(), deadlines);
         this.config = config;
         this.requestThreads = requestThreads;
         this.slots = new Semaphore(config.maxRequestsInFlight());
@@ -86,6 +92,17 @@ final class Connection implements Runnable {
 
     boolean terminating() {
         return terminating;
+    }
+
+    /** Marks it as dropped by a timeout; true the first time only (the reaper logs and closes once). */
+    boolean timeOut() {
+        terminating = true;
+        return timedOut.compareAndSet(false, true);
+    }
+
+    /** Its read and write deadlines, checked by the server's reaper. */
+    Deadlines deadlines() {
+        return deadlines;
     }
 
     /**
@@ -121,8 +138,10 @@ final class Connection implements Runnable {
         StatsCounters stats = null;
         long closesBeforeHandshake = server.exportCloseCount();
         try {
+            deadlines.handshake();
             Negotiated n = new Handshake(in, out, channel, server.tls(), server.provider(), config.readOnly(),
-                    server::isClosing, toString(), entering -> negotiated = entering).run();
+                    server::isClosing, toString(), this::enter).run();
+            deadlines.idle();
             if (n == null) {
                 return;
             }
@@ -142,6 +161,8 @@ final class Connection implements Runnable {
             transmit(n, stats);
         } catch (NbdProtocolException e) {
             server.logs().protocolErrors.log("{}: protocol violation, disconnecting: {}", this, e.getMessage());
+        } catch (Handshake.Refused e) {
+            LOG.debug("{}: EXPORT_NAME refused, disconnecting: {}", this, e.getMessage());
         } catch (EOFException | ClosedChannelException e) {
             LOG.debug("{}: closed by peer: {}", this, e.toString());
         } catch (IOException e) {
@@ -177,6 +198,10 @@ final class Connection implements Runnable {
             if (stats != null) {
                 stats.activeConnections.decrement();
             }
+            String export = entered;
+            if (export != null) {
+                server.leaveExport(export);
+            }
             out.close();
             try {
                 memory.close();
@@ -185,6 +210,21 @@ final class Connection implements Runnable {
             }
             server.connectionEnded(this);
         }
+    }
+
+    /**
+     * Called by the handshake right before the client learns that transmission starts: counts this
+     * connection against its export's limit, or refuses it.
+     */
+    private void enter(Negotiated n) {
+        String name = n.export().name();
+        String refusal = server.enterExport(name);
+        if (refusal != null) {
+            server.logs().refused.log("{}: refused export {}: {}", this, name, refusal);
+            throw new Handshake.Refused(refusal);
+        }
+        entered = name;
+        negotiated = n;
     }
 
     private void transmit(Negotiated n, StatsCounters stats) throws IOException, InterruptedException {
@@ -199,7 +239,12 @@ final class Connection implements Runnable {
                     this, e.getMessage());
         }
         in.beforeRead(out::flushBatch);
+        in.onPartialInput(deadlines::requestStarted);
         while (true) {
+            deadlines.idle();
+            if (in.buffered() > 0) {
+                deadlines.requestStarted(); // part of the next request is here: the rest is owed
+            }
             ByteBuffer h;
             try {
                 h = in.require(REQUEST_LENGTH);
@@ -231,6 +276,7 @@ final class Connection implements Runnable {
                 if (type == CMD_WRITE) {
                     if (length > maxPayload) {
                         // Stay in sync with the stream: consume the data without keeping it.
+                        deadlines.requestStarted();
                         in.skip(length);
                         stats.requests.increment();
                         stats.errors.increment();
@@ -239,12 +285,13 @@ final class Connection implements Runnable {
                         slots.release();
                         continue;
                     }
+                    acquireBytes((int) length);
                     held = (int) length;
-                    acquire(budget, held);
+                    deadlines.requestStarted();
                     try {
                         payload = server.pool().acquire(held);
                     } catch (BufferPool.NoMemoryException e) {
-                        budget.release(held);
+                        releaseBytes(held);
                         held = 0;
                         in.skip(length); // stay in sync with the stream
                         stats.requests.increment();
@@ -258,18 +305,21 @@ final class Connection implements Runnable {
                     in.readFully(payload);
                     payload.flip();
                 } else if (type == CMD_READ && length <= maxPayload) {
+                    acquireBytes((int) length);
                     held = (int) length;
-                    acquire(budget, held);
                 } else if (type == CMD_BLOCK_STATUS) {
-                    held = (int) Math.min(handler.blockStatusBufferBytes(flags), config.maxBytesInFlight());
-                    acquire(budget, held);
+                    int bytes = (int) Math.min(handler.blockStatusBufferBytes(flags),
+                            Math.min(config.maxBytesInFlight(), config.maxServerBytesInFlight()));
+                    acquireBytes(bytes);
+                    held = bytes;
                 }
             } catch (IOException | InterruptedException | RuntimeException e) {
                 server.pool().release(payload);
-                budget.release(held);
+                releaseBytes(held);
                 slots.release();
                 throw e;
             }
+            deadlines.idle(); // all of it arrived; running it (even inline, in a slow device) owes nothing
             Request r = new Request(flags, type, cookie, offset, length, payload, held);
             if (quick(r)) {
                 if (quickNanos < INLINE_MAX_NANOS) {
@@ -290,12 +340,32 @@ final class Connection implements Runnable {
         quickNanos = q + ((System.nanoTime() - start) - q) / 8;
     }
 
-    /** Acquires permits, first sending batched replies if it has to wait (their clients may be what we wait for). */
+    /**
+     * Acquires permits, first sending batched replies if it has to wait (their clients may be what
+     * we wait for). While it waits the client owes nothing: the read deadline is off.
+     */
     private void acquire(Semaphore s, int permits) throws IOException, InterruptedException {
-        if (!s.tryAcquire(permits)) {
+        if (!s.tryAcquire(permits, 0, TimeUnit.NANOSECONDS)) {
+            deadlines.idle();
             out.flushBatch();
             s.acquire(permits);
         }
+    }
+
+    /** Takes {@code bytes} of this connection's in-flight budget, then of the server's. */
+    private void acquireBytes(int bytes) throws IOException, InterruptedException {
+        acquire(budget, bytes);
+        try {
+            acquire(server.bytesInFlight(), bytes);
+        } catch (IOException | InterruptedException | RuntimeException e) {
+            budget.release(bytes);
+            throw e;
+        }
+    }
+
+    private void releaseBytes(int bytes) {
+        server.bytesInFlight().release(bytes);
+        budget.release(bytes);
     }
 
     private static boolean quick(Request r) {
@@ -308,7 +378,7 @@ final class Connection implements Runnable {
 
     /** Called by the handler when a request is finished (replied or failed). */
     void requestDone(Request r) {
-        budget.release(r.budgetBytes());
+        releaseBytes(r.budgetBytes());
         slots.release();
     }
 

@@ -43,6 +43,17 @@ final class Handshake {
         }
     }
 
+    /**
+     * Thrown by the {@code entering} callback to turn the client away from an export it may not
+     * enter now (too many connections to it): GO is answered NBD_REP_ERR_POLICY with the message
+     * and haggling goes on; EXPORT_NAME, which has no error reply, hangs up.
+     */
+    static final class Refused extends RuntimeException {
+        Refused(String message) {
+            super(message, null, false, false);
+        }
+    }
+
     private final NbdInput in;
     private final ReplyWriter out;
     private final NbdChannel channel;
@@ -249,7 +260,12 @@ final class Handshake {
         ByteBuffer reply = ByteBuffer.allocate(EXPORT_NAME_REPLY_LENGTH + (noZeroes ? 0 : EXPORT_NAME_ZEROES_LENGTH));
         reply.putLong(EXPORT_NAME_SIZE_OFFSET, export.device().sizeBytes());
         reply.putShort(EXPORT_NAME_FLAGS_OFFSET, (short) n.transmissionFlags());
-        entering.accept(n); // from here on the connection owns (and closes) the export
+        try {
+            entering.accept(n); // from here on the connection owns (and closes) the export
+        } catch (RuntimeException e) {
+            export.close();
+            throw e;
+        }
         out.raw(reply);
         return n;
     }
@@ -314,8 +330,12 @@ final class Handshake {
             bs.putInt(INFO_BLOCK_SIZE_MAXIMUM_OFFSET, neg.sizes().maximumBytes());
             out.optionReply(option, REP_INFO, bs);
             if (option == OPT_GO) {
+                try {
+                    entering.accept(neg);
+                } catch (Refused e) {
+                    throw new OptionError(REP_ERR_POLICY, e.getMessage());
+                }
                 handedOver = true;
-                entering.accept(neg);
                 out.optionReply(option, REP_ACK);
                 return neg;
             }

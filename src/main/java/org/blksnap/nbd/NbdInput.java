@@ -32,6 +32,7 @@ final class NbdInput {
 
     private final NbdChannel channel;
     private BeforeRead beforeRead = () -> { };
+    private Runnable received = () -> { };
     /** Unread bytes are between position and limit. */
     private final ByteBuffer buffer;
 
@@ -46,6 +47,14 @@ final class NbdInput {
 
     void beforeRead(BeforeRead hook) {
         this.beforeRead = hook;
+    }
+
+    /**
+     * Runs after a read that had to wait brought bytes but not yet all that were asked for (the
+     * connection arms its request deadline there: the client has started a request).
+     */
+    void onPartialInput(Runnable hook) {
+        this.received = hook;
     }
 
     /** Bytes received but not consumed yet. */
@@ -73,6 +82,9 @@ final class NbdInput {
                 if (channel.read(buffer) < 0) {
                     throw new EOFException("end of stream from " + channel.describe() + " with "
                             + buffer.position() + " of " + bytes + " bytes received");
+                }
+                if (buffer.position() > 0 && buffer.position() < bytes) {
+                    received.run();
                 }
             }
         } finally {

@@ -18,6 +18,7 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
@@ -59,20 +60,36 @@ public final class NbdServer implements AutoCloseable {
     /**
      * Server settings.
      *
-     * @param readOnly              serve every export read-only, whatever {@link Export#readOnly()} says
-     * @param maxConnections        connections served at once (>= 1); those beyond are refused (NBD_REP_ERR_POLICY)
-     * @param maxRequestsInFlight   requests of one connection executing at once (>= 1); the reader waits beyond
-     * @param maxBytesInFlight      READ/WRITE payload bytes of one connection in flight (>= 32 MiB)
-     * @param holeDetectionMinBytes on exports with {@link Export#sparseReads()}, structured READs of at least
-     *                              this many bytes look up the allocation map and send holes as OFFSET_HOLE
-     *                              chunks; smaller ones are sent as data
-     * @param shutdownGrace         how long closing waits for in-flight requests of a connection
+     * @param readOnly                serve every export read-only, whatever {@link Export#readOnly()} says
+     * @param maxConnections          connections served at once (>= 1); those beyond are refused (NBD_REP_ERR_POLICY)
+     * @param maxConnectionsPerExport connections in transmission on one export at once (>= 1); a GO beyond it is
+     *                                answered NBD_REP_ERR_POLICY, an EXPORT_NAME with a hang-up
+     * @param maxRequestsInFlight     requests of one connection executing at once (>= 1); the reader waits beyond
+     * @param maxBytesInFlight        READ/WRITE/BLOCK_STATUS payload bytes of one connection in flight (>= 32 MiB);
+     *                                the reader waits beyond, before it allocates
+     * @param maxServerBytesInFlight  the same, summed over all connections (>= 32 MiB); a connection that would go
+     *                                beyond waits for replies of any connection to drain
+     * @param holeDetectionMinBytes   on exports with {@link Export#sparseReads()}, structured READs of at least
+     *                                this many bytes look up the allocation map and send holes as OFFSET_HOLE
+     *                                chunks; smaller ones are sent as data
+     * @param shutdownGrace           how long closing waits for in-flight requests of a connection
+     * @param handshakeTimeout        how long a client may take from connect to transmission (zero: unlimited)
+     * @param requestTimeout          how long a request may take to arrive once its first byte has, payload
+     *                                included (zero: unlimited); idle time between requests is not limited
+     * @param replyTimeout            how long one reply may take to be written, i.e. for the client to read it
+     *                                (zero: unlimited)
      */
-    public record Config(boolean readOnly, int maxConnections, int maxRequestsInFlight, int maxBytesInFlight,
-                         int holeDetectionMinBytes, Duration shutdownGrace) {
+    public record Config(boolean readOnly, int maxConnections, int maxConnectionsPerExport, int maxRequestsInFlight,
+                         int maxBytesInFlight, int maxServerBytesInFlight, int holeDetectionMinBytes,
+                         Duration shutdownGrace, Duration handshakeTimeout, Duration requestTimeout,
+                         Duration replyTimeout) {
         public Config {
             if (maxConnections < 1) {
                 throw new IllegalArgumentException("maxConnections (" + maxConnections + ") must be >= 1");
+            }
+            if (maxConnectionsPerExport < 1) {
+                throw new IllegalArgumentException("maxConnectionsPerExport (" + maxConnectionsPerExport
+                        + ") must be >= 1");
             }
             if (maxRequestsInFlight < 1) {
                 throw new IllegalArgumentException("maxRequestsInFlight (" + maxRequestsInFlight + ") must be >= 1");
@@ -81,37 +98,83 @@ public final class NbdServer implements AutoCloseable {
                 throw new IllegalArgumentException("maxBytesInFlight (" + maxBytesInFlight + ") must be >= "
                         + NbdTransmissionDescriptor.MAX_PAYLOAD_BYTES);
             }
+            if (maxServerBytesInFlight < NbdTransmissionDescriptor.MAX_PAYLOAD_BYTES) {
+                throw new IllegalArgumentException("maxServerBytesInFlight (" + maxServerBytesInFlight + ") must be >= "
+                        + NbdTransmissionDescriptor.MAX_PAYLOAD_BYTES);
+            }
             if (holeDetectionMinBytes < 0) {
                 throw new IllegalArgumentException("holeDetectionMinBytes (" + holeDetectionMinBytes + ") must be >= 0");
             }
             Objects.requireNonNull(shutdownGrace, "shutdownGrace");
+            for (Duration t : new Duration[] {handshakeTimeout, requestTimeout, replyTimeout}) {
+                if (t == null || t.isNegative()) {
+                    throw new IllegalArgumentException("timeouts (" + handshakeTimeout + ", " + requestTimeout + ", "
+                            + replyTimeout + ") must be >= 0");
+                }
+            }
         }
 
         /** Connections served at once by default. */
         public static final int DEFAULT_MAX_CONNECTIONS = 256;
+        /** Payload bytes in flight over all connections by default: 256 MiB. */
+        public static final int DEFAULT_MAX_SERVER_BYTES_IN_FLIGHT = 256 << 20;
+        /** Default handshake timeout (qemu-nbd's --handshake-limit is 10 s; interactive option mode needs more). */
+        public static final Duration DEFAULT_HANDSHAKE_TIMEOUT = Duration.ofSeconds(30);
+        /** Default request timeout: a 32 MiB WRITE must arrive at >= 1.1 MiB/s. */
+        public static final Duration DEFAULT_REQUEST_TIMEOUT = Duration.ofSeconds(30);
+        /** Default reply timeout: a 32 MiB READ reply must be read at >= 0.55 MiB/s. */
+        public static final Duration DEFAULT_REPLY_TIMEOUT = Duration.ofSeconds(60);
 
-        /** Writable exports, 256 connections, 128 requests / 64 MiB in flight per connection, holes from 64 KiB, 5 s grace. */
+        /**
+         * Writable exports, 256 connections (any number of them on one export), 128 requests / 64 MiB in
+         * flight per connection and 256 MiB in all, holes from 64 KiB, 5 s grace, timeouts 30 s
+         * (handshake), 30 s (request), 60 s (reply).
+         */
         public static Config defaults() {
-            return new Config(false, DEFAULT_MAX_CONNECTIONS, 128, 64 * 1024 * 1024, 64 * 1024, Duration.ofSeconds(5));
+            return new Config(false, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, 128, 64 * 1024 * 1024,
+                    DEFAULT_MAX_SERVER_BYTES_IN_FLIGHT, 64 * 1024, Duration.ofSeconds(5), DEFAULT_HANDSHAKE_TIMEOUT,
+                    DEFAULT_REQUEST_TIMEOUT, DEFAULT_REPLY_TIMEOUT);
         }
 
+        /** Sets the daemon-wide limit; the per-export limit stays at most that many. */
         public Config withMaxConnections(int value) {
-            return new Config(readOnly, value, maxRequestsInFlight, maxBytesInFlight, holeDetectionMinBytes,
-                    shutdownGrace);
+            return new Config(readOnly, value, Math.min(maxConnectionsPerExport, Math.max(value, 1)),
+                    maxRequestsInFlight, maxBytesInFlight, maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace,
+                    handshakeTimeout, requestTimeout, replyTimeout);
+        }
+
+        public Config withMaxConnectionsPerExport(int value) {
+            return new Config(readOnly, maxConnections, value, maxRequestsInFlight, maxBytesInFlight,
+                    maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace, handshakeTimeout, requestTimeout,
+                    replyTimeout);
+        }
+
+        public Config withMaxBytesInFlight(int perConnection, int server) {
+            return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, perConnection,
+                    server, holeDetectionMinBytes, shutdownGrace, handshakeTimeout, requestTimeout, replyTimeout);
         }
 
         public Config withReadOnly(boolean value) {
-            return new Config(value, maxConnections, maxRequestsInFlight, maxBytesInFlight, holeDetectionMinBytes,
-                    shutdownGrace);
+            return new Config(value, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
+                    maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace, handshakeTimeout, requestTimeout,
+                    replyTimeout);
         }
 
         public Config withShutdownGrace(Duration value) {
-            return new Config(readOnly, maxConnections, maxRequestsInFlight, maxBytesInFlight, holeDetectionMinBytes,
-                    value);
+            return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
+                    maxServerBytesInFlight, holeDetectionMinBytes, value, handshakeTimeout, requestTimeout,
+                    replyTimeout);
         }
 
         public Config withHoleDetectionMinBytes(int value) {
-            return new Config(readOnly, maxConnections, maxRequestsInFlight, maxBytesInFlight, value, shutdownGrace);
+            return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
+                    maxServerBytesInFlight, value, shutdownGrace, handshakeTimeout, requestTimeout, replyTimeout);
+        }
+
+        /** Handshake, request and reply timeouts (zero: unlimited). */
+        public Config withTimeouts(Duration handshake, Duration request, Duration reply) {
+            return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
+                    maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace, handshake, request, reply);
         }
     }
 
@@ -131,10 +194,15 @@ public final class NbdServer implements AutoCloseable {
     private final ThreadFactory requestThreads = Thread.ofVirtual().factory();
     private final AtomicLong connectionMemory = new AtomicLong();
     private final AtomicInteger refusing = new AtomicInteger();
+    /** Payload bytes in flight over all connections ({@link Config#maxServerBytesInFlight()}); fair, so big requests get their turn. */
+    private final Semaphore bytesInFlight;
+    /** Connections in transmission per export name ({@link Config#maxConnectionsPerExport()}). */
+    private final Map<String, AtomicInteger> exportConnections = new ConcurrentHashMap<>();
     /** Channels of the refusals running, closed by {@link #close()}. */
     private final Set<NbdChannel> refusals = ConcurrentHashMap.newKeySet();
     private final ServerLogs logs = new ServerLogs();
     private final Thread logFlusher;
+    private final Thread reaper;
     private volatile boolean closing;
 
     private record Listener(ServerSocketChannel channel, Thread acceptor, Path unixPath) {
@@ -163,7 +231,62 @@ public final class NbdServer implements AutoCloseable {
         this.config = Objects.requireNonNull(config, "config");
         this.pool = Objects.requireNonNull(pool, "pool");
         this.tls = Objects.requireNonNull(tls, "tls");
+        this.bytesInFlight = new Semaphore(config.maxServerBytesInFlight(), true);
         this.logFlusher = Thread.ofVirtual().name("nbd-log-flusher").start(this::flushLogs);
+        this.reaper = Thread.ofVirtual().name("nbd-reaper").start(this::reap);
+    }
+
+    /**
+     * Closes the socket of every connection past one of its deadlines ({@link Deadlines}), until
+     * {@link #close()} interrupts it: what its threads were blocked in (reading a stalled request,
+     * writing to a client that does not read) fails, and the connection ends on its usual path.
+     */
+    private void reap() {
+        long interval = Deadlines.checkIntervalNanos(config.handshakeTimeout(), config.requestTimeout(),
+                config.replyTimeout());
+        while (true) {
+            try {
+                Thread.sleep(Duration.ofNanos(interval));
+            } catch (InterruptedException e) {
+                return;
+            }
+            try {
+                long now = System.nanoTime();
+                for (Connection c : connections) {
+                    String why = c.deadlines().expired(now);
+                    if (why != null && c.timeOut()) {
+                        logs.timeouts.log("{}: dropped: the client {}", c, why);
+                        c.forceClose();
+                    }
+                }
+            } catch (RuntimeException e) {
+                LOG.error("checking connection deadlines failed; trying again", e);
+            }
+        }
+    }
+
+    /** The payload bytes in flight over all connections. */
+    Semaphore bytesInFlight() {
+        return bytesInFlight;
+    }
+
+    /**
+     * Counts a connection entering transmission on {@code exportName}; null if it may, else why not
+     * (the caller must then not call {@link #leaveExport}).
+     */
+    String enterExport(String exportName) {
+        AtomicInteger n = exportConnections.computeIfAbsent(exportName, k -> new AtomicInteger());
+        int limit = config.maxConnectionsPerExport();
+        if (n.incrementAndGet() > limit) {
+            n.decrementAndGet();
+            return "too many connections to export '" + exportName + "' (" + limit + ", the limit); try again later";
+        }
+        return null;
+    }
+
+    /** A connection counted by {@link #enterExport} ended. */
+    void leaveExport(String exportName) {
+        exportConnections.computeIfPresent(exportName, (k, n) -> n.decrementAndGet() == 0 ? null : n);
     }
 
     /** Writes the counts of rate-limited lines every interval, until {@link #close()} interrupts it. */
@@ -383,11 +506,13 @@ public final class NbdServer implements AutoCloseable {
         return ending.size();
     }
 
+    /** Waits for the connections to end, all within one deadline, and closes the sockets of those that did not. */
     private void awaitAll(List<Connection> ending) {
         Duration wait = config.shutdownGrace().plusSeconds(2);
+        long deadline = System.nanoTime() + wait.toNanos();
         for (Connection c : ending) {
             try {
-                if (!c.awaitEnd(wait)) {
+                if (!c.awaitEnd(Duration.ofNanos(Math.max(0, deadline - System.nanoTime())))) {
                     LOG.warn("{} did not end within {} (a request is stuck in the device); closing its socket", c, wait);
                     c.forceClose();
                 }
@@ -452,6 +577,7 @@ public final class NbdServer implements AutoCloseable {
             c.terminate();
         }
         awaitAll(all);
+        reaper.interrupt();
         logFlusher.interrupt();
         try {
             logFlusher.join(Duration.ofSeconds(5));

@@ -63,6 +63,7 @@ final class ReplyWriter {
     static final int BATCH_BYTES = 256 * 1024;
 
     private final NbdChannel channel;
+    private final Deadlines deadlines;
     private final ReentrantLock lock = new ReentrantLock();
     private final ByteBuffer headers;
     private final ByteBuffer[] vector = new ByteBuffer[MAX_VECTOR];
@@ -77,8 +78,14 @@ final class ReplyWriter {
      *                connection in transmission, a few dozen bytes are enough for option replies alone
      */
     ReplyWriter(NbdChannel channel, ByteBuffer headers) {
+        this(channel, headers, Deadlines.DISABLED);
+    }
+
+    /** With a write deadline armed around every message (a client that stops reading gets dropped). */
+    ReplyWriter(NbdChannel channel, ByteBuffer headers, Deadlines deadlines) {
         this.channel = channel;
         this.headers = headers;
+        this.deadlines = deadlines;
     }
 
     /**
@@ -344,6 +351,7 @@ final class ReplyWriter {
             vectorLength++;
         }
         int first = 0;
+        deadlines.writing();
         try {
             while (first < vectorLength) {
                 channel.write(vector, first, vectorLength - first);
@@ -355,6 +363,7 @@ final class ReplyWriter {
             failure = e;
             throw e;
         } finally {
+            deadlines.written();
             for (int i = 0; i < vectorLength; i++) {
                 vector[i] = null;
             }

@@ -9,7 +9,7 @@ import org.slf4j.event.Level;
 /**
  * The log lines of a server that clients can cause at will, each kind rate-limited: the first
  * {@link #FULL_PER_INTERVAL} of each {@link #INTERVAL} in full, then a count (see
- * {@link RateLimitedLog}). So a hostile client costs at most 7 kinds x 6 lines per 10 s. The server
+ * {@link RateLimitedLog}). So a hostile client costs at most 8 kinds x 6 lines per 10 s. The server
  * calls {@link #flush()} every interval and when it closes. Thread-safe.
  */
 final class ServerLogs {
@@ -29,6 +29,8 @@ final class ServerLogs {
     final RateLimitedLog memoryShortage = limited(Level.WARN, "requests or connections short of direct memory");
     /** A connection ended while requests were still running (e.g. its client stopped reading replies). */
     final RateLimitedLog abandonedRequests = limited(Level.WARN, "connections closed with requests still running");
+    /** A connection was dropped because its client took too long (handshake, request, reading a reply). */
+    final RateLimitedLog timeouts = limited(Level.WARN, "connections dropped by a timeout");
     /** A bug: an unexpected exception in a connection or a request (logged with its stack trace). */
     final RateLimitedLog unexpected = limited(Level.ERROR, "unexpected failures of connections or requests");
 
@@ -39,7 +41,7 @@ final class ServerLogs {
     /** Writes the counts of the current interval. */
     void flush() {
         for (RateLimitedLog l : new RateLimitedLog[] {protocolErrors, failedConnections, refused, failedRequests,
-                memoryShortage, abandonedRequests, unexpected}) {
+                memoryShortage, abandonedRequests, timeouts, unexpected}) {
             l.flush();
         }
     }

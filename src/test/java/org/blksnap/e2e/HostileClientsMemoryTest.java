@@ -58,7 +58,7 @@ class HostileClientsMemoryTest {
     static final long RSS_BOUND_BYTES = 768L << 20;
     /** The log of start-up. */
     static final long LOG_BASE_BYTES = 8 << 10;
-    /** Rate-limited lines: at most 7 kinds x 6 lines of a few hundred bytes per 10 s. */
+    /** Rate-limited lines: at most 8 kinds x 6 lines of a few hundred bytes per 10 s. */
     static final long LOG_BYTES_PER_10_S = 24 << 10;
     static final int MAX_CONNECTIONS = 32;
     static final int WORKERS = 12;
