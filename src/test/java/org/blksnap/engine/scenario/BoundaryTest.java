@@ -1,5 +1,6 @@
 package org.blksnap.engine.scenario;
 
+import org.blksnap.testing.TestSector;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.blksnap.engine.scenario.Io.MiB;
 
