@@ -39,7 +39,7 @@ import tools.jackson.databind.json.JsonMapper;
         description = "Serve block devices with change tracking and snapshots over NBD.",
         footer = {"", "Config file keys are the long option names without '--' (data-dir, device, listen, socket,",
                 "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
-                "no-persist, max-connections); device and param take a list",
+                "no-persist, max-connections, control-group, allow-path); device, param and allow-path take a list",
                 "(comma-separated in a properties file, an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
     /** Exit code: another daemon holds the data directory (sysexits EX_TEMPFAIL). */
@@ -80,6 +80,14 @@ public final class Blksnapd implements Callable<Integer> {
             description = "NBD connections served at once (default 256); further clients are refused with an error"
                     + " reply; each connection holds 328 KiB of direct memory")
     Integer maxConnections;
+    @Option(names = "--control-group", paramLabel = "GROUP", description = "members of GROUP may use the control API"
+            + " besides root (the socket becomes mode 0660 with that group); their paths must lie in --allow-path"
+            + " directories")
+    String controlGroup;
+    @Option(names = "--allow-path", paramLabel = "DIR", description = "a directory in which members of the control"
+            + " group may name storage files, devices and mount points (repeatable); symbolic links out of it are"
+            + " refused")
+    List<Path> allowPaths = new ArrayList<>();
 
     private PrintWriter out;
     private PrintWriter err;
@@ -170,7 +178,8 @@ public final class Blksnapd implements Callable<Integer> {
                 DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
                 persistence(dir, file),
                 maxConnections != null ? maxConnections : parseCount("--max-connections",
-                        pick(null, file, "max-connections", String.valueOf(NbdServer.Config.DEFAULT_MAX_CONNECTIONS))));
+                        pick(null, file, "max-connections", String.valueOf(NbdServer.Config.DEFAULT_MAX_CONNECTIONS))),
+                pick(controlGroup, file, "control-group", null), allowPaths(cwd, file));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -218,6 +227,17 @@ public final class Blksnapd implements Callable<Integer> {
         return new Persistence(dir.resolve(DaemonConfig.STATE_DIR), regionBytes, every);
     }
 
+    /** --allow-path flags, or else the config file's allow-path list, made absolute. */
+    private List<Path> allowPaths(Path cwd, Map<String, List<String>> file) {
+        List<Path> dirs = new ArrayList<>();
+        if (!allowPaths.isEmpty()) {
+            allowPaths.forEach(p -> dirs.add(cwd.resolve(p).normalize()));
+        } else {
+            file.getOrDefault("allow-path", List.of()).forEach(p -> dirs.add(cwd.resolve(p).normalize()));
+        }
+        return dirs;
+    }
+
     private static int parseCount(String what, String text) {
         try {
             return Integer.parseInt(text.trim());
@@ -257,7 +277,8 @@ public final class Blksnapd implements Callable<Integer> {
         }
         Map<String, List<String>> m = new LinkedHashMap<>();
         List<String> known = List.of("data-dir", "device", "listen", "socket", "control", "param", "metrics",
-                "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections");
+                "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections",
+                "control-group", "allow-path");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;
             try {

@@ -110,7 +110,8 @@ public final class Daemon implements AutoCloseable {
             }
         });
         control = ControlServer.start(engine, devices, config.controlSocket(), nbd::uri,
-                FreezeHooks.CommandRunner.PROCESS, metrics::event);
+                FreezeHooks.CommandRunner.PROCESS, metrics::event,
+                ControlAccess.create(config.controlGroup(), config.allowPaths(), dataDir));
         if (config.metrics() != null) {
             metricsAddress = metrics.serve(config.metrics());
         }

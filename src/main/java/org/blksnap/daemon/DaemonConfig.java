@@ -24,10 +24,15 @@ import org.blksnap.engine.Persistence;
  * @param persistence    where change tracking is kept ({@link Persistence#NONE}: in memory only);
  *                       null means {@link #defaultPersistence} of the data directory
  * @param maxConnections NBD connections served at once (>= 1); further ones are refused politely
+ * @param controlGroup   a group whose members may use the control API besides root (the socket is then
+ *                       0660 with that group), or null
+ * @param allowPaths     directories in which callers of the control group may name files (storage,
+ *                       devices, mount points to freeze); empty: none
  */
 public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                            Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
-                           String logLevel, Persistence persistence, int maxConnections) {
+                           String logLevel, Persistence persistence, int maxConnections, String controlGroup,
+                           List<Path> allowPaths) {
     /** Default NBD TCP address. */
     public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
     /** Default data directory, relative to the working directory. */
@@ -49,6 +54,14 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
                 org.blksnap.nbd.NbdServer.Config.DEFAULT_MAX_CONNECTIONS);
     }
 
+    /** A configuration whose control API admits only root and the daemon's own user. */
+    public DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
+                        Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
+                        String logLevel, Persistence persistence, int maxConnections) {
+        this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel, persistence,
+                maxConnections, null, List.of());
+    }
+
     /** Persistence in {@code dataDir/state} with the default region size and checkpoint interval. */
     public static Persistence defaultPersistence(Path dataDir) {
         return Persistence.in(dataDir.resolve(STATE_DIR));
@@ -63,6 +76,10 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
         }
         devices = List.copyOf(devices);
         params = List.copyOf(params);
+        allowPaths = List.copyOf(allowPaths);
+        if (controlGroup != null && controlGroup.isBlank()) {
+            controlGroup = null;
+        }
         if (devices.isEmpty()) {
             throw new BlksnapException(Errno.EINVAL, "at least one device is needed");
         }
