@@ -95,6 +95,11 @@ final class ControlAccess implements AccessPolicy {
             List<Path> trusted = new ArrayList<>();
             trusted.add(realOrSelf(dataDir));
             trusted.add(realOrSelf(Path.of(System.getProperty("java.home"))));
+            for (String entry : System.getProperty("java.class.path", "").split(java.io.File.pathSeparator)) {
+                if (!entry.isBlank()) {
+                    trusted.add(realOrSelf(Path.of(entry))); // jars the JVM may open on a class's first use
+                }
+            }
             return new ControlAccess(root, self, groupName, group, dirs, trusted);
         } catch (IOException e) {
             throw new BlksnapException(Errno.EIO, "cannot look up users and groups: " + e.getMessage(), e);
@@ -187,8 +192,12 @@ final class ControlAccess implements AccessPolicy {
             if (target.equals(before.get(e.getKey())) || !target.startsWith("/")) {
                 continue; // open before, or not a file (socket:, pipe:, anon_inode:)
             }
-            Path p = Path.of(target.endsWith(" (deleted)") ? target.substring(0, target.length() - 10) : target);
-            if (!under(p, allowedDirs) && !under(p, trustedDirs) && !p.startsWith("/dev/pts") && !p.startsWith("/proc")) {
+            boolean deleted = target.endsWith(" (deleted)");
+            Path p = Path.of(deleted ? target.substring(0, target.length() - 10) : target);
+            if (!deleted && !Files.isRegularFile(p) && !isBlockDevice(p)) {
+                continue; // /dev/urandom, a terminal, a directory stream: nothing the operation writes
+            }
+            if (!under(p, allowedDirs) && !under(p, trustedDirs)) {
                 outside.add(target);
             }
         }
@@ -273,6 +282,14 @@ final class ControlAccess implements AccessPolicy {
         LOG.warn("{}: {} '{}' refused: {}", caller.describe(), what, path, why);
         return new BlksnapException(Errno.EPERM, what + " '" + path + "' is not allowed for " + caller.describe() + ": "
                 + why);
+    }
+
+    private static boolean isBlockDevice(Path p) {
+        try {
+            return org.blksnap.engine.device.BlockDevices.isBlockDevice(p);
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     private static boolean under(Path p, List<Path> dirs) {
