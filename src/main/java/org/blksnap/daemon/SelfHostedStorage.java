@@ -131,7 +131,9 @@ final class SelfHostedStorage {
                 exports.add(new String[] {"image", i.image()});
             }
         }
-        ByteBuffer buf = DirectBuffers.allocateAligned(PROBE_BYTES, PROBE_BYTES);
+        // Filesystem blocks may be smaller than 4 KiB (ext4 on a small device uses 1 KiB), so the probe
+        // may start anywhere on a 512-byte boundary: read the aligned 8 KiB around it.
+        ByteBuffer buf = DirectBuffers.allocateAligned(2 * PROBE_BYTES, PROBE_BYTES);
         for (String[] e : exports) {
             BlockDevice d;
             try {
@@ -140,14 +142,15 @@ final class SelfHostedStorage {
                 continue; // removed or destroyed meanwhile
             }
             for (long off : offsets) {
-                if (off % PROBE_BYTES != 0 || off + PROBE_BYTES > d.sizeBytes()) {
-                    continue;
+                long window = off / PROBE_BYTES * PROBE_BYTES;
+                if (window + 2L * PROBE_BYTES > d.sizeBytes()) {
+                    continue; // the last 4 KiB of a device: not probed (a filesystem keeps metadata there)
                 }
                 try {
                     buf.clear();
-                    d.read(buf, off);
-                    buf.flip();
-                    if (buf.equals(ByteBuffer.wrap(token))) {
+                    d.read(buf, window);
+                    int at = (int) (off - window);
+                    if (buf.slice(at, PROBE_BYTES).equals(ByteBuffer.wrap(token))) {
                         return e[0] + " " + e[1] + " (the probe was found at byte " + off + ")";
                     }
                 } catch (IOException | BlksnapException ignored) {
