@@ -20,7 +20,9 @@ import org.blksnap.daemon.Daemon;
 import org.blksnap.daemon.DaemonConfig;
 import org.blksnap.daemon.DeviceSpec;
 import org.blksnap.testing.ExternalTool;
+import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -44,13 +46,25 @@ class ControlAccessTest {
     Path allowed;
     Path outside;
     Path control;
-    Path classpath;
+    static Path classpath;
     Daemon daemon;
     ListAppender<ILoggingEvent> log;
 
+    @BeforeAll
+    static void copyTheToolWhereNobodyCanReadIt() throws Exception {
+        ExternalTool.require("root", "setpriv");
+        classpath = readableClasspath();
+    }
+
+    @AfterAll
+    static void removeTheCopy() {
+        if (classpath != null) {
+            ExternalTool.run(T, "rm", "-rf", classpath.toString());
+        }
+    }
+
     @BeforeEach
     void start() throws Exception {
-        ExternalTool.require("root", "setpriv");
         base = Files.createTempDirectory(Path.of("/tmp"), "blksnap-access-");
         Files.setPosixFilePermissions(base, PosixFilePermissions.fromString("rwxr-xr-x"));
         allowed = Files.createDirectory(base.resolve("allowed"));
@@ -59,7 +73,6 @@ class ControlAccessTest {
         Path ctl = Files.createDirectory(base.resolve("ctl"));
         Files.setPosixFilePermissions(ctl, PosixFilePermissions.fromString("rwxr-xr-x"));
         control = ctl.resolve("control.sock");
-        classpath = readableClasspath();
         Path data = base.resolve("data");
         daemon = Daemon.start(new DaemonConfig(data, List.of(new DeviceSpec("d0", base.resolve("d0.img"), 16L << 20)),
                 null, base.resolve("nbd.sock"), control, List.of("diff_storage_minimum=16384"), null, false, "INFO",
@@ -201,8 +214,9 @@ class ControlAccessTest {
      * The tool's classpath copied where nobody can read it (the local Maven repository is root's
      * alone): every jar of this JVM's class path, and the main classes.
      */
-    private Path readableClasspath() throws Exception {
-        Path dir = Files.createDirectory(base.resolve("cp"));
+    private static Path readableClasspath() throws Exception {
+        Path dir = Files.createTempDirectory(Path.of("/tmp"), "blksnap-access-cp-");
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
         for (String entry : System.getProperty("java.class.path").split(File.pathSeparator)) {
             Path p = Path.of(entry);
             if (entry.endsWith(".jar") && Files.isRegularFile(p)) {

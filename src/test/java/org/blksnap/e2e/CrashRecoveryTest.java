@@ -19,6 +19,7 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import org.blksnap.cli.CliRun;
 import org.blksnap.testing.NbdTestClient;
 import org.blksnap.testing.TestSector;
@@ -78,6 +79,12 @@ class CrashRecoveryTest {
     final AtomicBoolean holding = new AtomicBoolean();
     /** Where the taker's difference storage goes: a directory of this test in /dev/shm. */
     Path shm;
+    /**
+     * The storage file of the snapshot whose destroy call was in flight, until the taker deleted it:
+     * a kill after the daemon destroyed the snapshot but before the answer arrived leaves it, rightly
+     * (the files of a destroyed snapshot stay, as upstream).
+     */
+    final AtomicReference<Path> destroying = new AtomicReference<>();
 
     /**
      * One writer's own log, kept across kills (the device keeps its data): the last seq it started,
@@ -201,7 +208,8 @@ class CrashRecoveryTest {
                 + " new generations {}", cycles, killsInTake, killsHolding, takesSeen, checkedBlocks, durableChecked,
                 resets);
         System.out.println("CRASH-TEST-SUMMARY cycles=" + cycles + " killsDuringTake=" + killsInTake
-                + " killsWhileSnapshotHeld=" + killsHolding + " seed=" + seed + " takes=" + takesSeen
+                + " killsWhileSnapshotHeld=" + killsHolding + " killsInDestroyLeavingItsFile=" + destroyedBeforeTheAnswer
+                + " seed=" + seed + " takes=" + takesSeen
                 + " checkedWrites=" + checkedBlocks + " durableSectorsChecked=" + durableChecked + " lost=0"
                 + " newGenerations=" + resets);
         // A crash itself never loses the generation; only the wrap of the numbers (a take) starts a new one.
@@ -347,10 +355,16 @@ class CrashRecoveryTest {
      * After a restart: no snapshot and no image is back, and no difference-storage file of the
      * snapshot that was alive at the kill is left (the daemon created them, so it deletes them).
      */
+    int destroyedBeforeTheAnswer;
+
     private void assertNothingCameBack() throws IOException {
         assertThat(ok("snapshot", "collect")).as("snapshots after a restart").isEmpty();
         assertThatThrownBy(() -> NbdTestClient.connect(data.resolve("nbd.sock"), "blksnap-image0").close())
                 .as("the image export of a snapshot alive at the kill").isInstanceOf(IOException.class);
+        Path destroyed = destroying.getAndSet(null);
+        if (destroyed != null && Files.deleteIfExists(destroyed)) {
+            destroyedBeforeTheAnswer++;
+        }
         try (var files = Files.list(shm)) {
             assertThat(files.map(p -> p.getFileName().toString()).toList())
                     .as("difference-storage files in %s after a restart", shm).isEmpty();
@@ -401,6 +415,7 @@ class CrashRecoveryTest {
             } catch (InterruptedException e) {
                 return;
             }
+            destroying.set(storage);
             int destroyed = cli("snapshot", "destroy", "--id", id).exitCode();
             holding.set(false);
             if (destroyed != 0) {
@@ -411,6 +426,7 @@ class CrashRecoveryTest {
             } catch (IOException e) {
                 return;
             }
+            destroying.set(null);
         }
     }
 }
