@@ -3,21 +3,22 @@ package org.blksnap.ctrl;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.nio.file.attribute.PosixFilePermissions;
-import jdk.net.UnixDomainPrincipal;
-import java.nio.channels.SocketChannel;
 import java.nio.file.attribute.GroupPrincipal;
 import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Consumer;
 import java.util.stream.Collectors;
+import jdk.net.ExtendedSocketOptions;
+import jdk.net.UnixDomainPrincipal;
 import org.blksnap.ctrl.api.ErrorReply;
 import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.ctrl.api.Operation;
@@ -39,7 +40,6 @@ import org.eclipse.jetty.util.thread.VirtualThreadPool;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.slf4j.event.Level;
-import jdk.net.ExtendedSocketOptions;
 
 /**
  * The control API: HTTP/1.1 with JSON bodies on a Unix domain socket of mode 0600 (the equivalent of

@@ -6,6 +6,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.function.Consumer;
+import java.util.function.Function;
 import org.blksnap.ctrl.api.Range;
 import org.blksnap.ctrl.api.Replies;
 import org.blksnap.ctrl.api.Reply;
@@ -230,7 +231,7 @@ final class Operations {
         return new Replies.Done();
     }
 
-    private <T> T withPath(AccessPolicy.Caller caller, Path path, String what, java.util.function.Function<Path, T> use,
+    private <T> T withPath(AccessPolicy.Caller caller, Path path, String what, Function<Path, T> use,
                            Consumer<T> undo) {
         return access.withPath(caller, path, what, use, undo);
     }

@@ -1,5 +1,6 @@
 package org.blksnap.daemon;
 
+import java.io.File;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.FileSystems;
@@ -10,6 +11,7 @@ import java.nio.file.Path;
 import java.nio.file.attribute.GroupPrincipal;
 import java.nio.file.attribute.PosixFileAttributes;
 import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
 import java.nio.file.attribute.UserPrincipal;
 import java.nio.file.attribute.UserPrincipalLookupService;
 import java.util.ArrayList;
@@ -23,6 +25,7 @@ import java.util.function.Function;
 import org.blksnap.ctrl.AccessPolicy;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.device.BlockDevices;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -95,7 +98,7 @@ final class ControlAccess implements AccessPolicy {
             List<Path> trusted = new ArrayList<>();
             trusted.add(realOrSelf(dataDir));
             trusted.add(realOrSelf(Path.of(System.getProperty("java.home"))));
-            for (String entry : System.getProperty("java.class.path", "").split(java.io.File.pathSeparator)) {
+            for (String entry : System.getProperty("java.class.path", "").split(File.pathSeparator)) {
                 if (!entry.isBlank()) {
                     trusted.add(realOrSelf(Path.of(entry))); // jars the JVM may open on a class's first use
                 }
@@ -270,7 +273,7 @@ final class ControlAccess implements AccessPolicy {
                     || perms.contains(PosixFilePermission.OTHERS_WRITE);
             if (!writable) {
                 throw refuse(caller, what, path, real + " belongs to " + a.owner().getName() + " (mode "
-                        + java.nio.file.attribute.PosixFilePermissions.toString(perms) + ") and "
+                        + PosixFilePermissions.toString(perms) + ") and "
                         + caller.user().getName() + " could not write it");
             }
         } catch (IOException e) {
@@ -286,7 +289,7 @@ final class ControlAccess implements AccessPolicy {
 
     private static boolean isBlockDevice(Path p) {
         try {
-            return org.blksnap.engine.device.BlockDevices.isBlockDevice(p);
+            return BlockDevices.isBlockDevice(p);
         } catch (IOException e) {
             return false;
         }

@@ -5,8 +5,11 @@ import java.io.PrintWriter;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFileAttributes;
+import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.List;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -129,15 +132,15 @@ public final class Daemon implements AutoCloseable {
     private static void warnIfTheGroupCannotReach(Path socket, String group) {
         for (Path dir = socket.toAbsolutePath().getParent(); dir != null; dir = dir.getParent()) {
             try {
-                var a = Files.readAttributes(dir, java.nio.file.attribute.PosixFileAttributes.class);
-                var p = a.permissions();
-                boolean searchable = p.contains(java.nio.file.attribute.PosixFilePermission.OTHERS_EXECUTE)
+                PosixFileAttributes a = Files.readAttributes(dir, PosixFileAttributes.class);
+                Set<PosixFilePermission> p = a.permissions();
+                boolean searchable = p.contains(PosixFilePermission.OTHERS_EXECUTE)
                         || a.group().getName().equals(group)
-                        && p.contains(java.nio.file.attribute.PosixFilePermission.GROUP_EXECUTE);
+                        && p.contains(PosixFilePermission.GROUP_EXECUTE);
                 if (!searchable) {
                     LOG.warn("--control-group {}: its members cannot reach the control socket {}: {} is mode {} ({}:{});"
                             + " give --control a path in a directory they may search (e.g. /run/blksnap/control.sock)",
-                            group, socket, dir, java.nio.file.attribute.PosixFilePermissions.toString(p),
+                            group, socket, dir, PosixFilePermissions.toString(p),
                             a.owner().getName(), a.group().getName());
                     return;
                 }

@@ -1,6 +1,5 @@
 package org.blksnap.engine.scenario;
 
-import org.blksnap.testing.TestSector;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.blksnap.engine.scenario.Io.KiB;
 import static org.blksnap.engine.scenario.Io.MiB;
@@ -19,6 +18,7 @@ import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.testing.TestSector;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
