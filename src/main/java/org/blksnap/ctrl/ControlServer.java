@@ -3,16 +3,22 @@ package org.blksnap.ctrl;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.GroupPrincipal;
+import java.nio.file.attribute.PosixFileAttributeView;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
 import java.util.Arrays;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Consumer;
 import java.util.stream.Collectors;
+import jdk.net.ExtendedSocketOptions;
+import jdk.net.UnixDomainPrincipal;
 import org.blksnap.ctrl.api.ErrorReply;
 import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.ctrl.api.Operation;
@@ -21,6 +27,7 @@ import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.util.RateLimitedLog;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.io.Content;
 import org.eclipse.jetty.server.Handler;
@@ -32,6 +39,7 @@ import org.eclipse.jetty.util.Callback;
 import org.eclipse.jetty.util.thread.VirtualThreadPool;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import org.slf4j.event.Level;
 
 /**
  * The control API: HTTP/1.1 with JSON bodies on a Unix domain socket of mode 0600 (the equivalent of
@@ -58,10 +66,16 @@ public final class ControlServer implements AutoCloseable {
     private final Operations operations;
     private volatile boolean accepting = true;
 
-    private ControlServer(Path socket, Operations operations, Server server) {
+    private final AccessPolicy access;
+    /** Refused callers, counted per 10 s beyond the first few: a local user cannot flood the log. */
+    private final RateLimitedLog refusals = new RateLimitedLog(LOG, Level.WARN, "control requests refused", 5,
+            Duration.ofSeconds(10));
+
+    private ControlServer(Path socket, Operations operations, Server server, AccessPolicy access) {
         this.socket = socket;
         this.operations = operations;
         this.server = server;
+        this.access = access;
     }
 
     /**
@@ -76,13 +90,32 @@ public final class ControlServer implements AutoCloseable {
     public static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
                                       FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver)
             throws IOException {
-        return start(engine, devices, socket, exports, commands, eventObserver, IDLE_TIMEOUT);
+        return start(engine, devices, socket, exports, commands, eventObserver, AccessPolicy.SOCKET_MODE_ONLY);
     }
 
     /** As above, with another idle timeout (tests). */
     static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
                                FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
                                java.time.Duration idleTimeout) throws IOException {
+        return start(engine, devices, socket, exports, commands, eventObserver, AccessPolicy.SOCKET_MODE_ONLY,
+                idleTimeout);
+    }
+
+    /**
+     * As {@link #start(Blksnap, DeviceAdmin, Path, ExportLocator, FreezeHooks.CommandRunner, Consumer)},
+     * with every request's caller admitted by {@code access} from its peer credentials
+     * ({@code SO_PEERCRED}) and every path it names checked by it; the socket is 0660 with
+     * {@link AccessPolicy#socketGroup()} when that is set.
+     */
+    public static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
+                                      FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
+                                      AccessPolicy access) throws IOException {
+        return start(engine, devices, socket, exports, commands, eventObserver, access, IDLE_TIMEOUT);
+    }
+
+    private static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
+                                       FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
+                                       AccessPolicy access, java.time.Duration idleTimeout) throws IOException {
         Path parent = socket.toAbsolutePath().getParent();
         Files.createDirectories(parent);
         Files.deleteIfExists(socket);
@@ -91,7 +124,7 @@ public final class ControlServer implements AutoCloseable {
         Server server = new Server(threads);
         server.setStopTimeout(2000);
         ControlServer cs = new ControlServer(socket, new Operations(engine, devices, exports, commands,
-                eventObserver), server);
+                eventObserver, access), server, access);
         // Bound inside a fresh 0700 directory, made 0600, then renamed into place: the socket is never
         // reachable under a looser mode, whatever the directory it ends up in allows.
         Path privateDir = privateDirectory(parent);
@@ -103,7 +136,13 @@ public final class ControlServer implements AutoCloseable {
         server.setHandler(cs.new ApiHandler());
         try {
             server.start();
-            Files.setPosixFilePermissions(bound, PosixFilePermissions.fromString("rw-------"));
+            GroupPrincipal group = access.socketGroup();
+            if (group == null) {
+                Files.setPosixFilePermissions(bound, PosixFilePermissions.fromString("rw-------"));
+            } else {
+                Files.getFileAttributeView(bound, PosixFileAttributeView.class).setGroup(group);
+                Files.setPosixFilePermissions(bound, PosixFilePermissions.fromString("rw-rw----"));
+            }
             Files.move(bound, socket, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
         } catch (Exception e) {
             try {
@@ -116,7 +155,8 @@ public final class ControlServer implements AutoCloseable {
             Files.deleteIfExists(bound);
             Files.deleteIfExists(privateDir);
         }
-        LOG.info("control API on {}", socket);
+        LOG.info("control API on {} ({})", socket, access.socketGroup() == null ? "mode 0600"
+                : "mode 0660, group " + access.socketGroup().getName());
         return cs;
     }
 
@@ -189,6 +229,7 @@ public final class ControlServer implements AutoCloseable {
         }
 
         private Object dispatch(String method, String path, Request request) {
+            AccessPolicy.Caller caller = caller(request, method, path);
             if (!accepting) {
                 throw new BlksnapException(Errno.ESHUTDOWN, "the daemon is shutting down");
             }
@@ -211,7 +252,33 @@ public final class ControlServer implements AutoCloseable {
             } catch (InvalidValueException e) {
                 throw new BlksnapException(Errno.EINVAL, e.getMessage());
             }
-            return operations.run(args);
+            return operations.run(caller, args);
+        }
+
+        /**
+         * The peer credentials of the request's connection ({@code SO_PEERCRED}, read by the kernel
+         * when the peer connected), admitted or refused by the access policy.
+         */
+        private AccessPolicy.Caller caller(Request request, String method, String path) {
+            Object transport = request.getConnectionMetaData().getConnection().getEndPoint().getTransport();
+            UnixDomainPrincipal peer;
+            try {
+                if (!(transport instanceof SocketChannel channel)) {
+                    throw new IOException("not a socket channel: " + transport);
+                }
+                peer = channel.getOption(ExtendedSocketOptions.SO_PEERCRED);
+            } catch (IOException | UnsupportedOperationException e) {
+                refusals.log("{} {}: refused, the caller's credentials cannot be read: {}", method, path, e.toString());
+                throw new BlksnapException(Errno.EPERM, "the control API cannot read the caller's credentials ("
+                        + e.getMessage() + ")", e);
+            }
+            try {
+                return access.admit(peer.user(), peer.group());
+            } catch (BlksnapException e) {
+                refusals.log("{} {}: refused user {} (group {}): {}", method, path, peer.user().getName(),
+                        peer.group().getName(), e.getMessage());
+                throw e;
+            }
         }
 
         /**

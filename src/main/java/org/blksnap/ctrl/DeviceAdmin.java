@@ -88,4 +88,14 @@ public interface DeviceAdmin {
 
     /** Every device the daemon knows of (served or registered but unavailable), in name order. */
     List<Entry> entries();
+
+    /**
+     * Checks, before it is appended, that difference storage at {@code storage} does not lie on a
+     * filesystem served by this daemon from one of its own devices or images (its copy-on-write
+     * writes would come back through our own tracker and deadlock). Called without engine locks.
+     *
+     * @throws org.blksnap.engine.BlksnapException EINVAL it does
+     */
+    default void checkStorage(Path storage) {
+    }
 }

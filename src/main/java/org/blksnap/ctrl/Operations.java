@@ -6,7 +6,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.function.Consumer;
-import org.blksnap.ctrl.api.AbsolutePath;
+import java.util.function.Function;
 import org.blksnap.ctrl.api.Range;
 import org.blksnap.ctrl.api.Replies;
 import org.blksnap.ctrl.api.Reply;
@@ -42,17 +42,23 @@ final class Operations {
     private final ExportLocator exports;
     private final FreezeHooks.CommandRunner commands;
     private final Consumer<SnapshotEvent> eventObserver;
+    private final AccessPolicy access;
 
     Operations(Blksnap engine, DeviceAdmin devices, ExportLocator exports, FreezeHooks.CommandRunner commands,
-               Consumer<SnapshotEvent> eventObserver) {
+               Consumer<SnapshotEvent> eventObserver, AccessPolicy access) {
         this.engine = engine;
         this.devices = devices;
         this.exports = exports;
         this.commands = commands;
         this.eventObserver = eventObserver;
+        this.access = access;
     }
 
-    Reply run(Request<?> request) {
+    /**
+     * Runs {@code request} for {@code caller}; every path it names goes through the access policy
+     * ({@link AccessPolicy#withPath}).
+     */
+    Reply run(AccessPolicy.Caller caller, Request<?> request) {
         return switch (request) {
             case Requests.Version _ -> version(engine.version());
             case Requests.Params _ -> new Replies.Params(engine.params().asMap());
@@ -60,7 +66,7 @@ final class Operations {
             case Requests.ParamsSet q -> paramsSet(q);
             case Requests.Status _ -> status(engine.status());
             case Requests.DeviceList _ -> deviceList();
-            case Requests.DeviceAdd q -> deviceAdd(q);
+            case Requests.DeviceAdd q -> deviceAdd(caller, q);
             case Requests.DeviceRemove q -> deviceRemove(q);
             case Requests.TrackerCollect _ -> new Replies.Trackers(engine.trackerCollect().stream()
                     .map(Operations::tracker).toList());
@@ -69,8 +75,8 @@ final class Operations {
             case Requests.MarkDirty q -> markDirty(q);
             case Requests.TrackerRemove q -> trackerRemove(q);
             case Requests.SnapshotCreate q -> snapshotCreate(q);
-            case Requests.AppendStorage q -> appendStorage(q);
-            case Requests.Take q -> take(q);
+            case Requests.AppendStorage q -> appendStorage(caller, q);
+            case Requests.Take q -> take(caller, q);
             case Requests.SnapshotCollect _ -> new Replies.SnapshotIds(engine.snapshotCollect());
             case Requests.CollectImages q -> new Replies.Images(engine.snapshotCollectImages(q.id()).stream()
                     .map(this::image).toList());
@@ -139,8 +145,10 @@ final class Operations {
         return new Replies.Devices(List.copyOf(out.values()));
     }
 
-    private Replies.Device deviceAdd(Requests.DeviceAdd q) {
-        DeviceAdmin.Entry e = devices.add(q.name(), q.path().path(), q.size() == null ? 0 : q.size().bytes(), q.readOnlyRequested());
+    private Replies.Device deviceAdd(AccessPolicy.Caller caller, Requests.DeviceAdd q) {
+        long createSizeBytes = q.size() == null ? 0 : q.size().bytes();
+        DeviceAdmin.Entry e = withPath(caller, q.path().path(), "device add path",
+                p -> devices.add(q.name(), p, createSizeBytes, q.readOnlyRequested()), added -> devices.remove(added.name(), true));
         // A new device has no tracker and is in no snapshot.
         return new Replies.Device(e.name(), e.sizeBytes(), false, null, exports.uri(e.name()),
                 e.path().toString(), e.origin().wireName(), null, Replies.Device.readOnly(e.readOnly()));
@@ -174,17 +182,24 @@ final class Operations {
         return created;
     }
 
-    private Replies.Done appendStorage(Requests.AppendStorage q) {
+    private Replies.Done appendStorage(AccessPolicy.Caller caller, Requests.AppendStorage q) {
         long sizeBytes = q.size() == null ? 0 : q.size().bytes();
-        engine.snapshotAppendStorage(q.id(), new StorageSpec(q.path().path(), sizeBytes, sizeBytes > 0,
-                sectorRanges(q.ranges())));
+        // Storage cannot be taken back from a snapshot: one that was tricked into opening a file
+        // outside the allowed directories is destroyed.
+        withPath(caller, q.path().path(), "append-storage path", p -> {
+            devices.checkStorage(p);
+            engine.snapshotAppendStorage(q.id(), new StorageSpec(p, sizeBytes, sizeBytes > 0, sectorRanges(q.ranges())));
+            return q.id();
+        }, engine::snapshotDestroy);
         LOG.info("snapshot {}: storage {} appended ({})", q.id(), q.path(),
                 q.ranges().isEmpty() ? "whole" : q.ranges().size() + " range(s)");
         return new Replies.Done();
     }
 
-    private Replies.Done take(Requests.Take q) {
-        List<Path> mountPoints = q.freeze().stream().map(AbsolutePath::path).toList();
+    private Replies.Done take(AccessPolicy.Caller caller, Requests.Take q) {
+        List<Path> mountPoints = q.freeze().stream()
+                .map(m -> withPath(caller, m.path(), "take freeze mount point", p -> p, p -> { }))
+                .toList();
         TakeHooks hooks = mountPoints.isEmpty() ? TakeHooks.NONE : FreezeHooks.of(mountPoints, commands);
         engine.snapshotTake(q.id(), hooks);
         LOG.info("snapshot {} taken{}", q.id(), mountPoints.isEmpty() ? "" : " (froze " + mountPoints + ")");
@@ -215,6 +230,11 @@ final class Operations {
         engine.snapshotDestroy(q.id());
         LOG.info("snapshot {} destroyed", q.id());
         return new Replies.Done();
+    }
+
+    private <T> T withPath(AccessPolicy.Caller caller, Path path, String what, Function<Path, T> use,
+                           Consumer<T> undo) {
+        return access.withPath(caller, path, what, use, undo);
     }
 
     /** The engine's ranges; the engine's type judges the numbers (EINVAL for a negative sector or count). */

@@ -42,9 +42,9 @@ import tools.jackson.databind.json.JsonMapper;
                 "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
                 "no-persist, max-connections, max-connections-per-export, max-bytes-in-flight,",
                 "max-bytes-in-flight-per-connection, handshake-timeout, request-timeout, reply-timeout, tls, tls-cert,",
-                "tls-key, tls-ca, tls-verify-peer, allow, read-only); device, param, allow and read-only take a list",
-                "(comma-separated in a properties file, where a certificate subject separates its parts with ';';",
-                "an array in JSON)."})
+                "tls-key, tls-ca, tls-verify-peer, allow, read-only, control-group, allow-path); device, param, allow,",
+                "read-only and allow-path take a list (comma-separated in a properties file, where a certificate",
+                "subject separates its parts with ';'; an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
     /** Exit code: another daemon holds the data directory (sysexits EX_TEMPFAIL). */
     public static final int EXIT_IN_USE = 75;
@@ -129,6 +129,14 @@ public final class Blksnapd implements Callable<Integer> {
             description = "an NBD client that takes longer than this to read one reply is dropped (default 60;"
                     + " 0: never)")
     String replyTimeout;
+    @Option(names = "--control-group", paramLabel = "GROUP", description = "members of GROUP may use the control API"
+            + " besides root (the socket becomes mode 0660 with that group); their paths must lie in --allow-path"
+            + " directories")
+    String controlGroup;
+    @Option(names = "--allow-path", paramLabel = "DIR", description = "a directory in which members of the control"
+            + " group may name storage files, devices and mount points (repeatable); symbolic links out of it are"
+            + " refused")
+    List<Path> allowPaths = new ArrayList<>();
 
     private PrintWriter out;
     private PrintWriter err;
@@ -217,7 +225,8 @@ public final class Blksnapd implements Callable<Integer> {
                 sock.equalsIgnoreCase("none") ? null : Path.of(sock).toAbsolutePath(),
                 Path.of(ctl).toAbsolutePath(), allParams,
                 DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
-                persistence(dir, file), nbdConfig(file), security(file));
+                persistence(dir, file), nbdConfig(file), security(file),
+                pick(controlGroup, file, "control-group", null), allowPaths(cwd, file));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -346,6 +355,17 @@ public final class Blksnapd implements Callable<Integer> {
         return java.time.Duration.ofNanos((long) (seconds * 1e9));
     }
 
+    /** --allow-path flags, or else the config file's allow-path list, made absolute. */
+    private List<Path> allowPaths(Path cwd, Map<String, List<String>> file) {
+        List<Path> dirs = new ArrayList<>();
+        if (!allowPaths.isEmpty()) {
+            allowPaths.forEach(p -> dirs.add(cwd.resolve(p).normalize()));
+        } else {
+            file.getOrDefault("allow-path", List.of()).forEach(p -> dirs.add(cwd.resolve(p).normalize()));
+        }
+        return dirs;
+    }
+
     private static int parseCount(String what, String text) {
         try {
             return Integer.parseInt(text.trim());
@@ -388,7 +408,8 @@ public final class Blksnapd implements Callable<Integer> {
                 "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections",
                 "max-connections-per-export", "max-bytes-in-flight", "max-bytes-in-flight-per-connection",
                 "handshake-timeout", "request-timeout", "reply-timeout",
-                "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "allow", "read-only");
+                "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "allow", "read-only",
+                "control-group", "allow-path");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;
             try {

@@ -5,8 +5,11 @@ import java.io.PrintWriter;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.attribute.PosixFileAttributes;
+import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.List;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -111,11 +114,41 @@ public final class Daemon implements AutoCloseable {
             }
         });
         control = ControlServer.start(engine, devices, config.controlSocket(), nbd::uri,
-                FreezeHooks.CommandRunner.PROCESS, metrics::event);
+                FreezeHooks.CommandRunner.PROCESS, metrics::event,
+                ControlAccess.create(config.controlGroup(), config.allowPaths(), dataDir));
+        if (config.controlGroup() != null) {
+            warnIfTheGroupCannotReach(config.controlSocket(), config.controlGroup());
+        }
         if (config.metrics() != null) {
             metricsAddress = metrics.serve(config.metrics());
         }
         LOG.info("blksnapd {} up: data dir {}", engine.version(), dataDir);
+    }
+
+    /**
+     * Members of the control group need search permission on every directory above the socket;
+     * the default place, the data directory, is 0700. Says so once at start instead of leaving them
+     * with "permission denied".
+     */
+    private static void warnIfTheGroupCannotReach(Path socket, String group) {
+        for (Path dir = socket.toAbsolutePath().getParent(); dir != null; dir = dir.getParent()) {
+            try {
+                PosixFileAttributes a = Files.readAttributes(dir, PosixFileAttributes.class);
+                Set<PosixFilePermission> p = a.permissions();
+                boolean searchable = p.contains(PosixFilePermission.OTHERS_EXECUTE)
+                        || a.group().getName().equals(group)
+                        && p.contains(PosixFilePermission.GROUP_EXECUTE);
+                if (!searchable) {
+                    LOG.warn("--control-group {}: its members cannot reach the control socket {}: {} is mode {} ({}:{});"
+                            + " give --control a path in a directory they may search (e.g. /run/blksnap/control.sock)",
+                            group, socket, dir, PosixFilePermissions.toString(p),
+                            a.owner().getName(), a.group().getName());
+                    return;
+                }
+            } catch (IOException e) {
+                return;
+            }
+        }
     }
 
     /** The engine (tests). */

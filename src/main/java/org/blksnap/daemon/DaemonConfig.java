@@ -28,10 +28,15 @@ import org.blksnap.nbd.NbdServer;
  *                       flight per connection and daemon-wide, handshake/request/reply timeouts)
  * @param security       TLS, allow-lists per export and read-only exports of the NBD server
  *                       (null means {@link NbdSecurity#NONE})
+ * @param controlGroup   a group whose members may use the control API besides root (the socket is then
+ *                       0660 with that group), or null
+ * @param allowPaths     directories in which callers of the control group may name files (storage,
+ *                       devices, mount points to freeze); empty: none
  */
 public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                            Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
-                           String logLevel, Persistence persistence, NbdServer.Config nbd, NbdSecurity security) {
+                           String logLevel, Persistence persistence, NbdServer.Config nbd, NbdSecurity security,
+                           String controlGroup, List<Path> allowPaths) {
     /** Default NBD TCP address. */
     public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
     /** Default data directory, relative to the working directory. */
@@ -50,7 +55,7 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
                         Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
                         String logLevel) {
         this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel, null,
-                NbdServer.Config.defaults(), NbdSecurity.NONE);
+                NbdServer.Config.defaults(), NbdSecurity.NONE, null, List.of());
     }
 
     /** Persistence in {@code dataDir/state} with the default region size and checkpoint interval. */
@@ -70,6 +75,10 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
         }
         devices = List.copyOf(devices);
         params = List.copyOf(params);
+        allowPaths = List.copyOf(allowPaths);
+        if (controlGroup != null && controlGroup.isBlank()) {
+            controlGroup = null;
+        }
         if (devices.isEmpty()) {
             throw new BlksnapException(Errno.EINVAL, "at least one device is needed");
         }

@@ -50,6 +50,11 @@ final class DeviceManager implements DeviceAdmin {
     /** The registry's content as last written, in the order added; under {@link #lock}. */
     private final LinkedHashMap<String, DeviceRegistry.Entry> registered = new LinkedHashMap<>();
 
+    @Override
+    public void checkStorage(Path storage) {
+        SelfHostedStorage.check(engine, storage);
+    }
+
     private DeviceManager(Blksnap engine, DeviceRegistry registry) {
         this.engine = engine;
         this.registry = registry;

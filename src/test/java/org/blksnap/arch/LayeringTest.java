@@ -112,6 +112,17 @@ class LayeringTest {
                 .check(main);
     }
 
+    /**
+     * Who may call and which paths a caller may name are decided in one place, the daemon's
+     * {@code ControlAccess}; the control server reaches it only through {@code ctrl.AccessPolicy}.
+     */
+    @Test
+    void accessDecisionsAreTheDaemons() {
+        noClasses().that().resideInAPackage("org.blksnap.ctrl..")
+                .should().dependOnClassesThat().haveFullyQualifiedName("java.nio.file.attribute.UserPrincipalLookupService")
+                .check(main);
+    }
+
     @Test
     void theEnginesTestDoubleNeedsOnlyTheEnginesApi() {
         noClasses().should().dependOnClassesThat().resideOutsideOfPackages("org.blksnap.engine", "org.blksnap.ctrl",

@@ -47,6 +47,55 @@ class ControlServerTest {
         return RawHttp.send(socket, "POST", path, body);
     }
 
+    /**
+     * Every request's peer credentials go to the access policy before anything is done; a refusal is
+     * EPERM (403) with the policy's message, and paths of an admitted caller go through it too.
+     */
+    @Test
+    void theAccessPolicySeesThePeerCredentialsOfEveryRequestAndItsPaths() throws Exception {
+        List<String> seen = new ArrayList<>();
+        List<Path> paths = new ArrayList<>();
+        AccessPolicy policy = new AccessPolicy() {
+            @Override
+            public Caller admit(java.nio.file.attribute.UserPrincipal user, java.nio.file.attribute.GroupPrincipal group) {
+                seen.add(user.getName());
+                if (seen.size() == 1) {
+                    throw new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.EPERM, "not you");
+                }
+                return new Caller(user, group, false);
+            }
+
+            @Override
+            public java.nio.file.attribute.GroupPrincipal socketGroup() {
+                return null;
+            }
+
+            @Override
+            public <T> T withPath(Caller caller, Path path, String what, java.util.function.Function<Path, T> use,
+                                  java.util.function.Consumer<T> undo) {
+                paths.add(path);
+                throw new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.EPERM, what + " refused");
+            }
+        };
+        Path other = dir.resolve("policed.sock");
+        try (ControlServer policed = ControlServer.start(engine, new FakeDevices(), other, name -> "nbd://x/" + name,
+                cmd -> new FreezeHooks.CommandRunner.Result(0, ""), ev -> {
+                }, policy)) {
+            RawHttp.Reply refused = RawHttp.send(other, "GET", "/v1/version", null);
+            assertThat(refused.status()).isEqualTo(403);
+            assertThat(refused.body()).contains("\"EPERM\"").contains("not you");
+            String me = System.getProperty("user.name");
+            assertThat(seen).containsExactly(me);
+
+            String id = engine.snapshotCreate(List.of("disk0")).toString();
+            RawHttp.Reply storage = RawHttp.send(other, "POST", "/v1/snapshot/append-storage",
+                    "{\"id\":\"" + id + "\",\"path\":\"/x/s.img\",\"size\":\"1M\"}");
+            assertThat(storage.status()).isEqualTo(403);
+            assertThat(storage.body()).contains("append-storage path refused");
+            assertThat(paths).containsExactly(Path.of("/x/s.img"));
+        }
+    }
+
     @Test
     void socketIsCreatedWithMode0600() throws Exception {
         assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(socket))).isEqualTo("rw-------");

@@ -1,19 +1,17 @@
 package org.blksnap.e2e;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 import static org.junit.jupiter.api.Assertions.assertTimeoutPreemptively;
 
-import java.io.EOFException;
 import java.io.IOException;
-import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -21,7 +19,10 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import org.blksnap.cli.CliRun;
+import org.blksnap.testing.NbdTestClient;
+import org.blksnap.testing.TestSector;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -33,17 +34,28 @@ import tools.jackson.databind.JsonNode;
 import tools.jackson.databind.json.JsonMapper;
 
 /**
- * The crash guarantee, with a real kill -9: blksnapd runs as its own JVM with checkpoints every
- * 20 ms and 1 MiB journal regions; NBD clients write at random (some writes with FUA, some
- * flushes), a taker takes and destroys snapshots in a loop, and the daemon is killed at a random
- * moment (so also in the middle of takes and of checkpoints). After each restart a snapshot is
- * taken and the CBT map read: every block acknowledged after the last take S that returned must
- * have a value above S, unless the tracker got a new generation (which must name its reason).
+ * The crash guarantees, with a real kill -9: blksnapd runs as its own JVM with checkpoints every
+ * 20 ms and 1 MiB journal regions; three NBD clients write test sectors ({@link TestSector}) at
+ * random, each in its own third of the device (some writes with FUA, some followed by a flush), a
+ * taker creates, takes, holds for up to 300 ms (a copy-on-write storm: every first write to a chunk
+ * copies it) and destroys snapshots in a loop, with their difference storage in /dev/shm, and the
+ * daemon is killed at a random moment (so also in the middle of takes, of copy-on-write and of
+ * checkpoints). After each restart:
+ * <ul>
+ *   <li>every write acknowledged with FUA, or acknowledged before an acknowledged flush, is on the
+ *       original: each of its sectors holds that write or a later one of the same writer, read back
+ *       over NBD and checked against the writer's own log of what was acknowledged;</li>
+ *   <li>no snapshot comes back (none listed, no image exported), and the difference-storage files
+ *       the daemon created for the snapshot alive at the kill are gone;</li>
+ *   <li>a snapshot is taken and the CBT map read: every block acknowledged after the last take S
+ *       that returned must have a value above S, unless the tracker got a new generation (which must
+ *       name its reason).</li>
+ * </ul>
  *
  * <p>{@code -Dblksnap.crash.cycles=N} sets the number of kill cycles (default 4);
  * {@code -Dblksnap.crash.seed=N} replays a run's random choices (the seed is logged). For example
  * {@code bin/test -Dtest=CrashRecoveryTest -Dblksnap.crash.cycles=200}. The run fails after
- * 2 minutes plus 20 seconds per cycle instead of the suite's 5 minutes.
+ * 2 minutes plus 45 seconds per cycle instead of the suite's 5 minutes.
  */
 @Tag("system")
 class CrashRecoveryTest {
@@ -51,6 +63,10 @@ class CrashRecoveryTest {
     static final long DEVICE_BYTES = 64L << 20;
     static final int BLOCK_SHIFT = 16;
     static final JsonMapper JSON = JsonMapper.builder().build();
+    static final int WRITERS = 3;
+    static final int SECTOR = TestSector.SECTOR_BYTES;
+    /** Sectors of each writer's third of the device. */
+    static final int AREA_SECTORS = (int) (DEVICE_BYTES / SECTOR / WRITERS);
 
     @TempDir
     Path dir;
@@ -59,6 +75,35 @@ class CrashRecoveryTest {
     int starts;
     /** Whether the taker is inside a take call right now (to count kills that fall in one). */
     final AtomicBoolean inTake = new AtomicBoolean();
+    /** Whether a taken snapshot is held right now (to count kills that fall in a copy-on-write storm). */
+    final AtomicBoolean holding = new AtomicBoolean();
+    /** Where the taker's difference storage goes: a directory of this test in /dev/shm. */
+    Path shm;
+    /**
+     * The storage file of the snapshot whose destroy call was in flight, until the taker deleted it:
+     * a kill after the daemon destroyed the snapshot but before the answer arrived leaves it, rightly
+     * (the files of a destroyed snapshot stay, as upstream).
+     */
+    final AtomicReference<Path> destroying = new AtomicReference<>();
+
+    /**
+     * One writer's own log, kept across kills (the device keeps its data): the last seq it started,
+     * and per sector of its area the seq of the last acknowledged write and of the last durable one
+     * (acknowledged with FUA, or acknowledged before a flush that was acknowledged). Used by one
+     * thread at a time (the writer, then the checker after a join).
+     */
+    static final class WriterLog {
+        final long firstSector;
+        final TestSector.Generator gen;
+        final int[] acked = new int[AREA_SECTORS];
+        final int[] durable = new int[AREA_SECTORS];
+        int started;
+
+        WriterLog(int index, long seed) {
+            this.firstSector = (long) index * AREA_SECTORS;
+            this.gen = new TestSector.Generator(seed, false);
+        }
+    }
 
     /** A write that was acknowledged: when it was sent and the tracking blocks it touched. */
     record Acked(long sentNanos, long firstBlock, long lastBlock) {
@@ -69,10 +114,18 @@ class CrashRecoveryTest {
     }
 
     @AfterEach
-    void killTheDaemonLeftBehind() throws InterruptedException {
+    void killTheDaemonLeftBehind() throws Exception {
         if (daemon != null && daemon.isAlive()) {
             daemon.destroyForcibly();
             daemon.waitFor(30, TimeUnit.SECONDS);
+        }
+        if (shm != null && Files.exists(shm)) {
+            try (var files = Files.list(shm)) {
+                for (Path p : files.toList()) {
+                    Files.deleteIfExists(p);
+                }
+            }
+            Files.deleteIfExists(shm);
         }
     }
 
@@ -80,7 +133,7 @@ class CrashRecoveryTest {
     @Timeout(value = 1, unit = TimeUnit.DAYS) // the run's own limit below grows with the number of cycles
     void noAcknowledgedWriteIsUnderReportedAfterAKillNineAtARandomMoment() {
         int cycles = Integer.getInteger("blksnap.crash.cycles", 4);
-        assertTimeoutPreemptively(Duration.ofSeconds(120 + 20L * cycles), () -> killCycles(cycles));
+        assertTimeoutPreemptively(Duration.ofSeconds(120 + 45L * cycles), () -> killCycles(cycles));
     }
 
     private void killCycles(int cycles) throws Exception {
@@ -89,6 +142,13 @@ class CrashRecoveryTest {
         Random rnd = new Random(seed);
         data = dir.resolve("data");
         Files.createDirectories(data);
+        shm = Files.createTempDirectory(Path.of("/dev/shm"), "blksnap-crash-");
+        List<WriterLog> logs = new ArrayList<>();
+        for (int w = 0; w < WRITERS; w++) {
+            logs.add(new WriterLog(w, rnd.nextLong()));
+        }
+        long durableChecked = 0;
+        int killsHolding = 0;
         startDaemon();
         Take last = takeAndCheck(List.of(), null);
         Map<String, Integer> resets = new TreeMap<>();
@@ -96,20 +156,25 @@ class CrashRecoveryTest {
         int takesSeen = 0;
         int killsInTake = 0;
         for (int cycle = 1; cycle <= cycles; cycle++) {
+            inTake.set(false);
+            holding.set(false);
             ConcurrentLinkedQueue<Acked> acked = new ConcurrentLinkedQueue<>();
             ConcurrentLinkedQueue<Take> takes = new ConcurrentLinkedQueue<>();
             AtomicBoolean run = new AtomicBoolean(true);
             List<Thread> threads = new ArrayList<>();
-            for (int w = 0; w < 3; w++) {
+            for (WriterLog log : logs) {
                 long writerSeed = rnd.nextLong();
-                threads.add(Thread.ofPlatform().start(() -> writeUntilKilled(new Random(writerSeed), acked, run)));
+                threads.add(Thread.ofPlatform().start(() -> writeUntilKilled(new Random(writerSeed), log, acked, run)));
             }
             Take start = last;
             long takerSeed = rnd.nextLong();
             threads.add(Thread.ofPlatform().start(() -> takeUntilKilled(new Random(takerSeed), start, takes, run)));
-            Thread.sleep(100 + rnd.nextInt(900));
+            Thread.sleep(500 + rnd.nextInt(3500)); // long enough for takes and copy-on-write on this loaded machine
             if (inTake.get()) {
                 killsInTake++;
+            }
+            if (holding.get()) {
+                killsHolding++;
             }
             daemon.destroyForcibly(); // SIGKILL
             assertThat(daemon.waitFor(30, TimeUnit.SECONDS)).isTrue();
@@ -124,22 +189,32 @@ class CrashRecoveryTest {
             Take before = last;
             List<Acked> mustBeAbove = acked.stream().filter(a -> a.sentNanos() > before.returnedNanos()).toList();
             startDaemon();
+            assertNothingCameBack();
+            long durableNow = checkDurable(logs);
+            durableChecked += durableNow;
             Take after = takeAndCheck(mustBeAbove, before);
             if (!after.generation().equals(before.generation())) {
                 String reason = tracker().path("generationReason").asString();
                 resets.merge(reason, 1, Integer::sum);
             }
             checkedBlocks += mustBeAbove.size();
-            LOG.info("crash cycle {}/{}: {} writes acknowledged, {} takes returned, {} writes checked above {}, now {}",
-                    cycle, cycles, acked.size(), takes.size(), mustBeAbove.size(), before.number(), after.number());
+            LOG.info("crash cycle {}/{}: {} writes acknowledged, {} takes returned, {} writes checked above {}, now {};"
+                    + " {} durable sectors checked; kills in a take {}, while a snapshot was held {}", cycle, cycles,
+                    acked.size(), takes.size(), mustBeAbove.size(), before.number(), after.number(), durableNow,
+                    killsInTake, killsHolding);
             last = after;
         }
         daemon.destroy();
         daemon.waitFor(30, TimeUnit.SECONDS);
-        LOG.info("crash test done: {} cycles ({} kills during a take call), {} takes, {} acknowledged writes checked,"
-                + " new generations {}", cycles, killsInTake, takesSeen, checkedBlocks, resets);
-        System.out.println("CRASH-TEST-SUMMARY cycles=" + cycles + " killsDuringTake=" + killsInTake + " seed=" + seed
-                + " takes=" + takesSeen + " checkedWrites=" + checkedBlocks + " newGenerations=" + resets);
+        LOG.info("crash test done: {} cycles ({} kills during a take call, {} while a snapshot was held), {} takes,"
+                + " {} acknowledged writes checked in the CBT, {} durable sectors checked on the original,"
+                + " new generations {}", cycles, killsInTake, killsHolding, takesSeen, checkedBlocks, durableChecked,
+                resets);
+        System.out.println("CRASH-TEST-SUMMARY cycles=" + cycles + " killsDuringTake=" + killsInTake
+                + " killsWhileSnapshotHeld=" + killsHolding + " killsInDestroyLeavingItsFile=" + destroyedBeforeTheAnswer
+                + " seed=" + seed + " takes=" + takesSeen
+                + " checkedWrites=" + checkedBlocks + " durableSectorsChecked=" + durableChecked + " lost=0"
+                + " newGenerations=" + resets);
         // A crash itself never loses the generation; only the wrap of the numbers (a take) starts a new one.
         assertThat(resets.keySet()).as("reasons of new generations").isSubsetOf("NUMBER_WRAPPED");
     }
@@ -213,21 +288,89 @@ class CrashRecoveryTest {
 
     // ---- load -------------------------------------------------------------------------------------
 
-    private void writeUntilKilled(Random rnd, ConcurrentLinkedQueue<Acked> acked, AtomicBoolean run) {
-        try (NbdWriter nbd = NbdWriter.connect(data.resolve("nbd.sock"), "d0")) {
+    private void writeUntilKilled(Random rnd, WriterLog log, ConcurrentLinkedQueue<Acked> acked, AtomicBoolean run) {
+        try (NbdTestClient nbd = NbdTestClient.connect(data.resolve("nbd.sock"), "d0")) {
             while (run.get()) {
-                int length = 512 * (1 + rnd.nextInt(rnd.nextBoolean() ? 8 : 512));
-                long offset = 512L * rnd.nextLong((DEVICE_BYTES - length) / 512);
-                boolean fua = rnd.nextInt(4) == 0;
+                int sectors = 1 + rnd.nextInt(rnd.nextBoolean() ? 8 : 512);
+                int first = rnd.nextInt(AREA_SECTORS - sectors + 1);
+                long offset = (log.firstSector + first) * SECTOR;
+                boolean fua = rnd.nextInt(4) == 0 && nbd.fuaOffered();
+                int seq = log.gen.nextSeq();
+                log.started = seq;
                 long sent = System.nanoTime();
-                nbd.write(offset, length, fua);
-                acked.add(new Acked(sent, offset >>> BLOCK_SHIFT, (offset + length - 1) >>> BLOCK_SHIFT));
+                nbd.write(offset, log.gen.sectors(log.firstSector + first, sectors), fua);
+                Arrays.fill(log.acked, first, first + sectors, seq);
+                if (fua) {
+                    Arrays.fill(log.durable, first, first + sectors, seq);
+                }
+                acked.add(new Acked(sent, offset >>> BLOCK_SHIFT, (offset + (long) sectors * SECTOR - 1) >>> BLOCK_SHIFT));
                 if (rnd.nextInt(10) == 0) {
+                    int[] before = log.acked.clone(); // acknowledged before the flush is sent
                     nbd.flush();
+                    System.arraycopy(before, 0, log.durable, 0, AREA_SECTORS);
                 }
             }
         } catch (IOException e) {
-            // the daemon was killed: the write in flight was not acknowledged
+            // the daemon was killed: the request in flight was not acknowledged
+        }
+    }
+
+    /**
+     * Reads each writer's area back over NBD: every sector with a durable write must hold a test
+     * sector of its own LBA whose seq is at least the durable one (a later write of the same writer
+     * may have landed too) and at most the last one started. Returns the sectors checked.
+     */
+    private long checkDurable(List<WriterLog> logs) throws IOException {
+        long checked = 0;
+        List<String> failures = new ArrayList<>();
+        try (NbdTestClient nbd = NbdTestClient.connect(data.resolve("nbd.sock"), "d0")) {
+            for (WriterLog log : logs) {
+                TestSector.Failures lost = new TestSector.Failures("writer at sector " + log.firstSector
+                        + ": durable writes missing after the kill");
+                for (int done = 0; done < AREA_SECTORS; ) {
+                    int n = Math.min(2048, AREA_SECTORS - done);
+                    ByteBuffer b = nbd.read((log.firstSector + done) * SECTOR, n * SECTOR);
+                    for (int i = 0; i < n; i++) {
+                        int s = done + i;
+                        if (log.durable[s] == 0) {
+                            continue;
+                        }
+                        checked++;
+                        TestSector.Fault fault = TestSector.check(b, i * SECTOR, log.firstSector + s, log.started,
+                                Long.MAX_VALUE, false);
+                        int seq = TestSector.seqOf(b, i * SECTOR);
+                        if (fault != null) {
+                            lost.add(log.firstSector + s, fault, seq);
+                        } else if (seq < log.durable[s]) {
+                            lost.add(log.firstSector + s, TestSector.Fault.UNEXPECTED_SEQ, seq);
+                        }
+                    }
+                    done += n;
+                }
+                failures.addAll(lost.report());
+            }
+        }
+        assertThat(failures).as("acknowledged durable writes on the original after kill -9").isEmpty();
+        return checked;
+    }
+
+    /**
+     * After a restart: no snapshot and no image is back, and no difference-storage file of the
+     * snapshot that was alive at the kill is left (the daemon created them, so it deletes them).
+     */
+    int destroyedBeforeTheAnswer;
+
+    private void assertNothingCameBack() throws IOException {
+        assertThat(ok("snapshot", "collect")).as("snapshots after a restart").isEmpty();
+        assertThatThrownBy(() -> NbdTestClient.connect(data.resolve("nbd.sock"), "blksnap-image0").close())
+                .as("the image export of a snapshot alive at the kill").isInstanceOf(IOException.class);
+        Path destroyed = destroying.getAndSet(null);
+        if (destroyed != null && Files.deleteIfExists(destroyed)) {
+            destroyedBeforeTheAnswer++;
+        }
+        try (var files = Files.list(shm)) {
+            assertThat(files.map(p -> p.getFileName().toString()).toList())
+                    .as("difference-storage files in %s after a restart", shm).isEmpty();
         }
     }
 
@@ -245,8 +388,8 @@ class CrashRecoveryTest {
                 return;
             }
             String id = created.line();
-            Path storage = data.resolve("take-" + starts + "-" + (n++) + ".img");
-            if (cli("snapshot", "append-storage", "--id", id, "--file", storage.toString(), "--size", "16M").exitCode() != 0) {
+            Path storage = shm.resolve("take-" + starts + "-" + (n++) + ".img");
+            if (cli("snapshot", "append-storage", "--id", id, "--file", storage.toString(), "--size", "64M").exitCode() != 0) {
                 return;
             }
             inTake.set(true);
@@ -269,7 +412,16 @@ class CrashRecoveryTest {
             }
             takes.add(t);
             last = t;
-            if (cli("snapshot", "destroy", "--id", id).exitCode() != 0) {
+            holding.set(true);
+            try {
+                Thread.sleep(rnd.nextInt(300)); // the writers copy-on-write meanwhile
+            } catch (InterruptedException e) {
+                return;
+            }
+            destroying.set(storage);
+            int destroyed = cli("snapshot", "destroy", "--id", id).exitCode();
+            holding.set(false);
+            if (destroyed != 0) {
                 return;
             }
             try {
@@ -277,94 +429,7 @@ class CrashRecoveryTest {
             } catch (IOException e) {
                 return;
             }
-        }
-    }
-
-    /**
-     * The smallest NBD client that does what this test needs: fixed newstyle handshake with
-     * NBD_OPT_EXPORT_NAME, then WRITE (optionally FUA) and FLUSH, one at a time, simple replies.
-     */
-    static final class NbdWriter implements AutoCloseable {
-        private static final long NBDMAGIC = 0x4e42444d41474943L;
-        private static final long IHAVEOPT = 0x49484156454F5054L;
-        private static final int REQUEST_MAGIC = 0x25609513;
-        private static final int SIMPLE_REPLY_MAGIC = 0x67446698;
-        private static final int FLAG_SEND_FUA = 1 << 3;
-        private final SocketChannel ch;
-        private final boolean fuaAllowed;
-        private long cookie;
-        private final ByteBuffer payload = ByteBuffer.allocate(256 << 10);
-
-        private NbdWriter(SocketChannel ch, boolean fuaAllowed) {
-            this.ch = ch;
-            this.fuaAllowed = fuaAllowed;
-        }
-
-        static NbdWriter connect(Path socket, String export) throws IOException {
-            SocketChannel ch = SocketChannel.open(UnixDomainSocketAddress.of(socket));
-            try {
-                ByteBuffer hello = read(ch, 18);
-                if (hello.getLong(0) != NBDMAGIC || hello.getLong(8) != IHAVEOPT) {
-                    throw new IOException("not an NBD newstyle server");
-                }
-                byte[] name = export.getBytes(StandardCharsets.UTF_8);
-                ByteBuffer opt = ByteBuffer.allocate(4 + 16 + name.length);
-                opt.putInt(3).putLong(IHAVEOPT).putInt(1).putInt(name.length).put(name).flip();
-                writeAll(ch, opt);
-                ByteBuffer export0 = read(ch, 10);
-                return new NbdWriter(ch, (export0.getShort(8) & FLAG_SEND_FUA) != 0);
-            } catch (IOException e) {
-                ch.close();
-                throw e;
-            }
-        }
-
-        void write(long offset, int length, boolean fua) throws IOException {
-            ByteBuffer req = ByteBuffer.allocate(28);
-            req.putInt(REQUEST_MAGIC).putShort((short) (fua && fuaAllowed ? 1 : 0)).putShort((short) 1)
-                    .putLong(++cookie).putLong(offset).putInt(length).flip();
-            writeAll(ch, req);
-            payload.clear().limit(length);
-            writeAll(ch, payload);
-            reply();
-        }
-
-        void flush() throws IOException {
-            ByteBuffer req = ByteBuffer.allocate(28);
-            req.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) 3).putLong(++cookie).putLong(0).putInt(0).flip();
-            writeAll(ch, req);
-            reply();
-        }
-
-        private void reply() throws IOException {
-            ByteBuffer r = read(ch, 16);
-            if (r.getInt(0) != SIMPLE_REPLY_MAGIC || r.getLong(8) != cookie) {
-                throw new IOException("unexpected reply");
-            }
-            if (r.getInt(4) != 0) {
-                throw new IOException("NBD error " + r.getInt(4));
-            }
-        }
-
-        private static ByteBuffer read(SocketChannel ch, int n) throws IOException {
-            ByteBuffer b = ByteBuffer.allocate(n);
-            while (b.hasRemaining()) {
-                if (ch.read(b) < 0) {
-                    throw new EOFException("server closed the connection");
-                }
-            }
-            return b.flip();
-        }
-
-        private static void writeAll(SocketChannel ch, ByteBuffer b) throws IOException {
-            while (b.hasRemaining()) {
-                ch.write(b);
-            }
-        }
-
-        @Override
-        public void close() throws IOException {
-            ch.close();
+            destroying.set(null);
         }
     }
 }

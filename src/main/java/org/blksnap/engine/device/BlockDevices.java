@@ -104,6 +104,26 @@ public final class BlockDevices {
         }
     }
 
+    /**
+     * Where byte {@code offsetBytes} of the regular file {@code path} lies on the block device of
+     * its filesystem, in bytes (FIEMAP); -1 when it lies nowhere there (a hole, data not yet
+     * allocated, or a filesystem without block device or FIEMAP, such as tmpfs).
+     *
+     * @throws IOException the file cannot be opened, or FIEMAP failed otherwise
+     */
+    public static long physicalOffset(Path path, long offsetBytes) throws IOException {
+        NativeIo nativeIo = NativeIo.system();
+        if (!nativeIo.available()) {
+            return -1;
+        }
+        int handle = nativeIo.open(path, false);
+        try {
+            return nativeIo.physicalOffset(handle, offsetBytes);
+        } finally {
+            nativeIo.close(handle);
+        }
+    }
+
     /** Whether the path is a block device node. */
     public static boolean isBlockDevice(Path path) throws IOException {
         int mode = (Integer) Files.getAttribute(path, "unix:mode");

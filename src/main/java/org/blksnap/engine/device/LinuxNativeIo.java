@@ -13,7 +13,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Linux open/close/fallocate/lseek through FFM. Probed once; if the linker or a symbol is missing
+ * Linux open/close/fallocate/lseek/ioctl(FS_IOC_FIEMAP) through FFM. Probed once; if the linker or a symbol is missing
  * it logs one line and reports {@link #available()} false.
  */
 @SuppressWarnings("restricted")
@@ -29,11 +29,26 @@ final class LinuxNativeIo implements NativeIo {
     private static final int SEEK_DATA = 3;
     private static final int SEEK_HOLE = 4;
     private static final int ENXIO = 6;
+    private static final int EOPNOTSUPP = 95;
+    private static final int ENOTTY = 25;
+    private static final long FS_IOC_FIEMAP = 0xC020660BL;
+    private static final int FIEMAP_FLAG_SYNC = 0x1;
+    private static final int FIEMAP_EXTENT_UNKNOWN = 0x2;
+    private static final int FIEMAP_EXTENT_DATA_INLINE = 0x200;
+    /*
+     * struct fiemap (32 bytes) followed by one struct fiemap_extent (56 bytes):
+     *   0 u64 fm_start | 8 u64 fm_length | 16 u32 fm_flags | 20 u32 fm_mapped_extents
+     *  24 u32 fm_extent_count | 28 u32 fm_reserved
+     *  32 u64 fe_logical | 40 u64 fe_physical | 48 u64 fe_length | 56 u64[2] reserved
+     *  72 u32 fe_flags | 76 u32[3] reserved
+     */
+    private static final int FIEMAP_BYTES = 32 + 56;
 
     private final MethodHandle open;
     private final MethodHandle close;
     private final MethodHandle fallocate;
     private final MethodHandle lseek;
+    private final MethodHandle ioctl;
     private final boolean available;
 
     private LinuxNativeIo() {
@@ -41,6 +56,7 @@ final class LinuxNativeIo implements NativeIo {
         MethodHandle c = null;
         MethodHandle f = null;
         MethodHandle l = null;
+        MethodHandle io = null;
         boolean ok = false;
         try {
             Linker linker = Linker.nativeLinker();
@@ -56,6 +72,9 @@ final class LinuxNativeIo implements NativeIo {
             l = linker.downcallHandle(libc.find("lseek").orElseThrow(),
                     FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
                             ValueLayout.JAVA_INT), errno);
+            io = linker.downcallHandle(libc.find("ioctl").orElseThrow(),
+                    FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
+                            ValueLayout.ADDRESS), errno, Linker.Option.firstVariadicArg(2));
             ok = System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).contains("linux");
         } catch (Throwable t) {
             LOG.info("native file calls unavailable ({}); holes and preallocation are not used", t.toString());
@@ -64,6 +83,7 @@ final class LinuxNativeIo implements NativeIo {
         close = c;
         fallocate = f;
         lseek = l;
+        ioctl = io;
         available = ok;
     }
 
@@ -172,5 +192,42 @@ final class LinuxNativeIo implements NativeIo {
     @Override
     public long seekHole(int handle, long offsetBytes) throws IOException {
         return seek(handle, offsetBytes, SEEK_HOLE);
+    }
+
+    @Override
+    public long physicalOffset(int handle, long offsetBytes) throws IOException {
+        requireAvailable("FIEMAP");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(Linker.Option.captureStateLayout());
+            MemorySegment fm = arena.allocate(FIEMAP_BYTES, 8);
+            fm.set(ValueLayout.JAVA_LONG, 0, offsetBytes);
+            fm.set(ValueLayout.JAVA_LONG, 8, 1);
+            fm.set(ValueLayout.JAVA_INT, 16, FIEMAP_FLAG_SYNC);
+            fm.set(ValueLayout.JAVA_INT, 24, 1);
+            int rc = (int) ioctl.invokeExact(state, handle, FS_IOC_FIEMAP, fm);
+            if (rc != 0) {
+                int err = errno(state);
+                if (err == EOPNOTSUPP || err == ENOTTY) {
+                    return -1;
+                }
+                throw new IOException("FIEMAP at " + offsetBytes + " failed: errno " + err);
+            }
+            if (fm.get(ValueLayout.JAVA_INT, 20) < 1) {
+                return -1;
+            }
+            long logical = fm.get(ValueLayout.JAVA_LONG, 32);
+            long physical = fm.get(ValueLayout.JAVA_LONG, 40);
+            long length = fm.get(ValueLayout.JAVA_LONG, 48);
+            int flags = fm.get(ValueLayout.JAVA_INT, 72);
+            if ((flags & (FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DATA_INLINE)) != 0 || offsetBytes < logical
+                    || offsetBytes >= logical + length) {
+                return -1;
+            }
+            return physical + (offsetBytes - logical);
+        } catch (IOException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IOException("FIEMAP failed", t);
+        }
     }
 }

@@ -4,8 +4,8 @@ import java.io.IOException;
 import java.nio.file.Path;
 
 /**
- * The few native file calls Java does not offer: fallocate (preallocate, punch holes) and
- * lseek SEEK_DATA/SEEK_HOLE (allocation maps). Behind an interface so that tests can fail them on
+ * The few native file calls Java does not offer: fallocate (preallocate, punch holes),
+ * lseek SEEK_DATA/SEEK_HOLE (allocation maps) and FIEMAP (where a file's bytes lie on its disk). Behind an interface so that tests can fail them on
  * demand; {@link #system()} is the real one, or {@link #unsupported()} where FFM is not usable.
  */
 public interface NativeIo {
@@ -25,6 +25,17 @@ public interface NativeIo {
 
     /** The first hole offset at or after {@code offsetBytes} (SEEK_HOLE). */
     long seekHole(int handle, long offsetBytes) throws IOException;
+
+    /**
+     * Where the byte at {@code offsetBytes} of the file lies on the block device of its filesystem
+     * (ioctl FS_IOC_FIEMAP with FIEMAP_FLAG_SYNC), in bytes; -1 when it has no place there (a hole,
+     * inline or not-yet-allocated data, or a filesystem without FIEMAP, such as tmpfs).
+     *
+     * @throws IOException the call failed otherwise
+     */
+    default long physicalOffset(int handle, long offsetBytes) throws IOException {
+        throw new IOException("FIEMAP is not supported here");
+    }
 
     /** Whether the calls work on this system; when false every call throws. */
     boolean available();

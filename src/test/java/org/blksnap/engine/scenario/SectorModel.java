@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.ByteBuffer;
 import org.blksnap.engine.BlockDevice;
+import org.blksnap.testing.TestSector;
 
 /**
  * A device (original or image) with the seq of every 512-byte sector as a test expects it. Writes

@@ -1,4 +1,4 @@
-package org.blksnap.engine.scenario;
+package org.blksnap.testing;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -25,18 +25,18 @@ import java.util.zip.CRC32;
  * Upstream's {@code seqTime} is {@code clock()}; here it is {@link System#nanoTime()} when the
  * generator moved to that sequence number, so it grows with {@code seq}.
  */
-final class TestSector {
-    static final int SECTOR_BYTES = 512;
-    static final int HEAD_OFFSET = 0;
-    static final int CRC_OFFSET = 8;
-    static final int SEQ_OFFSET = 12;
-    static final int LBA_OFFSET = 16;
-    static final int TIME_OFFSET = 24;
-    static final int BODY_OFFSET = 32;
+public final class TestSector {
+    public static final int SECTOR_BYTES = 512;
+    public static final int HEAD_OFFSET = 0;
+    public static final int CRC_OFFSET = 8;
+    public static final int SEQ_OFFSET = 12;
+    public static final int LBA_OFFSET = 16;
+    public static final int TIME_OFFSET = 24;
+    public static final int BODY_OFFSET = 32;
     private static final byte[] HEAD = "testhead".getBytes(StandardCharsets.US_ASCII);
 
     /** What a checker can find wrong with a sector. */
-    enum Fault {
+    public enum Fault {
         /** Header or CRC does not match: not a test sector, or torn. */
         CORRUPTED,
         /** A valid test sector, but written for another LBA: data from a wrong place. */
@@ -49,44 +49,61 @@ final class TestSector {
     }
 
     /** The generator: a sequence number, the time it was started, and the random body source. */
-    static final class Generator {
+    public static final class Generator {
         private final SplittableRandom random;
         private int seq;
         private long time;
         private final java.util.Map<Integer, Long> timeOfSeq = new java.util.HashMap<>();
 
-        Generator(long seed) {
-            this.random = new SplittableRandom(seed);
-            this.time = System.nanoTime();
-            timeOfSeq.put(0, time);
+        private final boolean keepTimes;
+
+        /** A generator that remembers the time of every seq ({@link #timeOf}). */
+        public Generator(long seed) {
+            this(seed, true);
         }
 
-        int seq() {
+        /**
+         * @param keepTimes whether to remember the time of every seq for {@link #timeOf}; a
+         *                  long-running writer that checks by seq alone passes false, so that its
+         *                  memory does not grow with every write
+         */
+        public Generator(long seed, boolean keepTimes) {
+            this.random = new SplittableRandom(seed);
+            this.keepTimes = keepTimes;
+            this.time = System.nanoTime();
+            if (keepTimes) {
+                timeOfSeq.put(0, time);
+            }
+        }
+
+        public int seq() {
             return seq;
         }
 
-        long time() {
+        public long time() {
             return time;
         }
 
-        long timeOf(int s) {
+        public long timeOf(int s) {
             return timeOfSeq.get(s);
         }
 
         /** Moves to the next sequence number (upstream: {@code IncSequence}). */
-        int nextSeq() {
+        public int nextSeq() {
             seq++;
             time = System.nanoTime();
-            timeOfSeq.put(seq, time);
+            if (keepTimes) {
+                timeOfSeq.put(seq, time);
+            }
             return seq;
         }
 
-        SplittableRandom random() {
+        public SplittableRandom random() {
             return random;
         }
 
         /** A buffer of {@code sectors} test sectors for LBAs from {@code firstSector}, at the current seq. */
-        ByteBuffer sectors(long firstSector, int sectors) {
+        public ByteBuffer sectors(long firstSector, int sectors) {
             ByteBuffer buf = ByteBuffer.allocate(sectors * SECTOR_BYTES).order(ByteOrder.LITTLE_ENDIAN);
             byte[] body = new byte[SECTOR_BYTES - BODY_OFFSET];
             CRC32 crc = new CRC32();
@@ -112,7 +129,7 @@ final class TestSector {
      *
      * @return null if the sector is fine
      */
-    static Fault check(ByteBuffer buf, int offset, long expectedSector, int expectedSeq, long expectedTime,
+    public static Fault check(ByteBuffer buf, int offset, long expectedSector, int expectedSeq, long expectedTime,
                        boolean strict) {
         ByteBuffer b = buf.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         for (int i = 0; i < HEAD.length; i++) {
@@ -135,7 +152,7 @@ final class TestSector {
     }
 
     /** The seq stored in a sector (no checks). */
-    static int seqOf(ByteBuffer buf, int offset) {
+    public static int seqOf(ByteBuffer buf, int offset) {
         return buf.duplicate().order(ByteOrder.LITTLE_ENDIAN).getInt(offset + SEQ_OFFSET);
     }
 
@@ -143,7 +160,7 @@ final class TestSector {
      * Collects failing sectors as merged ranges of one fault each, like upstream's checker, which
      * logs the first 30.
      */
-    static final class Failures {
+    public static final class Failures {
         private static final int SHOWN = 30;
         private final String what;
         private final List<String> ranges = new ArrayList<>();
@@ -153,11 +170,11 @@ final class TestSector {
         private int runSeq;
         private long total;
 
-        Failures(String what) {
+        public Failures(String what) {
             this.what = what;
         }
 
-        void add(long sector, Fault fault, int foundSeq) {
+        public void add(long sector, Fault fault, int foundSeq) {
             total++;
             if (runFault == fault && sector == runEnd) {
                 runEnd++;
@@ -177,12 +194,12 @@ final class TestSector {
             }
         }
 
-        long total() {
+        public long total() {
             return total;
         }
 
         /** Empty when nothing failed; otherwise the first 30 ranges and a total. */
-        List<String> report() {
+        public List<String> report() {
             flush();
             if (ranges.isEmpty()) {
                 return List.of();
