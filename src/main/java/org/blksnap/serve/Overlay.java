@@ -96,6 +96,16 @@ final class Overlay implements BlockDevice {
         return n;
     }
 
+    /** The end of the run of blocks from {@code fromBytes} that are all written or all not, at most {@code toBytes}. */
+    private long runEnd(long fromBytes, long toBytes) {
+        boolean inFile = isWritten(blockIndex(fromBytes));
+        long end = Math.min(toBytes, blockOffsetBytes(blockIndex(fromBytes) + 1));
+        while (end < toBytes && isWritten(blockIndex(end)) == inFile) {
+            end = Math.min(toBytes, end + BLOCK_BYTES);
+        }
+        return end;
+    }
+
     @Override
     public String name() {
         return base.name();
@@ -124,12 +134,8 @@ final class Overlay implements BlockDevice {
         long end = offsetBytes + length;
         long pos = offsetBytes;
         while (pos < end) {
-            long block = blockIndex(pos);
-            boolean inFile = isWritten(block);
-            long runEnd = Math.min(end, blockOffsetBytes(block + 1));
-            while (runEnd < end && isWritten(blockIndex(runEnd)) == inFile) {
-                runEnd = Math.min(end, runEnd + BLOCK_BYTES);
-            }
+            boolean inFile = isWritten(blockIndex(pos));
+            long runEnd = runEnd(pos, end);
             ByteBuffer part = dst.slice(start + (int) (pos - offsetBytes), (int) (runEnd - pos));
             (inFile ? file : base).read(part, pos);
             pos = runEnd;
@@ -246,13 +252,8 @@ final class Overlay implements BlockDevice {
             }
             long p = from;
             while (p < to) {
-                long block = blockIndex(p);
-                boolean data = isWritten(block);
-                long runEnd = Math.min(to, blockOffsetBytes(block + 1));
-                while (runEnd < to && isWritten(blockIndex(runEnd)) == data) {
-                    runEnd = Math.min(to, runEnd + BLOCK_BYTES);
-                }
-                if (!out.add(runEnd - p, !data)) {
+                long runEnd = runEnd(p, to);
+                if (!out.add(runEnd - p, !isWritten(blockIndex(p)))) {
                     return false;
                 }
                 p = runEnd;

@@ -6,20 +6,19 @@ import static org.awaitility.Awaitility.await;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.HashMap;
-import java.util.HexFormat;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
+import java.util.stream.IntStream;
 import java.util.stream.Stream;
 import org.blksnap.cli.CliRun;
 import org.blksnap.testing.ExternalTool;
 import org.blksnap.testing.NbdFuseMount;
+import org.blksnap.testing.RepoFiles;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -85,17 +84,6 @@ class ServeTest {
         }
     }
 
-    private static Map<String, String> checksums(Path root) throws Exception {
-        Map<String, String> sums = new TreeMap<>();
-        try (Stream<Path> files = Files.walk(root)) {
-            for (Path f : files.filter(Files::isRegularFile).toList()) {
-                sums.put(root.relativize(f).toString(),
-                        HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(Files.readAllBytes(f))));
-            }
-        }
-        return sums;
-    }
-
     /** Attaches the export with nbdfuse + loop and mounts it read-only on a directory of its own. */
     private Path mountReadOnly(NbdFuseMount m, String name) throws IOException {
         Path mnt = Files.createDirectory(dir.resolve(name));
@@ -126,7 +114,7 @@ class ServeTest {
                     ids[cycle] = r.line().split(" ")[1];
                 }
             }
-            Map<String, String> repoBefore = checksums(repo);
+            Map<String, String> repoBefore = RepoFiles.checksums(repo);
 
             try (Serve s = new Serve(dir, "ro", repo)) {
                 assertThat(s.output()).contains(ids[0] + "/disk0 nbd+unix:///" + ids[0] + "/disk0?socket=")
@@ -141,7 +129,7 @@ class ServeTest {
                 String third = r.line().split(" ")[1];
                 assertThat(ExternalTool.run(T, "nbdinfo", "--list", s.uri("")).assertSuccess().stdout())
                         .contains("export=\"" + third + "/disk0\"");
-                repoBefore = checksums(repo);
+                repoBefore = RepoFiles.checksums(repo);
 
                 // the export equals a restore of the same point
                 Path restored = dir.resolve("restored0.img");
@@ -172,7 +160,7 @@ class ServeTest {
                 assertThat(s.socket).as("the socket is removed at exit").doesNotExist();
                 assertThat(s.output()).contains("serve: stopped; cache: ");
             }
-            assertThat(checksums(repo)).isEqualTo(repoBefore);
+            assertThat(RepoFiles.checksums(repo)).isEqualTo(repoBefore);
 
             // --writable: the filesystem takes files; the repository does not change
             Path overlays = Files.createDirectory(dir.resolve("overlays"));
@@ -201,7 +189,7 @@ class ServeTest {
                 assertThat(s.socket).doesNotExist();
                 assertThat(s.output()).contains("bytes in overlays");
             }
-            assertThat(checksums(repo)).as("every repository file byte for byte").isEqualTo(repoBefore);
+            assertThat(RepoFiles.checksums(repo)).as("every repository file byte for byte").isEqualTo(repoBefore);
             assertThat(d.ok("verify", "--repo", repo.toString())).startsWith("ok: 3 point(s)");
             // the point still has its own files only
             try (Serve s = new Serve(dir, "ro2", repo); NbdFuseMount m = NbdFuseMount.attach(s.uri(ids[1] + "/disk0"))) {
@@ -217,7 +205,7 @@ class ServeTest {
             // a damaged chunk: the reader gets EIO, never other data
             Path restored1 = dir.resolve("restored1.img");
             d.ok("restore", "--repo", repo.toString(), "--point", ids[1], "--to", restored1.toString());
-            long damagedOffset = damageAChunkOf(repo, restored1, files.get(1));
+            long damagedOffset = damageAChunkOf(repo, restored1);
             try (Serve s = new Serve(dir, "damaged", repo)) {
                 ExternalTool.Result bad = ExternalTool.run(T, "qemu-io", "-r", "-f", "raw", "-c",
                         "read " + damagedOffset + " 65536", s.uri(ids[1] + "/disk0"));
@@ -236,48 +224,15 @@ class ServeTest {
      * Flips a byte in the stored copy of a chunk of the restored image that holds file data (random,
      * so stored uncompressed and found by its content in the packs); returns the chunk's offset.
      */
-    private static long damageAChunkOf(Path repo, Path image, Map<String, String> files) throws Exception {
+    private static long damageAChunkOf(Path repo, Path image) throws Exception {
         byte[] img = Files.readAllBytes(image);
-        List<Path> packs;
-        try (Stream<Path> s = Files.list(repo.resolve("packs"))) {
-            packs = s.toList();
-        }
-        Map<Path, byte[]> contents = new HashMap<>();
-        for (Path p : packs) {
-            contents.put(p, Files.readAllBytes(p));
-        }
         for (int chunk = img.length / 65536 - 1; chunk >= 0; chunk--) {
-            byte[] probe = java.util.Arrays.copyOfRange(img, chunk * 65536 + 1000, chunk * 65536 + 1064);
-            if (!looksRandom(probe)) {
-                continue;
-            }
-            for (var e : contents.entrySet()) {
-                int at = indexOf(e.getValue(), probe);
-                if (at >= 0) {
-                    byte[] b = e.getValue();
-                    b[at + 10] ^= 0x40;
-                    Files.write(e.getKey(), b);
-                    return chunk * 65536L;
-                }
+            byte[] probe = Arrays.copyOfRange(img, chunk * 65536 + 1000, chunk * 65536 + 1064);
+            if (IntStream.range(0, probe.length).map(i -> probe[i] & 0xff).distinct().count() > 40
+                    && RepoFiles.flipByteOfStoredCopy(repo, probe) != null) {
+                return chunk * 65536L;
             }
         }
         throw new AssertionError("no chunk of file data found stored raw in the packs");
-    }
-
-    private static boolean looksRandom(byte[] b) {
-        return java.util.stream.IntStream.range(0, b.length).map(i -> b[i] & 0xff).distinct().count() > 40;
-    }
-
-    private static int indexOf(byte[] hay, byte[] needle) {
-        outer:
-        for (int i = 0; i + needle.length <= hay.length; i++) {
-            for (int j = 0; j < needle.length; j++) {
-                if (hay[i + j] != needle[j]) {
-                    continue outer;
-                }
-            }
-            return i;
-        }
-        return -1;
     }
 }

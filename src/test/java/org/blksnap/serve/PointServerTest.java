@@ -19,6 +19,7 @@ import org.blksnap.backup.Point;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.nbd.Export;
 import org.blksnap.nbd.ExportInfo;
+import org.blksnap.testing.RepoFiles;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -164,7 +165,7 @@ class PointServerTest {
         Path repo = dir.resolve("repo");
         byte[] content = TestRepo.content(SIZE, 8);
         Point p = TestRepo.backup(repo, dir, "disk0", content, CHUNK);
-        Map<String, String> before = TestRepo.checksums(repo);
+        Map<String, String> before = RepoFiles.checksums(repo);
         byte[] model = content.clone();
         try (PointServer s = start(repo, true, 1 << 20); Export e = s.exports().open(p.id() + "/disk0")) {
             assertThat(e.readOnly()).isFalse();
@@ -209,7 +210,7 @@ class PointServerTest {
                 assertThat(files.toList()).as("the overlay file is unlinked while open").isEmpty();
             }
         }
-        assertThat(TestRepo.checksums(repo)).isEqualTo(before);
+        assertThat(RepoFiles.checksums(repo)).isEqualTo(before);
     }
 
     @Test
