@@ -178,7 +178,10 @@ final class RepositoryExports implements ExportProvider, AutoCloseable {
         return Map.copyOf(served);
     }
 
-    /** Closes every overlay (their files are unlinked already: the space is freed now). */
+    /**
+     * Closes every overlay (their files are unlinked already: the space is freed now). The served
+     * devices stay listed, so the counters can still be read after the server stopped.
+     */
     @Override
     public synchronized void close() throws IOException {
         IOException first = null;
@@ -195,7 +198,6 @@ final class RepositoryExports implements ExportProvider, AutoCloseable {
                 }
             }
         }
-        served.clear();
         if (first != null) {
             throw first;
         }

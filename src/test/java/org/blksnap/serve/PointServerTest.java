@@ -123,7 +123,8 @@ class PointServerTest {
         Path repo = dir.resolve("repo");
         byte[] content = TestRepo.content(SIZE, 5);
         Point p = TestRepo.backup(repo, dir, "disk0", content, CHUNK);
-        try (PointServer s = start(repo, false, 64L << 20); Export e = s.exports().open(p.id() + "/disk0")) {
+        PointServer s = start(repo, false, 64L << 20);
+        try (s; Export e = s.exports().open(p.id() + "/disk0")) {
             for (int off = 0; off < SIZE / 2; off += 32 << 10) {
                 assertThat(read(e.device(), off, 32 << 10)).isEqualTo(Arrays.copyOfRange(content, off, off + (32 << 10)));
             }
@@ -138,6 +139,7 @@ class PointServerTest {
             Thread.sleep(100);
             assertThat(d.readAhead().prefetchedChunks() - before).isLessThan(5);
         }
+        assertThat(s.statsLine()).containsPattern("; [1-9][0-9]* chunks read ahead;");
     }
 
     @Test
@@ -167,7 +169,8 @@ class PointServerTest {
         Point p = TestRepo.backup(repo, dir, "disk0", content, CHUNK);
         Map<String, String> before = RepoFiles.checksums(repo);
         byte[] model = content.clone();
-        try (PointServer s = start(repo, true, 1 << 20); Export e = s.exports().open(p.id() + "/disk0")) {
+        PointServer s = start(repo, true, 1 << 20);
+        try (s; Export e = s.exports().open(p.id() + "/disk0")) {
             assertThat(e.readOnly()).isFalse();
             BlockDevice d = e.device();
             Random r = new Random(9);
@@ -211,6 +214,7 @@ class PointServerTest {
             }
         }
         assertThat(RepoFiles.checksums(repo)).isEqualTo(before);
+        assertThat(s.statsLine()).as("the counters outlive the server").containsPattern("; [1-9][0-9]* bytes in overlays");
     }
 
     @Test
