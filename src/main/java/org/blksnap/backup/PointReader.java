@@ -189,8 +189,8 @@ public final class PointReader {
                 Ref node = ref;
                 int lvl = level;
                 int entries = g.entries(level, nodeIndex);
-                Ref[] children = node.isHole() ? null : cache.get(new BlobKey(node.kind(), node.hash()),
-                        (long) entries * DECODED_REF_BYTES, () -> IndexTree.children(g, lvl, nodeIndex, node, reader));
+                Ref[] children = cache.get(new BlobKey(node.kind(), node.hash()), (long) entries * DECODED_REF_BYTES,
+                        () -> IndexTree.children(g, lvl, nodeIndex, node, reader));
                 ref = children[(int) (entry % g.fanout())];
             }
         } catch (RepositoryException e) {

@@ -132,10 +132,13 @@ final class PointDevice implements BlockDevice {
     @Override
     public void mapAllocation(long offsetBytes, long lengthBytes, ExtentSink sink) throws IOException {
         checkRange(offsetBytes, lengthBytes);
+        if (lengthBytes == 0) {
+            return;
+        }
         long end = offsetBytes + lengthBytes;
         long pos = offsetBytes;
         long runStart = offsetBytes;
-        Boolean runHole = null;
+        Boolean runHole = null; // the kind of the run being merged; null before the first chunk
         try {
             for (int c = reader.chunkIndex(offsetBytes); pos < end; c++) {
                 boolean hole = reader.isHole(c);

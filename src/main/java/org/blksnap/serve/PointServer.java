@@ -68,6 +68,7 @@ public final class PointServer implements AutoCloseable {
     private final Repository repo;
     private final ChunkCache cache;
     private final ExecutorService executor;
+    private final Semaphore readAheadPermits = new Semaphore(READ_AHEAD_IN_FLIGHT);
     private final ServeLogs logs;
     private final RepositoryExports exports;
     private final NbdServer nbd;
@@ -81,7 +82,7 @@ public final class PointServer implements AutoCloseable {
         this.cache = new ChunkCache(c.cacheBytes());
         this.executor = Executors.newThreadPerTaskExecutor(Thread.ofVirtual().name("serve-", 0).factory());
         this.logs = new ServeLogs();
-        this.exports = new RepositoryExports(repo, cache, executor, new Semaphore(READ_AHEAD_IN_FLIGHT),
+        this.exports = new RepositoryExports(repo, cache, executor, readAheadPermits,
                 c.readAheadBytes(), c.writable(), c.overlayDir(), logs, warn);
         this.nbd = new NbdServer(exports, NbdServer.Config.defaults().withReadOnly(!c.writable()));
         this.flusher = Thread.ofVirtual().name("serve-log-flush").unstarted(() -> {
@@ -160,6 +161,11 @@ public final class PointServer implements AutoCloseable {
 
     ChunkCache cache() {
         return cache;
+    }
+
+    /** Read-ahead permits not in use (all of them once the prefetches are done). */
+    int readAheadPermitsFree() {
+        return readAheadPermits.availablePermits();
     }
 
     RepositoryExports exports() {

@@ -12,8 +12,9 @@ import org.blksnap.backup.RepositoryException;
  * and checked when it gets there.
  *
  * <p>Up to {@link #STREAMS} streams are followed at once per point (a multi-connection copy reads
- * several regions in parallel); a read that continues one where it stopped is sequential, any other
- * read starts a new stream in the slot used least recently. A stream's window starts at twice the
+ * several regions in parallel); a read that starts near where one stopped (within its window, or
+ * twice the read's length: requests in flight together are served out of order) continues it, any
+ * other read starts a new stream in the slot used least recently. A stream's window starts at twice the
  * read and doubles with each sequential read up to {@code maxWindowBytes}; each chunk is asked for
  * once per stream. Prefetches in flight are bounded by a semaphore shared by every point: when none
  * is free the read-ahead is skipped, never waited for. A failed prefetch is dropped silently; the
@@ -60,7 +61,7 @@ final class ReadAhead {
             clock++;
             int s = -1;
             for (int i = 0; i < STREAMS; i++) {
-                if (nextOffset[i] == offsetBytes) {
+                if (nextOffset[i] >= 0 && Math.abs(offsetBytes - nextOffset[i]) <= Math.max(2 * lengthBytes, windowBytes[i])) {
                     s = i;
                     break;
                 }
@@ -78,7 +79,7 @@ final class ReadAhead {
                 lastUse[lru] = clock;
                 return;
             }
-            nextOffset[s] = end;
+            nextOffset[s] = Math.max(nextOffset[s], end);
             lastUse[s] = clock;
             windowBytes[s] = Math.min(maxWindowBytes, Math.max(2 * windowBytes[s], 2 * lengthBytes));
             from = Math.max(aheadTo[s], end);

@@ -142,6 +142,36 @@ class PointServerTest {
         assertThat(s.statsLine()).containsPattern("; [1-9][0-9]* chunks read ahead;");
     }
 
+    /** Forbidden: wrong data, or a read-ahead permit that is never given back (read-ahead would stop for good). */
+    @Test
+    void manySequentialReadersAtOnceGetTheirBytesAndEveryReadAheadPermitComesBack() throws Exception {
+        Path repo = dir.resolve("repo");
+        byte[] content = TestRepo.content(SIZE, 11);
+        Point p = TestRepo.backup(repo, dir, "disk0", content, CHUNK);
+        try (PointServer s = start(repo, false, 16L * CHUNK); Export e = s.exports().open(p.id() + "/disk0")) {
+            try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+                List<Future<?>> tasks = new ArrayList<>();
+                for (int t = 0; t < 12; t++) {
+                    int start = t * (SIZE / 16);
+                    int step = 4096 << (t % 5);
+                    tasks.add(pool.submit(() -> {
+                        for (int off = start; off + step <= SIZE; off += step) {
+                            assertThat(read(e.device(), off, step)).as("read %d+%d", off, step)
+                                    .isEqualTo(Arrays.copyOfRange(content, off, off + step));
+                        }
+                        return null;
+                    }));
+                }
+                for (Future<?> f : tasks) {
+                    f.get();
+                }
+            }
+            org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(10))
+                    .until(() -> s.readAheadPermitsFree() == PointServer.READ_AHEAD_IN_FLIGHT);
+            assertThat(s.exports().served().get(p.id() + "/disk0").device().readAhead().prefetchedChunks()).isPositive();
+        }
+    }
+
     @Test
     void aDamagedChunkFailsEveryReadOfItWithAnErrorNamingThePointAndTheChunkAndOthersGoOn() throws Exception {
         Path repo = dir.resolve("repo");
