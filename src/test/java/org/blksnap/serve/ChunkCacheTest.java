@@ -80,38 +80,29 @@ class ChunkCacheTest {
         int keys = 512;
         ConcurrentHashMap<Integer, AtomicInteger> inFlight = new ConcurrentHashMap<>();
         AtomicInteger overlapping = new AtomicInteger();
-        try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
-            List<Future<?>> tasks = new ArrayList<>();
-            for (int t = 0; t < 16; t++) {
-                long seed = t;
-                tasks.add(pool.submit(() -> {
-                    Random r = new Random(seed);
-                    for (int i = 0; i < 20_000; i++) {
-                        // a skewed key distribution: some keys hot, most cold
-                        int key = r.nextInt(4) == 0 ? r.nextInt(keys) : r.nextInt(32);
-                        int length = 1024 + (key % 4) * 1024;
-                        byte[] v = cache.get(key, length, () -> {
-                            AtomicInteger n = inFlight.computeIfAbsent(key, k -> new AtomicInteger());
-                            if (n.incrementAndGet() > 1) {
-                                overlapping.incrementAndGet();
-                            }
-                            try {
-                                return valueOf(key, length);
-                            } finally {
-                                n.decrementAndGet();
-                            }
-                        });
-                        assertThat(v).hasSize(length);
-                        assertThat(v[0]).isEqualTo((byte) (key >> 8));
-                        assertThat(v[1]).isEqualTo((byte) key);
+        TestRepo.inParallel(16, t -> {
+            long seed = t;
+            Random r = new Random(seed);
+            for (int i = 0; i < 20_000; i++) {
+                // a skewed key distribution: some keys hot, most cold
+                int key = r.nextInt(4) == 0 ? r.nextInt(keys) : r.nextInt(32);
+                int length = 1024 + (key % 4) * 1024;
+                byte[] v = cache.get(key, length, () -> {
+                    AtomicInteger n = inFlight.computeIfAbsent(key, k -> new AtomicInteger());
+                    if (n.incrementAndGet() > 1) {
+                        overlapping.incrementAndGet();
                     }
-                    return null;
-                }));
+                    try {
+                        return valueOf(key, length);
+                    } finally {
+                        n.decrementAndGet();
+                    }
+                });
+                assertThat(v).hasSize(length);
+                assertThat(v[0]).isEqualTo((byte) (key >> 8));
+                assertThat(v[1]).isEqualTo((byte) key);
             }
-            for (Future<?> f : tasks) {
-                f.get();
-            }
-        }
+        });
         assertThat(overlapping).as("two loads of one key at once").hasValue(0);
         ChunkCache.Stats s = cache.stats();
         assertThat(s.usedBytes()).isLessThanOrEqualTo(capacity).isEqualTo(cache.recountBytes());

@@ -12,9 +12,6 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 import org.blksnap.backup.Point;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.nbd.Export;
@@ -77,25 +74,16 @@ class PointServerTest {
         Point p = TestRepo.backup(repo, dir, "disk0", content, CHUNK);
         try (PointServer s = start(repo, false, 8 * CHUNK); Export e = s.exports().open(p.id() + "/disk0")) {
             BlockDevice d = e.device();
-            try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
-                List<Future<?>> tasks = new ArrayList<>();
-                for (int t = 0; t < 16; t++) {
-                    long seed = t;
-                    tasks.add(pool.submit(() -> {
-                        Random r = new Random(seed);
-                        for (int i = 0; i < 300; i++) {
-                            int len = 1 + r.nextInt(r.nextBoolean() ? 4096 : 3 * CHUNK);
-                            int off = r.nextInt(SIZE - len + 1);
-                            assertThat(read(d, off, len)).as("read %d+%d", off, len)
-                                    .isEqualTo(Arrays.copyOfRange(content, off, off + len));
-                        }
-                        return null;
-                    }));
+            TestRepo.inParallel(16, t -> {
+                long seed = t;
+                Random r = new Random(seed);
+                for (int i = 0; i < 300; i++) {
+                    int len = 1 + r.nextInt(r.nextBoolean() ? 4096 : 3 * CHUNK);
+                    int off = r.nextInt(SIZE - len + 1);
+                    assertThat(read(d, off, len)).as("read %d+%d", off, len)
+                            .isEqualTo(Arrays.copyOfRange(content, off, off + len));
                 }
-                for (Future<?> f : tasks) {
-                    f.get();
-                }
-            }
+            });
             ChunkCache.Stats st = s.cache().stats();
             assertThat(st.evictions()).isPositive();
             assertThat(st.usedBytes()).isLessThanOrEqualTo(8L * CHUNK).isEqualTo(s.cache().recountBytes());
@@ -149,23 +137,14 @@ class PointServerTest {
         byte[] content = TestRepo.content(SIZE, 11);
         Point p = TestRepo.backup(repo, dir, "disk0", content, CHUNK);
         try (PointServer s = start(repo, false, 16L * CHUNK); Export e = s.exports().open(p.id() + "/disk0")) {
-            try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
-                List<Future<?>> tasks = new ArrayList<>();
-                for (int t = 0; t < 12; t++) {
-                    int start = t * (SIZE / 16);
-                    int step = 4096 << (t % 5);
-                    tasks.add(pool.submit(() -> {
-                        for (int off = start; off + step <= SIZE; off += step) {
-                            assertThat(read(e.device(), off, step)).as("read %d+%d", off, step)
-                                    .isEqualTo(Arrays.copyOfRange(content, off, off + step));
-                        }
-                        return null;
-                    }));
+            TestRepo.inParallel(12, t -> {
+                int start = t * (SIZE / 16);
+                int step = 4096 << (t % 5);
+                for (int off = start; off + step <= SIZE; off += step) {
+                    assertThat(read(e.device(), off, step)).as("read %d+%d", off, step)
+                            .isEqualTo(Arrays.copyOfRange(content, off, off + step));
                 }
-                for (Future<?> f : tasks) {
-                    f.get();
-                }
-            }
+            });
             org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(10))
                     .until(() -> s.readAheadPermitsFree() == PointServer.READ_AHEAD_IN_FLIGHT);
             assertThat(s.exports().served().get(p.id() + "/disk0").device().readAhead().prefetchedChunks()).isPositive();
@@ -257,23 +236,14 @@ class PointServerTest {
             // 8 writers each own 512 bytes of every one of 16 blocks; each read-modify-write of a block
             // that is not yet in the overlay must not undo another writer's bytes
             int writers = 8;
-            try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
-                List<Future<?>> tasks = new ArrayList<>();
-                for (int w = 0; w < writers; w++) {
-                    int writer = w;
-                    tasks.add(pool.submit(() -> {
-                        for (int block = 0; block < 16; block++) {
-                            byte[] data = new byte[512];
-                            Arrays.fill(data, (byte) (writer + 1));
-                            d.write(ByteBuffer.wrap(data), block * 4096L + writer * 512L);
-                        }
-                        return null;
-                    }));
+            TestRepo.inParallel(writers, w -> {
+                int writer = w;
+                for (int block = 0; block < 16; block++) {
+                    byte[] data = new byte[512];
+                    Arrays.fill(data, (byte) (writer + 1));
+                    d.write(ByteBuffer.wrap(data), block * 4096L + writer * 512L);
                 }
-                for (Future<?> f : tasks) {
-                    f.get();
-                }
-            }
+            });
             byte[] got = read(d, 0, 16 * 4096);
             for (int block = 0; block < 16; block++) {
                 for (int w = 0; w < writers; w++) {

@@ -41,6 +41,36 @@ final class TestRepo {
         }
     }
 
+    /** One of the tasks of {@link #inParallel}. */
+    @FunctionalInterface
+    interface Task {
+        void run(int index) throws Exception;
+    }
+
+    /** Runs {@code task(0..n-1)} on {@code n} virtual threads at once and waits; rethrows the first failure. */
+    static void inParallel(int n, Task task) throws Exception {
+        try (java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor()) {
+            java.util.List<java.util.concurrent.Future<?>> tasks = new java.util.ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                int index = i;
+                tasks.add(pool.submit(() -> {
+                    task.run(index);
+                    return null;
+                }));
+            }
+            for (java.util.concurrent.Future<?> f : tasks) {
+                try {
+                    f.get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    if (e.getCause() instanceof Exception x) {
+                        throw x;
+                    }
+                    throw e;
+                }
+            }
+        }
+    }
+
     /**
      * Flips one byte inside the stored copy of {@code chunk} (found by its content: random chunks are
      * stored uncompressed) in whichever pack holds it; returns the pack.
