@@ -30,7 +30,8 @@ import picocli.CommandLine;
         subcommands = {Commands.VersionCmd.class, Commands.ParamsCmd.class, Commands.StatusCmd.class,
                 Commands.DeviceCmd.class, Commands.TrackerCmd.class, Commands.SnapshotCmd.class,
                 BackupCommands.BackupCmd.class, BackupCommands.PointsCmd.class, BackupCommands.RestoreCmd.class,
-                BackupCommands.VerifyCmd.class, BackupCommands.PruneCmd.class, BackupCommands.GcCmd.class})
+                BackupCommands.VerifyCmd.class, BackupCommands.PruneCmd.class, BackupCommands.GcCmd.class,
+                ServeCmd.class})
 public final class Main {
     /** The control socket used when neither --control nor BLKSNAP_CONTROL is given. */
     public static final String DEFAULT_CONTROL = "blksnap-data/control.sock";

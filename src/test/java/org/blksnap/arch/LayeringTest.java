@@ -140,6 +140,22 @@ class LayeringTest {
                 .check(main);
     }
 
+    /**
+     * Instant access sits on the repository's read side and the NBD server: it serves points as
+     * block devices, and knows nothing of the daemon, its control API or the tool that starts it.
+     */
+    @Test
+    void instantAccessServesTheRepositoryThroughTheNbdServerAlone() {
+        noClasses().that().resideInAPackage("org.blksnap.serve..")
+                .should().dependOnClassesThat().resideInAnyPackage("org.blksnap.ctrl..", "org.blksnap.cli..",
+                        "org.blksnap.daemon..")
+                .check(main);
+        // only the tool starts it: neither the repository nor the server nor the daemon knows of it
+        noClasses().that().resideOutsideOfPackages("org.blksnap.serve..", "org.blksnap.cli..")
+                .should().dependOnClassesThat().resideInAPackage("org.blksnap.serve..")
+                .check(main);
+    }
+
     @Test
     void theUtilitiesDependOnNothingOfOurs() {
         noClasses().that().resideInAPackage("org.blksnap.util..")
