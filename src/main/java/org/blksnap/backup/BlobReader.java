@@ -2,29 +2,20 @@ package org.blksnap.backup;
 
 import com.github.luben.zstd.Zstd;
 import com.github.luben.zstd.ZstdException;
-import java.io.EOFException;
-import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.file.NoSuchFileException;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentMap;
 
 /**
  * Reads blobs by {@link Ref}: the blob's header must match the ref, its payload must decompress to
  * the raw length, and the raw bytes must hash to the ref's name, else the read fails with
- * {@link RepositoryException.Code#DAMAGED} naming the pack and offset. Pack channels are opened once
- * and kept until {@link #close}. Thread-safe (positional reads on shared channels).
+ * {@link RepositoryException.Code#DAMAGED} naming the pack and offset. One byte-range read of the
+ * store per blob. Thread-safe (the store is).
  */
-final class BlobReader implements AutoCloseable {
-    private final Path packsDir;
-    private final ConcurrentMap<PackId, FileChannel> channels = new ConcurrentHashMap<>();
+final class BlobReader {
+    private final ObjectStore store;
 
-    BlobReader(Path packsDir) {
-        this.packsDir = packsDir;
+    BlobReader(ObjectStore store) {
+        this.store = store;
     }
 
     /** The raw bytes of the blob {@code ref} names, checked against its name. */
@@ -32,16 +23,19 @@ final class BlobReader implements AutoCloseable {
         if (ref.isHole()) {
             throw new IllegalArgumentException("ref is a hole: it has no blob");
         }
-        Path path = packsDir.resolve(ref.pack() + PackDescriptor.SUFFIX);
-        FileChannel ch = channel(ref, path);
+        String key = RepositoryLayout.packKey(ref.pack());
         ByteBuffer blob;
         try {
-            blob = readFully(ch, path, ref.offsetBytes(), ref.lengthBytes());
-        } catch (EOFException e) {
-            throw damaged(ref, "the pack ends before the blob (" + e.getMessage() + ")");
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot read " + ref.lengthBytes() + " bytes at offset " + ref.offsetBytes()
-                    + " of " + path, e);
+            blob = store.read(key, ref.offsetBytes(), ref.lengthBytes());
+        } catch (RepositoryException e) {
+            if (e.code() == RepositoryException.Code.NOT_FOUND) {
+                throw damaged(ref, "its pack is missing");
+            }
+            throw e;
+        }
+        if (blob.remaining() < ref.lengthBytes()) {
+            throw damaged(ref, "the pack ends before the blob (" + store.describe(key) + " ends at "
+                    + (ref.offsetBytes() + blob.remaining()) + ")");
         }
         if (blob.getInt(0) != PackDescriptor.BLOB_MAGIC) {
             throw damaged(ref, "no blob header at its offset");
@@ -85,57 +79,7 @@ final class BlobReader implements AutoCloseable {
         return raw;
     }
 
-    private FileChannel channel(Ref ref, Path path) throws RepositoryException {
-        FileChannel ch = channels.get(ref.pack());
-        if (ch != null) {
-            return ch;
-        }
-        try {
-            FileChannel opened = FileChannel.open(path, StandardOpenOption.READ);
-            FileChannel raced = channels.putIfAbsent(ref.pack(), opened);
-            if (raced != null) {
-                opened.close();
-                return raced;
-            }
-            return opened;
-        } catch (NoSuchFileException e) {
-            throw damaged(ref, "its pack is missing");
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot open " + path, e);
-        }
-    }
-
     private static RepositoryException damaged(Ref ref, String why) {
         return new RepositoryException(RepositoryException.Code.DAMAGED, ref + ": " + why);
-    }
-
-    /**
-     * Reads exactly {@code length} bytes at {@code offsetBytes}.
-     *
-     * @throws EOFException the file ends first (message: path, offset and length)
-     */
-    static ByteBuffer readFully(FileChannel ch, Path path, long offsetBytes, int length) throws IOException {
-        ByteBuffer buf = ByteBuffer.allocate(length);
-        long pos = offsetBytes;
-        while (buf.hasRemaining()) {
-            int n = ch.read(buf, pos);
-            if (n < 0) {
-                throw new EOFException(path + " ends at " + pos + ", reading " + length + " bytes at " + offsetBytes);
-            }
-            pos += n;
-        }
-        return buf.flip();
-    }
-
-    @Override
-    public void close() {
-        for (FileChannel ch : channels.values()) {
-            try {
-                ch.close();
-            } catch (IOException e) {
-                // read-only channels: nothing to lose
-            }
-        }
-        channels.clear();
     }
 }

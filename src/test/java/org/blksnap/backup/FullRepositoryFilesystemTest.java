@@ -47,7 +47,9 @@ class FullRepositoryFilesystemTest {
             RepositoryRoundTripTest.write(uri, 0, new byte[(int) RepositoryRoundTripTest.SIZE - (1 << 20)]);
             try (Repository repo = Repository.openForWriting(repoDir, 1 << 20, m -> { })) {
                 assertThat(repoDir.resolve("tmp")).isEmptyDirectory();
-                repo.gc(Duration.ZERO, false); // the sealed packs of the failed backup: no point uses them
+                try (Repository maintenance = Repository.openForMaintenance(new RepositoryLocation.Directory(repoDir), m -> { })) {
+                    maintenance.gc(Duration.ZERO, false); // the sealed packs of the failed backup: no point uses them
+                }
                 Point p = repo.backup(RepositoryRoundTripTest.source(uri, "g", 2), null, Repository.Progress.NONE);
                 assertThat(repo.verify(null).ok()).isTrue();
                 Path out = dir.resolve("out.img");
