@@ -4,6 +4,7 @@ import com.github.luben.zstd.Zstd;
 import com.github.luben.zstd.ZstdException;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
+import java.util.List;
 
 /**
  * Reads blobs by {@link Ref}: the blob's header must match the ref, its payload must decompress to
@@ -37,6 +38,49 @@ final class BlobReader {
             throw damaged(ref, "the pack ends before the blob (" + store.describe(key) + " ends at "
                     + (ref.offsetBytes() + blob.remaining()) + ")");
         }
+        return decode(ref, blob);
+    }
+
+    /**
+     * The raw bytes of blobs stored one after the other in one pack ({@link #adjacent}), read with
+     * one request of the store (a byte range on S3), each checked as {@link #read} checks it.
+     */
+    List<byte[]> readRun(List<Ref> run) throws RepositoryException {
+        if (run.size() == 1) {
+            return List.of(read(run.getFirst()));
+        }
+        Ref first = run.getFirst();
+        Ref last = run.getLast();
+        long length = last.offsetBytes() + last.lengthBytes() - first.offsetBytes();
+        String key = RepositoryLayout.packKey(first.pack());
+        ByteBuffer all;
+        try {
+            all = store.read(key, first.offsetBytes(), (int) length);
+        } catch (RepositoryException e) {
+            if (e.code() == RepositoryException.Code.NOT_FOUND) {
+                throw damaged(first, "its pack is missing");
+            }
+            throw e;
+        }
+        List<byte[]> out = new java.util.ArrayList<>(run.size());
+        for (Ref r : run) {
+            int at = (int) (r.offsetBytes() - first.offsetBytes());
+            if (all.remaining() < at + r.lengthBytes()) {
+                throw damaged(r, "the pack ends before the blob (" + store.describe(key) + ")");
+            }
+            byte[] one = new byte[r.lengthBytes()];
+            all.get(all.position() + at, one);
+            out.add(decode(r, ByteBuffer.wrap(one)));
+        }
+        return out;
+    }
+
+    /** Whether {@code next} starts where {@code prev} ends in the same pack (one read can fetch both). */
+    static boolean adjacent(Ref prev, Ref next) {
+        return prev.pack().equals(next.pack()) && prev.offsetBytes() + prev.lengthBytes() == next.offsetBytes();
+    }
+
+    private byte[] decode(Ref ref, ByteBuffer blob) throws RepositoryException {
         if (blob.getInt(0) != PackDescriptor.BLOB_MAGIC) {
             throw damaged(ref, "no blob header at its offset");
         }

@@ -318,6 +318,12 @@ final class DirectoryStore implements ObjectStore {
         return dropped;
     }
 
+    /** A directory bills nothing: no counts. */
+    @Override
+    public java.util.Map<String, Long> requestCounts() {
+        return java.util.Map.of();
+    }
+
     @Override
     public void close() {
         for (FileChannel ch : channels.values()) {

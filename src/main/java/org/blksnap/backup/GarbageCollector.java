@@ -180,28 +180,46 @@ final class GarbageCollector {
         return used;
     }
 
+    /**
+     * The packs a point's tree uses. A node already walked for another point (a shared subtree:
+     * the same hash is the same content) is not read again; its packs are in that point's set,
+     * and in {@link #sharedPacks}, which every later point's set includes.
+     */
     private Set<PackId> walk(Point p) throws RepositoryException {
         Set<PackId> used = new HashSet<>();
         Ref root = ManifestDescriptor.rootRef(p);
-        if (!root.isHole()) {
-            used.add(root.pack());
-        }
-        IndexTree.walk(p.geometry(), root, repo.reader(), new IndexTree.Visitor() {
-            @Override
-            public void hole(long firstChunk, long chunkCount) {
-            }
-
-            @Override
-            public void chunk(int chunkIndex, Ref ref) {
-                used.add(ref.pack());
-            }
-
-            @Override
-            public void node(Ref ref) {
-                used.add(ref.pack());
-            }
-        });
+        Geometry g = p.geometry();
+        walk(g, g.levels() - 1, 0, root, used);
         return used;
+    }
+
+    /** Nodes walked so far in this run, and the packs under them. */
+    private final Set<Sha256> walkedNodes = new HashSet<>();
+    private final Set<PackId> sharedPacks = new HashSet<>();
+
+    private void walk(Geometry g, int level, long nodeIndex, Ref ref, Set<PackId> used) throws RepositoryException {
+        if (ref.isHole()) {
+            return;
+        }
+        used.add(ref.pack());
+        if (ref.kind() != NodeDescriptor.KIND_NODE || level < 0) {
+            return;
+        }
+        if (!walkedNodes.add(ref.hash())) {
+            used.addAll(sharedPacks); // walked before: its packs are among those of the points walked so far
+            return;
+        }
+        Ref[] children = IndexTree.children(g, level, nodeIndex, ref, repo.reader());
+        for (int e = 0; e < children.length; e++) {
+            if (level == 0) {
+                if (!children[e].isHole()) {
+                    used.add(children[e].pack());
+                }
+            } else {
+                walk(g, level - 1, nodeIndex * g.fanout() + e, children[e], used);
+            }
+        }
+        sharedPacks.addAll(used);
     }
 
     /** Sweeps every condemned list that may be swept now (see the class comment). */

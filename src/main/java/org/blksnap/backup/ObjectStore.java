@@ -82,6 +82,13 @@ interface ObjectStore extends AutoCloseable {
      */
     int dropIncomplete(String writerTag, Instant before) throws RepositoryException;
 
+    /**
+     * Requests made so far by kind ({@code PUT}, {@code GET}, {@code HEAD}, {@code LIST},
+     * {@code DELETE}, {@code MULTIPART} for the create/part/complete requests of multipart uploads)
+     * and {@code PUT_BYTES}/{@code GET_BYTES}: what an S3 bill counts. Thread-safe.
+     */
+    java.util.Map<String, Long> requestCounts();
+
     /** Releases connections and open files. */
     @Override
     void close();

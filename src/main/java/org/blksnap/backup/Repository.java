@@ -315,6 +315,33 @@ public final class Repository implements AutoCloseable {
         return objects;
     }
 
+    /**
+     * Requests this repository made to its store so far, by kind (S3: {@code PUT}, {@code GET},
+     * {@code LIST}, {@code DELETE}, {@code HEAD}, {@code MULTIPART}, {@code PUT_BYTES},
+     * {@code GET_BYTES}); empty for a directory. For reports and benchmarks.
+     */
+    public Map<String, Long> requestCounts() {
+        return objects.requestCounts();
+    }
+
+    /**
+     * Objects by folder ({@code packs}, {@code points}, {@code index}, {@code sessions},
+     * {@code gc}): {count, bytes}. One listing of each; for reports and benchmarks.
+     */
+    public Map<String, long[]> objectCounts() throws RepositoryException {
+        Map<String, long[]> m = new java.util.LinkedHashMap<>();
+        for (String folder : List.of(RepositoryLayout.PACKS, RepositoryLayout.POINTS, RepositoryLayout.INDEX,
+                RepositoryLayout.SESSIONS, RepositoryLayout.GC)) {
+            long[] cb = new long[2];
+            for (ObjectStore.Entry e : objects.list(folder + "/")) {
+                cb[0]++;
+                cb[1] += e.sizeBytes();
+            }
+            m.put(folder, cb);
+        }
+        return m;
+    }
+
     BlobReader reader() {
         if (reader == null) {
             reader = new BlobReader(objects);

@@ -61,6 +61,19 @@ final class S3Store implements ObjectStore {
     private final Semaphore partSlots = new Semaphore(PARTS_IN_FLIGHT);
     private final ExecutorService senders = Executors.newVirtualThreadPerTaskExecutor();
     private final int partBytes;
+    private final java.util.concurrent.ConcurrentMap<String, java.util.concurrent.atomic.LongAdder> counts =
+            new java.util.concurrent.ConcurrentHashMap<>();
+
+    private void count(String kind, long n) {
+        counts.computeIfAbsent(kind, k -> new java.util.concurrent.atomic.LongAdder()).add(n);
+    }
+
+    @Override
+    public java.util.Map<String, Long> requestCounts() {
+        java.util.Map<String, Long> m = new java.util.TreeMap<>();
+        counts.forEach((k, v) -> m.put(k, v.sum()));
+        return m;
+    }
 
     S3Store(RepositoryLocation.S3 where) {
         this(where, PART_BYTES);
@@ -125,9 +138,11 @@ final class S3Store implements ObjectStore {
     @Override
     public byte[] get(String key, int maxBytes) throws RepositoryException {
         try {
+            count("GET", 1);
             ResponseBytes<GetObjectResponse> r = s3.getObjectAsBytes(g -> g.bucket(where.bucket()).key(objectKey(key))
                     .range("bytes=0-" + maxBytes));
             byte[] bytes = r.asByteArray();
+            count("GET_BYTES", bytes.length);
             if (bytes.length > maxBytes) {
                 throw new RepositoryException(RepositoryException.Code.DAMAGED, describe(key) + " is larger than the "
                         + maxBytes + " bytes such an object may have");
@@ -149,9 +164,11 @@ final class S3Store implements ObjectStore {
             return ByteBuffer.allocate(0);
         }
         try {
+            count("GET", 1);
             ResponseBytes<GetObjectResponse> r = s3.getObjectAsBytes(g -> g.bucket(where.bucket()).key(objectKey(key))
                     .range("bytes=" + offsetBytes + "-" + (offsetBytes + lengthBytes - 1)));
             byte[] bytes = r.asByteArray();
+            count("GET_BYTES", bytes.length);
             return ByteBuffer.wrap(bytes, 0, Math.min(bytes.length, lengthBytes)).slice();
         } catch (S3Exception e) {
             if (e.statusCode() == 416) {
@@ -166,6 +183,7 @@ final class S3Store implements ObjectStore {
     @Override
     public long sizeBytes(String key) throws RepositoryException {
         try {
+            count("HEAD", 1);
             return s3.headObject(h -> h.bucket(where.bucket()).key(objectKey(key))).contentLength();
         } catch (SdkException e) {
             throw failed("stat", key, e);
@@ -175,6 +193,8 @@ final class S3Store implements ObjectStore {
     @Override
     public void put(String key, byte[] content) throws RepositoryException {
         try {
+            count("PUT", 1);
+            count("PUT_BYTES", content.length);
             s3.putObject(p -> p.bucket(where.bucket()).key(objectKey(key)).contentLength((long) content.length),
                     RequestBody.fromBytes(content));
         } catch (SdkException e) {
@@ -238,6 +258,7 @@ final class S3Store implements ObjectStore {
         private void sendPart() throws RepositoryException {
             if (uploadId == null) {
                 try {
+                    count("MULTIPART", 1);
                     uploadId = s3.createMultipartUpload(c -> c.bucket(where.bucket()).key(objectKey(key))).uploadId();
                 } catch (SdkException e) {
                     throw failed("start a multipart upload of", key, e);
@@ -253,6 +274,8 @@ final class S3Store implements ObjectStore {
             String id = uploadId;
             senders.execute(() -> {
                 try {
+                    count("MULTIPART", 1);
+                    count("PUT_BYTES", part.length);
                     String etag = s3.uploadPart(u -> u.bucket(where.bucket()).key(objectKey(key)).uploadId(id)
                             .partNumber(number).contentLength((long) part.length), RequestBody.fromBytes(part)).eTag();
                     f.complete(CompletedPart.builder().partNumber(number).eTag(etag).build());
@@ -310,6 +333,7 @@ final class S3Store implements ObjectStore {
                 done.add(await(f));
             }
             try {
+                count("MULTIPART", 1);
                 s3.completeMultipartUpload(c -> c.bucket(where.bucket()).key(objectKey(key)).uploadId(uploadId)
                         .multipartUpload(CompletedMultipartUpload.builder().parts(done).build()));
             } catch (SdkException e) {
@@ -338,8 +362,12 @@ final class S3Store implements ObjectStore {
         List<Entry> entries = new ArrayList<>();
         try {
             ListObjectsV2Request req = ListObjectsV2Request.builder().bucket(where.bucket()).prefix(objectKey(prefix)).build();
-            for (S3Object o : s3.listObjectsV2Paginator(req).contents()) {
-                entries.add(new Entry(o.key().substring(keyPrefix.length()), o.size(), o.lastModified()));
+            var pages = s3.listObjectsV2Paginator(req);
+            for (var page : pages) {
+                count("LIST", 1);
+                for (S3Object o : page.contents()) {
+                    entries.add(new Entry(o.key().substring(keyPrefix.length()), o.size(), o.lastModified()));
+                }
             }
         } catch (SdkException e) {
             throw failed("list", prefix, e);
@@ -350,6 +378,7 @@ final class S3Store implements ObjectStore {
     @Override
     public void delete(String key) throws RepositoryException {
         try {
+            count("DELETE", 1);
             s3.deleteObject(d -> d.bucket(where.bucket()).key(objectKey(key)));
         } catch (SdkException e) {
             throw failed("delete", key, e);

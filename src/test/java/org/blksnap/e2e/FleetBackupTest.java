@@ -39,11 +39,13 @@ class FleetBackupTest {
     final JsonMapper json = JsonMapper.builder().build();
 
     @Test
+    @org.junit.jupiter.api.Timeout(value = 10, unit = java.util.concurrent.TimeUnit.MINUTES) // S3 round trips on a loaded CI machine
     void threeDaemonsBackUpConcurrentlyIntoOneDirectoryRepository() throws Exception {
         fleet(new String[] {"--repo", dir.resolve("repo").toString()}, () -> directoryPackBytes(dir.resolve("repo")));
     }
 
     @Test
+    @org.junit.jupiter.api.Timeout(value = 10, unit = java.util.concurrent.TimeUnit.MINUTES) // S3 round trips on a loaded CI machine
     void threeDaemonsBackUpConcurrentlyIntoOneS3Repository() throws Exception {
         try (S3Server s3 = S3Server.start(dir)) {
             String repo = s3.newRepo("fleet");

@@ -96,6 +96,7 @@ class S3BackupTest {
     }
 
     @Test
+    @org.junit.jupiter.api.Timeout(value = 10, unit = java.util.concurrent.TimeUnit.MINUTES) // S3 round trips on a loaded CI machine
     void everyPointOfAnS3RepositoryRestoresBitForBitAndPruneGcAndVerifyWork() throws Exception {
         ExternalTool.require("nbdcopy", "qemu-io");
         String repo = s3.newRepo("r1");
@@ -160,6 +161,7 @@ class S3BackupTest {
     }
 
     @Test
+    @org.junit.jupiter.api.Timeout(value = 10, unit = java.util.concurrent.TimeUnit.MINUTES) // S3 round trips on a loaded CI machine
     void anS3ServerStoppedInTheMiddleOfABackupFailsItClearlyLeavesNoPointAndTheNextBackupSucceeds() throws Exception {
         ExternalTool.require("nbdcopy");
         org.junit.jupiter.api.Assumptions.assumeFalse(S3Server.external(), "needs a local server to stop");

@@ -198,7 +198,8 @@ public final class S3Server implements AutoCloseable {
     @Override
     public void close() throws Exception {
         try {
-            for (String bucket : bucketsMade) {
+            // a local server's buckets go with its temporary directory; an external server's are emptied
+            for (String bucket : baseDir == null ? bucketsMade : List.<String>of()) {
                 try {
                     for (S3Object o : admin.listObjectsV2Paginator(b -> b.bucket(bucket)).contents()) {
                         admin.deleteObject(d -> d.bucket(bucket).key(o.key()));
