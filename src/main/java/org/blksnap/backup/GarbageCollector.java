@@ -320,7 +320,8 @@ final class GarbageCollector {
             if (!keep.isEmpty()) {
                 String name = e.key().substring(RepositoryLayout.INDEX.length() + 1,
                         e.key().length() - RepositoryLayout.INDEX_SUFFIX.length());
-                int g = name.indexOf(".g");
+                int plus = name.indexOf('+');
+                int g = name.indexOf(".g", Math.max(plus, 0)); // host names may hold ".g"; point ids do not
                 String base = g < 0 ? name : name.substring(0, g);
                 objects.put(RepositoryLayout.indexKey(base + ".g" + randomHex()), BlobIndexDescriptor.encode(keep));
             }

@@ -32,6 +32,7 @@ public final class Repository implements AutoCloseable {
     private final long targetPackBytes;
     private final Consumer<String> warn;
     private final boolean maintenance;
+    private DedupScope dedupScope = DedupScope.ALL;
     private ChunkStore store;
     private BlobReader reader;
 
@@ -47,6 +48,17 @@ public final class Repository implements AutoCloseable {
         this.maintenance = maintenance;
     }
 
+    /** What a host name may be (a DNS name, or a simpler label). */
+    public static final String HOST_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,252}";
+
+    /** Which index objects a writer deduplicates against: every host's, or only its own host's. */
+    public enum DedupScope {
+        /** Every index object of the repository: chunks of any host are stored once. */
+        ALL,
+        /** Only the writer's own host's (and a version 1 upgrade's): bounded memory and downloads in a large fleet. */
+        HOST
+    }
+
     /** This machine's host name as points record it: {@code BLKSNAP_HOST}, else the system's. */
     public static String defaultHost() {
         String env = System.getenv("BLKSNAP_HOST");
@@ -54,7 +66,8 @@ public final class Repository implements AutoCloseable {
             return env.trim();
         }
         try {
-            return java.net.InetAddress.getLocalHost().getHostName();
+            String name = java.net.InetAddress.getLocalHost().getHostName();
+            return name.matches(HOST_PATTERN) ? name : "localhost";
         } catch (java.io.IOException e) {
             return "localhost";
         }
@@ -136,8 +149,9 @@ public final class Repository implements AutoCloseable {
      */
     public static Repository openForWriting(RepositoryLocation where, String host, long targetPackBytes,
                                             Consumer<String> warn) throws RepositoryException {
-        if (host == null || host.isBlank() || !host.matches("[^\\s\"]{1,253}")) {
-            throw new IllegalArgumentException("host (" + host + ") must be 1-253 characters without spaces or quotes");
+        if (host == null || !host.matches(HOST_PATTERN)) {
+            throw new IllegalArgumentException("host (" + host + ") must be 1-253 letters, digits, dots, hyphens or "
+                    + "underscores, beginning with a letter or digit");
         }
         ObjectStore objects = storeFor(where);
         WriterSession session = null;
@@ -349,10 +363,21 @@ public final class Repository implements AutoCloseable {
         return reader;
     }
 
+    /** Sets which index objects the next backup deduplicates against (default {@link DedupScope#ALL}). */
+    public void dedupScope(DedupScope scope) {
+        dedupScope = scope;
+    }
+
+    /** The name of this writer's index objects: {@code <host>+<point id>}. */
+    String indexName(String pointId) {
+        return host + "+" + pointId;
+    }
+
     ChunkStore store() throws RepositoryException {
         requireWriter();
         if (store == null) {
-            WriterIndex.Loaded loaded = WriterIndex.load(objects, repoId, warn);
+            WriterIndex.Loaded loaded = WriterIndex.load(objects, repoId,
+                    dedupScope == DedupScope.HOST ? List.of(host + "+", "upgrade-") : List.of(""), warn);
             store = new ChunkStore(objects, session.id(), loaded.refs(), targetPackBytes);
         }
         return store;
@@ -520,7 +545,7 @@ public final class Repository implements AutoCloseable {
         session.checkAlive();
         List<ChunkStore.SealedPack> sealed = store().drainSealed();
         if (!sealed.isEmpty()) {
-            objects.put(RepositoryLayout.indexKey(p.id()), BlobIndexDescriptor.encode(sealed));
+            objects.put(RepositoryLayout.indexKey(indexName(p.id())), BlobIndexDescriptor.encode(sealed));
         }
         String key = RepositoryLayout.pointKey(p.id());
         if (!objects.putIfAbsent(key, ManifestDescriptor.encode(p))) {

@@ -10,7 +10,7 @@ package org.blksnap.backup;
  *   config                         "blksnap-backup-repository\nversion 2\nid &lt;uuid&gt;\n"   written once
  *   packs/&lt;32 hex&gt;.pack           sealed packs (PackDescriptor): immutable, complete, random names
  *   points/&lt;id&gt;.point             manifests (ManifestDescriptor): a point exists iff its manifest does
- *   index/&lt;point id&gt;.idx          the blobs the packs of the backup up to that point added
+ *   index/&lt;host&gt;+&lt;point id&gt;.idx   the blobs the packs of the backup up to that point added
  *                                  (BlobIndexDescriptor): what other writers deduplicate against
  *   sessions/&lt;session&gt;.start      a writer began (host, pid); its time is the store's
  *   sessions/&lt;session&gt;.beat       the writer is alive (rewritten every HEARTBEAT), with the snapshot

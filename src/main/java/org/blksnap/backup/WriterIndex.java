@@ -13,7 +13,8 @@ import java.util.function.Consumer;
 
 /**
  * What a writer knows exists, to store each blob once: the refs of every blob listed in the
- * repository's index objects ({@code index/*.idx}, {@link BlobIndexDescriptor}), less the packs a gc
+ * repository's index objects ({@code index/<host>+<point>.idx}, {@link BlobIndexDescriptor}; all of
+ * them, or those of some name prefixes: one host's), less the packs a gc
  * has condemned ({@code gc/condemned-*}: a writer must not start to reference them). One listing of
  * {@code index/} (one object per point, not per blob or pack) and a GET of each index object not in
  * the local cache ({@link #cacheDir}): an index object is immutable under its name, so a writer
@@ -83,7 +84,8 @@ final class WriterIndex {
      * Loads the refs. Call after the writer's session marker is written: a gc that condemns packs
      * after this listing sees the session and waits for it.
      */
-    static Loaded load(ObjectStore objects, String repoId, Consumer<String> warn) throws RepositoryException {
+    static Loaded load(ObjectStore objects, String repoId, List<String> namePrefixes, Consumer<String> warn)
+            throws RepositoryException {
         Set<PackId> condemned = condemned(objects);
         Path cache = cacheDir(repoId);
         boolean cacheUsable = true;
@@ -95,7 +97,10 @@ final class WriterIndex {
                     + objects.location());
         }
         Map<Sha256, Ref> refs = new HashMap<>();
-        List<ObjectStore.Entry> entries = objects.list(RepositoryLayout.INDEX + "/");
+        List<ObjectStore.Entry> entries = new java.util.ArrayList<>();
+        for (String prefix : namePrefixes) {
+            entries.addAll(objects.list(RepositoryLayout.INDEX + "/" + prefix));
+        }
         int fetched = 0;
         Set<String> present = new HashSet<>();
         for (ObjectStore.Entry e : entries) {
@@ -156,7 +161,9 @@ final class WriterIndex {
         if (cacheUsable) {
             try (var s = Files.list(cache)) {
                 for (Path p : s.toList()) {
-                    if (!present.contains(p.getFileName().toString()) && p.getFileName().toString().endsWith(RepositoryLayout.INDEX_SUFFIX)) {
+                    String n = p.getFileName().toString();
+                    if (!present.contains(n) && n.endsWith(RepositoryLayout.INDEX_SUFFIX)
+                            && namePrefixes.stream().anyMatch(n::startsWith)) {
                         Files.deleteIfExists(p); // replaced or removed by gc
                     }
                 }

@@ -99,6 +99,10 @@ final class BackupCommands {
                 description = "the host name the points record (default: $BLKSNAP_HOST, else this machine's name); "
                         + "each host of a fleet sharing a repository needs its own")
         String host;
+        @Option(names = "--dedup-scope", paramLabel = "all|host", defaultValue = "all",
+                description = "store a chunk once if any host stored it (all, default), or only if this host did (host: "
+                        + "memory and downloads bounded by this host's own points, for large fleets; docs/repository.md)")
+        String dedupScope;
         @Option(names = "--device", required = true, paramLabel = "NAME", description = "a device to back up (repeatable: all in one snapshot)")
         List<String> devices = new ArrayList<>();
         @Option(names = "--freeze", paramLabel = "MOUNTPOINT", description = "fsfreeze around the take")
@@ -139,7 +143,16 @@ final class BackupCommands {
             List<BackupPoint> done = new ArrayList<>();
             RepositoryLocation where = repo.location();
             String hostName = host != null ? host : Repository.defaultHost();
+            if (!hostName.matches(Repository.HOST_PATTERN)) {
+                throw usage("--host " + hostName + " must be letters, digits, dots, hyphens or underscores (a DNS name)");
+            }
+            Repository.DedupScope scope = switch (dedupScope) {
+                case "all" -> Repository.DedupScope.ALL;
+                case "host" -> Repository.DedupScope.HOST;
+                default -> throw usage("--dedup-scope " + dedupScope + " must be all or host");
+            };
             try (Repository repository = Repository.openForWriting(where, hostName, packBytes, cli::warn)) {
+                repository.dedupScope(scope);
                 for (Map<String, String> stale : repository.staleSessions()) {
                     cleanUpAfterADeadBackup(cli, stale);
                 }

@@ -160,6 +160,16 @@ class ObjectStoreContractTest {
                 assertThat(other.reason()).contains("no earlier point");
                 assertThat(other.newBytes()).as("every chunk and node exists").isZero();
             }
+            // a writer that dedupes only against its own host's index objects stores the content again
+            try (Repository repo = Repository.openForWriting(where, "h3", 3 << 20, m -> { })) {
+                repo.dedupScope(Repository.DedupScope.HOST);
+                Point own = repo.backup(RepositoryRoundTripTest.source(uri, "g8", 1), null, Repository.Progress.NONE);
+                assertThat(own.newBytes()).as("the random half at least").isGreaterThan(size / 2);
+            }
+            try (ObjectStore o = Repository.storeFor(where)) {
+                assertThat(o.list("index/")).extracting(ObjectStore.Entry::key)
+                        .allMatch(k -> k.startsWith("index/h1+") || k.startsWith("index/h2+") || k.startsWith("index/h3+"));
+            }
         }
     }
 

@@ -36,8 +36,12 @@ class BackupRestoreTest {
     Path dir;
     final JsonMapper json = JsonMapper.builder().build();
 
-    /** 64 MiB: a random half, a text quarter, a zero quarter. */
     private Path initialImage() throws Exception {
+        return initialImage(dir);
+    }
+
+    /** 64 MiB in {@code dir}/initial.img: a random half, a text quarter, a zero quarter. */
+    static Path initialImage(Path dir) throws Exception {
         byte[] data = new byte[64 << 20];
         new Random(42).nextBytes(data);
         byte[] line = "backup me: the quick brown fox jumps over the lazy dog\n".getBytes(StandardCharsets.US_ASCII);
@@ -50,11 +54,16 @@ class BackupRestoreTest {
         return f;
     }
 
-    private static void nbdcopy(String from, String to) {
+    static void nbdcopy(String from, String to) {
         ExternalTool.run(T, "nbdcopy", from, to).assertSuccess();
     }
 
     private Path record(DaemonHarness d, String name) {
+        return record(d, dir, name);
+    }
+
+    /** An nbdcopy of disk0 to {@code dir/name}: what a point taken now must restore to. */
+    static Path record(DaemonHarness d, Path dir, String name) {
         Path f = dir.resolve(name);
         nbdcopy(d.uri("disk0"), f.toString());
         return f;
@@ -72,7 +81,7 @@ class BackupRestoreTest {
         return f;
     }
 
-    private static void assertSameBytes(Path actual, Path expected) throws Exception {
+    static void assertSameBytes(Path actual, Path expected) throws Exception {
         assertThat(Files.mismatch(actual, expected)).as("%s vs %s", actual, expected).isEqualTo(-1L);
     }
 

@@ -3,7 +3,6 @@ package org.blksnap.e2e;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -48,28 +47,16 @@ class S3BackupTest {
         }
     }
 
-    /** 64 MiB: a random half, a text quarter, a zero quarter. */
     private Path initialImage() throws Exception {
-        byte[] data = new byte[64 << 20];
-        new Random(42).nextBytes(data);
-        byte[] line = "backup me to s3: the quick brown fox jumps over the lazy dog\n".getBytes(StandardCharsets.US_ASCII);
-        for (int i = 32 << 20; i < 48 << 20; i++) {
-            data[i] = line[i % line.length];
-        }
-        java.util.Arrays.fill(data, 48 << 20, 64 << 20, (byte) 0);
-        Path f = dir.resolve("initial.img");
-        Files.write(f, data);
-        return f;
+        return BackupRestoreTest.initialImage(dir);
     }
 
     private static void nbdcopy(String from, String to) {
-        ExternalTool.run(T, "nbdcopy", from, to).assertSuccess();
+        BackupRestoreTest.nbdcopy(from, to);
     }
 
     private Path record(DaemonHarness d, String name) {
-        Path f = dir.resolve(name);
-        nbdcopy(d.uri("disk0"), f.toString());
-        return f;
+        return BackupRestoreTest.record(d, dir, name);
     }
 
     private String[] repoArgs(String repo) {
@@ -92,7 +79,7 @@ class S3BackupTest {
     }
 
     private static void assertSameBytes(Path actual, Path expected) throws Exception {
-        assertThat(Files.mismatch(actual, expected)).as("%s vs %s", actual, expected).isEqualTo(-1L);
+        BackupRestoreTest.assertSameBytes(actual, expected);
     }
 
     @Test
