@@ -38,6 +38,8 @@ import java.util.function.Consumer;
  * Not thread-safe: {@link #run} once.
  */
 final class GarbageCollector {
+    /** Unfinished uploads (tmp files, incomplete multipart uploads) older than this are dropped by gc. */
+    static final Duration INCOMPLETE_AGE = Duration.ofDays(1);
     /** Resolution of the store's timestamps (S3 gives seconds), with room. */
     static final Duration MARGIN = Duration.ofSeconds(2);
     private static final SecureRandom RANDOM = new SecureRandom();
@@ -65,7 +67,8 @@ final class GarbageCollector {
         String lockKey = RepositoryLayout.GC_LOCK_PREFIX + randomHex();
         try {
             Instant now = lockTime(lockKey);
-            objects.dropIncomplete(null, now.minus(WriterSession.STALE));
+            // a live writer's pack may be open for a while (a slow incremental): only day-old leftovers go
+            objects.dropIncomplete(null, now.minus(INCOMPLETE_AGE));
             Map<String, ObjectStore.Entry> packs = new HashMap<>();
             for (ObjectStore.Entry e : objects.list(RepositoryLayout.PACKS + "/")) {
                 if (e.key().endsWith(PackDescriptor.SUFFIX)) {
