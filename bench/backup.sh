@@ -2,7 +2,10 @@
 # blksnap for Java — backup benchmark (issue 11): our `blksnap backup` against restic and borg on
 # the same bytes in /dev/shm, side by side in one run. See docs/BENCHMARKS.md ("Backup").
 #
-#   bench/backup.sh [--size SIZE]      (default 4G; the device: half random, half text)
+#   bench/backup.sh [--size SIZE] [--s3]   (default 4G; the device: half random, half text)
+#
+# --s3: also our backup, incremental and restore into s3://bench/ours on s3proxy (started here on
+# /dev/shm, the jar the build copies to target/s3proxy), beside the directory repository, same run.
 #
 # Steps: full backup of each tool; 1 % of the device's 64 KiB blocks rewritten with random data
 # through the NBD export; incremental backup of each tool; restore of each tool (checked with cmp);
@@ -16,10 +19,12 @@ set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH   # the distribution python3 has the nbd module nbdsh needs
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SIZE=4G
+S3=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE=$2; shift ;;
-    *) echo "usage: bench/backup.sh [--size SIZE]" >&2; exit 64 ;;
+    --s3) S3=1 ;;
+    *) echo "usage: bench/backup.sh [--size SIZE] [--s3]" >&2; exit 64 ;;
   esac
   shift
 done
@@ -31,8 +36,10 @@ mkdir -p "$OUT"
 W=$(mktemp -d /dev/shm/blksnap-backup-bench.XXXXXX)
 DAEMON=""
 DATA=""
+S3PID=""
 cleanup() {
   [ -n "$DAEMON" ] && kill "$DAEMON" 2>/dev/null && wait "$DAEMON" 2>/dev/null || true
+  [ -n "$S3PID" ] && kill "$S3PID" 2>/dev/null && wait "$S3PID" 2>/dev/null || true
   rm -rf "$W" ${DATA:+"$DATA"}
 }
 trap cleanup EXIT
@@ -72,6 +79,21 @@ timed() { # timed KEY command...  (stdout of the command to $OUT/KEY.out)
   echo "$key ${T[$key]} s" >&2
 }
 ours() { "$BK" --json backup --repo "$W/ours" --device disk0; }
+if [ "$S3" = 1 ]; then
+  [ -f "$ROOT/target/s3proxy/s3proxy.jar" ] || (cd "$ROOT" && mvn -B -q -ntp generate-test-resources >&2)
+  S3PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$W/s3/bench"
+  printf '%s\n' "s3proxy.endpoint=http://127.0.0.1:$S3PORT" "s3proxy.authorization=aws-v2-or-v4" \
+    "s3proxy.identity=bench" "s3proxy.credential=bench-secret" "jclouds.provider=filesystem" \
+    "jclouds.filesystem.basedir=$W/s3" >"$W/s3proxy.conf"
+  "$(cd "$ROOT" && bin/jdk25)/bin/java" -Xmx512m -jar "$ROOT/target/s3proxy/s3proxy.jar" --properties "$W/s3proxy.conf" \
+    >"$OUT/s3proxy.log" 2>&1 &
+  S3PID=$!
+  for _ in $(seq 600); do (echo >/dev/tcp/127.0.0.1/$S3PORT) 2>/dev/null && break; sleep 0.1; done
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
+  export BLKSNAP_S3_ENDPOINT="http://127.0.0.1:$S3PORT"
+fi
+ours_s3() { "$BK" --json backup --repo s3://bench/ours --device disk0; }
 
 restic init -q -r "$W/restic" >/dev/null
 borg init -e repokey "$W/borg" >/dev/null 2>&1
@@ -79,6 +101,7 @@ borg init -e repokey "$W/borg" >/dev/null 2>&1
 
 timed nbdcopy nbdcopy "$URI" "$W/nbdcopy.img"; rm -f "$W/nbdcopy.img"
 timed ours_full ours
+[ "$S3" = 1 ] && timed ours_s3_full ours_s3
 timed restic_full sh -c "restic -q -r '$W/restic' backup --stdin --stdin-filename disk0.img < '$W/disk0.img'"
 timed borg_full sh -c "borg create -C lz4 '$W/borg::full' - < '$W/disk0.img'"
 S_OURS_FULL=$(du -sb "$W/ours" | cut -f1); S_RESTIC_FULL=$(du -sb "$W/restic" | cut -f1); S_BORG_FULL=$(du -sb "$W/borg" | cut -f1)
@@ -94,6 +117,7 @@ h.flush()
 print(len(picked) * 65536)
 ')
 timed ours_inc ours
+[ "$S3" = 1 ] && timed ours_s3_inc ours_s3
 timed restic_inc sh -c "restic -q -r '$W/restic' backup --stdin --stdin-filename disk0.img < '$W/disk0.img'"
 timed borg_inc sh -c "borg create -C lz4 '$W/borg::inc' - < '$W/disk0.img'"
 S_OURS_INC=$(( $(du -sb "$W/ours" | cut -f1) - S_OURS_FULL )); S_RESTIC_INC=$(( $(du -sb "$W/restic" | cut -f1) - S_RESTIC_FULL ))
@@ -107,6 +131,10 @@ NEW_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["point
 # three repositories would not fit in the memory of the machine /dev/shm lives in.
 restored() { cmp "$W/r-$1.img" "$W/disk0.img" || { echo "restore of $1 differs" >&2; exit 1; }; rm -f "$W/r-$1.img"; }
 timed ours_restore "$BK" restore --repo "$W/ours" --point "$INC_ID" --to "$W/r-ours.img"; restored ours
+if [ "$S3" = 1 ]; then
+  S3_INC_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["id"])' "$OUT/ours_s3_inc.out")
+  timed ours_s3_restore "$BK" restore --repo s3://bench/ours --point "$S3_INC_ID" --to "$W/r-ours-s3.img"; restored ours-s3
+fi
 timed restic_restore sh -c "restic -q -r '$W/restic' dump latest disk0.img > '$W/r-restic.img'"; restored restic
 timed borg_restore sh -c "borg extract --stdout '$W/borg::inc' > '$W/r-borg.img'"; restored borg
 timed jvm_version "$BK" version
@@ -124,4 +152,12 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
   echo "| upper bound: nbdcopy of the export to a file, s | ${T[nbdcopy]} | | |"
   echo "| ours: where the incremental's time went (s) | $INC_TIMES | | |"
   echo "| floor of any blksnap call: JVM start + one control call (blksnap version), s | ${T[jvm_version]} | | |"
+  if [ "$S3" = 1 ]; then
+    echo
+    echo "| $SIZE, same bytes, same run | ours, directory on /dev/shm | ours, s3proxy (filesystem backend on /dev/shm) |"
+    echo "|---|---|---|"
+    echo "| full backup, s | ${T[ours_full]} ($(echo "scale=0; $BYTES / ${T[ours_full]} / 1048576" | bc) MiB/s) | ${T[ours_s3_full]} ($(echo "scale=0; $BYTES / ${T[ours_s3_full]} / 1048576" | bc) MiB/s) |"
+    echo "| incremental, s | ${T[ours_inc]} | ${T[ours_s3_inc]} |"
+    echo "| restore of the incremental, s | ${T[ours_restore]} ($(echo "scale=0; $BYTES / ${T[ours_restore]} / 1048576" | bc) MiB/s) | ${T[ours_s3_restore]} ($(echo "scale=0; $BYTES / ${T[ours_s3_restore]} / 1048576" | bc) MiB/s) |"
+  fi
 } | tee "$OUT/table.md"

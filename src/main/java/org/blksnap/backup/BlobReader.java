@@ -2,29 +2,21 @@ package org.blksnap.backup;
 
 import com.github.luben.zstd.Zstd;
 import com.github.luben.zstd.ZstdException;
-import java.io.EOFException;
-import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.file.NoSuchFileException;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
-import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentMap;
+import java.util.List;
 
 /**
  * Reads blobs by {@link Ref}: the blob's header must match the ref, its payload must decompress to
  * the raw length, and the raw bytes must hash to the ref's name, else the read fails with
- * {@link RepositoryException.Code#DAMAGED} naming the pack and offset. Pack channels are opened once
- * and kept until {@link #close}. Thread-safe (positional reads on shared channels).
+ * {@link RepositoryException.Code#DAMAGED} naming the pack and offset. One byte-range read of the
+ * store per blob. Thread-safe (the store is).
  */
-final class BlobReader implements AutoCloseable {
-    private final Path packsDir;
-    private final ConcurrentMap<PackId, FileChannel> channels = new ConcurrentHashMap<>();
+final class BlobReader {
+    private final ObjectStore store;
 
-    BlobReader(Path packsDir) {
-        this.packsDir = packsDir;
+    BlobReader(ObjectStore store) {
+        this.store = store;
     }
 
     /** The raw bytes of the blob {@code ref} names, checked against its name. */
@@ -32,17 +24,63 @@ final class BlobReader implements AutoCloseable {
         if (ref.isHole()) {
             throw new IllegalArgumentException("ref is a hole: it has no blob");
         }
-        Path path = packsDir.resolve(ref.pack() + PackDescriptor.SUFFIX);
-        FileChannel ch = channel(ref, path);
+        String key = RepositoryLayout.packKey(ref.pack());
         ByteBuffer blob;
         try {
-            blob = readFully(ch, path, ref.offsetBytes(), ref.lengthBytes());
-        } catch (EOFException e) {
-            throw damaged(ref, "the pack ends before the blob (" + e.getMessage() + ")");
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot read " + ref.lengthBytes() + " bytes at offset " + ref.offsetBytes()
-                    + " of " + path, e);
+            blob = store.read(key, ref.offsetBytes(), ref.lengthBytes());
+        } catch (RepositoryException e) {
+            if (e.code() == RepositoryException.Code.NOT_FOUND) {
+                throw damaged(ref, "its pack is missing");
+            }
+            throw e;
         }
+        if (blob.remaining() < ref.lengthBytes()) {
+            throw damaged(ref, "the pack ends before the blob (" + store.describe(key) + " ends at "
+                    + (ref.offsetBytes() + blob.remaining()) + ")");
+        }
+        return decode(ref, blob);
+    }
+
+    /**
+     * The raw bytes of blobs stored one after the other in one pack ({@link #adjacent}), read with
+     * one request of the store (a byte range on S3), each checked as {@link #read} checks it.
+     */
+    List<byte[]> readRun(List<Ref> run) throws RepositoryException {
+        if (run.size() == 1) {
+            return List.of(read(run.getFirst()));
+        }
+        Ref first = run.getFirst();
+        Ref last = run.getLast();
+        long length = last.offsetBytes() + last.lengthBytes() - first.offsetBytes();
+        String key = RepositoryLayout.packKey(first.pack());
+        ByteBuffer all;
+        try {
+            all = store.read(key, first.offsetBytes(), (int) length);
+        } catch (RepositoryException e) {
+            if (e.code() == RepositoryException.Code.NOT_FOUND) {
+                throw damaged(first, "its pack is missing");
+            }
+            throw e;
+        }
+        List<byte[]> out = new java.util.ArrayList<>(run.size());
+        for (Ref r : run) {
+            int at = (int) (r.offsetBytes() - first.offsetBytes());
+            if (all.remaining() < at + r.lengthBytes()) {
+                throw damaged(r, "the pack ends before the blob (" + store.describe(key) + ")");
+            }
+            byte[] one = new byte[r.lengthBytes()];
+            all.get(all.position() + at, one);
+            out.add(decode(r, ByteBuffer.wrap(one)));
+        }
+        return out;
+    }
+
+    /** Whether {@code next} starts where {@code prev} ends in the same pack (one read can fetch both). */
+    static boolean adjacent(Ref prev, Ref next) {
+        return prev.pack().equals(next.pack()) && prev.offsetBytes() + prev.lengthBytes() == next.offsetBytes();
+    }
+
+    private byte[] decode(Ref ref, ByteBuffer blob) throws RepositoryException {
         if (blob.getInt(0) != PackDescriptor.BLOB_MAGIC) {
             throw damaged(ref, "no blob header at its offset");
         }
@@ -85,57 +123,7 @@ final class BlobReader implements AutoCloseable {
         return raw;
     }
 
-    private FileChannel channel(Ref ref, Path path) throws RepositoryException {
-        FileChannel ch = channels.get(ref.pack());
-        if (ch != null) {
-            return ch;
-        }
-        try {
-            FileChannel opened = FileChannel.open(path, StandardOpenOption.READ);
-            FileChannel raced = channels.putIfAbsent(ref.pack(), opened);
-            if (raced != null) {
-                opened.close();
-                return raced;
-            }
-            return opened;
-        } catch (NoSuchFileException e) {
-            throw damaged(ref, "its pack is missing");
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot open " + path, e);
-        }
-    }
-
     private static RepositoryException damaged(Ref ref, String why) {
         return new RepositoryException(RepositoryException.Code.DAMAGED, ref + ": " + why);
-    }
-
-    /**
-     * Reads exactly {@code length} bytes at {@code offsetBytes}.
-     *
-     * @throws EOFException the file ends first (message: path, offset and length)
-     */
-    static ByteBuffer readFully(FileChannel ch, Path path, long offsetBytes, int length) throws IOException {
-        ByteBuffer buf = ByteBuffer.allocate(length);
-        long pos = offsetBytes;
-        while (buf.hasRemaining()) {
-            int n = ch.read(buf, pos);
-            if (n < 0) {
-                throw new EOFException(path + " ends at " + pos + ", reading " + length + " bytes at " + offsetBytes);
-            }
-            pos += n;
-        }
-        return buf.flip();
-    }
-
-    @Override
-    public void close() {
-        for (FileChannel ch : channels.values()) {
-            try {
-                ch.close();
-            } catch (IOException e) {
-                // read-only channels: nothing to lose
-            }
-        }
-        channels.clear();
     }
 }

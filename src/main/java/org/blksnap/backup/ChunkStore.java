@@ -2,17 +2,16 @@ package org.blksnap.backup;
 
 import com.github.luben.zstd.Zstd;
 import com.github.luben.zstd.ZstdCompressCtx;
-import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.zip.CRC32C;
@@ -21,9 +20,11 @@ import java.util.zip.CRC32C;
  * The writing side of the repository's content-addressed store: {@link #put} stores a blob once
  * (named by the SHA-256 of its raw bytes) in the open pack, or returns where it already is. Blobs
  * are zstd-compressed outside the lock (stored raw when that does not shrink them), then appended
- * under it; a pack that reaches {@link PackDescriptor#TARGET_PACK_BYTES} is sealed: trailer,
- * fsync, rename into {@code packs/}, fsync of the directory. Refs to blobs of the open pack are
- * only durable after {@link #seal}, which a point's manifest must wait for.
+ * under it; a pack that reaches {@link PackDescriptor#TARGET_PACK_BYTES} is sealed: its trailer is
+ * appended and its upload completed ({@link ObjectStore.Upload#complete}: fsync and rename on a
+ * directory, the last part and the completion of a multipart upload on S3) on a background thread,
+ * at most {@link #SEALING} at once, while the next pack fills. Refs to blobs of a pack are only
+ * durable after {@link #seal}, which a point's manifest must wait for.
  *
  * <p>Thread-safe: any number of threads may {@link #put} at once; a blob put by two threads at
  * once is stored once. {@link #seal} and {@link #close} may be called from any thread.
@@ -32,9 +33,14 @@ final class ChunkStore implements AutoCloseable {
     /** zstd level: 3 is zstd's default, the best ratio for its speed on disk data. */
     static final int ZSTD_LEVEL = 3;
 
-    private final Path packsDir;
-    private final Path tmpDir;
+    /** Packs being completed in the background at once (each may hold a part buffer of the store). */
+    static final int SEALING = 2;
+
+    private final ObjectStore objects;
+    private final String writerTag;
     private final long targetPackBytes;
+    private final Semaphore sealing = new Semaphore(SEALING);
+    private final ExecutorService sealers = Executors.newVirtualThreadPerTaskExecutor();
     private final Map<Sha256, Ref> index;
     private final ReentrantLock lock = new ReentrantLock();
     private final AtomicLong newBytes = new AtomicLong();
@@ -43,28 +49,34 @@ final class ChunkStore implements AutoCloseable {
     private final java.util.concurrent.ConcurrentLinkedQueue<ZstdCompressCtx> contexts = new java.util.concurrent.ConcurrentLinkedQueue<>();
     // guarded by lock
     private OpenPack open;
+    // guarded by lock: completions not yet awaited, and packs sealed since the last drainSealed
+    private final List<CompletableFuture<Void>> pending = new ArrayList<>();
+    private final List<SealedPack> sealed = new ArrayList<>();
 
     private static final class OpenPack {
         final PackId id;
-        final Path tmp;
-        final FileChannel ch;
+        final ObjectStore.Upload upload;
         final List<byte[]> entries = new ArrayList<>();
         long positionBytes;
 
-        OpenPack(PackId id, Path tmp, FileChannel ch) {
+        OpenPack(PackId id, ObjectStore.Upload upload) {
             this.id = id;
-            this.tmp = tmp;
-            this.ch = ch;
+            this.upload = upload;
         }
     }
 
+    /** A pack this store sealed: its id and its trailer entries ({@link PackDescriptor}, 44 bytes each). */
+    record SealedPack(PackId id, List<byte[]> entries) {
+    }
+
     /**
-     * @param index the refs of every blob already in sealed packs ({@link PackScan#index}); the
-     *              store adds what it writes
+     * @param index     the refs of every blob this writer may reuse ({@link WriterIndex}); the
+     *                  store adds what it writes
+     * @param writerTag names this writer in unfinished uploads ({@link ObjectStore#create})
      */
-    ChunkStore(Path packsDir, Path tmpDir, Map<Sha256, Ref> index, long targetPackBytes) {
-        this.packsDir = packsDir;
-        this.tmpDir = tmpDir;
+    ChunkStore(ObjectStore objects, String writerTag, Map<Sha256, Ref> index, long targetPackBytes) {
+        this.objects = objects;
+        this.writerTag = writerTag;
         this.index = new ConcurrentHashMap<>(index);
         this.targetPackBytes = targetPackBytes;
     }
@@ -226,11 +238,43 @@ final class ChunkStore implements AutoCloseable {
         return ref;
     }
 
-    /** Makes every blob put so far durable: seals the open pack, if any. */
+    /** Makes every blob put so far durable: seals the open pack, if any, and waits for every pack being completed. */
     void seal() throws RepositoryException {
+        List<CompletableFuture<Void>> wait;
         lock.lock();
         try {
             sealLocked();
+            wait = new ArrayList<>(pending);
+            pending.clear();
+        } finally {
+            lock.unlock();
+        }
+        RepositoryException first = null;
+        for (CompletableFuture<Void> f : wait) {
+            try {
+                f.get();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new RepositoryException(RepositoryException.Code.IO, "interrupted while packs were being stored", e);
+            } catch (ExecutionException e) {
+                if (first == null) {
+                    first = e.getCause() instanceof RepositoryException r ? r
+                            : new RepositoryException(RepositoryException.Code.IO, "storing a pack failed: " + e.getCause(), e.getCause());
+                }
+            }
+        }
+        if (first != null) {
+            throw first;
+        }
+    }
+
+    /** The packs sealed since the last call (after {@link #seal}: all of them durable), for the writer's index object. */
+    List<SealedPack> drainSealed() {
+        lock.lock();
+        try {
+            List<SealedPack> out = List.copyOf(sealed);
+            sealed.clear();
+            return out;
         } finally {
             lock.unlock();
         }
@@ -238,18 +282,12 @@ final class ChunkStore implements AutoCloseable {
 
     private OpenPack openPack() throws RepositoryException {
         PackId id = PackId.random();
-        Path tmp = tmpDir.resolve(id + PackDescriptor.SUFFIX);
-        try {
-            FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
-            OpenPack p = new OpenPack(id, tmp, ch);
-            ByteBuffer header = ByteBuffer.allocate(PackDescriptor.HEADER_BYTES);
-            header.putLong(PackDescriptor.PACK_MAGIC).putInt(PackDescriptor.VERSION).putInt(0).flip();
-            writeFully(p, header, 0);
-            p.positionBytes = PackDescriptor.HEADER_BYTES;
-            return p;
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot create pack " + tmp, e);
-        }
+        OpenPack p = new OpenPack(id, objects.create(RepositoryLayout.packKey(id), writerTag));
+        ByteBuffer header = ByteBuffer.allocate(PackDescriptor.HEADER_BYTES);
+        header.putLong(PackDescriptor.PACK_MAGIC).putInt(PackDescriptor.VERSION).putInt(0).flip();
+        writeFully(p, header, 0);
+        p.positionBytes = PackDescriptor.HEADER_BYTES;
+        return p;
     }
 
     private void sealLocked() throws RepositoryException {
@@ -266,37 +304,41 @@ final class ChunkStore implements AutoCloseable {
         crc.update(trailer.array(), 0, trailer.position());
         trailer.putInt(p.entries.size()).putInt((int) crc.getValue()).putLong(p.positionBytes)
                 .putLong(PackDescriptor.FOOTER_MAGIC).flip();
-        Path target = packsDir.resolve(p.id + PackDescriptor.SUFFIX);
-        try (FileChannel ch = p.ch) {
-            writeFully(p, trailer, p.positionBytes);
-            ch.force(true);
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot seal pack " + p.tmp, e);
-        }
         try {
-            Files.move(p.tmp, target, StandardCopyOption.ATOMIC_MOVE);
-            Durable.fsyncDirectory(packsDir);
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot move pack " + p.tmp + " to " + target, e);
+            writeFully(p, trailer, p.positionBytes);
+        } catch (RepositoryException e) {
+            p.upload.abort();
+            throw e;
         }
+        sealed.add(new SealedPack(p.id, List.copyOf(p.entries)));
+        sealing.acquireUninterruptibly(); // bounds the packs (and their buffers) being completed at once
+        CompletableFuture<Void> done = new CompletableFuture<>();
+        pending.add(done);
+        sealers.execute(() -> {
+            try {
+                p.upload.complete();
+                done.complete(null);
+            } catch (RepositoryException | RuntimeException e) {
+                p.upload.abort();
+                done.completeExceptionally(e);
+            } finally {
+                sealing.release();
+            }
+        });
     }
 
     private static void writeFully(OpenPack p, ByteBuffer buf, long positionBytes) throws RepositoryException {
-        long pos = positionBytes;
         int length = buf.remaining();
         if (positionBytes + length > PackDescriptor.MAX_PACK_BYTES) {
             throw new IllegalStateException("pack " + p.id + " would pass " + PackDescriptor.MAX_PACK_BYTES + " bytes");
         }
-        try {
-            while (buf.hasRemaining()) {
-                pos += p.ch.write(buf, pos);
-            }
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot write " + length + " bytes at offset " + positionBytes + " of " + p.tmp, e);
+        if (p.upload.positionBytes() != positionBytes) {
+            throw new IllegalStateException("pack " + p.id + " is appended at " + p.upload.positionBytes() + ", not " + positionBytes);
         }
+        p.upload.write(buf);
     }
 
-    /** Closes the open pack without sealing it: its blobs are lost (the file stays in tmp/ for the next writer to remove). */
+    /** Drops the open pack without sealing it (its blobs are lost) and waits for the packs being completed. */
     @Override
     public void close() {
         ZstdCompressCtx ctx;
@@ -306,15 +348,12 @@ final class ChunkStore implements AutoCloseable {
         lock.lock();
         try {
             if (open != null) {
-                try {
-                    open.ch.close();
-                } catch (IOException e) {
-                    // nothing refers to an unsealed pack; the next writer removes it
-                }
+                open.upload.abort();
                 open = null;
             }
         } finally {
             lock.unlock();
         }
+        sealers.close();
     }
 }

@@ -121,7 +121,7 @@ final class DeviceBackup {
         double seconds = (System.nanoTime() - startNanos) / 1e9;
         Point p = new Point(newId(start), src.device(), start.toString(), plan.base() == null ? "full" : "incremental",
                 plan.reason(), src.generation(), src.snapNumber(), g.sizeBytes(), g.chunkSizeBytes(), g.fanout(),
-                ManifestDescriptor.rootHex(root), bytesRead.get(), store.newBytes() - newBytesBefore, seconds);
+                ManifestDescriptor.rootHex(root), bytesRead.get(), store.newBytes() - newBytesBefore, seconds, repo.host());
         repo.commit(p);
         return p;
     }

@@ -25,7 +25,14 @@ final class Durable {
      * target's directory: after a crash, {@code target} is either absent (or its old content) or whole.
      */
     static void writeAtomically(Path tmp, Path target, byte[] content) throws IOException {
-        try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
+        writeDurably(tmp, content);
+        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
+        fsyncDirectory(target.getParent());
+    }
+
+    /** Writes {@code content} to {@code file} (created or truncated) and fsyncs it. */
+    static void writeDurably(Path file, byte[] content) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING,
                 StandardOpenOption.WRITE)) {
             ByteBuffer buf = ByteBuffer.wrap(content);
             long pos = 0;
@@ -34,7 +41,5 @@ final class Durable {
             }
             ch.force(true);
         }
-        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
-        fsyncDirectory(target.getParent());
     }
 }

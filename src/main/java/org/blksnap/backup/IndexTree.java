@@ -24,6 +24,10 @@ final class IndexTree {
         /** Node {@code ref} is about to be read (for the points that use it, in verify). */
         default void node(Ref ref) throws RepositoryException {
         }
+
+        /** The walk is over (after the last chunk). */
+        default void end() throws RepositoryException {
+        }
     }
 
     /**
@@ -131,6 +135,7 @@ final class IndexTree {
     /** Walks the tree of {@code root} in chunk order. */
     static void walk(Geometry g, Ref root, BlobReader reader, Visitor visitor) throws RepositoryException {
         walk(g, g.levels() - 1, 0, root, reader, visitor);
+        visitor.end();
     }
 
     private static void walk(Geometry g, int level, long nodeIndex, Ref ref, BlobReader reader, Visitor visitor)

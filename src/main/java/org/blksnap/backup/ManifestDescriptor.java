@@ -12,15 +12,16 @@ import tools.jackson.databind.json.JsonMapper;
 import tools.jackson.databind.node.ObjectNode;
 
 /**
- * Layout of a point's manifest, {@code points/<id>.point}: two lines of UTF-8 text. The point
+ * Layout of a point's manifest, {@code points/<id>.point}, format {@link #FORMAT}: two lines of
+ * UTF-8 text. Format 2 adds {@code host}; a format 1 manifest (no host) reads as a point of host "". The point
  * exists once this file does; it is written last, after every pack it needs is sealed, by
  * write-fsync-rename.
  *
  * <pre>
- *   {"format":1,"id":"20261202-081500-a1b2c3","device":"disk0","time":"2026-12-02T08:15:00Z",
+ *   {"format":2,"id":"20261202-081500-a1b2c3","device":"disk0","time":"2026-12-02T08:15:00Z",
  *    "kind":"incremental","reason":"...","generation":"&lt;uuid&gt;","snapNumber":2,"sizeBytes":67108864,
  *    "chunkSizeBytes":65536,"fanout":32,"root":"&lt;120 hex digits: a ref&gt;","bytesRead":1048576,
- *    "newBytes":1050000,"seconds":0.41}\n              (line 1, one line; fields as Point)
+ *    "newBytes":1050000,"seconds":0.41,"host":"web1"}\n   (line 1, one line; fields as Point)
  *   sha256 &lt;64 hex digits: SHA-256 of line 1's bytes, without its newline&gt;\n   (line 2)
  * </pre>
  *
@@ -31,7 +32,9 @@ final class ManifestDescriptor {
     private ManifestDescriptor() {
     }
 
-    static final int FORMAT = 1;
+    /** The format written: 2 adds {@code host}. Format 1 manifests (no host) are read as well. */
+    static final int FORMAT = 2;
+    static final int FORMAT_1 = 1;
     static final String SUFFIX = ".point";
     static final String CHECKSUM_PREFIX = "sha256 ";
     /** Largest manifest read, in bytes: a manifest is a few hundred bytes. */
@@ -54,6 +57,11 @@ final class ManifestDescriptor {
 
     /** The point of a manifest's bytes; {@code file} names it in errors. */
     static Point decode(Path file, byte[] bytes) throws RepositoryException {
+        return decode(file.toString(), file.getFileName().toString(), bytes);
+    }
+
+    /** The point of a manifest's bytes; {@code file} names it in errors, {@code name} is its file or object name. */
+    static Point decode(String file, String name, byte[] bytes) throws RepositoryException {
         if (bytes.length > MAX_BYTES) {
             throw damaged(file, "is " + bytes.length + " bytes, more than a manifest's " + MAX_BYTES);
         }
@@ -68,15 +76,18 @@ final class ManifestDescriptor {
         try {
             JsonNode node = MAPPER.readTree(lines[0]);
             int format = node.path("format").asInt(-1);
-            if (format != FORMAT) {
+            if (format != FORMAT && format != FORMAT_1) {
                 throw new RepositoryException(RepositoryException.Code.VERSION, "manifest " + file + " has format "
-                        + node.path("format") + "; this blksnap reads format " + FORMAT);
+                        + node.path("format") + "; this blksnap reads formats " + FORMAT_1 + " and " + FORMAT);
+            }
+            if (format == FORMAT_1 && node.has("host")) {
+                throw damaged(file, "of format 1 has a host field");
             }
             ObjectNode fields = ((ObjectNode) node).deepCopy();
             fields.remove("format");
             Point p = MAPPER.treeToValue(fields, Point.class);
             if (p.id() == null || p.device() == null || p.root() == null || p.generation() == null || p.kind() == null
-                    || !file.getFileName().toString().equals(p.id() + SUFFIX)) {
+                    || !name.equals(p.id() + SUFFIX)) {
                 throw damaged(file, "lacks a field or names another point (" + p.id() + ")");
             }
             p.geometry();
@@ -106,7 +117,7 @@ final class ManifestDescriptor {
         return Sha256.of(body.getBytes(StandardCharsets.UTF_8)).hex();
     }
 
-    private static RepositoryException damaged(Path file, String what) {
+    private static RepositoryException damaged(String file, String what) {
         return new RepositoryException(RepositoryException.Code.DAMAGED, "manifest " + file + " " + what);
     }
 }

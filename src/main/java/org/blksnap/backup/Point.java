@@ -17,10 +17,16 @@ package org.blksnap.backup;
  * @param bytesRead      bytes read from the image for this point
  * @param newBytes       bytes this point added to packs (blob headers included)
  * @param seconds        wall-clock duration of this device's backup
+ * @param host           the host whose daemon the device belongs to (manifest format 2); empty for
+ *                       a point of format 1, which did not record it
  */
 public record Point(String id, String device, String time, String kind, String reason, String generation,
                     long snapNumber, long sizeBytes, int chunkSizeBytes, int fanout, String root, long bytesRead,
-                    long newBytes, double seconds) {
+                    long newBytes, double seconds, String host) {
+    public Point {
+        host = host == null ? "" : host;
+    }
+
     /** The geometry of this point's index. */
     Geometry geometry() {
         return new Geometry(sizeBytes, chunkSizeBytes, fanout);

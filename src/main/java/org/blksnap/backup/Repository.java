@@ -1,19 +1,10 @@
 package org.blksnap.backup;
 
-import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.channels.FileLock;
-import java.nio.channels.OverlappingFileLockException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
-import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.LinkedHashMap;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -21,223 +12,373 @@ import java.util.UUID;
 import java.util.function.Consumer;
 
 /**
- * A backup repository (a directory, {@link RepositoryLayout}): restore points of devices whose
- * chunks are stored once, by content, however many points and devices use them. Opened for reading
- * ({@link #openForReading}: points, restore, verify; any number at once, also beside a writer) or
- * for writing ({@link #openForWriting}: backup; one at a time, by an OS lock).
+ * A backup repository ({@link RepositoryLayout}) in a directory or an S3 bucket: restore points of
+ * devices whose chunks are stored once, by content, however many points, devices and hosts use
+ * them. Opened for reading ({@link #openForReading}: points, restore, verify), for writing
+ * ({@link #openForWriting}: backup) or for maintenance ({@link #openForMaintenance}: prune, gc).
+ * Any number of each may be open at once, on any number of hosts: a writer announces itself with
+ * a {@link WriterSession}, writes only objects of its own (packs of random names, manifests of
+ * unique ids, its own index objects), and gc follows the rules of {@link GarbageCollector}.
  *
  * <p>Not thread-safe as a whole: one thread drives it (each operation uses threads of its own).
  * Every failure is a {@link RepositoryException} whose code says what kind it is.
  */
 public final class Repository implements AutoCloseable {
-    private final Path dir;
-    private final FileChannel lockChannel;
-    private final FileLock lock;
-    private final Map<String, String> staleSession;
+    private final ObjectStore objects;
+    private final String repoId;
+    private final String host;
+    private final WriterSession session;
+    private final List<Map<String, String>> staleSessions;
     private final long targetPackBytes;
     private final Consumer<String> warn;
+    private final boolean maintenance;
+    private DedupScope dedupScope = DedupScope.ALL;
     private ChunkStore store;
     private BlobReader reader;
 
-    private Repository(Path dir, FileChannel lockChannel, FileLock lock, Map<String, String> staleSession,
-                       long targetPackBytes, Consumer<String> warn) {
-        this.dir = dir;
-        this.lockChannel = lockChannel;
-        this.lock = lock;
-        this.staleSession = staleSession;
+    private Repository(ObjectStore objects, String repoId, String host, WriterSession session,
+                       List<Map<String, String>> staleSessions, long targetPackBytes, Consumer<String> warn, boolean maintenance) {
+        this.objects = objects;
+        this.repoId = repoId;
+        this.host = host;
+        this.session = session;
+        this.staleSessions = staleSessions;
         this.targetPackBytes = targetPackBytes;
         this.warn = warn;
+        this.maintenance = maintenance;
+    }
+
+    /** What a host name may be (a DNS name, or a simpler label). */
+    public static final String HOST_PATTERN = "[A-Za-z0-9][A-Za-z0-9._-]{0,252}";
+
+    /** Which index objects a writer deduplicates against: every host's, or only its own host's. */
+    public enum DedupScope {
+        /** Every index object of the repository: chunks of any host are stored once. */
+        ALL,
+        /** Only the writer's own host's (and a version 1 upgrade's): bounded memory and downloads in a large fleet. */
+        HOST
+    }
+
+    /** This machine's host name as points record it: {@code BLKSNAP_HOST}, else the system's. */
+    public static String defaultHost() {
+        String env = System.getenv("BLKSNAP_HOST");
+        if (env != null && !env.isBlank()) {
+            return env.trim();
+        }
+        try {
+            String name = java.net.InetAddress.getLocalHost().getHostName();
+            return name.matches(HOST_PATTERN) ? name : "localhost";
+        } catch (java.io.IOException e) {
+            return "localhost";
+        }
     }
 
     /**
-     * Opens an existing repository to read it.
+     * Parses a {@code --repo} value: {@code s3://BUCKET[/PREFIX]} or a directory.
+     *
+     * @param s3Endpoint {@code --s3-endpoint}, or null ({@code BLKSNAP_S3_ENDPOINT} then)
+     * @throws IllegalArgumentException a malformed location (the message names it)
+     */
+    public static RepositoryLocation locate(String repo, String s3Endpoint) {
+        return RepositoryLocation.parse(repo, s3Endpoint);
+    }
+
+    static ObjectStore storeFor(RepositoryLocation where) {
+        return switch (where) {
+            case RepositoryLocation.Directory d -> new DirectoryStore(d.dir());
+            case RepositoryLocation.S3 s -> new S3Store(s);
+        };
+    }
+
+    /**
+     * Opens an existing repository directory to read it.
      *
      * @throws RepositoryException NOT_FOUND no repository there; VERSION another format; DAMAGED a bad config
      */
     public static Repository openForReading(Path dir) throws RepositoryException {
-        checkConfig(dir);
-        return new Repository(dir, null, null, Map.of(), PackDescriptor.TARGET_PACK_BYTES, m -> { });
+        return openForReading(new RepositoryLocation.Directory(dir));
+    }
+
+    /** Opens an existing repository to read it (errors as {@link #openForReading(Path)}). */
+    public static Repository openForReading(RepositoryLocation where) throws RepositoryException {
+        ObjectStore objects = storeFor(where);
+        try {
+            Config c = readConfig(objects);
+            return new Repository(objects, c.id(), defaultHost(), null, List.of(), PackDescriptor.TARGET_PACK_BYTES,
+                    m -> { }, false);
+        } catch (RepositoryException | RuntimeException e) {
+            objects.close();
+            throw e;
+        }
     }
 
     /**
-     * Opens a repository to write points, creating it when {@code dir} is missing or empty; takes
-     * the lock and removes what a killed writer left in {@code tmp/}.
-     *
-     * @param targetPackBytes size at which a pack is sealed ({@link PackDescriptor#TARGET_PACK_BYTES} normally)
-     * @param warn            where non-fatal findings go (a pack whose trailer is damaged)
-     * @throws RepositoryException LOCKED another writer holds it; VERSION, DAMAGED, NOT_FOUND as for reading
+     * Opens an existing repository for prune and gc: no writer session (gc must not wait for
+     * itself); upgrades a version 1 repository.
      */
-    public static Repository openForWriting(Path dir, long targetPackBytes, Consumer<String> warn)
-            throws RepositoryException {
+    public static Repository openForMaintenance(RepositoryLocation where, Consumer<String> warn) throws RepositoryException {
+        ObjectStore objects = storeFor(where);
         try {
-            if (!Files.exists(dir) || (Files.isDirectory(dir) && isEmpty(dir))) {
-                create(dir);
+            Config c = readConfig(objects);
+            if (c.version() == RepositoryLayout.VERSION_1) {
+                upgrade(objects, c, warn);
             }
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot create a repository at " + dir, e);
+            return new Repository(objects, c.id(), defaultHost(), null, List.of(), PackDescriptor.TARGET_PACK_BYTES, warn,
+                    true);
+        } catch (RepositoryException | RuntimeException e) {
+            objects.close();
+            throw e;
         }
-        checkConfig(dir);
-        Path lockFile = dir.resolve(RepositoryLayout.LOCK);
-        FileChannel ch;
-        try {
-            ch = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot open " + lockFile, e);
+    }
+
+    /** {@link #openForWriting(RepositoryLocation, String, long, Consumer)} of a directory, as this host. */
+    public static Repository openForWriting(Path dir, long targetPackBytes, Consumer<String> warn) throws RepositoryException {
+        return openForWriting(new RepositoryLocation.Directory(dir), defaultHost(), targetPackBytes, warn);
+    }
+
+    /**
+     * Opens a repository to write points, creating it when the directory is missing or empty, or
+     * when nothing is under the S3 prefix; begins a writer session (other writers may be at work);
+     * hands over what writers of this host that died left (see {@link #staleSessions}); upgrades a
+     * version 1 repository.
+     *
+     * @param host            the host name points record ({@link #defaultHost})
+     * @param targetPackBytes size at which a pack is sealed ({@link PackDescriptor#TARGET_PACK_BYTES} normally)
+     * @param warn            where non-fatal findings go (a damaged index object)
+     * @throws RepositoryException VERSION, DAMAGED, NOT_FOUND as for reading; IO the store failed
+     */
+    public static Repository openForWriting(RepositoryLocation where, String host, long targetPackBytes,
+                                            Consumer<String> warn) throws RepositoryException {
+        if (host == null || !host.matches(HOST_PATTERN)) {
+            throw new IllegalArgumentException("host (" + host + ") must be 1-253 letters, digits, dots, hyphens or "
+                    + "underscores, beginning with a letter or digit");
         }
-        FileLock lock;
+        ObjectStore objects = storeFor(where);
+        WriterSession session = null;
         try {
-            lock = ch.tryLock();
-        } catch (OverlappingFileLockException e) {
-            lock = null;
-        } catch (IOException e) {
-            close(ch);
-            throw RepositoryException.io("cannot lock " + lockFile, e);
-        }
-        try {
-            Map<String, String> previous = readSession(ch);
-            if (lock == null) {
-                close(ch);
-                throw new RepositoryException(RepositoryException.Code.LOCKED, "repository " + dir
-                        + " is locked by another writer (" + (previous.containsKey("pid") ? "pid " + previous.get("pid")
-                        : "a process") + "); try again when it is done");
+            Config c = createIfEmpty(objects, where);
+            if (c.version() == RepositoryLayout.VERSION_1) {
+                upgrade(objects, c, warn);
             }
-            Repository repo = new Repository(dir, ch, lock, previous, targetPackBytes, warn);
-            repo.writeSession(Map.of());
-            repo.cleanTmp();
-            return repo;
-        } catch (IOException e) {
-            close(ch);
-            throw RepositoryException.io("cannot read " + lockFile, e);
+            session = WriterSession.begin(objects, host, warn);
+            List<Map<String, String>> stale = WriterSession.reapDead(objects, host, session.id());
+            return new Repository(objects, c.id(), host, session, stale, targetPackBytes, warn, false);
+        } catch (RepositoryException | RuntimeException e) {
+            if (session != null) {
+                session.close();
+            }
+            objects.close();
+            throw e;
         }
     }
 
-    private static boolean isEmpty(Path dir) throws IOException {
-        try (DirectoryStream<Path> s = Files.newDirectoryStream(dir)) {
-            return !s.iterator().hasNext();
+    record Config(int version, String id) {
+    }
+
+    private static Config createIfEmpty(ObjectStore objects, RepositoryLocation where) throws RepositoryException {
+        try {
+            return readConfig(objects);
+        } catch (RepositoryException e) {
+            if (e.code() != RepositoryException.Code.NOT_FOUND) {
+                throw e;
+            }
+        }
+        boolean empty = switch (where) {
+            case RepositoryLocation.Directory d -> isEmptyDir(d.dir());
+            case RepositoryLocation.S3 s -> objects.list("").isEmpty();
+        };
+        if (!empty) {
+            throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no repository at " + objects.location()
+                    + " (no " + RepositoryLayout.CONFIG + ", and it is not empty: not creating one over other files)");
+        }
+        String id = UUID.randomUUID().toString();
+        String config = RepositoryLayout.CONFIG_MAGIC + "\nversion " + RepositoryLayout.VERSION + "\nid " + id + "\n";
+        if (!objects.putIfAbsent(RepositoryLayout.CONFIG, config.getBytes(StandardCharsets.UTF_8))) {
+            return readConfig(objects); // another writer created it first
+        }
+        if (where instanceof RepositoryLocation.Directory d) {
+            try {
+                for (String sub : List.of(RepositoryLayout.PACKS, RepositoryLayout.POINTS, RepositoryLayout.INDEX,
+                        RepositoryLayout.SESSIONS, RepositoryLayout.GC, RepositoryLayout.TMP)) {
+                    java.nio.file.Files.createDirectories(d.dir().resolve(sub));
+                }
+            } catch (java.io.IOException x) {
+                throw RepositoryException.io("cannot create the directories of " + d.dir(), x);
+            }
+        }
+        return readConfig(objects);
+    }
+
+    private static boolean isEmptyDir(Path dir) throws RepositoryException {
+        if (!java.nio.file.Files.exists(dir)) {
+            return true;
+        }
+        if (!java.nio.file.Files.isDirectory(dir)) {
+            return false;
+        }
+        try (var s = java.nio.file.Files.list(dir)) {
+            return s.findAny().isEmpty();
+        } catch (java.io.IOException e) {
+            throw RepositoryException.io("cannot list " + dir, e);
         }
     }
 
-    private static void create(Path dir) throws IOException {
-        Files.createDirectories(dir);
-        for (String sub : List.of(RepositoryLayout.PACKS, RepositoryLayout.POINTS, RepositoryLayout.TMP)) {
-            Files.createDirectories(dir.resolve(sub));
+    /**
+     * Makes a version 1 repository a version 2 one: one index object listing every pack's trailer
+     * (so writers need not read the packs), then the config. A version 1 tool refuses it from then
+     * on with VERSION: it would take its old lock and not follow gc's rules.
+     */
+    private static void upgrade(ObjectStore objects, Config c, Consumer<String> warn) throws RepositoryException {
+        List<ChunkStore.SealedPack> packs = new ArrayList<>();
+        for (ObjectStore.Entry e : objects.list(RepositoryLayout.PACKS + "/")) {
+            if (!e.key().endsWith(PackDescriptor.SUFFIX)) {
+                continue;
+            }
+            Map<Sha256, Ref> refs = new HashMap<>();
+            try {
+                PackScan.readTrailer(objects, e.key(), e.sizeBytes(), refs);
+            } catch (RepositoryException x) {
+                if (x.code() != RepositoryException.Code.DAMAGED) {
+                    throw x;
+                }
+                warn.accept(x.getMessage() + "; its chunks are not reused");
+                continue;
+            }
+            List<byte[]> entries = new ArrayList<>();
+            for (Ref r : refs.values()) {
+                java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(PackDescriptor.ENTRY_BYTES);
+                r.hash().write(b);
+                b.put((byte) r.kind()).put((byte) 0).putShort((short) 0).putInt((int) r.offsetBytes()).putInt(r.lengthBytes());
+                entries.add(b.array());
+            }
+            packs.add(new ChunkStore.SealedPack(PackScan.packId(e.key()), entries));
         }
-        String config = RepositoryLayout.CONFIG_MAGIC + "\nversion " + RepositoryLayout.VERSION + "\nid " + UUID.randomUUID()
-                + "\n";
-        Durable.writeAtomically(dir.resolve(RepositoryLayout.TMP).resolve(RepositoryLayout.CONFIG),
-                dir.resolve(RepositoryLayout.CONFIG), config.getBytes(StandardCharsets.UTF_8));
+        if (!packs.isEmpty()) {
+            objects.put(RepositoryLayout.indexKey("upgrade-" + UUID.randomUUID()), BlobIndexDescriptor.encode(packs));
+        }
+        String config = RepositoryLayout.CONFIG_MAGIC + "\nversion " + RepositoryLayout.VERSION + "\nid " + c.id() + "\n";
+        objects.put(RepositoryLayout.CONFIG, config.getBytes(StandardCharsets.UTF_8));
+        warn.accept("upgraded repository " + objects.location() + " from format version 1 to " + RepositoryLayout.VERSION
+                + " (several writers may now share it; blksnap versions before this one refuse it)");
     }
 
-    private static void checkConfig(Path dir) throws RepositoryException {
-        Path config = dir.resolve(RepositoryLayout.CONFIG);
+    private static Config readConfig(ObjectStore objects) throws RepositoryException {
         byte[] bytes;
         try {
-            if (Files.size(config) > RepositoryLayout.MAX_CONFIG_BYTES) {
-                throw new RepositoryException(RepositoryException.Code.DAMAGED, config + " is larger than "
-                        + RepositoryLayout.MAX_CONFIG_BYTES + " bytes: not a repository config");
+            bytes = objects.get(RepositoryLayout.CONFIG, RepositoryLayout.MAX_CONFIG_BYTES);
+        } catch (RepositoryException e) {
+            if (e.code() != RepositoryException.Code.NOT_FOUND) {
+                throw e.code() == RepositoryException.Code.DAMAGED ? new RepositoryException(e.code(), e.getMessage()
+                        + ": not a repository config") : e;
             }
-            bytes = Files.readAllBytes(config);
-        } catch (NoSuchFileException e) {
-            throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no repository at " + dir + " (no "
-                    + RepositoryLayout.CONFIG + " file); `blksnap backup --repo " + dir + "` creates one in a missing or empty directory");
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot read " + config, e);
+            throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no repository at " + objects.location()
+                    + " (no " + RepositoryLayout.CONFIG + "); `blksnap backup --repo " + objects.location()
+                    + "` creates one in a missing or empty directory or S3 prefix");
         }
+        String config = objects.describe(RepositoryLayout.CONFIG);
         String[] lines = new String(bytes, StandardCharsets.UTF_8).split("\n");
         if (lines.length < 2 || !lines[0].equals(RepositoryLayout.CONFIG_MAGIC) || !lines[1].startsWith("version ")) {
             throw new RepositoryException(RepositoryException.Code.DAMAGED, config + " is not a blksnap repository config");
         }
         String version = lines[1].substring("version ".length()).trim();
-        if (!version.equals(Integer.toString(RepositoryLayout.VERSION))) {
-            throw new RepositoryException(RepositoryException.Code.VERSION, "repository " + dir + " has format version "
-                    + version + "; this blksnap reads version " + RepositoryLayout.VERSION);
+        int v = version.equals("1") ? 1 : version.equals(Integer.toString(RepositoryLayout.VERSION)) ? RepositoryLayout.VERSION : -1;
+        if (v < 0) {
+            throw new RepositoryException(RepositoryException.Code.VERSION, "repository " + objects.location()
+                    + " has format version " + version + "; this blksnap reads versions 1 and " + RepositoryLayout.VERSION);
         }
-    }
-
-    private static Map<String, String> readSession(FileChannel ch) throws IOException {
-        long size = Math.min(ch.size(), RepositoryLayout.MAX_CONFIG_BYTES);
-        ByteBuffer buf = ByteBuffer.allocate((int) size);
-        while (buf.hasRemaining() && ch.read(buf, buf.position()) > 0) {
-            // positional reads until full
-        }
-        Map<String, String> session = new LinkedHashMap<>();
-        for (String line : new String(buf.array(), 0, buf.position(), StandardCharsets.UTF_8).split("\n")) {
-            int sp = line.indexOf(' ');
-            if (sp > 0) {
-                session.put(line.substring(0, sp), line.substring(sp + 1));
-            }
-        }
-        return session;
+        String id = lines.length > 2 && lines[2].startsWith("id ") ? lines[2].substring(3).trim() : objects.location();
+        return new Config(v, id);
     }
 
     /**
-     * What the previous writer recorded in the lock file and did not clear because it died: its
-     * {@code snapshot} id and {@code storage} directory, so this writer can destroy and remove them.
-     * Empty after a clean exit or for a reader.
+     * What the writers of this host that died left recorded: for each, its {@code snapshot} id and
+     * {@code storage} directory, so this writer can destroy and remove them. Empty for a reader.
      */
-    public Map<String, String> staleSession() {
-        return staleSession;
+    public List<Map<String, String>> staleSessions() {
+        return staleSessions;
     }
 
-    /** Records {@code entries} (for example the snapshot a backup holds) in the lock file, with our pid. */
+    /** Records {@code entries} (for example the snapshot a backup holds) in this writer's session. */
     public void recordSession(Map<String, String> entries) throws RepositoryException {
-        try {
-            writeSession(entries);
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot write " + dir.resolve(RepositoryLayout.LOCK), e);
+        requireWriter();
+        session.record(entries);
+    }
+
+    private void requireWriter() {
+        if (session == null) {
+            throw new IllegalStateException("repository " + location() + " is not open for writing");
         }
     }
 
-    private void writeSession(Map<String, String> entries) throws IOException {
-        StringBuilder sb = new StringBuilder("pid " + ProcessHandle.current().pid() + "\n");
-        entries.forEach((k, v) -> sb.append(k).append(' ').append(v).append('\n'));
-        lockChannel.truncate(0);
-        ByteBuffer buf = ByteBuffer.wrap(sb.toString().getBytes(StandardCharsets.UTF_8));
-        long pos = 0;
-        while (buf.hasRemaining()) {
-            pos += lockChannel.write(buf, pos);
-        }
-        lockChannel.force(true);
-    }
-
-    private void cleanTmp() throws IOException {
-        try (DirectoryStream<Path> s = Files.newDirectoryStream(dir.resolve(RepositoryLayout.TMP))) {
-            for (Path p : s) {
-                Files.deleteIfExists(p);
-            }
-        }
-    }
-
-    /** The repository's directory. */
+    /** The repository's directory (a directory repository), or null (S3). */
     public Path dir() {
-        return dir;
+        return objects instanceof DirectoryStore d ? d.dir() : null;
     }
 
-    Path packsDir() {
-        return dir.resolve(RepositoryLayout.PACKS);
+    /** Where the repository is, for messages: a directory or {@code s3://bucket/prefix}. */
+    public String location() {
+        return objects.location();
     }
 
-    Path pointsDir() {
-        return dir.resolve(RepositoryLayout.POINTS);
+    /** The host name this repository's writer records in its points. */
+    public String host() {
+        return host;
     }
 
-    Path tmpDir() {
-        return dir.resolve(RepositoryLayout.TMP);
+    ObjectStore objects() {
+        return objects;
+    }
+
+    /**
+     * Requests this repository made to its store so far, by kind (S3: {@code PUT}, {@code GET},
+     * {@code LIST}, {@code DELETE}, {@code HEAD}, {@code MULTIPART}, {@code PUT_BYTES},
+     * {@code GET_BYTES}); empty for a directory. For reports and benchmarks.
+     */
+    public Map<String, Long> requestCounts() {
+        return objects.requestCounts();
+    }
+
+    /**
+     * Objects by folder ({@code packs}, {@code points}, {@code index}, {@code sessions},
+     * {@code gc}): {count, bytes}. One listing of each; for reports and benchmarks.
+     */
+    public Map<String, long[]> objectCounts() throws RepositoryException {
+        Map<String, long[]> m = new java.util.LinkedHashMap<>();
+        for (String folder : List.of(RepositoryLayout.PACKS, RepositoryLayout.POINTS, RepositoryLayout.INDEX,
+                RepositoryLayout.SESSIONS, RepositoryLayout.GC)) {
+            long[] cb = new long[2];
+            for (ObjectStore.Entry e : objects.list(folder + "/")) {
+                cb[0]++;
+                cb[1] += e.sizeBytes();
+            }
+            m.put(folder, cb);
+        }
+        return m;
     }
 
     BlobReader reader() {
         if (reader == null) {
-            reader = new BlobReader(packsDir());
+            reader = new BlobReader(objects);
         }
         return reader;
     }
 
+    /** Sets which index objects the next backup deduplicates against (default {@link DedupScope#ALL}). */
+    public void dedupScope(DedupScope scope) {
+        dedupScope = scope;
+    }
+
+    /** The name of this writer's index objects: {@code <host>+<point id>}. */
+    String indexName(String pointId) {
+        return host + "+" + pointId;
+    }
+
     ChunkStore store() throws RepositoryException {
-        if (lock == null) {
-            throw new IllegalStateException("repository " + dir + " is open for reading");
-        }
+        requireWriter();
         if (store == null) {
-            store = new ChunkStore(packsDir(), tmpDir(), PackScan.index(packsDir(), warn), targetPackBytes);
+            WriterIndex.Loaded loaded = WriterIndex.load(objects, repoId,
+                    dedupScope == DedupScope.HOST ? List.of(host + "+", "upgrade-") : List.of(""), warn);
+            store = new ChunkStore(objects, session.id(), loaded.refs(), targetPackBytes);
         }
         return store;
     }
@@ -249,36 +390,39 @@ public final class Repository implements AutoCloseable {
     Scan scan() throws RepositoryException {
         List<Point> points = new ArrayList<>();
         List<RepositoryException> damaged = new ArrayList<>();
-        List<Path> files = new ArrayList<>();
-        try (DirectoryStream<Path> s = Files.newDirectoryStream(pointsDir(), "*" + ManifestDescriptor.SUFFIX)) {
-            s.forEach(files::add);
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot list " + pointsDir(), e);
-        }
-        files.sort(Comparator.comparing(Path::toString));
-        for (Path f : files) {
+        for (ObjectStore.Entry e : objects.list(RepositoryLayout.POINTS + "/")) {
+            if (!e.key().endsWith(ManifestDescriptor.SUFFIX)) {
+                continue;
+            }
             try {
-                points.add(readManifest(f));
-            } catch (RepositoryException e) {
-                if (e.code() == RepositoryException.Code.IO || e.code() == RepositoryException.Code.NO_SPACE) {
-                    throw e;
+                points.add(readManifest(e.key()));
+            } catch (RepositoryException x) {
+                if (x.code() == RepositoryException.Code.IO || x.code() == RepositoryException.Code.NO_SPACE) {
+                    throw x;
                 }
-                damaged.add(e);
+                if (x.code() == RepositoryException.Code.NOT_FOUND) {
+                    continue; // pruned meanwhile
+                }
+                damaged.add(x);
             }
         }
         points.sort(Comparator.comparing(Point::time).thenComparing(Point::id));
         return new Scan(points, damaged);
     }
 
-    private static Point readManifest(Path f) throws RepositoryException {
+    private Point readManifest(String key) throws RepositoryException {
+        String name = key.substring(key.lastIndexOf('/') + 1);
+        byte[] bytes;
         try {
-            if (Files.size(f) > ManifestDescriptor.MAX_BYTES) {
-                return ManifestDescriptor.decode(f, new byte[ManifestDescriptor.MAX_BYTES + 1]);
+            bytes = objects.get(key, ManifestDescriptor.MAX_BYTES);
+        } catch (RepositoryException e) {
+            if (e.code() == RepositoryException.Code.DAMAGED) {
+                bytes = new byte[ManifestDescriptor.MAX_BYTES + 1];
+            } else {
+                throw e;
             }
-            return ManifestDescriptor.decode(f, Files.readAllBytes(f));
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot read manifest " + f, e);
         }
+        return ManifestDescriptor.decode(objects.describe(key), name, bytes);
     }
 
     /**
@@ -301,18 +445,22 @@ public final class Repository implements AutoCloseable {
      */
     public Point point(String id) throws RepositoryException {
         if (!id.matches("[0-9A-Za-z._-]+")) {
-            throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no point '" + id + "' in " + dir);
+            throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no point '" + id + "' in " + location());
         }
-        Path f = pointsDir().resolve(id + ManifestDescriptor.SUFFIX);
-        if (!Files.exists(f)) {
-            throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no point '" + id + "' in " + dir
-                    + " (`blksnap points --repo " + dir + "` lists them)");
+        try {
+            return readManifest(RepositoryLayout.pointKey(id));
+        } catch (RepositoryException e) {
+            if (e.code() != RepositoryException.Code.NOT_FOUND) {
+                throw e;
+            }
+            throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no point '" + id + "' in " + location()
+                    + " (`blksnap points --repo " + location() + "` lists them)");
         }
-        return readManifest(f);
     }
 
     /**
-     * The newest readable point of {@code device}, if any. A manifest that does not read is reported
+     * The newest readable point of {@code device} of this host (or of no recorded host: a version 1
+     * point), if any. A manifest that does not read is reported
      * to the warning sink and passed over: an older point of the same generation is a correct base
      * too (the CBT values only grow), and another device's damage must not stop this one's backup.
      */
@@ -321,7 +469,8 @@ public final class Repository implements AutoCloseable {
         for (RepositoryException e : s.damaged()) {
             warn.accept(e.getMessage() + "; passed over (blksnap verify reports it)");
         }
-        return s.points().stream().filter(p -> p.device().equals(device)).reduce((a, b) -> b);
+        return s.points().stream().filter(p -> p.device().equals(device) && (p.host().isEmpty() || p.host().equals(host)))
+                .reduce((a, b) -> b);
     }
 
     /**
@@ -344,77 +493,77 @@ public final class Repository implements AutoCloseable {
 
     /**
      * Applies a retention policy: removes the manifests of the points it does not keep (unless
-     * {@code dryRun}). Needs the writer lock. The chunks of removed points stay until {@link #gc}.
+     * {@code dryRun}). Needs {@link #openForMaintenance}; safe beside writers (it only removes
+     * manifests). The chunks of removed points stay until {@link #gc}.
      */
     public List<Retention.Decision> prune(Retention policy, boolean dryRun) throws RepositoryException {
-        if (lock == null) {
-            throw new IllegalStateException("repository " + dir + " is open for reading");
-        }
+        requireMaintenance();
         List<Retention.Decision> decisions = policy.apply(points());
         if (!dryRun) {
-            try {
-                for (Retention.Decision d : decisions) {
-                    if (!d.keep()) {
-                        Files.delete(pointsDir().resolve(d.point().id() + ManifestDescriptor.SUFFIX));
-                    }
+            for (Retention.Decision d : decisions) {
+                if (!d.keep()) {
+                    objects.delete(RepositoryLayout.pointKey(d.point().id()));
                 }
-                Durable.fsyncDirectory(pointsDir());
-            } catch (IOException e) {
-                throw RepositoryException.io("cannot remove manifests in " + pointsDir(), e);
             }
         }
         return decisions;
     }
 
-    /** Removes the packs no point uses that are older than {@code grace} (see {@link GarbageCollector}). Needs the writer lock. */
-    public GcResult gc(java.time.Duration grace, boolean dryRun) throws RepositoryException {
-        if (lock == null) {
-            throw new IllegalStateException("repository " + dir + " is open for reading");
+    private void requireMaintenance() {
+        if (!maintenance) {
+            throw new IllegalStateException("repository " + location() + " is not open for maintenance");
         }
-        return new GarbageCollector(this, grace, dryRun).run();
     }
 
-    /** What gc found: packs kept because a point uses them, unused but younger than the grace period, and removed. */
-    public record GcResult(int points, int packsKept, int packsYoung, List<String> packsRemoved, long bytesRemoved,
+    /**
+     * Removes the packs no point uses, by the rules of {@link GarbageCollector} (safe while other
+     * hosts back up). Needs {@link #openForMaintenance}.
+     *
+     * @param grace time between a pack's condemnation and its removal, at least
+     * @throws RepositoryException LOCKED another gc runs
+     */
+    public GcResult gc(java.time.Duration grace, boolean dryRun) throws RepositoryException {
+        requireMaintenance();
+        return new GarbageCollector(this, grace, dryRun, warn).run();
+    }
+
+    /**
+     * What gc found: points marked; packs kept because a point uses them; unused packs waiting
+     * (condemned less than the grace period ago, or while a backup that began before runs); packs removed.
+     */
+    public record GcResult(int points, int packsKept, int packsWaiting, List<String> packsRemoved, long bytesRemoved,
                            boolean dryRun) {
     }
 
-    /** Writes a point's manifest durably: from here on the point exists. */
+    /**
+     * Makes a point visible: the index object of the packs sealed since this writer's previous
+     * point (the packs are durable: the caller sealed them), then the manifest. From here on the
+     * point exists.
+     */
     void commit(Point p) throws RepositoryException {
-        Path target = pointsDir().resolve(p.id() + ManifestDescriptor.SUFFIX);
-        try {
-            Durable.writeAtomically(tmpDir().resolve(p.id() + ManifestDescriptor.SUFFIX), target, ManifestDescriptor.encode(p));
-        } catch (IOException e) {
-            throw RepositoryException.io("cannot write manifest " + target, e);
+        requireWriter();
+        session.checkAlive();
+        List<ChunkStore.SealedPack> sealed = store().drainSealed();
+        if (!sealed.isEmpty()) {
+            objects.put(RepositoryLayout.indexKey(indexName(p.id())), BlobIndexDescriptor.encode(sealed));
+        }
+        String key = RepositoryLayout.pointKey(p.id());
+        if (!objects.putIfAbsent(key, ManifestDescriptor.encode(p))) {
+            throw new RepositoryException(RepositoryException.Code.IO, "manifest " + objects.describe(key)
+                    + " exists already: point ids collided; run the backup again");
         }
     }
 
-    /** Releases the lock (a writer) and closes every file. */
+    /** Ends the writer session (removing its markers) and closes the store. */
     @Override
     public void close() {
         if (store != null) {
             store.close();
         }
-        if (reader != null) {
-            reader.close();
+        if (session != null) {
+            session.close();
         }
-        if (lock != null) {
-            try {
-                writeSession(Map.of());
-                lock.release();
-            } catch (IOException e) {
-                // closing the channel releases the lock as well
-            }
-            close(lockChannel);
-        }
-    }
-
-    private static void close(FileChannel ch) {
-        try {
-            ch.close();
-        } catch (IOException e) {
-            // nothing was written through it that matters
-        }
+        objects.close();
     }
 
     /** What a restore wrote: the point, the target, bytes written (data) and bytes left as holes or zeroed. */

@@ -8,7 +8,7 @@ package org.blksnap.backup;
 public final class RepositoryException extends Exception {
     /** Stable error names; each has the exit status of the tool (sysexits where one fits). */
     public enum Code {
-        /** Another writer holds the repository lock (EX_TEMPFAIL, as blksnapd's own data-directory lock). */
+        /** Another gc is running on the repository (EX_TEMPFAIL, as blksnapd's own data-directory lock). */
         LOCKED(75),
         /** No repository, point, or device of that name (EX_NOINPUT). */
         NOT_FOUND(66),

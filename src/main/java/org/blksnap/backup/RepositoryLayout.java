@@ -1,35 +1,69 @@
 package org.blksnap.backup;
 
 /**
- * Layout of a repository directory, format version {@link #VERSION}. Readers need nothing but the
- * files below; there is no repository-wide index to keep consistent.
+ * Layout of a repository, format version {@link #VERSION}: objects under a directory or an S3
+ * prefix ({@link ObjectStore}). Readers need nothing but {@code config}, {@code points/} and
+ * {@code packs/}; there is no repository-wide index to keep consistent.
  *
  * <pre>
  * REPO/
- *   config                  "blksnap-backup-repository\nversion 1\nid &lt;uuid&gt;\n"   written once, atomically
- *   lock                    OS lock (fcntl) held by the one writer; text: "pid N" and, while a
- *                           backup holds a snapshot, "snapshot &lt;uuid&gt;" and "storage &lt;dir&gt;"
- *   packs/&lt;32 hex&gt;.pack    sealed packs (PackDescriptor): immutable, complete
- *   points/&lt;id&gt;.point      manifests (ManifestDescriptor): a point exists iff its manifest does
- *   tmp/                    packs and manifests being written; the next writer empties it
+ *   config                         "blksnap-backup-repository\nversion 2\nid &lt;uuid&gt;\n"   written once
+ *   packs/&lt;32 hex&gt;.pack           sealed packs (PackDescriptor): immutable, complete, random names
+ *   points/&lt;id&gt;.point             manifests (ManifestDescriptor): a point exists iff its manifest does
+ *   index/&lt;host&gt;+&lt;point id&gt;.idx   the blobs the packs of the backup up to that point added
+ *                                  (BlobIndexDescriptor): what other writers deduplicate against
+ *   sessions/&lt;session&gt;.start      a writer began (host, pid); its time is the store's
+ *   sessions/&lt;session&gt;.beat       the writer is alive (rewritten every HEARTBEAT), with the snapshot
+ *                                  and storage a backup holds
+ *   gc/lock-&lt;id&gt;                  a running gc (one at a time)
+ *   gc/condemned-&lt;id&gt;             packs no point used when that gc marked (one pack id a line)
+ *   tmp/                           (directory only) objects being written, named by their writer
+ *   lock                           (version 1 only; ignored since) the one writer's fcntl lock
  * </pre>
  *
  * Commit order of a point: its chunks and nodes go into packs; every pack it needs is sealed
- * (fsync, rename, fsync of packs/); its manifest is written to tmp/, fsynced and renamed into
- * points/ (fsync of points/). A writer killed at any moment leaves only unsealed packs in tmp/
- * and, at worst, sealed packs no point uses yet (reused by the next backup, removable by gc).
+ * (fsync and rename, or a completed S3 upload); the index object of the packs sealed since the
+ * writer's previous point is written; then the manifest. A writer killed at any moment leaves at
+ * worst sealed packs no point uses, which {@code gc} removes. The rules that let several writers
+ * and gc share a repository without a lock are in {@link GarbageCollector} and docs/repository.md.
  */
 final class RepositoryLayout {
     private RepositoryLayout() {
     }
 
-    static final int VERSION = 1;
+    static final int VERSION = 2;
+    /** Version 1 repositories (one writer, no index objects) are read, and upgraded by the first writer. */
+    static final int VERSION_1 = 1;
     static final String CONFIG = "config";
     static final String CONFIG_MAGIC = "blksnap-backup-repository";
     static final String LOCK = "lock";
     static final String PACKS = "packs";
     static final String POINTS = "points";
+    static final String INDEX = "index";
+    static final String SESSIONS = "sessions";
+    static final String GC = "gc";
     static final String TMP = "tmp";
-    /** Largest config file read, in bytes. */
+    static final String INDEX_SUFFIX = ".idx";
+    static final String START_SUFFIX = ".start";
+    static final String BEAT_SUFFIX = ".beat";
+    static final String GC_LOCK_PREFIX = GC + "/lock-";
+    static final String CONDEMNED_PREFIX = GC + "/condemned-";
+    /** Largest config, session or lock object read, in bytes. */
     static final int MAX_CONFIG_BYTES = 4096;
+    /** Largest index object read, in bytes (a few million blobs). */
+    static final int MAX_INDEX_BYTES = 256 << 20;
+    /** Largest condemned list read, in bytes (33 bytes a pack: 8 million packs). */
+    static final int MAX_CONDEMNED_BYTES = 256 << 20;
+
+    static String packKey(PackId id) {
+        return PACKS + "/" + id + PackDescriptor.SUFFIX;
+    }
+
+    static String pointKey(String pointId) {
+        return POINTS + "/" + pointId + ManifestDescriptor.SUFFIX;
+    }
+
+    static String indexKey(String name) {
+        return INDEX + "/" + name + INDEX_SUFFIX;
+    }
 }

@@ -23,6 +23,8 @@ import java.util.concurrent.atomic.AtomicReference;
  */
 final class Restore {
     static final int IN_FLIGHT = 8;
+    /** Stored bytes fetched by one read at most (adjacent blobs of one pack; one GET on S3). */
+    static final int RUN_BYTES = 4 << 20;
     /** Zeros written to a block device or an NBD export per request, in bytes. */
     static final int ZERO_PIECE_BYTES = 1 << 20;
 
@@ -75,8 +77,14 @@ final class Restore {
             BlobReader reader = repo.reader();
             try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
                 IndexTree.walk(g, root, reader, new IndexTree.Visitor() {
+                    /** Chunks whose blobs lie one after the other in one pack: fetched with one read. */
+                    final java.util.List<Ref> run = new java.util.ArrayList<>();
+                    int runFirst;
+                    long runBytes;
+
                     @Override
                     public void hole(long firstChunk, long chunkCount) throws RepositoryException {
+                        flush();
                         long off = g.chunkOffsetBytes((int) firstChunk);
                         long len = Math.min(g.sizeBytes(), g.chunkOffsetBytes((int) (firstChunk + chunkCount - 1))
                                 + g.chunkSizeBytes()) - off;
@@ -89,17 +97,45 @@ final class Restore {
                         if (failure.get() != null) {
                             throw failure.get();
                         }
+                        if (!run.isEmpty() && (runFirst + run.size() != chunkIndex || runBytes + ref.lengthBytes() > RUN_BYTES
+                                || !BlobReader.adjacent(run.getLast(), ref))) {
+                            flush();
+                        }
+                        if (run.isEmpty()) {
+                            runFirst = chunkIndex;
+                            runBytes = 0;
+                        }
+                        run.add(ref);
+                        runBytes += ref.lengthBytes();
+                    }
+
+                    @Override
+                    public void end() {
+                        flush();
+                    }
+
+                    void flush() {
+                        if (run.isEmpty()) {
+                            return;
+                        }
+                        java.util.List<Ref> refs = java.util.List.copyOf(run);
+                        int first = runFirst;
+                        run.clear();
                         inFlight.acquireUninterruptibly();
                         pool.execute(() -> {
                             try {
-                                byte[] raw = reader.read(ref);
-                                if (raw.length != g.chunkLengthBytes(chunkIndex)) {
-                                    throw new RepositoryException(RepositoryException.Code.DAMAGED, ref + " is "
-                                            + raw.length + " bytes; chunk " + chunkIndex + " of point " + point.id()
-                                            + " is " + g.chunkLengthBytes(chunkIndex));
+                                java.util.List<byte[]> raws = reader.readRun(refs);
+                                for (int i = 0; i < raws.size(); i++) {
+                                    int chunkIndex = first + i;
+                                    byte[] raw = raws.get(i);
+                                    if (raw.length != g.chunkLengthBytes(chunkIndex)) {
+                                        throw new RepositoryException(RepositoryException.Code.DAMAGED, refs.get(i) + " is "
+                                                + raw.length + " bytes; chunk " + chunkIndex + " of point " + point.id()
+                                                + " is " + g.chunkLengthBytes(chunkIndex));
+                                    }
+                                    t.write(g.chunkOffsetBytes(chunkIndex), raw);
+                                    progress.update(dataBytes.addAndGet(raw.length) + zeroBytes.get(), g.sizeBytes());
                                 }
-                                t.write(g.chunkOffsetBytes(chunkIndex), raw);
-                                progress.update(dataBytes.addAndGet(raw.length) + zeroBytes.get(), g.sizeBytes());
                             } catch (RepositoryException e) {
                                 failure.compareAndSet(null, e);
                             } finally {

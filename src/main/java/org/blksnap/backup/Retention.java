@@ -13,7 +13,7 @@ import java.util.Objects;
 import java.util.function.Function;
 
 /**
- * Which points a retention policy keeps, per device, as restic's {@code forget} counts: the newest
+ * Which points a retention policy keeps, per device of each host, as restic's {@code forget} counts: the newest
  * {@code last} points; then, newest first, one point per UTC day for the newest {@code daily} days
  * that have a point, and likewise per ISO week and per month. A point is kept when any rule keeps it.
  * A pure function of the points; thread-safe.
@@ -48,7 +48,7 @@ public record Retention(int last, int daily, int weekly, int monthly) {
     public List<Decision> apply(List<Point> points) {
         Map<String, List<Point>> byDevice = new LinkedHashMap<>();
         for (Point p : points) {
-            byDevice.computeIfAbsent(p.device(), d -> new ArrayList<>()).add(p);
+            byDevice.computeIfAbsent(p.host() + "\u0000" + p.device(), d -> new ArrayList<>()).add(p);
         }
         List<Decision> out = new ArrayList<>();
         for (List<Point> ps : byDevice.values()) {

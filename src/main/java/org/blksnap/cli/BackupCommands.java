@@ -18,7 +18,10 @@ import org.blksnap.ctrl.api.AbsolutePath;
 import org.blksnap.ctrl.api.Replies;
 import org.blksnap.ctrl.api.Requests;
 import org.blksnap.ctrl.api.Size;
+import org.blksnap.backup.RepositoryLocation;
+import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -34,8 +37,30 @@ final class BackupCommands {
     /** The exit statuses of the backup commands: the tool's, and the repository's own. */
     static final String EXIT_FOOTER = "%nExit status: 0 ok; 65 damaged (verify found problems) or another format version; "
             + "66 no such repository, point or device; 73 restore target too small or existing; 74 NBD or local I/O; "
-            + "75 the repository is locked by another writer; 28 the repository's filesystem is full; 64 usage; "
+            + "75 another gc is running; 28 the repository's filesystem is full; 64 usage; "
             + "the errno number of an engine error (backup); 111 daemon not reachable (backup).";
+
+    /** {@code --repo} and {@code --s3-endpoint}, shared by every repository command. */
+    static final class RepoOptions {
+        @CommandLine.Spec(CommandLine.Spec.Target.MIXEE)
+        CommandLine.Model.CommandSpec mixee;
+        @Option(names = "--repo", required = true, paramLabel = "REPO",
+                description = "the repository: a directory, or s3://BUCKET/PREFIX (region and credentials from the AWS "
+                        + "SDK's environment and profiles: AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE)")
+        String repo;
+        @Option(names = "--s3-endpoint", paramLabel = "URL",
+                description = "an S3-compatible server (MinIO, Ceph RGW, ...), addressed path-style; default: $"
+                        + RepositoryLocation.ENDPOINT_ENV + ", else AWS")
+        String s3Endpoint;
+
+        RepositoryLocation location() {
+            try {
+                return Repository.locate(repo, s3Endpoint);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.ParameterException(mixee.commandLine(), e.getMessage());
+            }
+        }
+    }
 
     /** One device's line of {@code backup}. */
     record BackupPoint(String device, String id, String kind, String reason, String generation, long snapNumber,
@@ -75,10 +100,11 @@ final class BackupCommands {
     }
 
     /** One point of {@code points}. */
-    record PointLine(String id, String device, String time, String kind, String generation, long snapNumber,
+    record PointLine(String id, String host, String device, String time, String kind, String generation, long snapNumber,
                      long sizeBytes) {
         static PointLine of(Point p) {
-            return new PointLine(p.id(), p.device(), p.time(), p.kind(), p.generation(), p.snapNumber(), p.sizeBytes());
+            return new PointLine(p.id(), p.host(), p.device(), p.time(), p.kind(), p.generation(), p.snapNumber(),
+                    p.sizeBytes());
         }
     }
 
@@ -91,8 +117,16 @@ final class BackupCommands {
         /** Initial difference storage when no --storage-size is given, in bytes (or the limit if smaller). */
         static final long DEFAULT_INITIAL_STORAGE_BYTES = 256L << 20;
 
-        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository (created when missing or empty)")
-        Path repo;
+        @Mixin
+        RepoOptions repo;
+        @Option(names = "--host", paramLabel = "NAME",
+                description = "the host name the points record (default: $BLKSNAP_HOST, else this machine's name); "
+                        + "each host of a fleet sharing a repository needs its own")
+        String host;
+        @Option(names = "--dedup-scope", paramLabel = "all|host", defaultValue = "all",
+                description = "store a chunk once if any host stored it (all, default), or only if this host did (host: "
+                        + "memory and downloads bounded by this host's own points, for large fleets; docs/repository.md)")
+        String dedupScope;
         @Option(names = "--device", required = true, paramLabel = "NAME", description = "a device to back up (repeatable: all in one snapshot)")
         List<String> devices = new ArrayList<>();
         @Option(names = "--freeze", paramLabel = "MOUNTPOINT", description = "fsfreeze around the take")
@@ -135,8 +169,21 @@ final class BackupCommands {
                     .map(t -> java.time.Duration.between(t, java.time.Instant.now()).toNanos() / 1e9).orElse(0.0);
             Laps laps = new Laps();
             double[] lap = new double[7];
-            try (Repository repository = Repository.openForWriting(repo.toAbsolutePath(), packBytes, cli::warn)) {
-                cleanUpAfterADeadBackup(cli, repository.staleSession());
+            RepositoryLocation where = repo.location();
+            String hostName = host != null ? host : Repository.defaultHost();
+            if (!hostName.matches(Repository.HOST_PATTERN)) {
+                throw usage("--host " + hostName + " must be letters, digits, dots, hyphens or underscores (a DNS name)");
+            }
+            Repository.DedupScope scope = switch (dedupScope) {
+                case "all" -> Repository.DedupScope.ALL;
+                case "host" -> Repository.DedupScope.HOST;
+                default -> throw usage("--dedup-scope " + dedupScope + " must be all or host");
+            };
+            try (Repository repository = Repository.openForWriting(where, hostName, packBytes, cli::warn)) {
+                repository.dedupScope(scope);
+                for (Map<String, String> stale : repository.staleSessions()) {
+                    cleanUpAfterADeadBackup(cli, stale);
+                }
                 lap[0] = laps.lap();
                 UUID id = cli.call(new Requests.SnapshotCreate(devices)).id();
                 lap[1] = laps.lap();
@@ -238,7 +285,7 @@ final class BackupCommands {
                     new Session(cli, UUID.fromString(snapshot), stale.containsKey("storage")
                             ? Path.of(stale.get("storage")) : null).end();
                 } catch (IllegalArgumentException e) {
-                    cli.warn("backup: the lock file names a malformed snapshot id " + snapshot);
+                    cli.warn("backup: a dead session of this host names a malformed snapshot id " + snapshot);
                 }
             }
         }
@@ -321,24 +368,27 @@ final class BackupCommands {
 
     @Command(name = "points", footer = EXIT_FOOTER, description = "List the points of a repository, oldest first.")
     static final class PointsCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
-        Path repo;
+        @Mixin
+        RepoOptions repo;
         @Option(names = "--device", paramLabel = "NAME", description = "only the points of this device")
         String device;
+        @Option(names = "--host", paramLabel = "NAME", description = "only the points of this host")
+        String host;
 
         @Override
         public Integer call() throws Exception {
             Cli cli = cli();
-            try (Repository r = Repository.openForReading(repo.toAbsolutePath())) {
+            try (Repository r = Repository.openForReading(repo.location())) {
                 List<PointLine> points = r.points().stream().filter(p -> device == null || p.device().equals(device))
-                        .map(PointLine::of).toList();
+                        .filter(p -> host == null || p.host().equals(host)).map(PointLine::of).toList();
                 if (device != null && points.isEmpty()) {
                     throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no point of device '" + device
-                            + "' in " + r.dir());
+                            + "'" + (host != null ? " of host '" + host + "'" : "") + " in " + r.location());
                 }
                 cli.print(new PointList(points), l -> String.join("\n", l.points().stream()
                         .map(p -> p.id() + " " + p.device() + " " + p.time() + " " + p.kind() + " generation="
-                                + p.generation() + " snap_number=" + p.snapNumber() + " size=" + p.sizeBytes())
+                                + p.generation() + " snap_number=" + p.snapNumber() + " size=" + p.sizeBytes()
+                                + " host=" + (p.host().isEmpty() ? "-" : p.host()))
                         .toList()));
             }
             return ExitCodes.OK;
@@ -347,8 +397,8 @@ final class BackupCommands {
 
     @Command(name = "restore", footer = EXIT_FOOTER, description = "Restore a point bit for bit to a new file (sparse), a block device or an NBD URI.")
     static final class RestoreCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
-        Path repo;
+        @Mixin
+        RepoOptions repo;
         @Option(names = "--point", required = true, paramLabel = "ID", description = "the point to restore (see points)")
         String point;
         @Option(names = "--to", required = true, paramLabel = "TARGET", description = "FILE, /dev/BLOCKDEVICE or nbd://...")
@@ -357,7 +407,7 @@ final class BackupCommands {
         @Override
         public Integer call() throws Exception {
             Cli cli = cli();
-            try (Repository r = Repository.openForReading(repo.toAbsolutePath())) {
+            try (Repository r = Repository.openForReading(repo.location())) {
                 Repository.RestoreResult res = r.restore(point, to, ProgressLine.of(cli, "restore " + point));
                 cli.print(res, x -> "restored " + x.point() + " (" + x.device() + ", " + x.sizeBytes() + " bytes) to "
                         + x.target() + ": " + x.dataBytes() + " bytes of data, " + x.zeroBytes() + " bytes of zeros");
@@ -369,15 +419,15 @@ final class BackupCommands {
     @Command(name = "verify", footer = EXIT_FOOTER, description = "Re-hash every chunk and node the points use; report damaged or missing ones "
             + "with the points they break (exit 65).")
     static final class VerifyCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
-        Path repo;
+        @Mixin
+        RepoOptions repo;
         @Option(names = "--point", paramLabel = "ID", description = "only this point (default: all)")
         String point;
 
         @Override
         public Integer call() throws Exception {
             Cli cli = cli();
-            try (Repository r = Repository.openForReading(repo.toAbsolutePath())) {
+            try (Repository r = Repository.openForReading(repo.location())) {
                 Repository.VerifyReport report = r.verify(point);
                 cli.print(report, BackupCommands::verifyText);
                 return report.ok() ? ExitCodes.OK : RepositoryException.Code.DAMAGED.exitStatus();
@@ -395,8 +445,8 @@ final class BackupCommands {
     @Command(name = "prune", footer = EXIT_FOOTER, description = "Remove the points a retention policy does not keep (per device); "
             + "their chunks go at the next gc.")
     static final class PruneCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
-        Path repo;
+        @Mixin
+        RepoOptions repo;
         @Option(names = "--keep-last", paramLabel = "N", defaultValue = "0", description = "keep the newest N points of each device")
         int keepLast;
         @Option(names = "--keep-daily", paramLabel = "N", defaultValue = "0", description = "keep the newest point of each of the newest N days")
@@ -417,7 +467,7 @@ final class BackupCommands {
                 throw usage(e.getMessage());
             }
             Cli cli = cli();
-            try (Repository r = Repository.openForWriting(existing(repo), 32L << 20, cli::warn)) {
+            try (Repository r = Repository.openForMaintenance(repo.location(), cli::warn)) {
                 List<PruneLine> lines = r.prune(policy, dryRun).stream().map(d -> new PruneLine(d.point().id(),
                         d.point().device(), d.point().time(), d.keep(), d.reasons())).toList();
                 cli.print(new PruneReport(lines, dryRun), x -> String.join("\n", x.points().stream()
@@ -431,10 +481,11 @@ final class BackupCommands {
 
     @Command(name = "gc", footer = EXIT_FOOTER, description = "Remove the pack files no point uses (older than the grace period).")
     static final class GcCmd extends Commands.Base {
-        @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
-        Path repo;
+        @Mixin
+        RepoOptions repo;
         @Option(names = "--grace", paramLabel = "DURATION", defaultValue = "PT1H",
-                description = "keep unused packs younger than this, ISO-8601 (default ${DEFAULT-VALUE}; PT0S for none)")
+                description = "an unused pack is removed no sooner than this after a gc found it unused, ISO-8601 "
+                        + "(default ${DEFAULT-VALUE}; PT0S: at once when no backup that began before is running)")
         java.time.Duration grace;
         @Option(names = "--dry-run", description = "say what would be removed, remove nothing")
         boolean dryRun;
@@ -442,21 +493,15 @@ final class BackupCommands {
         @Override
         public Integer call() throws Exception {
             Cli cli = cli();
-            try (Repository r = Repository.openForWriting(existing(repo), 32L << 20, cli::warn)) {
+            try (Repository r = Repository.openForMaintenance(repo.location(), cli::warn)) {
                 Repository.GcResult res = r.gc(grace, dryRun);
                 cli.print(res, x -> (x.dryRun() ? "would remove " : "removed ") + x.packsRemoved().size() + " pack(s), "
                         + x.bytesRemoved() + " bytes; kept " + x.packsKept() + " in use by " + x.points() + " point(s) and "
-                        + x.packsYoung() + " unused but younger than " + grace);
+                        + x.packsWaiting() + " unused, waiting (found unused less than " + grace
+                        + " ago, or while a backup that began before runs)");
             }
             return ExitCodes.OK;
         }
-    }
-
-    /** A repository that must exist already (prune and gc never create one). */
-    private static Path existing(Path repo) throws RepositoryException {
-        Path abs = repo.toAbsolutePath();
-        Repository.openForReading(abs).close();
-        return abs;
     }
 
     static String verifyText(Repository.VerifyReport r) {

@@ -156,6 +156,15 @@ class LayeringTest {
                 .check(main);
     }
 
+    /** The AWS SDK stays behind the repository's storage seam: one class (S3Store) speaks S3. */
+    @Test
+    void onlyTheRepositorysS3StoreUsesTheAwsSdk() {
+        noClasses().that().haveNameNotMatching("org\\.blksnap\\.backup\\.S3Store(\\$.*)?")
+                .and().resideInAPackage("org.blksnap..")
+                .should().dependOnClassesThat().resideInAPackage("software.amazon..")
+                .check(main);
+    }
+
     @Test
     void theUtilitiesDependOnNothingOfOurs() {
         noClasses().that().resideInAPackage("org.blksnap.util..")

@@ -45,9 +45,12 @@ class FullRepositoryFilesystemTest {
             assertThat(repoDir.resolve("points")).isEmptyDirectory();
             // make room: the device becomes mostly zeros, which are holes
             RepositoryRoundTripTest.write(uri, 0, new byte[(int) RepositoryRoundTripTest.SIZE - (1 << 20)]);
+            assertThat(repoDir.resolve("tmp")).isEmptyDirectory();
+            try (Repository maintenance = Repository.openForMaintenance(new RepositoryLocation.Directory(repoDir), m -> { })) {
+                // the sealed packs of the failed backup: no point uses them, and no backup runs
+                assertThat(maintenance.gc(Duration.ZERO, false).packsRemoved()).isNotEmpty();
+            }
             try (Repository repo = Repository.openForWriting(repoDir, 1 << 20, m -> { })) {
-                assertThat(repoDir.resolve("tmp")).isEmptyDirectory();
-                repo.gc(Duration.ZERO, false); // the sealed packs of the failed backup: no point uses them
                 Point p = repo.backup(RepositoryRoundTripTest.source(uri, "g", 2), null, Repository.Progress.NONE);
                 assertThat(repo.verify(null).ok()).isTrue();
                 Path out = dir.resolve("out.img");

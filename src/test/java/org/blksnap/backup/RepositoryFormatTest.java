@@ -29,7 +29,7 @@ class RepositoryFormatTest {
 
     static Point point(String id) {
         return new Point(id, "disk0", "2026-12-02T08:00:00Z", "full", "no earlier point of disk0", "gen", 1, 1 << 20,
-                65536, 32, ManifestDescriptor.rootHex(Ref.HOLE), 1 << 20, 0, 0.5);
+                65536, 32, ManifestDescriptor.rootHex(Ref.HOLE), 1 << 20, 0, 0.5, "host1");
     }
 
     @Test
@@ -54,9 +54,9 @@ class RepositoryFormatTest {
     @Test
     void aManifestOfAnotherFormatIsRefusedByVersion() {
         Path f = dir.resolve("x.point");
-        String body = "{\"format\":2,\"id\":\"x\"}";
+        String body = "{\"format\":3,\"id\":\"x\"}";
         String text = body + "\nsha256 " + Sha256.of(body.getBytes(StandardCharsets.UTF_8)).hex() + "\n";
-        failsWith(RepositoryException.Code.VERSION, "has format 2; this blksnap reads format 1",
+        failsWith(RepositoryException.Code.VERSION, "has format 3; this blksnap reads formats 1 and 2",
                 () -> ManifestDescriptor.decode(f, text.getBytes(StandardCharsets.UTF_8)));
     }
 
@@ -64,10 +64,10 @@ class RepositoryFormatTest {
     void aRepositoryOfAnotherVersionOrNoneAtAllIsRefused() throws Exception {
         failsWith(RepositoryException.Code.NOT_FOUND, "no repository at", () -> Repository.openForReading(dir));
         Repository.openForWriting(dir.resolve("r"), 1 << 20, m -> { }).close();
-        Files.writeString(dir.resolve("r/config"), "blksnap-backup-repository\nversion 2\nid x\n");
-        failsWith(RepositoryException.Code.VERSION, "has format version 2; this blksnap reads version 1",
+        Files.writeString(dir.resolve("r/config"), "blksnap-backup-repository\nversion 3\nid x\n");
+        failsWith(RepositoryException.Code.VERSION, "has format version 3; this blksnap reads versions 1 and 2",
                 () -> Repository.openForReading(dir.resolve("r")));
-        failsWith(RepositoryException.Code.VERSION, "format version 2",
+        failsWith(RepositoryException.Code.VERSION, "format version 3",
                 () -> Repository.openForWriting(dir.resolve("r"), 1 << 20, m -> { }));
         Files.writeString(dir.resolve("r/config"), "something else\n");
         failsWith(RepositoryException.Code.DAMAGED, "is not a blksnap repository config",
@@ -80,36 +80,52 @@ class RepositoryFormatTest {
     }
 
     @Test
-    void aSecondWriterIsRefusedWhileTheLockIsHeldAndTheDeadWritersSessionIsHandedOver() throws Exception {
+    void writersShareTheRepositoryAndADeadWriterOfThisHostIsHandedOver() throws Exception {
         Path r = dir.resolve("r");
-        try (Repository first = Repository.openForWriting(r, 1 << 20, m -> { })) {
+        RepositoryLocation where = new RepositoryLocation.Directory(r);
+        Repository.openForWriting(where, "h1", 1 << 20, m -> { }).close();
+        try (Repository first = Repository.openForWriting(where, "h1", 1 << 20, m -> { });
+             Repository second = Repository.openForWriting(where, "h1", 1 << 20, m -> { })) {
             first.recordSession(Map.of("snapshot", "1234"));
-            failsWith(RepositoryException.Code.LOCKED, "is locked by another writer (pid "
-                    + ProcessHandle.current().pid() + ")", () -> Repository.openForWriting(r, 1 << 20, m -> { }));
-            // readers do not need the lock
+            assertThat(second.staleSessions()).as("a live writer of this host is not dead").isEmpty();
             assertThat(Repository.openForReading(r).points()).isEmpty();
-            // a writer that dies leaves its session in the lock file: simulate by copying it aside
-            Files.copy(r.resolve("lock"), dir.resolve("lock.saved"));
+            try (var s = Files.list(r.resolve("sessions"))) {
+                assertThat(s.count()).as("start and beat of two writers").isEqualTo(4);
+            }
         }
-        try (Repository clean = Repository.openForWriting(r, 1 << 20, m -> { })) {
-            assertThat(clean.staleSession()).doesNotContainKey("snapshot");
+        assertThat(r.resolve("sessions")).as("closed writers leave no marker").isEmptyDirectory();
+        // a writer of this host killed: its markers name a pid that is gone
+        long deadPid = new ProcessBuilder("true").start().onExit().get().pid();
+        Files.writeString(r.resolve("sessions/00000000000000aa.start"), "host h1\npid " + deadPid + "\n");
+        Files.writeString(r.resolve("sessions/00000000000000aa.beat"), "host h1\npid " + deadPid
+                + "\nsnapshot 1234\nstorage /x\n");
+        Files.writeString(r.resolve("tmp/00000000000000aa.1234abcd.x.pack"), "torn");
+        Files.writeString(r.resolve("sessions/00000000000000bb.beat"), "host h2\npid " + deadPid + "\nsnapshot 99\n");
+        try (Repository next = Repository.openForWriting(where, "h1", 1 << 20, m -> { })) {
+            assertThat(next.staleSessions()).singleElement().satisfies(m -> {
+                assertThat(m).containsEntry("snapshot", "1234").containsEntry("storage", "/x");
+            });
+            assertThat(r.resolve("tmp/00000000000000aa.1234abcd.x.pack")).doesNotExist();
+            assertThat(r.resolve("sessions/00000000000000aa.beat")).doesNotExist();
+            assertThat(r.resolve("sessions/00000000000000bb.beat")).as("another host's session is not ours to judge").exists();
         }
-        Files.copy(dir.resolve("lock.saved"), r.resolve("lock"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-        Files.writeString(r.resolve("tmp/deadbeef.pack"), "torn");
-        try (Repository next = Repository.openForWriting(r, 1 << 20, m -> { })) {
-            assertThat(next.staleSession()).containsEntry("snapshot", "1234");
-            assertThat(r.resolve("tmp/deadbeef.pack")).doesNotExist();
-        }
+    }
+
+    static Map<Sha256, Ref> scan(ObjectStore objects, java.util.function.Consumer<String> warn) throws RepositoryException {
+        Map<Sha256, Ref> index = new HashMap<>();
+        PackScan.index(objects, index, warn);
+        return index;
     }
 
     @Test
     void aSealedPackIsReadBackByRefAndByItsTrailerAndAFlippedByteIsFound() throws Exception {
-        Path packs = Files.createDirectories(dir.resolve("packs"));
+        Path packs = dir.resolve("packs");
         Path tmp = Files.createDirectories(dir.resolve("tmp"));
+        DirectoryStore objects = new DirectoryStore(dir);
         Random rnd = new Random(7);
         List<byte[]> blobs = new ArrayList<>();
         List<Ref> refs = new ArrayList<>();
-        try (ChunkStore store = new ChunkStore(packs, tmp, Map.of(), 100_000)) {
+        try (ChunkStore store = new ChunkStore(objects, "t", Map.of(), 100_000)) {
             for (int i = 0; i < 20; i++) {
                 byte[] b = new byte[16384];
                 if (i % 2 == 0) {
@@ -123,13 +139,12 @@ class RepositoryFormatTest {
             store.seal();
         }
         assertThat(tmp).isEmptyDirectory();
-        Map<Sha256, Ref> index = PackScan.index(packs, m -> { throw new AssertionError(m); });
+        Map<Sha256, Ref> index = scan(objects, m -> { throw new AssertionError(m); });
         assertThat(index).hasSize(20);
-        try (BlobReader reader = new BlobReader(packs)) {
-            for (int i = 0; i < 20; i++) {
-                assertThat(index.get(refs.get(i).hash())).isEqualTo(refs.get(i));
-                assertThat(reader.read(refs.get(i))).isEqualTo(blobs.get(i));
-            }
+        BlobReader reader = new BlobReader(objects);
+        for (int i = 0; i < 20; i++) {
+            assertThat(index.get(refs.get(i).hash())).isEqualTo(refs.get(i));
+            assertThat(reader.read(refs.get(i))).isEqualTo(blobs.get(i));
         }
         // flip one byte of each blob's payload in turn: the read names that chunk as damaged
         Ref victim = refs.get(4);
@@ -139,8 +154,9 @@ class RepositoryFormatTest {
             byte[] damaged = original.clone();
             damaged[(int) victim.offsetBytes() + at] ^= 0x10;
             Files.write(pack, damaged);
-            try (BlobReader reader = new BlobReader(packs)) {
-                failsWith(RepositoryException.Code.DAMAGED, victim.hash().shortHex(), () -> reader.read(victim));
+            try (DirectoryStore fresh = new DirectoryStore(dir)) {
+                BlobReader r = new BlobReader(fresh);
+                failsWith(RepositoryException.Code.DAMAGED, victim.hash().shortHex(), () -> r.read(victim));
             }
         }
         // a damaged trailer: the pack is left out of the index, with a warning naming it
@@ -148,7 +164,7 @@ class RepositoryFormatTest {
         damaged[damaged.length - PackDescriptor.FOOTER_BYTES - 3] ^= 1;
         Files.write(pack, damaged);
         List<String> warnings = new ArrayList<>();
-        Map<Sha256, Ref> partial = PackScan.index(packs, warnings::add);
+        Map<Sha256, Ref> partial = scan(objects, warnings::add);
         assertThat(warnings).singleElement().asString().contains(pack.toString()).contains("trailer checksum mismatch");
         assertThat(partial).doesNotContainKey(victim.hash());
     }
@@ -184,8 +200,8 @@ class RepositoryFormatTest {
 
     @Test
     void aBlobPutByManyThreadsAtOnceIsStoredOnceAndEveryRefReadsBack() throws Exception {
-        Path packs = Files.createDirectories(dir.resolve("packs"));
-        Path tmp = Files.createDirectories(dir.resolve("tmp"));
+        Path packs = dir.resolve("packs");
+        DirectoryStore objects = new DirectoryStore(dir);
         int distinct = 64;
         byte[][] blobs = new byte[distinct][];
         Random rnd = new Random(11);
@@ -194,7 +210,7 @@ class RepositoryFormatTest {
             rnd.nextBytes(blobs[i]);
         }
         Map<Integer, List<Ref>> seen = new java.util.concurrent.ConcurrentHashMap<>();
-        try (ChunkStore store = new ChunkStore(packs, tmp, Map.of(), 64 << 10)) {
+        try (ChunkStore store = new ChunkStore(objects, "t", Map.of(), 64 << 10)) {
             try (var pool = java.util.concurrent.Executors.newFixedThreadPool(8)) {
                 java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
                 List<java.util.concurrent.Future<?>> fs = new ArrayList<>();
@@ -220,13 +236,12 @@ class RepositoryFormatTest {
             // never: a blob stored twice, or two refs for one blob
             assertThat(store.newBlobs()).isEqualTo(seen.size());
         }
-        Map<Sha256, Ref> index = new HashMap<>(PackScan.index(packs, m -> { throw new AssertionError(m); }));
+        Map<Sha256, Ref> index = scan(objects, m -> { throw new AssertionError(m); });
         assertThat(index).hasSize(seen.size());
-        try (BlobReader reader = new BlobReader(packs)) {
-            for (var e : seen.entrySet()) {
-                assertThat(e.getValue().stream().distinct()).hasSize(1);
-                assertThat(reader.read(e.getValue().getFirst())).isEqualTo(blobs[e.getKey()]);
-            }
+        BlobReader reader = new BlobReader(objects);
+        for (var e : seen.entrySet()) {
+            assertThat(e.getValue().stream().distinct()).hasSize(1);
+            assertThat(reader.read(e.getValue().getFirst())).isEqualTo(blobs[e.getKey()]);
         }
         try (var s = Files.list(packs)) {
             assertThat(s.count()).as("64 KiB packs of 8 KiB random blobs").isGreaterThan(3);

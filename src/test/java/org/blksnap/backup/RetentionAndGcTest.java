@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
+
 import org.blksnap.nbd.FileExportServer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -21,7 +22,7 @@ class RetentionAndGcTest {
 
     static Point at(String device, String time) {
         return new Point(time.replaceAll("[^0-9]", "").substring(0, 14) + "-" + device, device, time, "full", "", "g", 1,
-                1 << 20, 65536, 32, ManifestDescriptor.rootHex(Ref.HOLE), 0, 0, 0);
+                1 << 20, 65536, 32, ManifestDescriptor.rootHex(Ref.HOLE), 0, 0, 0, "h1");
     }
 
     static List<String> kept(Retention r, List<Point> points) {
@@ -71,7 +72,7 @@ class RetentionAndGcTest {
                 second = repo.backup(RepositoryRoundTripTest.source(uri, "g2", 1), null, Repository.Progress.NONE);
             }
             long packsBefore = count(repoDir.resolve("packs"));
-            try (Repository repo = Repository.openForWriting(repoDir, 1 << 20, m -> { })) {
+            try (Repository repo = Repository.openForMaintenance(new RepositoryLocation.Directory(repoDir), m -> { })) {
                 List<Retention.Decision> dry = repo.prune(new Retention(1, 0, 0, 0), true);
                 assertThat(dry).extracting(x -> x.point().id(), Retention.Decision::keep)
                         .containsExactly(org.assertj.core.groups.Tuple.tuple(second.id(), true),
@@ -99,13 +100,26 @@ class RetentionAndGcTest {
     }
 
     @Test
-    void pruneAndGcNeedTheWriterLock() throws Exception {
+    void twoGcRunsAtOnceCollideWithLockedAndAWriterDoesNotBlockEither() throws Exception {
         Path repoDir = dir.resolve("repo");
-        try (Repository writer = Repository.openForWriting(repoDir, 1 << 20, m -> { })) {
-            writer.recordSession(Map.of());
-            assertThatThrownBy(() -> Repository.openForWriting(repoDir, 1 << 20, m -> { }))
-                    .isInstanceOfSatisfying(RepositoryException.class,
-                            e -> assertThat(e.code()).isEqualTo(RepositoryException.Code.LOCKED));
+        RepositoryLocation where = new RepositoryLocation.Directory(repoDir);
+        try (Repository writer = Repository.openForWriting(repoDir, 1 << 20, m -> { });
+             Repository other = Repository.openForWriting(where, "otherhost", 1 << 20, m -> { })) {
+            writer.recordSession(Map.of("snapshot", "x"));
+            try (Repository gc = Repository.openForMaintenance(where, m -> { })) {
+                assertThat(gc.gc(Duration.ZERO, false).packsRemoved()).isEmpty();
+                // a gc that died holding the lock, or one running now: its lock object is live
+                Files.writeString(repoDir.resolve("gc/lock-0123456789abcdef"), "host elsewhere\npid 42\n");
+                assertThatThrownBy(() -> gc.gc(Duration.ZERO, false))
+                        .isInstanceOfSatisfying(RepositoryException.class, e -> {
+                            assertThat(e.code()).isEqualTo(RepositoryException.Code.LOCKED);
+                            assertThat(e.getMessage()).contains("another gc is running").contains("host elsewhere, pid 42");
+                        });
+                try (var left = Files.list(repoDir.resolve("gc"))) {
+                    assertThat(left.map(p -> p.getFileName().toString())).as("the refused run removed its own lock")
+                            .containsExactly("lock-0123456789abcdef");
+                }
+            }
         }
     }
 
