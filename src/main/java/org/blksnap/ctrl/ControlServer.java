@@ -286,6 +286,9 @@ public final class ControlServer implements AutoCloseable {
          * sending it gets the answer instead of a broken pipe.
          */
         private void drainQuietly(Request request) {
+            if (request.getLength() > MAX_BODY_BYTES) {
+                return; // refused for its size: answered at once, and the connection closed after it
+            }
             try (InputStream in = Content.Source.asInputStream(request)) {
                 in.skipNBytes(Math.min(Math.max(0, request.getLength()), MAX_BODY_BYTES));
             } catch (IOException | RuntimeException e) {

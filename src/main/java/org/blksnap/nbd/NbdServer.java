@@ -136,9 +136,13 @@ public final class NbdServer implements AutoCloseable {
                     DEFAULT_REQUEST_TIMEOUT, DEFAULT_REPLY_TIMEOUT);
         }
 
-        /** Sets the daemon-wide limit; the per-export limit stays at most that many. */
+        /**
+         * Sets the daemon-wide limit; a per-export limit that was not below the old daemon-wide one
+         * follows it, one that was stays (at most the new limit).
+         */
         public Config withMaxConnections(int value) {
-            return new Config(readOnly, value, Math.min(maxConnectionsPerExport, Math.max(value, 1)),
+            int perExport = maxConnectionsPerExport >= maxConnections ? value : Math.min(maxConnectionsPerExport, value);
+            return new Config(readOnly, value, Math.max(perExport, 1),
                     maxRequestsInFlight, maxBytesInFlight, maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace,
                     handshakeTimeout, requestTimeout, replyTimeout);
         }

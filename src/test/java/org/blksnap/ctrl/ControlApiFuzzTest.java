@@ -36,7 +36,8 @@ import tools.jackson.databind.json.JsonMapper;
  * {@code src/test/resources/org/blksnap/ctrl/ControlApiFuzzTestInputs/requestBody/}.
  */
 public class ControlApiFuzzTest {
-    static final long HANG_MILLIS = 60_000;
+    static final long HANG_MILLIS = 120_000;
+    static final long WARM_UP_MILLIS = 600_000;
     private static final JsonMapper JSON = JsonMapper.builder().build();
     private static Path socket;
     private static long inputs;
@@ -54,6 +55,11 @@ public class ControlApiFuzzTest {
                 ControlServer.start(new FakeBlksnap(), new FakeDevices(), s, name -> "nbd://127.0.0.1:10809/" + name,
                         cmd -> new FreezeHooks.CommandRunner.Result(0, ""), ev -> {
                         });
+                // Warm-up outside the hang bound: the first requests load (and the fuzzer instruments)
+                // Jetty, Jackson and the control layer, which took over a minute on a starved machine.
+                send(s, "GET", "/v1/version", new byte[0], WARM_UP_MILLIS);
+                send(s, "POST", "/v1/snapshot/create", "{\"devices\":[1]}".getBytes(StandardCharsets.UTF_8),
+                        WARM_UP_MILLIS);
                 socket = s; // lives as long as the fuzzing JVM; the temp directory goes with the test's /tmp
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
@@ -107,6 +113,10 @@ public class ControlApiFuzzTest {
 
     /** One request with a Content-Length body; the whole answer as text. */
     static String send(Path socket, String method, String path, byte[] body) {
+        return send(socket, method, path, body, HANG_MILLIS);
+    }
+
+    static String send(Path socket, String method, String path, byte[] body, long hangMillis) {
         CompletableFuture<String> f = CompletableFuture.supplyAsync(() -> {
             String head = method + " " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                     + "Content-Type: application/json\r\nContent-Length: " + body.length + "\r\n\r\n";
@@ -126,9 +136,9 @@ public class ControlApiFuzzTest {
             }
         }, r -> Thread.ofVirtual().start(r));
         try {
-            return f.get(HANG_MILLIS, TimeUnit.MILLISECONDS);
+            return f.get(hangMillis, TimeUnit.MILLISECONDS);
         } catch (TimeoutException e) {
-            throw new AssertionError("hang: no answer to " + method + " " + path + " within " + HANG_MILLIS + " ms", e);
+            throw new AssertionError("hang: no answer to " + method + " " + path + " within " + hangMillis + " ms", e);
         } catch (ExecutionException e) {
             throw new AssertionError(method + " " + path + " failed", e.getCause());
         } catch (InterruptedException e) {

@@ -115,6 +115,20 @@ public final class FuzzRun {
         return new Result(target, ran, inputs, cov, ft, corp, findings, p.exitValue(), log);
     }
 
+    /** The exceptions the driver reported in {@code log} (the lines after each "== Java Exception"), for a message. */
+    public static String findingsExcerpt(Path log) throws IOException {
+        StringBuilder sb = new StringBuilder();
+        List<String> lines = Files.readAllLines(log);
+        for (int i = 0; i < lines.size(); i++) {
+            if (lines.get(i).startsWith("== Java Exception") || lines.get(i).contains("ERROR: libFuzzer")) {
+                for (int j = i; j < Math.min(lines.size(), i + 12); j++) {
+                    sb.append(lines.get(j)).append('\n');
+                }
+            }
+        }
+        return sb.toString();
+    }
+
     private static long last(String text, String regex) {
         Matcher m = Pattern.compile(regex).matcher(text);
         long v = -1;

@@ -29,7 +29,7 @@ import java.util.concurrent.TimeoutException;
 final class NbdFuzzHarness {
     static final int SIZE = 1 << 20;
     /** Generous: a real hang never ends, and a starved shared machine can be slow. */
-    static final Duration HANG = Duration.ofSeconds(60);
+    static final Duration HANG = Duration.ofSeconds(120);
     static final int LIVENESS_EVERY = 1000;
     /** The most payload memory one connection may ever make the server hold (see the class comment). */
     static final long PAYLOAD_BOUND_BYTES = 2L * NbdServer.Config.defaults().maxBytesInFlight() + BufferPool.MAX_RETAINED_BYTES;
@@ -50,6 +50,9 @@ final class NbdFuzzHarness {
     static synchronized NbdFuzzHarness get() {
         if (instance == null) {
             instance = new NbdFuzzHarness();
+            // Warm-up outside the hang bound: the first connection loads (and the fuzzer instruments)
+            // the server's classes, which can take a while on a starved machine.
+            instance.checkLiveness();
         }
         return instance;
     }
