@@ -88,7 +88,7 @@ final class Metrics implements AutoCloseable {
     private final MultiGauge age;
     private final MultiGauge deviceSize;
     private final MultiGauge snapNumber;
-    private final JvmGcMetrics gc = new JvmGcMetrics();
+    private JvmGcMetrics gc;
     private final Map<String, CowMeters> cow = new ConcurrentHashMap<>();
     private volatile Supplier<Map<String, ExportStats>> exportStats = Map::of;
     private final Set<String> exportsRegistered = ConcurrentHashMap.newKeySet();
@@ -113,7 +113,15 @@ final class Metrics implements AutoCloseable {
                 .register(registry);
         deviceSize = MultiGauge.builder("blksnap.device.size.bytes").register(registry);
         snapNumber = MultiGauge.builder("blksnap.tracker.snap.number").register(registry);
+    }
+
+    /**
+     * The JVM and process meters: bound when metrics are served, so that a daemon without
+     * {@code --metrics} does not load the management beans at start.
+     */
+    private void bindJvmAndProcess() {
         new JvmMemoryMetrics().bindTo(registry);
+        gc = new JvmGcMetrics();
         gc.bindTo(registry);
         new JvmThreadMetrics().bindTo(registry);
         new ClassLoaderMetrics().bindTo(registry);
@@ -280,6 +288,7 @@ final class Metrics implements AutoCloseable {
 
     /** Serves /metrics on the address; returns the bound address (port 0 picks one). */
     InetSocketAddress serve(InetSocketAddress address) throws IOException {
+        bindJvmAndProcess();
         http = HttpServer.create(address, 16);
         http.setExecutor(Executors.newVirtualThreadPerTaskExecutor());
         http.createContext("/metrics", ex -> {
@@ -300,7 +309,9 @@ final class Metrics implements AutoCloseable {
         if (http != null) {
             http.stop(0);
         }
-        gc.close();
+        if (gc != null) {
+            gc.close();
+        }
         registry.close();
     }
 }

@@ -31,6 +31,12 @@ public final class DaemonHarness implements AutoCloseable {
      * @param params  module parameters NAME=VALUE
      */
     public static DaemonHarness start(Path dataDir, List<String> devices, List<String> params) throws Exception {
+        return start(dataDir, devices, params, null);
+    }
+
+    /** As {@link #start(Path, List, List)}, serving /metrics on {@code metrics} (port 0 picks one) unless null. */
+    public static DaemonHarness start(Path dataDir, List<String> devices, List<String> params,
+                                      java.net.InetSocketAddress metrics) throws Exception {
         List<DeviceSpec> specs = new ArrayList<>();
         for (String d : devices) {
             String[] nv = d.split("=", 2);
@@ -39,7 +45,7 @@ public final class DaemonHarness implements AutoCloseable {
                     dataDir));
         }
         DaemonConfig config = new DaemonConfig(dataDir, specs, null, dataDir.resolve("nbd.sock"),
-                dataDir.resolve("control.sock"), params, null, false, "INFO");
+                dataDir.resolve("control.sock"), params, metrics, false, "INFO");
         return new DaemonHarness(Daemon.start(config), dataDir);
     }
 

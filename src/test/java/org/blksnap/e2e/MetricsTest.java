@@ -18,10 +18,7 @@ import java.util.TreeSet;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import org.blksnap.cli.CliRun;
 import org.blksnap.daemon.Daemon;
-import org.blksnap.daemon.DaemonConfig;
-import org.blksnap.daemon.DeviceSpec;
 import org.blksnap.testing.ExternalTool;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -46,18 +43,13 @@ class MetricsTest {
     @Test
     void aScrapeUnderLoadHasTheLatencyHistogramsTheJvmGaugesAndEveryNameTheDashboardUses() throws Exception {
         ExternalTool.require("qemu-io", "nbdcopy", "nbdinfo");
-        Path data = dir.resolve("data");
-        DaemonConfig config = new DaemonConfig(data, List.of(new DeviceSpec("m0", dir.resolve("m0.img"), 64 << 20)),
-                null, data.resolve("nbd.sock"), data.resolve("control.sock"), List.of("diff_storage_minimum=65536"),
-                new InetSocketAddress("127.0.0.1", 0), false, "INFO");
-        try (Daemon d = Daemon.start(config)) {
-            Path control = data.resolve("control.sock");
-            String id = CliRun.run(control, "snapshot", "create", "--device", "m0").line();
-            CliRun.run(control, "snapshot", "append-storage", "--id", id, "--file", dir.resolve("ds").toString(),
-                    "--size", "64M");
-            assertThat(CliRun.run(control, "snapshot", "wait-event", "--id", id, "--timeout", "100").line())
-                    .startsWith("low_free_space");
-            assertThat(CliRun.run(control, "snapshot", "take", "--id", id).exitCode()).isZero();
+        try (DaemonHarness h = DaemonHarness.start(dir.resolve("data"), List.of("m0=64M"),
+                List.of("diff_storage_minimum=65536"), new InetSocketAddress("127.0.0.1", 0))) {
+            Daemon d = h.daemon();
+            String id = h.ok("snapshot", "create", "--device", "m0");
+            h.ok("snapshot", "append-storage", "--id", id, "--file", dir.resolve("ds").toString(), "--size", "64M");
+            assertThat(h.ok("snapshot", "wait-event", "--id", id, "--timeout", "100")).startsWith("low_free_space");
+            h.ok("snapshot", "take", "--id", id);
             String original = d.uri("m0");
             String image = d.uri("blksnap-image0");
 
@@ -140,7 +132,7 @@ class MetricsTest {
                     "blksnap_cow_seconds_bucket", "blksnap_storage_used_bytes", "blksnap_snapshot_age_seconds",
                     "jvm_memory_used_bytes", "process_resident_memory_bytes", "jvm_gc_pause_seconds_sum");
             assertThat(exported).as("metrics the daemon exports").containsAll(used);
-            CliRun.run(control, "snapshot", "destroy", "--id", id);
+            h.ok("snapshot", "destroy", "--id", id);
         }
     }
 
