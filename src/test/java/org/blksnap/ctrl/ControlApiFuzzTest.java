@@ -127,10 +127,36 @@ public class ControlApiFuzzTest {
                     ch.write(b);
                 }
                 b = ByteBuffer.wrap(body);
-                while (b.hasRemaining()) {
-                    ch.write(b);
+                IOException cutOff = null;
+                try {
+                    while (b.hasRemaining()) {
+                        ch.write(b);
+                    }
+                } catch (IOException e) {
+                    // A request the HTTP parser refuses before its body (a request line with bytes no URI
+                    // may hold) is answered 400 and closed at once: the framing of the rest is unknown, so
+                    // it cannot be read and dropped. A client still writing the body then sees a broken
+                    // pipe, as curl does; what counts is the answer already sent. Whether the write fails
+                    // depends on timing (the fuzzer's one flaky finding was this).
+                    cutOff = e;
                 }
-                return new String(Channels.newInputStream(ch).readAllBytes(), StandardCharsets.UTF_8);
+                java.io.ByteArrayOutputStream got = new java.io.ByteArrayOutputStream();
+                ByteBuffer in = ByteBuffer.allocate(8192);
+                try {
+                    while (ch.read(in.clear()) > 0) {
+                        got.write(in.array(), 0, in.position());
+                    }
+                } catch (IOException e) {
+                    // after a cut-off body the kernel reports ECONNRESET once the answer has been read
+                    if (cutOff == null) {
+                        throw e;
+                    }
+                }
+                String answer = got.toString(StandardCharsets.UTF_8);
+                if (cutOff != null && !answer.startsWith("HTTP/1.1 400 ")) {
+                    throw cutOff;
+                }
+                return answer;
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
             }
