@@ -49,6 +49,8 @@ final class ChunkStore implements AutoCloseable {
     private final java.util.concurrent.ConcurrentLinkedQueue<ZstdCompressCtx> contexts = new java.util.concurrent.ConcurrentLinkedQueue<>();
     // guarded by lock
     private OpenPack open;
+    // guarded by lock: the first failure of a pack write; every later put and seal throws it
+    private RepositoryException broken;
     // guarded by lock: completions not yet awaited, and packs sealed since the last drainSealed
     private final List<CompletableFuture<Void>> pending = new ArrayList<>();
     private final List<SealedPack> sealed = new ArrayList<>();
@@ -125,18 +127,39 @@ final class ChunkStore implements AutoCloseable {
         }
         lock.lock();
         try {
-            for (int i = 0; i < refs.length; i++) {
-                if (refs[i] == null) {
-                    refs[i] = appendLocked(blobs.get(i), encoded[i]);
-                }
+            if (broken != null) {
+                throw broken;
             }
-            if (open != null && open.positionBytes >= targetPackBytes) {
-                sealLocked();
+            try {
+                for (int i = 0; i < refs.length; i++) {
+                    if (refs[i] == null) {
+                        refs[i] = appendLocked(blobs.get(i), encoded[i]);
+                    }
+                }
+                if (open != null && open.positionBytes >= targetPackBytes) {
+                    sealLocked();
+                }
+            } catch (RepositoryException | RuntimeException e) {
+                throw breakLocked(e);
             }
             return refs;
         } finally {
             lock.unlock();
         }
+    }
+
+    /**
+     * The first failure of a write to the open pack (a full filesystem, say) leaves the pack in an
+     * unknown state: every later put and seal fails with that same first error, so the backup
+     * reports what went wrong, not a consequence of it (another writer thread finding the pack
+     * shorter than it expects).
+     */
+    private RepositoryException breakLocked(Exception e) {
+        if (broken == null) {
+            broken = e instanceof RepositoryException r ? r
+                    : new RepositoryException(RepositoryException.Code.IO, "writing a pack failed: " + e, e);
+        }
+        return broken;
     }
 
     /**
@@ -243,7 +266,14 @@ final class ChunkStore implements AutoCloseable {
         List<CompletableFuture<Void>> wait;
         lock.lock();
         try {
-            sealLocked();
+            if (broken != null) {
+                throw broken;
+            }
+            try {
+                sealLocked();
+            } catch (RepositoryException | RuntimeException e) {
+                throw breakLocked(e);
+            }
             wait = new ArrayList<>(pending);
             pending.clear();
         } finally {

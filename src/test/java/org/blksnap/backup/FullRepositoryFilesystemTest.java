@@ -37,7 +37,7 @@ class FullRepositoryFilesystemTest {
             try (Repository repo = Repository.openForWriting(repoDir, 1 << 20, m -> { })) {
                 assertThatThrownBy(() -> repo.backup(RepositoryRoundTripTest.source(uri, "g", 1), null,
                         Repository.Progress.NONE)).isInstanceOfSatisfying(RepositoryException.class, e -> {
-                            assertThat(e.code()).isEqualTo(RepositoryException.Code.NO_SPACE);
+                            assertThat(e.code()).as("%s", e).isEqualTo(RepositoryException.Code.NO_SPACE);
                             assertThat(e.getMessage()).contains(repoDir.toString()).contains("No space left on device");
                         });
                 assertThat(repo.points()).isEmpty();
