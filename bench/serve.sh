@@ -56,7 +56,7 @@ with open(path, "wb") as f:
     f.truncate(size)
 PY
 mkdir -p "$W/data"
-(cd "$ROOT" && bin/blksnapd --data-dir "$W/data" --listen none --device "disk0=$W/disk0.img" >"$OUT/daemon.log" 2>&1) &
+(cd "$ROOT" && exec bin/blksnapd --data-dir "$W/data" --listen none --device "disk0=$W/disk0.img" >"$OUT/daemon.log" 2>&1) &
 DAEMON=$!
 export BLKSNAP_CONTROL="$W/data/control.sock"
 for _ in $(seq 100); do [ -S "$BLKSNAP_CONTROL" ] && break; sleep 0.2; done
