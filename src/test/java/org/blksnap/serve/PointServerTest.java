@@ -118,13 +118,16 @@ class PointServerTest {
             }
             PointDevice d = s.exports().served().get(p.id() + "/disk0").device();
             assertThat(d.readAhead().prefetchedChunks()).as("chunks loaded ahead of a sequential reader").isPositive();
-            // random reads start no read-ahead
+            // random reads start no read-ahead; the sequential reader's prefetches still in flight are let finish first
+            org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(30))
+                    .until(() -> s.readAheadPermitsFree() == PointServer.READ_AHEAD_IN_FLIGHT);
             long before = d.readAhead().prefetchedChunks();
             Random r = new Random(6);
             for (int i = 0; i < 50; i++) {
                 read(e.device(), (long) r.nextInt(SIZE / 4096) * 4096, 4096);
             }
-            Thread.sleep(100);
+            org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(30))
+                    .until(() -> s.readAheadPermitsFree() == PointServer.READ_AHEAD_IN_FLIGHT);
             assertThat(d.readAhead().prefetchedChunks() - before).isLessThan(5);
         }
         assertThat(s.statsLine()).containsPattern("; [1-9][0-9]* chunks read ahead;");
