@@ -125,6 +125,8 @@ S_BORG_INC=$(( $(du -sb "$W/borg" | cut -f1) - S_BORG_FULL ))
 INC_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["id"])' "$OUT/ours_inc.out")
 READ_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["bytesRead"])' "$OUT/ours_inc.out")
 INC_TIMES=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["timings"]; print(", ".join(f"{k[:-7]} {v:.2f}" for k, v in t.items()))' "$OUT/ours_inc.out")
+INC_PHASES=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["points"][0]["phases"]; print(", ".join(f"{k[:-7]} {v:.2f}" for k, v in t.items()))' "$OUT/ours_inc.out")
+FULL_PHASES=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["points"][0]["phases"]; print(", ".join(f"{k[:-7]} {v:.2f}" for k, v in t.items()))' "$OUT/ours_full.out")
 NEW_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["newBytes"])' "$OUT/ours_inc.out")
 
 # Each restore is compared and removed before the next: three 4 GiB restores beside the device and
@@ -151,6 +153,8 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
   echo "| restore, s | ${T[ours_restore]} | ${T[restic_restore]} ($(ratio "${T[restic_restore]}" "${T[ours_restore]}")x ours) | ${T[borg_restore]} |"
   echo "| upper bound: nbdcopy of the export to a file, s | ${T[nbdcopy]} | | |"
   echo "| ours: where the incremental's time went (s) | $INC_TIMES | | |"
+  echo "| ours: the incremental point's phases (s; nbd, hash, store summed over threads) | $INC_PHASES | | |"
+  echo "| ours: the full point's phases (s) | $FULL_PHASES | | |"
   echo "| floor of any blksnap call: JVM start + one control call (blksnap version), s | ${T[jvm_version]} | | |"
   if [ "$S3" = 1 ]; then
     echo

@@ -15,6 +15,7 @@ import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * One device's backup into one new point. Full when the device has no earlier point or the earlier
@@ -37,6 +38,10 @@ final class DeviceBackup {
     private final Repository.BackupSource src;
     private final Repository.CbtSource cbt;
     private final Repository.Progress progress;
+    // nanoseconds summed over the reader threads (Repository.PointPhases)
+    private final LongAdder nbdNanos = new LongAdder();
+    private final LongAdder hashNanos = new LongAdder();
+    private final LongAdder storeNanos = new LongAdder();
 
     DeviceBackup(Repository repo, Repository.BackupSource src, Repository.CbtSource cbt, Repository.Progress progress) {
         this.repo = repo;
@@ -78,6 +83,7 @@ final class DeviceBackup {
         Geometry g = new Geometry(src.sizeBytes(), src.blockSizeBytes(), NodeDescriptor.DEFAULT_FANOUT);
         Plan plan = plan(g);
         BitSet changed = new BitSet(g.chunkCount());
+        long t0 = System.nanoTime();
         if (plan.base() == null) {
             changed.set(0, g.chunkCount());
         } else {
@@ -108,6 +114,7 @@ final class DeviceBackup {
         for (int i = changed.nextSetBit(0); i >= 0; i = changed.nextSetBit(i + 1)) {
             totalBytes += g.chunkLengthBytes(i);
         }
+        long t1 = System.nanoTime();
         try (NbdClient client = NbdClient.connect(src.uri())) {
             if (client.sizeBytes() != g.sizeBytes()) {
                 throw new RepositoryException(RepositoryException.Code.NBD, src.uri() + " is " + client.sizeBytes()
@@ -115,14 +122,20 @@ final class DeviceBackup {
             }
             readAndStore(g, changed, newRefs, client, store, bytesRead, totalBytes);
         }
+        long t2 = System.nanoTime();
         Ref root = IndexTree.build(g, changed, newRefs, plan.base() == null ? null : ManifestDescriptor.rootRef(plan.base()),
                 store, repo.reader());
+        long t3 = System.nanoTime();
         store.seal();
+        long t4 = System.nanoTime();
         double seconds = (System.nanoTime() - startNanos) / 1e9;
         Point p = new Point(newId(start), src.device(), start.toString(), plan.base() == null ? "full" : "incremental",
                 plan.reason(), src.generation(), src.snapNumber(), g.sizeBytes(), g.chunkSizeBytes(), g.fanout(),
                 ManifestDescriptor.rootHex(root), bytesRead.get(), store.newBytes() - newBytesBefore, seconds, repo.host());
         repo.commit(p);
+        long t5 = System.nanoTime();
+        progress.finished(new Repository.PointPhases((t1 - t0) / 1e9, (t2 - t1) / 1e9, nbdNanos.sum() / 1e9,
+                hashNanos.sum() / 1e9, storeNanos.sum() / 1e9, (t3 - t2) / 1e9, (t4 - t3) / 1e9, (t5 - t4) / 1e9));
         return p;
     }
 
@@ -176,10 +189,13 @@ final class DeviceBackup {
         long offset = g.chunkOffsetBytes(first);
         int length = (int) (g.chunkOffsetBytes(end - 1) + g.chunkLengthBytes(end - 1) - offset);
         ByteBuffer buf = ByteBuffer.allocate(length);
+        long t0 = System.nanoTime();
         for (int done = 0; done < length; done += NbdClientDescriptor.MAX_REQUEST_BYTES) {
             int n = Math.min(NbdClientDescriptor.MAX_REQUEST_BYTES, length - done);
             client.read(offset + done, buf.slice(done, n));
         }
+        long t1 = System.nanoTime();
+        nbdNanos.add(t1 - t0);
         byte[] data = buf.array();
         List<ChunkStore.Blob> blobs = new ArrayList<>();
         List<Integer> chunks = new ArrayList<>();
@@ -194,7 +210,10 @@ final class DeviceBackup {
                 chunks.add(c);
             }
         }
+        long t2 = System.nanoTime();
+        hashNanos.add(t2 - t1);
         Ref[] refs = store.putAll(blobs);
+        storeNanos.add(System.nanoTime() - t2);
         for (int i = 0; i < refs.length; i++) {
             newRefs[chunks.get(i)] = refs[i];
         }

@@ -613,5 +613,22 @@ public final class Repository implements AutoCloseable {
         Progress NONE = (done, total) -> { };
 
         void update(long doneBytes, long totalBytes);
+
+        /** Where one device's backup spent its time, once, when its point is committed. */
+        default void finished(PointPhases phases) {
+        }
+    }
+
+    /**
+     * Where one point's backup went, in seconds. {@code mapSeconds}, {@code readAndStoreSeconds},
+     * {@code indexSeconds}, {@code sealSeconds} and {@code commitSeconds} are wall time one after the
+     * other (reading the CBT map; reading the changed blocks and storing them; writing the index tree;
+     * sealing the last pack; writing the manifest); {@code nbdSeconds}, {@code hashSeconds} and
+     * {@code storeSeconds} are summed over the reader threads that overlap inside
+     * {@code readAndStoreSeconds} (waiting for NBD replies; zero checks, copies and SHA-256; compressing and
+     * appending to packs).
+     */
+    public record PointPhases(double mapSeconds, double readAndStoreSeconds, double nbdSeconds, double hashSeconds,
+                              double storeSeconds, double indexSeconds, double sealSeconds, double commitSeconds) {
     }
 }

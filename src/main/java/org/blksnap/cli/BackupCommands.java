@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
 import org.blksnap.backup.Point;
 import org.blksnap.backup.Repository;
@@ -64,10 +65,10 @@ final class BackupCommands {
 
     /** One device's line of {@code backup}. */
     record BackupPoint(String device, String id, String kind, String reason, String generation, long snapNumber,
-                       long sizeBytes, long bytesRead, long newBytes, double seconds) {
-        static BackupPoint of(Point p) {
+                       long sizeBytes, long bytesRead, long newBytes, double seconds, Repository.PointPhases phases) {
+        static BackupPoint of(Point p, Repository.PointPhases phases) {
             return new BackupPoint(p.device(), p.id(), p.kind(), p.reason(), p.generation(), p.snapNumber(),
-                    p.sizeBytes(), p.bytesRead(), p.newBytes(), p.seconds());
+                    p.sizeBytes(), p.bytesRead(), p.newBytes(), p.seconds(), phases);
         }
     }
 
@@ -230,8 +231,10 @@ final class BackupCommands {
                         }
                         Repository.BackupSource source = new Repository.BackupSource(device, image.uri(), image.sizeBytes(),
                                 t.blockSizeBytes(), t.generationId().toString(), t.snapNumber());
-                        Point p = repository.backup(source, () -> readMap(cli, device, t.blockCount()), progress(cli, device));
-                        BackupPoint line = BackupPoint.of(p);
+                        AtomicReference<Repository.PointPhases> phases = new AtomicReference<>();
+                        Point p = repository.backup(source, () -> readMap(cli, device, t.blockCount()),
+                                progress(cli, device, phases));
+                        BackupPoint line = BackupPoint.of(p, phases.get());
                         done.add(line);
                         if (!main.json) {
                             cli.warn("backup: " + device + ": " + p.kind() + ": " + p.reason());
@@ -279,22 +282,28 @@ final class BackupCommands {
                     .map(t -> java.time.Duration.between(t, now).toNanos() / 1e9).orElse(0.0);
         }
 
-        private Repository.Progress progress(Cli cli, String device) {
+        private Repository.Progress progress(Cli cli, String device, AtomicReference<Repository.PointPhases> phases) {
             Repository.Progress line = ProgressLine.of(cli, "backup " + device);
-            if (pauseAfter == null) {
-                return line;
-            }
             AtomicBoolean paused = new AtomicBoolean();
-            return (doneBytes, totalBytes) -> {
-                line.update(doneBytes, totalBytes);
-                if (doneBytes >= pauseAfter.bytes() && paused.compareAndSet(false, true)) {
-                    cli.warn("backup: paused after " + doneBytes + " bytes (--debug-pause-after); a line on stdin resumes");
-                    try {
-                        new java.io.BufferedReader(new java.io.InputStreamReader(System.in,
-                                java.nio.charset.StandardCharsets.UTF_8)).readLine();
-                    } catch (IOException e) {
-                        throw new java.io.UncheckedIOException(e);
+            return new Repository.Progress() {
+                @Override
+                public void update(long doneBytes, long totalBytes) {
+                    line.update(doneBytes, totalBytes);
+                    if (pauseAfter != null && doneBytes >= pauseAfter.bytes() && paused.compareAndSet(false, true)) {
+                        cli.warn("backup: paused after " + doneBytes + " bytes (--debug-pause-after); a line on stdin resumes");
+                        try {
+                            new java.io.BufferedReader(new java.io.InputStreamReader(System.in,
+                                    java.nio.charset.StandardCharsets.UTF_8)).readLine();
+                        } catch (IOException e) {
+                            throw new java.io.UncheckedIOException(e);
+                        }
                     }
+                }
+
+                @Override
+                public void finished(Repository.PointPhases p) {
+                    line.finished(p);
+                    phases.set(p);
                 }
             };
         }

@@ -126,6 +126,20 @@ class BackupRestoreTest {
             }
             assertThat(timings.path("pointsSeconds").asDouble()).as("the points' phase holds the point's own time")
                     .isGreaterThanOrEqualTo(p3.path("seconds").asDouble());
+            JsonNode phases = p3.path("phases");
+            double sequential = 0;
+            for (String phase : List.of("mapSeconds", "readAndStoreSeconds", "indexSeconds", "sealSeconds", "commitSeconds")) {
+                assertThat(phases.path(phase).asDouble(-1)).as(phase).isGreaterThan(0);
+                sequential += phases.path(phase).asDouble();
+            }
+            for (String phase : List.of("nbdSeconds", "hashSeconds", "storeSeconds")) {
+                assertThat(phases.path(phase).asDouble(-1)).as(phase + " (3 blocks were read, hashed and stored)").isGreaterThan(0);
+            }
+            assertThat(sequential - phases.path("commitSeconds").asDouble())
+                    .as("the point's phases up to its manifest (which records the time), one after the other, fit in its time")
+                    .isLessThanOrEqualTo(p3.path("seconds").asDouble() + 0.001);
+            assertThat(sequential).as("all the point's phases fit in the points' timing")
+                    .isLessThanOrEqualTo(timings.path("pointsSeconds").asDouble() + 0.001);
 
             JsonNode points = json.readTree(d.ok("--json", "points", "--repo", repo.toString())).path("points");
             assertThat(points).hasSize(3);
