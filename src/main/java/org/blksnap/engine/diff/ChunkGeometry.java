@@ -14,13 +14,19 @@ import org.blksnap.engine.SectorRange;
  * @param chunkShift    log2 of the chunk size in bytes, 0..62
  */
 record ChunkGeometry(long capacityBytes, int chunkShift) {
+    /**
+     * Largest chunk: 2^26 bytes (64 MiB), upstream's {@code chunk_maximum_shift} since v3. v1 had no
+     * cap: a small chunk_maximum_count on a large device asked for chunks of 2^40 bytes and more,
+     * which no buffer holds (and whose size overflows an int).
+     */
+    static final int MAX_CHUNK_SHIFT = 26;
 
     ChunkGeometry {
         if (capacityBytes < 0) {
             throw new IllegalArgumentException("capacityBytes (" + capacityBytes + ") must be >= 0");
         }
-        if (chunkShift < 0 || chunkShift > 62) {
-            throw new IllegalArgumentException("chunkShift (" + chunkShift + ") must be >= 0 and <= 62");
+        if (chunkShift < 0 || chunkShift > MAX_CHUNK_SHIFT) {
+            throw new IllegalArgumentException("chunkShift (" + chunkShift + ") must be >= 0 and <= " + MAX_CHUNK_SHIFT);
         }
     }
 
@@ -31,11 +37,14 @@ record ChunkGeometry(long capacityBytes, int chunkShift) {
 
     /**
      * The chunk shift by the module's rule: chunk_minimum_shift, grown while the chunk count is above
-     * chunk_maximum_count or a chunk is smaller than the device's minimum I/O size.
+     * chunk_maximum_count or a chunk is smaller than the device's minimum I/O size, capped at
+     * {@link #MAX_CHUNK_SHIFT} as upstream does since v3 (the count may then exceed chunk_maximum_count:
+     * chunk descriptors are made only for chunks that are copied).
      */
     static int chunkShift(long capacityBytes, int ioMinBytes, ParamValues values) {
         int shift = values.chunkMinimumShift();
-        while (chunkCount(capacityBytes, shift) > values.chunkMaximumCount() || (1L << shift) < ioMinBytes) {
+        while (shift < MAX_CHUNK_SHIFT
+                && (chunkCount(capacityBytes, shift) > values.chunkMaximumCount() || (1L << shift) < ioMinBytes)) {
             shift++;
         }
         return shift;

@@ -18,6 +18,17 @@ class ChunkGeometryTest {
     }
 
     @Test
+    void aChunkIsNeverLargerThan64MiBWhateverChunkMaximumCountSays() {
+        ParamValues one = ParamValues.DEFAULTS.with("chunk_maximum_count", 1);
+        ChunkGeometry g = ChunkGeometry.of(1L << 40, 512, one);
+        assertThat(g.chunkShift()).as("1 TiB in one chunk would need 2^40-byte chunks").isEqualTo(26);
+        assertThat(g.chunkSizeBytes()).as("no int overflow").isEqualTo(64 * (int) MiB);
+        assertThat(g.chunkCount()).isEqualTo(1L << 14);
+        assertThat(ChunkGeometry.of(64 * MiB, 512, one).chunkShift()).as("exactly one 64 MiB chunk").isEqualTo(26);
+        assertThat(ChunkGeometry.of(32 * MiB, 512, one).chunkShift()).isEqualTo(25);
+    }
+
+    @Test
     void theShiftGrowsUntilAChunkHoldsTheMinimumIoSize() {
         assertThat(ChunkGeometry.of(4 * MiB, 1 << 20, ParamValues.DEFAULTS).chunkShift()).isEqualTo(20);
         assertThat(ChunkGeometry.of(4 * MiB, 4096, ParamValues.DEFAULTS).chunkShift()).isEqualTo(18);
@@ -49,7 +60,7 @@ class ChunkGeometryTest {
     void badArgumentsAreRefusedNamingTheArgument() {
         assertThatThrownBy(() -> new ChunkGeometry(-1, 18)).isInstanceOf(IllegalArgumentException.class)
                 .hasMessage("capacityBytes (-1) must be >= 0");
-        assertThatThrownBy(() -> new ChunkGeometry(0, 63)).isInstanceOf(IllegalArgumentException.class)
-                .hasMessage("chunkShift (63) must be >= 0 and <= 62");
+        assertThatThrownBy(() -> new ChunkGeometry(0, 27)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessage("chunkShift (27) must be >= 0 and <= 26");
     }
 }
