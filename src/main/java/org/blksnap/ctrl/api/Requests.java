@@ -92,8 +92,11 @@ public final class Requests {
         /**
          * Parses {@code NAME=PATH[:SIZE][:ro]}, the form of {@code blksnapd --device} and of
          * {@code blksnap device add}: a final {@code :ro} serves the device read-only; the size is what
-         * follows the last ':' before it (K/M/G/T, see {@link Sizes}); spaces around the name and the path
-         * are dropped; a relative path is resolved against {@code base}.
+         * follows the last ':' before it (K/M/G/T, see {@link Sizes}) when that starts with a digit and
+         * holds no '/', so a path may contain ':' ({@code /mnt/a:b/d.img}, {@code /srv/vm:old.img}); a
+         * path whose last ':' is followed by a digit ({@code /srv/vm:1.img}) reads as a size and is
+         * refused naming it (give such a file through a symbolic link); spaces around the name and the path are dropped; a relative path is resolved against
+         * {@code base}.
          *
          * @param base an absolute directory (the caller's working directory)
          * @throws InvalidValueException if the text has another form, or the size is malformed
@@ -109,7 +112,9 @@ public final class Requests {
             }
             Size size = null;
             int colon = rest.lastIndexOf(':');
-            if (colon >= 0 && !name.isEmpty()) {
+            String after = colon < 0 ? "" : rest.substring(colon + 1).trim();
+            if (colon >= 0 && !name.isEmpty() && (after.isEmpty() || Character.isDigit(after.charAt(0)))
+                    && after.indexOf('/') < 0) {
                 size = new Size(Sizes.parseBytes("size of device " + name, rest.substring(colon + 1)));
                 rest = rest.substring(0, colon).trim();
             }

@@ -378,6 +378,13 @@ class WireContractTest {
             assertThatThrownBy(() -> Requests.DeviceAdd.parse(bad, base)).as(bad).isInstanceOf(InvalidValueException.class)
                     .hasMessage("'" + bad + "' must be NAME=PATH[:SIZE][:ro]");
         }
+        assertThat(Requests.DeviceAdd.parse("d0=/mnt/a:b/d0.img", base)).as("a ':' inside the path")
+                .isEqualTo(new Requests.DeviceAdd("d0", new AbsolutePath(Path.of("/mnt/a:b/d0.img")), null));
+        assertThat(Requests.DeviceAdd.parse("d0=/srv/vm:old.img:2G:ro", base)).as("a ':' in the file name, then a size")
+                .isEqualTo(new Requests.DeviceAdd("d0", new AbsolutePath(Path.of("/srv/vm:old.img")), new Size(2L << 30), true));
+        assertThat(Requests.DeviceAdd.parse("d0=/srv/vm:old.img", base).path().path()).isEqualTo(Path.of("/srv/vm:old.img"));
+        assertThatThrownBy(() -> Requests.DeviceAdd.parse("d0=/srv/vm:1.img", base)).as("a digit after the last ':' is a size")
+                .isInstanceOf(InvalidValueException.class).hasMessageContaining("('1.img') must be a size");
         assertThatThrownBy(() -> Requests.DeviceAdd.parse("d0=/x:12Q", base)).isInstanceOf(InvalidValueException.class)
                 .hasMessage("size of device d0 ('12Q') must be a size such as 512, 64K, 128M, 1G");
     }
