@@ -377,6 +377,29 @@ public final class DiffStorage implements AutoCloseable {
         }
     }
 
+    /**
+     * Whether {@code path} is one of the files appended here, the same file by its file key (another
+     * path or a hard link to it counts). False once closed, or when the path cannot be read.
+     * Thread-safe.
+     */
+    public boolean holdsFile(Path path) {
+        Object key;
+        try {
+            key = Files.readAttributes(path, BasicFileAttributes.class).fileKey();
+        } catch (IOException | RuntimeException e) {
+            return false;
+        }
+        if (key == null) {
+            return false;
+        }
+        lock.lock();
+        try {
+            return !closed && appended.stream().anyMatch(a -> key.equals(a.fileKey()));
+        } finally {
+            lock.unlock();
+        }
+    }
+
     /** Closes every storage file; later allocations and appends fail. Never deletes or changes data. */
     @Override
     public void close() {

@@ -211,6 +211,17 @@ final class BlksnapEngine implements Blksnap {
             if (devices.containsKey(name)) {
                 throw new BlksnapException(Errno.EEXIST, "device " + name + " already exists");
             }
+            // The reverse of append-storage's rule (a served device's store is no storage without ranges):
+            // a snapshot's storage file served as a device would let clients overwrite its copies.
+            Path store = backingPath(backing);
+            if (store != null) {
+                for (Snapshot s : snapshots.values()) {
+                    if (s.storageHolds(store)) {
+                        throw new BlksnapException(Errno.EBUSY, store + " is difference storage of snapshot " + s.id()
+                                + "; it cannot back device " + name + " while the snapshot exists");
+                    }
+                }
+            }
             TrackedDevice d = new TrackedDevice(name, backing);
             // Restored before the device is reachable: a recovered tracker is checkpointed and its
             // journals emptied before the first write can arrive.
@@ -301,6 +312,16 @@ final class BlksnapEngine implements Blksnap {
     @Override
     public void removeListener(EngineListener listener) {
         listeners.remove(listener);
+    }
+
+    /** The file or block device behind {@code backing} when its name is an absolute path, else null. */
+    private static Path backingPath(BlockDevice backing) {
+        try {
+            Path p = Path.of(backing.name());
+            return p.isAbsolute() ? p.normalize() : null;
+        } catch (java.nio.file.InvalidPathException e) {
+            return null;
+        }
     }
 
     @Override

@@ -160,6 +160,11 @@ public final class Snapshot implements DiffArea.Owner {
     }
 
     /** Appends difference storage; see {@link DiffStorage#append}. */
+    /** Whether {@code path} is a file of this snapshot's difference storage (see {@link DiffStorage#holdsFile}). */
+    public boolean storageHolds(Path path) {
+        return storage.holdsFile(path);
+    }
+
     public void appendStorage(StorageSpec spec, Predicate<Path> isBackingStore) {
         if (state == State.DESTROYED) {
             throw new BlksnapException(Errno.ESRCH, "snapshot " + id + " was destroyed");

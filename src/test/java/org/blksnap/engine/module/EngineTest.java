@@ -6,6 +6,7 @@ import static org.awaitility.Awaitility.await;
 import static org.blksnap.engine.Errnos.errnoOf;
 
 import java.nio.ByteBuffer;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -14,6 +15,7 @@ import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicReference;
 import org.blksnap.engine.Blksnap;
+import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.CbtInfo;
 import org.blksnap.engine.EngineListener;
@@ -351,6 +353,29 @@ class EngineTest {
         assertThat(ok.stepsUp()).containsExactlyElementsOf(BlksnapEngine.STEPS);
         ok.close();
         assertThat(ok.stepsUp()).isEmpty();
+    }
+
+    @Test
+    void aSnapshotsStorageFileCannotBackADeviceWhileTheSnapshotExists() throws Exception {
+        UUID id = takenSnapshot("d0");
+        Path storage = dir.resolve("diff-" + id);
+        Path link = dir.resolve("link-to-storage");
+        Files.createLink(link, storage);
+        for (Path p : List.of(storage, link)) {
+            BlockDevice dev = BlockDevices.open(p, 0, false);
+            try {
+                assertThatThrownBy(() -> engine.addDevice("d9", dev)).as(p.toString())
+                        .isInstanceOfSatisfying(BlksnapException.class, e -> assertThat(e.errno()).isEqualTo(Errno.EBUSY))
+                        .hasMessageContaining("is difference storage of snapshot " + id);
+            } finally {
+                dev.close();
+            }
+        }
+        assertThat(engine.status().devices()).extracting(d -> d.name()).doesNotContain("d9");
+        engine.snapshotDestroy(id);
+        BlockDevice dev = BlockDevices.open(storage, 0, false);
+        engine.addDevice("d9", dev);
+        assertThat(engine.status().devices()).extracting(d -> d.name()).contains("d9");
     }
 
     @Test
