@@ -32,6 +32,16 @@ public interface BlockDevice extends AutoCloseable {
     /** Reads {@code dst.remaining()} bytes at {@code offsetBytes} into {@code dst}. */
     void read(ByteBuffer dst, long offsetBytes) throws IOException;
 
+    /**
+     * The handle of this device's file for {@link org.blksnap.engine.device.NativeIo#system()}'s
+     * in-kernel copies ({@code copyFileRange}), or -1 when its bytes cannot be copied that way (not a
+     * regular file, no native calls, or a wrapper that must see every read). The handle belongs to
+     * the device: never closed by the caller, valid until the device is closed.
+     */
+    default int kernelCopyHandle() {
+        return -1;
+    }
+
     /** Writes {@code src.remaining()} bytes at {@code offsetBytes}. Not durable until {@link #flush()}. */
     void write(ByteBuffer src, long offsetBytes) throws IOException;
 

@@ -62,6 +62,11 @@ final class FileBlockDevice implements BlockDevice {
     }
 
     @Override
+    public int kernelCopyHandle() {
+        return regularFile && nativeIo == NativeIo.system() ? nativeHandle : -1;
+    }
+
+    @Override
     public long sizeBytes() {
         return sizeBytes;
     }

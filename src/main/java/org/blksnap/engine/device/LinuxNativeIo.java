@@ -13,7 +13,7 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Linux open/close/fallocate/lseek/ioctl(FS_IOC_FIEMAP) through FFM. Probed once; if the linker or a symbol is missing
+ * Linux open/close/fallocate/lseek/ioctl(FS_IOC_FIEMAP)/copy_file_range through FFM. Probed once; if the linker or a symbol is missing
  * it logs one line and reports {@link #available()} false.
  */
 @SuppressWarnings("restricted")
@@ -31,6 +31,10 @@ final class LinuxNativeIo implements NativeIo {
     private static final int ENXIO = 6;
     private static final int EOPNOTSUPP = 95;
     private static final int ENOTTY = 25;
+    private static final int EINVAL = 22;
+    private static final int EXDEV = 18;
+    private static final int ENOSYS = 38;
+    private static final int EINTR = 4;
     private static final long FS_IOC_FIEMAP = 0xC020660BL;
     private static final int FIEMAP_FLAG_SYNC = 0x1;
     private static final int FIEMAP_EXTENT_UNKNOWN = 0x2;
@@ -49,6 +53,7 @@ final class LinuxNativeIo implements NativeIo {
     private final MethodHandle fallocate;
     private final MethodHandle lseek;
     private final MethodHandle ioctl;
+    private final MethodHandle copyFileRange;
     private final boolean available;
 
     private LinuxNativeIo() {
@@ -57,6 +62,7 @@ final class LinuxNativeIo implements NativeIo {
         MethodHandle f = null;
         MethodHandle l = null;
         MethodHandle io = null;
+        MethodHandle cfr = null;
         boolean ok = false;
         try {
             Linker linker = Linker.nativeLinker();
@@ -75,6 +81,11 @@ final class LinuxNativeIo implements NativeIo {
             io = linker.downcallHandle(libc.find("ioctl").orElseThrow(),
                     FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_LONG,
                             ValueLayout.ADDRESS), errno, Linker.Option.firstVariadicArg(2));
+            // glibc >= 2.27; without it only the in-kernel copy is missing, not the rest
+            cfr = libc.find("copy_file_range").map(a -> linker.downcallHandle(a,
+                    FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
+                            ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT), errno))
+                    .orElse(null);
             ok = System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).contains("linux");
         } catch (Throwable t) {
             LOG.info("native file calls unavailable ({}); holes and preallocation are not used", t.toString());
@@ -84,6 +95,7 @@ final class LinuxNativeIo implements NativeIo {
         fallocate = f;
         lseek = l;
         ioctl = io;
+        copyFileRange = cfr;
         available = ok;
     }
 
@@ -119,6 +131,38 @@ final class LinuxNativeIo implements NativeIo {
             throw e;
         } catch (Throwable t) {
             throw new IOException("open " + path + " failed", t);
+        }
+    }
+
+    @Override
+    public long copyFileRange(int from, long fromOffsetBytes, int to, long toOffsetBytes, long lengthBytes)
+            throws IOException {
+        if (!available || copyFileRange == null) {
+            throw new UnsupportedOperationException("copy_file_range is not available");
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(Linker.Option.captureStateLayout());
+            MemorySegment offIn = arena.allocateFrom(ValueLayout.JAVA_LONG, fromOffsetBytes);
+            MemorySegment offOut = arena.allocateFrom(ValueLayout.JAVA_LONG, toOffsetBytes);
+            while (true) {
+                long n = (long) copyFileRange.invokeExact(state, from, offIn, to, offOut, lengthBytes, 0);
+                if (n >= 0) {
+                    return n;
+                }
+                int e = errno(state);
+                if (e == EINTR) {
+                    continue;
+                }
+                if (e == EXDEV || e == EINVAL || e == ENOSYS || e == EOPNOTSUPP) {
+                    throw new UnsupportedOperationException("copy_file_range: errno " + e);
+                }
+                throw new IOException("copy_file_range of " + lengthBytes + " bytes failed: errno " + e
+                        + (e == 28 ? " (no space left on device)" : e == 5 ? " (I/O error)" : ""));
+            }
+        } catch (IOException | UnsupportedOperationException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IOException("copy_file_range failed", t);
         }
     }
 

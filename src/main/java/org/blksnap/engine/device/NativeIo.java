@@ -37,6 +37,22 @@ public interface NativeIo {
         throw new IOException("FIEMAP is not supported here");
     }
 
+    /**
+     * Copies up to {@code lengthBytes} from one open file to another inside the kernel
+     * (copy_file_range(2)): no byte passes through user space. Positional on both sides: neither
+     * file's offset moves, so concurrent callers on one handle are fine.
+     *
+     * @return bytes copied, at most {@code lengthBytes}; fewer is not an error (call again), 0 at the
+     *         source's end
+     * @throws UnsupportedOperationException the kernel or these filesystems cannot (EXDEV, EINVAL,
+     *                                       ENOSYS, EOPNOTSUPP): copy through a buffer instead
+     * @throws IOException                   another failure (EIO, ENOSPC, ...)
+     */
+    default long copyFileRange(int from, long fromOffsetBytes, int to, long toOffsetBytes, long lengthBytes)
+            throws IOException {
+        throw new UnsupportedOperationException("copy_file_range is not available");
+    }
+
     /** Whether the calls work on this system; when false every call throws. */
     boolean available();
 

@@ -5,6 +5,7 @@ import java.nio.ByteBuffer;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicLong;
 import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.device.NativeIo;
 
 /**
  * The chunks of one diff area and what is done to one chunk under its lock (the kernel's
@@ -25,6 +26,7 @@ final class ChunkTable {
     private final ChunkCache cache;
     private final ConcurrentHashMap<Long, Chunk> chunks = new ConcurrentHashMap<>();
     private final AtomicLong chunksCopied = new AtomicLong();
+    private final KernelCopy kernelCopy;
 
     /**
      * @param original the unfiltered original device: the take-time content of chunks not yet done
@@ -33,12 +35,19 @@ final class ChunkTable {
      */
     ChunkTable(ChunkGeometry geometry, BlockDevice original, DiffStorage storage, DoneBitmap done, DiffBufferPool pool,
                ChunkCache cache) {
+        this(geometry, original, storage, done, pool, cache, new KernelCopy(original.name(), NativeIo.system()));
+    }
+
+    /** As above, with the in-kernel copier given (tests). */
+    ChunkTable(ChunkGeometry geometry, BlockDevice original, DiffStorage storage, DoneBitmap done, DiffBufferPool pool,
+               ChunkCache cache, KernelCopy kernelCopy) {
         this.geometry = geometry;
         this.original = original;
         this.storage = storage;
         this.done = done;
         this.pool = pool;
         this.cache = cache;
+        this.kernelCopy = kernelCopy;
     }
 
     /** The descriptor of chunk {@code index}, created NEW if there is none. */
@@ -51,6 +60,11 @@ final class ChunkTable {
         return chunks.get(index);
     }
 
+    /** Of {@link #chunksCopied}, those the kernel copied ({@link KernelCopy}). */
+    long chunksCopiedInKernel() {
+        return kernelCopy.copiedChunks();
+    }
+
     /** Chunks whose take-time content was stored so far (by copy-on-write or image writes). */
     long chunksCopied() {
         return chunksCopied.get();
@@ -59,13 +73,33 @@ final class ChunkTable {
     /**
      * For a NEW chunk: loads its take-time content from the original, applies {@code imageData} at
      * {@code offsetInChunk} if given, writes the whole chunk to a new region and marks it STORED and
-     * done. On failure the chunk stays NEW, with no buffer taken.
+     * done. On failure the chunk stays NEW, with no buffer taken. A plain copy-on-write (no
+     * {@code imageData}) is done inside the kernel where it can be ({@link KernelCopy}); the chunk is
+     * then not cached (image reads of it read its region, from the page cache).
      *
      * @throws IOException              a read of the original or a write of the storage failed
      * @throws org.blksnap.engine.BlksnapException ENOSPC the storage is full, ESRCH it was closed
      */
     void store(Chunk c, ByteBuffer imageData, int offsetInChunk) throws IOException {
         int n = geometry.chunkBytes(c.index);
+        if (imageData == null && c.buffer == null && kernelCopy.mayTry(original)) {
+            // copy-on-write: nothing to merge, so the kernel may copy it without a buffer of ours
+            Region region = storage.allocate(geometry.chunkSectors());
+            if (kernelCopy.copy(original, geometry.chunkStart(c.index), region, n)) {
+                c.region = region;
+                c.state = Chunk.State.STORED;
+                done.markDone(c.index);
+                chunksCopied.incrementAndGet();
+                return;
+            }
+            storeThroughBuffer(c, null, 0, n, region);
+            return;
+        }
+        storeThroughBuffer(c, imageData, offsetInChunk, n, null);
+    }
+
+    private void storeThroughBuffer(Chunk c, ByteBuffer imageData, int offsetInChunk, int n, Region allocated)
+            throws IOException {
         ByteBuffer buf = c.buffer != null ? c.buffer : pool.acquire();
         try {
             buf.clear().limit(n);
@@ -74,7 +108,7 @@ final class ChunkTable {
                 buf.clear().position(offsetInChunk);
                 buf.put(imageData);
             }
-            Region region = storage.allocate(geometry.chunkSectors());
+            Region region = allocated != null ? allocated : storage.allocate(geometry.chunkSectors());
             buf.clear().limit(n);
             region.write(buf, 0);
             c.region = region;

@@ -134,7 +134,7 @@ public final class DiffStorage implements AutoCloseable {
                 created = true; // from here on, a failure removes the file again (see the catch)
                 sizeAndReserve(path, spec.createSizeBytes(), spec.preallocate());
             }
-            file = open(path);
+            file = open(path, nativeIo);
             if (!created) {
                 ledger.given(owner, path);
             }
@@ -250,7 +250,7 @@ public final class DiffStorage implements AutoCloseable {
         }
     }
 
-    private static StorageFile open(Path path) throws IOException {
+    private static StorageFile open(Path path, NativeIo nativeIo) throws IOException {
         boolean blockDevice = BlockDevices.isBlockDevice(path);
         if (!blockDevice && !Files.isRegularFile(path)) {
             throw new BlksnapException(Errno.EINVAL, "storage " + path + " is neither a regular file nor a block device");
@@ -266,7 +266,16 @@ public final class DiffStorage implements AutoCloseable {
             } else {
                 size = ch.size();
             }
-            return new StorageFile(path, key == null ? path : key, ch, size);
+            // a handle for in-kernel copy-on-write (KernelCopy): regular files only, as copy_file_range takes
+            int handle = -1;
+            if (!blockDevice && nativeIo == NativeIo.system() && nativeIo.available()) {
+                try {
+                    handle = nativeIo.open(path, true);
+                } catch (IOException e) {
+                    handle = -1;
+                }
+            }
+            return new StorageFile(path, key == null ? path : key, ch, size, nativeIo, handle);
         } catch (IOException | RuntimeException e) {
             ch.close();
             throw e;

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import org.blksnap.engine.device.NativeIo;
 
 /**
  * One file or block device of a difference storage, written through the page cache. The module
@@ -17,12 +18,26 @@ final class StorageFile implements AutoCloseable {
     private final Object fileKey;
     private final FileChannel channel;
     private final long sizeBytes;
+    private final NativeIo nativeIo;
+    private final int kernelHandle;
 
     StorageFile(Path path, Object fileKey, FileChannel channel, long sizeBytes) {
+        this(path, fileKey, channel, sizeBytes, NativeIo.unsupported(), -1);
+    }
+
+    /** @param kernelHandle a {@code nativeIo} handle open for writing, for {@link KernelCopy}; -1 if none (closed with the file) */
+    StorageFile(Path path, Object fileKey, FileChannel channel, long sizeBytes, NativeIo nativeIo, int kernelHandle) {
         this.path = path;
         this.fileKey = fileKey;
         this.channel = channel;
         this.sizeBytes = sizeBytes;
+        this.nativeIo = nativeIo;
+        this.kernelHandle = kernelHandle;
+    }
+
+    /** The handle of {@link NativeIo#system()} that in-kernel copies write to, or -1. */
+    int kernelHandle() {
+        return kernelHandle;
     }
 
     Path path() {
@@ -52,6 +67,12 @@ final class StorageFile implements AutoCloseable {
 
     @Override
     public void close() throws IOException {
-        channel.close();
+        try {
+            channel.close();
+        } finally {
+            if (kernelHandle >= 0) {
+                nativeIo.close(kernelHandle);
+            }
+        }
     }
 }
