@@ -70,5 +70,6 @@ final class CryptoDescriptor {
 
     static final long MANIFEST_MAGIC = 0x424b534e4d454e43L; // "BKSNMENC"
     static final int MANIFEST_VERSION = 1;
+    static final int MANIFEST_VERSION_OFFSET = 8;
     static final int MANIFEST_HEADER_BYTES = 12;
 }

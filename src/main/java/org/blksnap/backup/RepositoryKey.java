@@ -283,9 +283,10 @@ public final class RepositoryKey {
             throw new RepositoryException(RepositoryException.Code.DAMAGED, "manifest " + describe
                     + " is not an encrypted manifest (the repository is encrypted)");
         }
-        if (b.getInt(8) != CryptoDescriptor.MANIFEST_VERSION) {
+        int version = b.getInt(CryptoDescriptor.MANIFEST_VERSION_OFFSET);
+        if (version != CryptoDescriptor.MANIFEST_VERSION) {
             throw new RepositoryException(RepositoryException.Code.VERSION, "manifest " + describe
-                    + " is sealed in version " + b.getInt(8) + "; this blksnap reads " + CryptoDescriptor.MANIFEST_VERSION);
+                    + " is sealed in version " + version + "; this blksnap reads " + CryptoDescriptor.MANIFEST_VERSION);
         }
         byte[] aad = manifestAad(sealed, objectKey.getBytes(StandardCharsets.UTF_8));
         try {

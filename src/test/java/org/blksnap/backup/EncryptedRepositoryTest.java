@@ -3,12 +3,9 @@ package org.blksnap.backup;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -295,9 +292,10 @@ class EncryptedRepositoryTest {
         Repository open() throws Exception;
     }
 
-    @Test
-    void aByteFlippedInsideASealedChunkFailsAuthenticationAndVerifyNamesThePoints() throws Exception {
-        RepositoryLocation where = location("dir");
+    @ParameterizedTest
+    @ValueSource(strings = {"dir", "s3"})
+    void aByteFlippedInsideASealedChunkFailsAuthenticationAndVerifyNamesThePoints(String kind) throws Exception {
+        RepositoryLocation where = location(kind);
         Repository.init(where, keyFile());
         RepositoryKey key = RepositoryKey.load(keyFile());
         byte[] v1 = content();
@@ -325,14 +323,14 @@ class EncryptedRepositoryTest {
             }
         }
         assertThat(chunk0).as("chunk 0 opens a pack").isNotNull();
-        Path pack = dir.resolve("repo").resolve(RepositoryLayout.packKey(chunk0.pack()));
+        // the pack rewritten with one bit flipped 1000 bytes into the chunk's ciphertext (as the store's operator could)
+        String packKey = RepositoryLayout.packKey(chunk0.pack());
         long at = chunk0.offsetBytes() + PackDescriptor.BLOB_HEADER_BYTES + CryptoDescriptor.KEY_ID_BYTES
                 + CryptoDescriptor.NONCE_BYTES + 1000;
-        try (FileChannel ch = FileChannel.open(pack, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
-            ByteBuffer b = ByteBuffer.allocate(1);
-            ch.read(b, at);
-            b.put(0, (byte) (b.get(0) ^ 0x01)).position(0);
-            ch.write(b, at);
+        try (ObjectStore store = Repository.storeFor(where)) {
+            byte[] bytes = store.get(packKey, Integer.MAX_VALUE - 16);
+            bytes[(int) at] ^= 0x01;
+            store.put(packKey, bytes);
         }
         String shortName = chunk0.hash().shortHex();
         try (Repository repo = Repository.openForReading(where, key)) {
@@ -353,10 +351,11 @@ class EncryptedRepositoryTest {
             }
         }
         // a flipped manifest byte: that point does not read, by name
-        Path manifest = dir.resolve("repo").resolve(RepositoryLayout.pointKey(p2.id()));
-        byte[] m = Files.readAllBytes(manifest);
-        m[m.length - 20] ^= 0x01;
-        Files.write(manifest, m);
+        try (ObjectStore store = Repository.storeFor(where)) {
+            byte[] m = store.get(RepositoryLayout.pointKey(p2.id()), ManifestDescriptor.MAX_BYTES);
+            m[m.length - 20] ^= 0x01;
+            store.put(RepositoryLayout.pointKey(p2.id()), m);
+        }
         try (Repository repo = Repository.openForReading(where, key)) {
             assertThatThrownBy(() -> repo.point(p2.id())).isInstanceOfSatisfying(RepositoryException.class, e -> {
                 assertThat(e.code()).isEqualTo(RepositoryException.Code.DAMAGED);
