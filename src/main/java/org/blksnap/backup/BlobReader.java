@@ -7,16 +7,20 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * Reads blobs by {@link Ref}: the blob's header must match the ref, its payload must decompress to
- * the raw length, and the raw bytes must hash to the ref's name, else the read fails with
+ * Reads blobs by {@link Ref}: the blob's header must match the ref, its payload must (in an
+ * encrypted repository) authenticate and decrypt under the key, decompress to the raw length,
+ * and the raw bytes must hash to the ref's name, else the read fails with
  * {@link RepositoryException.Code#DAMAGED} naming the pack and offset. One byte-range read of the
- * store per blob. Thread-safe (the store is).
+ * store per blob. Thread-safe (the store and the key are).
  */
 final class BlobReader {
     private final ObjectStore store;
+    private final RepositoryKey key;
 
-    BlobReader(ObjectStore store) {
+    /** @param key the key of an encrypted repository (every blob sealed), or null (none sealed) */
+    BlobReader(ObjectStore store, RepositoryKey key) {
         this.store = store;
+        this.key = key;
     }
 
     /** The raw bytes of the blob {@code ref} names, checked against its name. */
@@ -98,7 +102,25 @@ final class BlobReader {
             throw damaged(ref, "blob lengths raw " + rawLength + " stored " + storedLength + " do not fit the ref's "
                     + ref.lengthBytes() + " bytes");
         }
-        byte[] stored = Arrays.copyOfRange(blob.array(), PackDescriptor.BLOB_HEADER_BYTES, ref.lengthBytes());
+        int flags = blob.get(PackDescriptor.BLOB_FLAGS_OFFSET) & 0xff;
+        byte[] stored;
+        if (key == null) {
+            if (flags != 0) {
+                throw damaged(ref, "the blob is sealed (encrypted), in a repository that is not encrypted");
+            }
+            stored = Arrays.copyOfRange(blob.array(), PackDescriptor.BLOB_HEADER_BYTES, ref.lengthBytes());
+        } else {
+            if (flags != PackDescriptor.FLAG_SEALED) {
+                throw damaged(ref, "the blob is not sealed, in an encrypted repository");
+            }
+            try {
+                stored = key.open(blob.array(), 0, PackDescriptor.BLOB_HEADER_BYTES, blob.array(),
+                        PackDescriptor.BLOB_HEADER_BYTES, storedLength);
+            } catch (java.security.GeneralSecurityException e) {
+                throw damaged(ref, "it does not authenticate under the repository's key (tampered or damaged)");
+            }
+            storedLength = stored.length;
+        }
         byte[] raw;
         if (comp == PackDescriptor.COMP_NONE) {
             raw = stored;
@@ -117,7 +139,7 @@ final class BlobReader {
         } else {
             throw damaged(ref, "unknown compression " + comp);
         }
-        if (!Sha256.of(raw).equals(ref.hash())) {
+        if (!(key == null ? Sha256.of(raw) : key.name(raw)).equals(ref.hash())) {
             throw damaged(ref, "its content does not hash to its name");
         }
         return raw;

@@ -39,6 +39,9 @@ final class ChunkStore implements AutoCloseable {
     private final ObjectStore objects;
     private final String writerTag;
     private final long targetPackBytes;
+    /** The key of an encrypted repository, or null; {@link #keyId}: this writer's key id under it. */
+    private final RepositoryKey key;
+    private final RepositoryKey.KeyId keyId;
     private final Semaphore sealing = new Semaphore(SEALING);
     private final ExecutorService sealers = Executors.newVirtualThreadPerTaskExecutor();
     private final Map<Sha256, Ref> index;
@@ -75,9 +78,12 @@ final class ChunkStore implements AutoCloseable {
      * @param index     the refs of every blob this writer may reuse ({@link WriterIndex}); the
      *                  store adds what it writes
      * @param writerTag names this writer in unfinished uploads ({@link ObjectStore#create})
+     * @param key       the key of an encrypted repository (payloads sealed, names keyed), or null
      */
-    ChunkStore(ObjectStore objects, String writerTag, Map<Sha256, Ref> index, long targetPackBytes) {
+    ChunkStore(ObjectStore objects, String writerTag, Map<Sha256, Ref> index, long targetPackBytes, RepositoryKey key) {
         this.objects = objects;
+        this.key = key;
+        this.keyId = key == null ? null : key.newKeyId();
         this.writerTag = writerTag;
         this.index = new ConcurrentHashMap<>(index);
         this.targetPackBytes = targetPackBytes;
@@ -93,14 +99,22 @@ final class ChunkStore implements AutoCloseable {
         return newBlobs.get();
     }
 
-    /** A blob to store: its kind, name and raw bytes. */
+    /**
+     * The name of a blob of these raw bytes: their SHA-256, or in an encrypted repository their
+     * HMAC-SHA-256 under the key's names key (the store then learns no content hashes).
+     */
+    Sha256 name(byte[] raw) {
+        return key == null ? Sha256.of(raw) : key.name(raw);
+    }
+
+    /** A blob to store: its kind, name ({@link #name}) and raw bytes. */
     record Blob(int kind, Sha256 hash, byte[] raw) {
     }
 
     /**
      * Stores {@code raw} as a blob of {@code kind} unless a blob of that name and kind exists.
      *
-     * @param hash the SHA-256 of {@code raw} (the caller computed it to name the chunk)
+     * @param hash the {@link #name} of {@code raw} (the caller computed it to name the chunk)
      * @return where the blob is; durable once {@link #seal} returns
      * @throws RepositoryException the pack could not be written (NO_SPACE when the filesystem is full)
      */
@@ -165,11 +179,16 @@ final class ChunkStore implements AutoCloseable {
     /**
      * The blob as stored: header, then the payload compressed straight behind it (no copy), or the
      * raw bytes when zstd does not shrink them or {@link #looksIncompressible} says it would not.
+     * In an encrypted repository the payload is then sealed in place ({@link CryptoDescriptor}:
+     * key id, nonce, ciphertext, tag; the header is its associated data).
      */
     private ByteBuffer encode(Blob b) {
         byte[] raw = b.raw();
         if (raw.length > PackDescriptor.MAX_RAW_BYTES) {
             throw new IllegalArgumentException("raw.length (" + raw.length + ") must be <= " + PackDescriptor.MAX_RAW_BYTES);
+        }
+        if (key != null) {
+            return encodeSealed(b);
         }
         int h = PackDescriptor.BLOB_HEADER_BYTES;
         byte[] out = null;
@@ -201,6 +220,51 @@ final class ChunkStore implements AutoCloseable {
                 .put((byte) (useZstd ? PackDescriptor.COMP_ZSTD : PackDescriptor.COMP_NONE)).putShort((short) 0)
                 .putInt(raw.length).putInt(payloadLength);
         b.hash().write(blob);
+        return blob.position(0);
+    }
+
+    /**
+     * {@link #encode} in an encrypted repository: the payload (compressed or raw) is written at
+     * its place behind header, key id and nonce, then sealed in place (an incompressible chunk is
+     * sealed straight from {@code raw}: no copy).
+     */
+    private ByteBuffer encodeSealed(Blob b) {
+        byte[] raw = b.raw();
+        int h = PackDescriptor.BLOB_HEADER_BYTES;
+        int at = h + CryptoDescriptor.KEY_ID_BYTES + CryptoDescriptor.NONCE_BYTES;
+        byte[] out = null;
+        int plainLength = raw.length;
+        ZstdCompressCtx ctx = contexts.poll();
+        if (ctx == null) {
+            ctx = new ZstdCompressCtx().setLevel(ZSTD_LEVEL);
+        }
+        try {
+            if (!looksIncompressible(ctx, raw)) {
+                out = new byte[at + (int) Zstd.compressBound(raw.length) + CryptoDescriptor.TAG_BYTES];
+                int n = ctx.compressByteArray(out, at, out.length - at - CryptoDescriptor.TAG_BYTES, raw, 0, raw.length);
+                if (n < raw.length) {
+                    plainLength = n;
+                } else {
+                    out = null;
+                }
+            }
+        } finally {
+            contexts.offer(ctx);
+        }
+        boolean useZstd = out != null;
+        if (!useZstd) {
+            out = new byte[at + raw.length + CryptoDescriptor.TAG_BYTES];
+        }
+        int storedLength = plainLength + CryptoDescriptor.OVERHEAD_BYTES;
+        ByteBuffer blob = ByteBuffer.wrap(out, 0, h + storedLength);
+        blob.putInt(PackDescriptor.BLOB_MAGIC).put((byte) b.kind())
+                .put((byte) (useZstd ? PackDescriptor.COMP_ZSTD : PackDescriptor.COMP_NONE))
+                .put((byte) PackDescriptor.FLAG_SEALED).put((byte) 0)
+                .putInt(raw.length).putInt(storedLength);
+        b.hash().write(blob);
+        int sealed = useZstd ? key.seal(keyId, out, 0, h, out, at, plainLength, out, h)
+                : key.seal(keyId, out, 0, h, raw, 0, raw.length, out, h);
+        assert sealed == storedLength;
         return blob.position(0);
     }
 
@@ -314,7 +378,8 @@ final class ChunkStore implements AutoCloseable {
         PackId id = PackId.random();
         OpenPack p = new OpenPack(id, objects.create(RepositoryLayout.packKey(id), writerTag));
         ByteBuffer header = ByteBuffer.allocate(PackDescriptor.HEADER_BYTES);
-        header.putLong(PackDescriptor.PACK_MAGIC).putInt(PackDescriptor.VERSION).putInt(0).flip();
+        header.putLong(PackDescriptor.PACK_MAGIC).putInt(key == null ? PackDescriptor.VERSION : PackDescriptor.VERSION_SEALED)
+                .putInt(0).flip();
         writeFully(p, header, 0);
         p.positionBytes = PackDescriptor.HEADER_BYTES;
         return p;

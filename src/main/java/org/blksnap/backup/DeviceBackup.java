@@ -206,7 +206,7 @@ final class DeviceBackup {
                 newRefs[c] = Ref.HOLE;
             } else {
                 byte[] chunk = Arrays.copyOfRange(data, at, at + len);
-                blobs.add(new ChunkStore.Blob(NodeDescriptor.KIND_CHUNK, Sha256.of(chunk), chunk));
+                blobs.add(new ChunkStore.Blob(NodeDescriptor.KIND_CHUNK, store.name(chunk), chunk));
                 chunks.add(c);
             }
         }

@@ -74,7 +74,7 @@ final class IndexTree {
             return Ref.HOLE;
         }
         byte[] node = encode(level, children);
-        return store.put(NodeDescriptor.KIND_NODE, Sha256.of(node), node);
+        return store.put(NodeDescriptor.KIND_NODE, store.name(node), node);
     }
 
     /** The refs a node lists: read and checked against the geometry, or all holes for a hole. */

@@ -17,14 +17,18 @@ package org.blksnap.backup;
  * blob (header 48 bytes, then the stored payload):
  *   0        4      5      6      8             12              16                48
  *   +--------+------+------+------+-------------+---------------+-----------------+----------------+
- *   | "BLOB" | type | comp | 0  0 | raw length  | stored length | SHA-256 of raw  | stored payload |
+ *   | "BLOB" | type | comp | flag 0 | raw length | stored length | name of raw  | stored payload |
  *   +--------+------+------+------+-------------+---------------+-----------------+----------------+
- *   type: 1 chunk, 2 index node (NodeDescriptor.KIND_*); comp: 0 none, 1 zstd frame
+ *   type: 1 chunk, 2 index node (NodeDescriptor.KIND_*); comp: 0 none, 1 zstd frame;
+ *   flag: 0 plain (version 1 packs), 1 payload sealed (version 2 packs: an encrypted repository,
+ *   CryptoDescriptor; the stored length counts key id, nonce and tag; comp says what the
+ *   plaintext is); name: SHA-256 of the raw bytes, or HMAC-SHA-256 under the repository's names
+ *   key when it is encrypted
  *
  * trailer entry (44 bytes):
  *   0                 32     33     34     36                40
  *   +-----------------+------+------+------+-----------------+-----------------+
- *   | SHA-256 of raw  | type | comp | 0  0 | blob offset u32 | blob length u32 |
+ *   | name of raw     | type | comp | 0  0 | blob offset u32 | blob length u32 |
  *   +-----------------+------+------+------+-----------------+-----------------+
  *
  * footer (24 bytes, the last of the file):
@@ -40,6 +44,8 @@ final class PackDescriptor {
 
     static final long PACK_MAGIC = 0x424b534e5041434bL; // "BKSNPACK"
     static final int VERSION = 1;
+    /** A pack of an encrypted repository: every blob's payload sealed (flag 1, CryptoDescriptor). */
+    static final int VERSION_SEALED = 2;
     static final int HEADER_BYTES = 16;
 
     static final int BLOB_MAGIC = 0x424c4f42; // "BLOB"
@@ -47,11 +53,14 @@ final class PackDescriptor {
     static final int BLOB_COMP_OFFSET = 5;
     static final int BLOB_RAW_LENGTH_OFFSET = 8;
     static final int BLOB_STORED_LENGTH_OFFSET = 12;
+    static final int BLOB_FLAGS_OFFSET = 6;
     static final int BLOB_HASH_OFFSET = 16;
     static final int BLOB_HEADER_BYTES = 48;
 
     static final int COMP_NONE = 0;
     static final int COMP_ZSTD = 1;
+    /** Blob flag: the stored payload is sealed (key id, nonce, AES-256-GCM ciphertext, tag: CryptoDescriptor). */
+    static final int FLAG_SEALED = 1;
 
     /** Largest raw blob, in bytes: the largest chunk ({@link NodeDescriptor#MAX_CHUNK_BYTES}) or node. */
     static final int MAX_RAW_BYTES = NodeDescriptor.MAX_CHUNK_BYTES;

@@ -32,13 +32,17 @@ public final class Repository implements AutoCloseable {
     private final long targetPackBytes;
     private final Consumer<String> warn;
     private final boolean maintenance;
+    /** The key of an encrypted repository (checked against its config), or null. */
+    private final RepositoryKey key;
     private DedupScope dedupScope = DedupScope.ALL;
     private ChunkStore store;
     private BlobReader reader;
 
     private Repository(ObjectStore objects, String repoId, String host, WriterSession session,
-                       List<Map<String, String>> staleSessions, long targetPackBytes, Consumer<String> warn, boolean maintenance) {
+                       List<Map<String, String>> staleSessions, long targetPackBytes, Consumer<String> warn, boolean maintenance,
+                       RepositoryKey key) {
         this.objects = objects;
+        this.key = key;
         this.repoId = repoId;
         this.host = host;
         this.session = session;
@@ -106,13 +110,24 @@ public final class Repository implements AutoCloseable {
         return openForReading(new RepositoryLocation.Directory(dir));
     }
 
-    /** Opens an existing repository to read it (errors as {@link #openForReading(Path)}). */
+    /** Opens an existing unencrypted repository to read it (errors as {@link #openForReading(Path)}). */
     public static Repository openForReading(RepositoryLocation where) throws RepositoryException {
+        return openForReading(where, null);
+    }
+
+    /**
+     * Opens an existing repository to read it.
+     *
+     * @param key the key of an encrypted repository, or null for an unencrypted one
+     * @throws RepositoryException as {@link #openForReading(Path)}; KEY the key does not fit (see {@link #checkKey})
+     */
+    public static Repository openForReading(RepositoryLocation where, RepositoryKey key) throws RepositoryException {
         ObjectStore objects = storeFor(where);
         try {
             Config c = readConfig(objects);
+            checkKey(objects, c, key);
             return new Repository(objects, c.id(), defaultHost(), null, List.of(), PackDescriptor.TARGET_PACK_BYTES,
-                    m -> { }, false);
+                    m -> { }, false, key);
         } catch (RepositoryException | RuntimeException e) {
             objects.close();
             throw e;
@@ -124,14 +139,24 @@ public final class Repository implements AutoCloseable {
      * itself); upgrades a version 1 repository.
      */
     public static Repository openForMaintenance(RepositoryLocation where, Consumer<String> warn) throws RepositoryException {
+        return openForMaintenance(where, null, warn);
+    }
+
+    /**
+     * {@link #openForMaintenance(RepositoryLocation, Consumer)} with the key of an encrypted
+     * repository (null: unencrypted). gc and prune read manifests and index nodes, so they need it.
+     */
+    public static Repository openForMaintenance(RepositoryLocation where, RepositoryKey key, Consumer<String> warn)
+            throws RepositoryException {
         ObjectStore objects = storeFor(where);
         try {
             Config c = readConfig(objects);
+            checkKey(objects, c, key);
             if (c.version() == RepositoryLayout.VERSION_1) {
                 upgrade(objects, c, warn);
             }
             return new Repository(objects, c.id(), defaultHost(), null, List.of(), PackDescriptor.TARGET_PACK_BYTES, warn,
-                    true);
+                    true, key);
         } catch (RepositoryException | RuntimeException e) {
             objects.close();
             throw e;
@@ -156,6 +181,19 @@ public final class Repository implements AutoCloseable {
      */
     public static Repository openForWriting(RepositoryLocation where, String host, long targetPackBytes,
                                             Consumer<String> warn) throws RepositoryException {
+        return openForWriting(where, null, host, targetPackBytes, warn);
+    }
+
+    /**
+     * {@link #openForWriting(RepositoryLocation, String, long, Consumer)} with the key of an
+     * encrypted repository (null: unencrypted). An encrypted repository is never created here
+     * ({@link #init} makes one); the key is checked before anything is written.
+     *
+     * @throws RepositoryException KEY the key does not fit (see {@link #checkKey}); NOT_FOUND a key
+     *                             is given and there is no repository
+     */
+    public static Repository openForWriting(RepositoryLocation where, RepositoryKey key, String host, long targetPackBytes,
+                                            Consumer<String> warn) throws RepositoryException {
         if (host == null || !host.matches(HOST_PATTERN)) {
             throw new IllegalArgumentException("host (" + host + ") must be 1-253 letters, digits, dots, hyphens or "
                     + "underscores, beginning with a letter or digit");
@@ -163,13 +201,14 @@ public final class Repository implements AutoCloseable {
         ObjectStore objects = storeFor(where);
         WriterSession session = null;
         try {
-            Config c = createIfEmpty(objects, where);
+            Config c = createIfEmpty(objects, where, key);
+            checkKey(objects, c, key);
             if (c.version() == RepositoryLayout.VERSION_1) {
                 upgrade(objects, c, warn);
             }
             session = WriterSession.begin(objects, host, warn);
             List<Map<String, String>> stale = WriterSession.reapDead(objects, host, session.id());
-            return new Repository(objects, c.id(), host, session, stale, targetPackBytes, warn, false);
+            return new Repository(objects, c.id(), host, session, stale, targetPackBytes, warn, false, key);
         } catch (RepositoryException | RuntimeException e) {
             if (session != null) {
                 session.close();
@@ -179,29 +218,131 @@ public final class Repository implements AutoCloseable {
         }
     }
 
-    record Config(int version, String id) {
+    /**
+     * A repository's config.
+     *
+     * @param keyCheck the key check of an encrypted repository ({@link CryptoDescriptor}), or null
+     */
+    record Config(int version, String id, String keyCheck) {
+        boolean encrypted() {
+            return keyCheck != null;
+        }
     }
 
-    private static Config createIfEmpty(ObjectStore objects, RepositoryLocation where) throws RepositoryException {
+    /**
+     * The one rule of keys: an encrypted repository is opened with its key only, an unencrypted
+     * one with none (no silent mixing of encrypted and plain objects).
+     *
+     * @throws RepositoryException KEY naming the repository and the key file
+     */
+    private static void checkKey(ObjectStore objects, Config c, RepositoryKey key) throws RepositoryException {
+        if (c.encrypted() && key == null) {
+            throw new RepositoryException(RepositoryException.Code.KEY, "repository " + objects.location()
+                    + " is encrypted: give its key file with --key-file FILE (or $" + RepositoryKey.KEY_FILE_ENV + ")");
+        }
+        if (c.encrypted() && !java.security.MessageDigest.isEqual(key.check(c.id()).getBytes(StandardCharsets.US_ASCII),
+                c.keyCheck().getBytes(StandardCharsets.US_ASCII))) {
+            throw new RepositoryException(RepositoryException.Code.KEY, "key file " + key.file()
+                    + " does not hold the key of repository " + objects.location() + " (its key check differs)");
+        }
+        if (!c.encrypted() && key != null) {
+            throw new RepositoryException(RepositoryException.Code.KEY, "repository " + objects.location()
+                    + " is not encrypted, and a key file is given (" + key.file() + "): not mixing encrypted and plain "
+                    + "objects; leave out --key-file (and $" + RepositoryKey.KEY_FILE_ENV + "), or back up into a "
+                    + "repository made by `blksnap repo init --encrypt`");
+        }
+    }
+
+    /** Whether this repository is encrypted (opened with its key). */
+    public boolean encrypted() {
+        return key != null;
+    }
+
+    /**
+     * Creates a repository in a missing or empty directory, or an S3 prefix with nothing under it:
+     * an unencrypted one (format version 2) when {@code keyFile} is null, else an encrypted one
+     * (version 3) with a new key written to {@code keyFile} (mode 0600, never over an existing
+     * file). The key file is made only once the location is known to be empty, and removed again
+     * if the config cannot be written.
+     *
+     * @return the new repository's id
+     * @throws RepositoryException KEY the key file exists; IO the location is not empty or cannot be written
+     */
+    public static String init(RepositoryLocation where, Path keyFile) throws RepositoryException {
+        try (ObjectStore objects = storeFor(where)) {
+            try {
+                readConfig(objects);
+                throw new RepositoryException(RepositoryException.Code.IO, "a repository exists at " + objects.location()
+                        + "; not making another over it");
+            } catch (RepositoryException e) {
+                if (e.code() != RepositoryException.Code.NOT_FOUND) {
+                    throw e;
+                }
+            }
+            if (!isEmpty(objects, where)) {
+                throw new RepositoryException(RepositoryException.Code.IO, objects.location()
+                        + " is not empty: not making a repository over other files");
+            }
+            RepositoryKey key = keyFile == null ? null : RepositoryKey.create(keyFile);
+            try {
+                Config c = create(objects, where, key);
+                if (c == null) {
+                    throw new RepositoryException(RepositoryException.Code.IO, "another writer made a repository at "
+                            + objects.location() + " at the same time");
+                }
+                return c.id();
+            } catch (RepositoryException | RuntimeException e) {
+                if (keyFile != null) {
+                    try {
+                        java.nio.file.Files.deleteIfExists(keyFile);
+                    } catch (java.io.IOException x) {
+                        e.addSuppressed(x);
+                    }
+                }
+                throw e;
+            }
+        }
+    }
+
+    private static boolean isEmpty(ObjectStore objects, RepositoryLocation where) throws RepositoryException {
+        return switch (where) {
+            case RepositoryLocation.Directory d -> isEmptyDir(d.dir());
+            case RepositoryLocation.S3 s -> objects.list("").isEmpty();
+        };
+    }
+
+    private static Config createIfEmpty(ObjectStore objects, RepositoryLocation where, RepositoryKey key)
+            throws RepositoryException {
         try {
             return readConfig(objects);
         } catch (RepositoryException e) {
             if (e.code() != RepositoryException.Code.NOT_FOUND) {
                 throw e;
             }
+            if (key != null) {
+                throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no repository at " + objects.location()
+                        + ", and a key file is given (" + key.file() + "): an encrypted repository is made by `blksnap "
+                        + "repo init --repo " + objects.location() + " --encrypt --key-file NEW_FILE`");
+            }
         }
-        boolean empty = switch (where) {
-            case RepositoryLocation.Directory d -> isEmptyDir(d.dir());
-            case RepositoryLocation.S3 s -> objects.list("").isEmpty();
-        };
-        if (!empty) {
+        if (!isEmpty(objects, where)) {
             throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no repository at " + objects.location()
                     + " (no " + RepositoryLayout.CONFIG + ", and it is not empty: not creating one over other files)");
         }
+        Config c = create(objects, where, null);
+        return c != null ? c : readConfig(objects); // null: another writer created it first
+    }
+
+    /** Writes a new config (and a directory's folders); null if a config appeared meanwhile. */
+    private static Config create(ObjectStore objects, RepositoryLocation where, RepositoryKey key) throws RepositoryException {
         String id = UUID.randomUUID().toString();
-        String config = RepositoryLayout.CONFIG_MAGIC + "\nversion " + RepositoryLayout.VERSION + "\nid " + id + "\n";
+        String config = key == null
+                ? RepositoryLayout.CONFIG_MAGIC + "\nversion " + RepositoryLayout.VERSION + "\nid " + id + "\n"
+                : RepositoryLayout.CONFIG_MAGIC + "\nversion " + RepositoryLayout.VERSION_ENCRYPTED + "\nid " + id + "\n"
+                        + CryptoDescriptor.CONFIG_ENCRYPTION + " " + CryptoDescriptor.CONFIG_CIPHER + "\n"
+                        + CryptoDescriptor.CONFIG_KEY_CHECK + " " + key.check(id) + "\n";
         if (!objects.putIfAbsent(RepositoryLayout.CONFIG, config.getBytes(StandardCharsets.UTF_8))) {
-            return readConfig(objects); // another writer created it first
+            return null;
         }
         if (where instanceof RepositoryLocation.Directory d) {
             try {
@@ -288,13 +429,29 @@ public final class Repository implements AutoCloseable {
             throw new RepositoryException(RepositoryException.Code.DAMAGED, config + " is not a blksnap repository config");
         }
         String version = lines[1].substring("version ".length()).trim();
-        int v = version.equals("1") ? 1 : version.equals(Integer.toString(RepositoryLayout.VERSION)) ? RepositoryLayout.VERSION : -1;
+        int v = switch (version) {
+            case "1" -> RepositoryLayout.VERSION_1;
+            case "2" -> RepositoryLayout.VERSION;
+            case "3" -> RepositoryLayout.VERSION_ENCRYPTED;
+            default -> -1;
+        };
         if (v < 0) {
             throw new RepositoryException(RepositoryException.Code.VERSION, "repository " + objects.location()
-                    + " has format version " + version + "; this blksnap reads versions 1 and " + RepositoryLayout.VERSION);
+                    + " has format version " + version + "; this blksnap reads versions 1, " + RepositoryLayout.VERSION
+                    + " and " + RepositoryLayout.VERSION_ENCRYPTED + " (encrypted)");
         }
         String id = lines.length > 2 && lines[2].startsWith("id ") ? lines[2].substring(3).trim() : objects.location();
-        return new Config(v, id);
+        String keyCheck = null;
+        if (v == RepositoryLayout.VERSION_ENCRYPTED) {
+            String cipher = CryptoDescriptor.CONFIG_ENCRYPTION + " " + CryptoDescriptor.CONFIG_CIPHER;
+            if (lines.length < 5 || !lines[2].startsWith("id ") || !lines[3].equals(cipher)
+                    || !lines[4].matches(CryptoDescriptor.CONFIG_KEY_CHECK + " [0-9a-f]{64}")) {
+                throw new RepositoryException(RepositoryException.Code.DAMAGED, config + " of format version 3 lacks '"
+                        + cipher + "' or its key check");
+            }
+            keyCheck = lines[4].substring(CryptoDescriptor.CONFIG_KEY_CHECK.length() + 1);
+        }
+        return new Config(v, id, keyCheck);
     }
 
     /**
@@ -365,7 +522,7 @@ public final class Repository implements AutoCloseable {
 
     BlobReader reader() {
         if (reader == null) {
-            reader = new BlobReader(objects);
+            reader = new BlobReader(objects, key);
         }
         return reader;
     }
@@ -385,7 +542,7 @@ public final class Repository implements AutoCloseable {
         if (store == null) {
             WriterIndex.Loaded loaded = WriterIndex.load(objects, repoId,
                     dedupScope == DedupScope.HOST ? List.of(host + "+", "upgrade-") : List.of(""), warn);
-            store = new ChunkStore(objects, session.id(), loaded.refs(), targetPackBytes);
+            store = new ChunkStore(objects, session.id(), loaded.refs(), targetPackBytes, key);
         }
         return store;
     }
@@ -428,6 +585,9 @@ public final class Repository implements AutoCloseable {
             } else {
                 throw e;
             }
+        }
+        if (this.key != null && bytes.length <= ManifestDescriptor.MAX_BYTES) {
+            bytes = this.key.openManifest(key, objects.describe(key), bytes);
         }
         return ManifestDescriptor.decode(objects.describe(key), name, bytes);
     }
@@ -555,7 +715,11 @@ public final class Repository implements AutoCloseable {
             objects.put(RepositoryLayout.indexKey(indexName(p.id())), BlobIndexDescriptor.encode(sealed));
         }
         String key = RepositoryLayout.pointKey(p.id());
-        if (!objects.putIfAbsent(key, ManifestDescriptor.encode(p))) {
+        byte[] manifest = ManifestDescriptor.encode(p);
+        if (this.key != null) {
+            manifest = this.key.sealManifest(key, manifest);
+        }
+        if (!objects.putIfAbsent(key, manifest)) {
             throw new RepositoryException(RepositoryException.Code.IO, "manifest " + objects.describe(key)
                     + " exists already: point ids collided; run the backup again");
         }

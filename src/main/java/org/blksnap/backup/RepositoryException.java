@@ -14,6 +14,12 @@ public final class RepositoryException extends Exception {
         NOT_FOUND(66),
         /** A manifest, node, pack or chunk does not match its name or checksum (EX_DATAERR). */
         DAMAGED(65),
+        /**
+         * The key does not fit the repository: an encrypted repository opened without a key or with
+         * another one, a key given for an unencrypted repository, or a key file that is missing,
+         * unreadable or exists when one is to be made (EX_NOPERM). Nothing was written.
+         */
+        KEY(77),
         /** The repository has another format version than this tool reads (EX_DATAERR). */
         VERSION(65),
         /** The restore target is smaller than the point, or exists and is not replaceable (EX_CANTCREAT). */

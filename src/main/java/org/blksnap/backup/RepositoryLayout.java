@@ -32,6 +32,11 @@ final class RepositoryLayout {
     }
 
     static final int VERSION = 2;
+    /**
+     * An encrypted repository (CryptoDescriptor): version 2's layout with sealed blob payloads and
+     * manifests and keyed blob names; a blksnap that reads only versions 1 and 2 refuses it.
+     */
+    static final int VERSION_ENCRYPTED = 3;
     /** Version 1 repositories (one writer, no index objects) are read, and upgraded by the first writer. */
     static final int VERSION_1 = 1;
     static final String CONFIG = "config";

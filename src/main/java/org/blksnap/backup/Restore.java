@@ -137,7 +137,10 @@ final class Restore {
                                     progress.update(dataBytes.addAndGet(raw.length) + zeroBytes.get(), g.sizeBytes());
                                 }
                             } catch (RepositoryException e) {
-                                failure.compareAndSet(null, e);
+                                failure.compareAndSet(null, e.code() != RepositoryException.Code.DAMAGED ? e
+                                        : new RepositoryException(e.code(), "point " + point.id() + ", chunk"
+                                        + (refs.size() == 1 ? " " + first : "s " + first + ".." + (first + refs.size() - 1))
+                                        + ": " + e.getMessage(), e));
                             } finally {
                                 inFlight.release();
                             }

@@ -15,6 +15,7 @@ import java.util.stream.Stream;
 import org.blksnap.backup.Point;
 import org.blksnap.backup.Repository;
 import org.blksnap.backup.RepositoryException;
+import org.blksnap.backup.RepositoryKey;
 import org.blksnap.ctrl.api.AbsolutePath;
 import org.blksnap.ctrl.api.Replies;
 import org.blksnap.ctrl.api.Requests;
@@ -38,10 +39,11 @@ final class BackupCommands {
     /** The exit statuses of the backup commands: the tool's, and the repository's own. */
     static final String EXIT_FOOTER = "%nExit status: 0 ok; 65 damaged (verify found problems) or another format version; "
             + "66 no such repository, point or device; 73 restore target too small or existing; 74 NBD or local I/O; "
-            + "75 another gc is running; 28 the repository's filesystem is full; 64 usage; "
+            + "75 another gc is running; 77 the key does not fit (missing or wrong for an encrypted repository, given "
+            + "for an unencrypted one); 28 the repository's filesystem is full; 64 usage; "
             + "the errno number of an engine error (backup); 111 daemon not reachable (backup).";
 
-    /** {@code --repo} and {@code --s3-endpoint}, shared by every repository command. */
+    /** {@code --repo}, {@code --s3-endpoint} and {@code --key-file}, shared by every repository command. */
     static final class RepoOptions {
         @CommandLine.Spec(CommandLine.Spec.Target.MIXEE)
         CommandLine.Model.CommandSpec mixee;
@@ -53,6 +55,29 @@ final class BackupCommands {
                 description = "an S3-compatible server (MinIO, Ceph RGW, ...), addressed path-style; default: $"
                         + RepositoryLocation.ENDPOINT_ENV + ", else AWS")
         String s3Endpoint;
+        @Option(names = "--key-file", paramLabel = "FILE",
+                description = "the key of an encrypted repository (made by `repo init --encrypt`); default: $"
+                        + RepositoryKey.KEY_FILE_ENV + "; refused for an unencrypted repository")
+        Path keyFile;
+
+        /** The key file named by --key-file, else $BLKSNAP_KEY_FILE, else null. */
+        Path keyFile() {
+            if (keyFile != null) {
+                return keyFile.toAbsolutePath();
+            }
+            String e = ((Main) mixee.root().userObject()).env(RepositoryKey.KEY_FILE_ENV);
+            return e == null || e.isBlank() ? null : Path.of(e.trim()).toAbsolutePath();
+        }
+
+        /**
+         * The key of the key file, or null when none is named.
+         *
+         * @throws RepositoryException KEY the file is missing or not a key file
+         */
+        RepositoryKey key() throws RepositoryException {
+            Path f = keyFile();
+            return f == null ? null : RepositoryKey.load(f);
+        }
 
         RepositoryLocation location() {
             try {
@@ -179,7 +204,7 @@ final class BackupCommands {
                 case "host" -> Repository.DedupScope.HOST;
                 default -> throw usage("--dedup-scope " + dedupScope + " must be all or host");
             };
-            try (Repository repository = Repository.openForWriting(where, hostName, packBytes, cli::warn)) {
+            try (Repository repository = Repository.openForWriting(where, repo.key(), hostName, packBytes, cli::warn)) {
                 repository.dedupScope(scope);
                 for (Map<String, String> stale : repository.staleSessions()) {
                     cleanUpAfterADeadBackup(cli, stale);
@@ -410,7 +435,7 @@ final class BackupCommands {
         @Override
         public Integer call() throws Exception {
             Cli cli = cli();
-            try (Repository r = Repository.openForReading(repo.location())) {
+            try (Repository r = Repository.openForReading(repo.location(), repo.key())) {
                 List<PointLine> points = r.points().stream().filter(p -> device == null || p.device().equals(device))
                         .filter(p -> host == null || p.host().equals(host)).map(PointLine::of).toList();
                 if (device != null && points.isEmpty()) {
@@ -439,7 +464,7 @@ final class BackupCommands {
         @Override
         public Integer call() throws Exception {
             Cli cli = cli();
-            try (Repository r = Repository.openForReading(repo.location())) {
+            try (Repository r = Repository.openForReading(repo.location(), repo.key())) {
                 Repository.RestoreResult res = r.restore(point, to, ProgressLine.of(cli, "restore " + point));
                 cli.print(res, x -> "restored " + x.point() + " (" + x.device() + ", " + x.sizeBytes() + " bytes) to "
                         + x.target() + ": " + x.dataBytes() + " bytes of data, " + x.zeroBytes() + " bytes of zeros");
@@ -459,7 +484,7 @@ final class BackupCommands {
         @Override
         public Integer call() throws Exception {
             Cli cli = cli();
-            try (Repository r = Repository.openForReading(repo.location())) {
+            try (Repository r = Repository.openForReading(repo.location(), repo.key())) {
                 Repository.VerifyReport report = r.verify(point);
                 cli.print(report, BackupCommands::verifyText);
                 return report.ok() ? ExitCodes.OK : RepositoryException.Code.DAMAGED.exitStatus();
@@ -499,7 +524,7 @@ final class BackupCommands {
                 throw usage(e.getMessage());
             }
             Cli cli = cli();
-            try (Repository r = Repository.openForMaintenance(repo.location(), cli::warn)) {
+            try (Repository r = Repository.openForMaintenance(repo.location(), repo.key(), cli::warn)) {
                 List<PruneLine> lines = r.prune(policy, dryRun).stream().map(d -> new PruneLine(d.point().id(),
                         d.point().device(), d.point().time(), d.keep(), d.reasons())).toList();
                 cli.print(new PruneReport(lines, dryRun), x -> String.join("\n", x.points().stream()
@@ -525,7 +550,7 @@ final class BackupCommands {
         @Override
         public Integer call() throws Exception {
             Cli cli = cli();
-            try (Repository r = Repository.openForMaintenance(repo.location(), cli::warn)) {
+            try (Repository r = Repository.openForMaintenance(repo.location(), repo.key(), cli::warn)) {
                 Repository.GcResult res = r.gc(grace, dryRun);
                 cli.print(res, x -> (x.dryRun() ? "would remove " : "removed ") + x.packsRemoved().size() + " pack(s), "
                         + x.bytesRemoved() + " bytes; kept " + x.packsKept() + " in use by " + x.points() + " point(s) and "
@@ -533,6 +558,43 @@ final class BackupCommands {
                         + " ago, or while a backup that began before runs)");
             }
             return ExitCodes.OK;
+        }
+    }
+
+    /** What {@code repo init} made. */
+    record InitReport(String repo, String id, boolean encrypted, String keyFile) {
+    }
+
+    @Command(name = "repo", description = "Manage repositories.", subcommands = RepoCmd.InitCmd.class)
+    static final class RepoCmd {
+        @Command(name = "init", footer = EXIT_FOOTER, description = "Create a repository in a missing or empty directory "
+                + "or S3 prefix; --encrypt makes an encrypted one and its key file (AES-256-GCM, docs/repository.md "
+                + "\"Encryption\"). `backup` creates unencrypted repositories by itself.")
+        static final class InitCmd extends Commands.Base {
+            @Mixin
+            RepoOptions repo;
+            @Option(names = "--encrypt", description = "encrypt the repository with a new key, written to --key-file FILE "
+                    + "(mode 0600; an existing file is never overwritten)")
+            boolean encrypt;
+
+            @Override
+            public Integer call() throws Exception {
+                Path keyFile = repo.keyFile();
+                if (encrypt && keyFile == null) {
+                    throw usage("--encrypt needs --key-file FILE (or $" + RepositoryKey.KEY_FILE_ENV + "): where the new key goes");
+                }
+                if (!encrypt && repo.keyFile != null) {
+                    throw usage("--key-file " + repo.keyFile + " is given without --encrypt: an unencrypted repository has no key");
+                }
+                Cli cli = cli();
+                RepositoryLocation where = repo.location();
+                String id = Repository.init(where, encrypt ? keyFile : null);
+                cli.print(new InitReport(where.toString(), id, encrypt, encrypt ? keyFile.toString() : null),
+                        r -> "created " + (r.encrypted() ? "encrypted " : "") + "repository " + r.repo() + " (id " + r.id() + ")"
+                                + (r.encrypted() ? "; its key is in " + r.keyFile() + ": keep a copy apart from the "
+                                + "repository, for without it no point can be read" : ""));
+                return ExitCodes.OK;
+            }
         }
     }
 

@@ -94,6 +94,9 @@ final class Commands {
         @Option(names = "--repo", paramLabel = "DIR",
                 description = "a backup repository: show the newest point of each device in it")
         Path repo;
+        @Option(names = "--key-file", paramLabel = "FILE",
+                description = "the key of an encrypted --repo (default: $" + org.blksnap.backup.RepositoryKey.KEY_FILE_ENV + ")")
+        Path keyFile;
 
         /** {@code status --json --repo}: the daemon's status, extended with the newest point per device. */
         record WithBackups(String version, Map<String, Long> params, List<Replies.DeviceStatus> devices,
@@ -110,7 +113,10 @@ final class Commands {
             }
             Path dir = repo.toAbsolutePath();
             Map<String, StatusView.LastBackup> last = new TreeMap<>();
-            try (Repository r = Repository.openForReading(dir)) {
+            String env = ((Main) spec.root().userObject()).env(org.blksnap.backup.RepositoryKey.KEY_FILE_ENV);
+            Path kf = keyFile != null ? keyFile : env == null || env.isBlank() ? null : Path.of(env.trim());
+            org.blksnap.backup.RepositoryKey key = kf == null ? null : org.blksnap.backup.RepositoryKey.load(kf.toAbsolutePath());
+            try (Repository r = Repository.openForReading(new org.blksnap.backup.RepositoryLocation.Directory(dir), key)) {
                 for (Point p : r.points()) { // oldest first: the newest of each device stays
                     last.put(p.device(), new StatusView.LastBackup(p.device(), p.id(), p.time(), p.kind(), p.generation(),
                             p.snapNumber()));

@@ -31,7 +31,7 @@ import picocli.CommandLine;
                 Commands.DeviceCmd.class, Commands.TrackerCmd.class, Commands.SnapshotCmd.class,
                 BackupCommands.BackupCmd.class, BackupCommands.PointsCmd.class, BackupCommands.RestoreCmd.class,
                 BackupCommands.VerifyCmd.class, BackupCommands.PruneCmd.class, BackupCommands.GcCmd.class,
-                ServeCmd.class})
+                BackupCommands.RepoCmd.class, ServeCmd.class})
 public final class Main {
     /** The control socket used when neither --control nor BLKSNAP_CONTROL is given. */
     public static final String DEFAULT_CONTROL = "blksnap-data/control.sock";
@@ -175,6 +175,11 @@ public final class Main {
             err.println(prefix + ex.getMessage());
         }
         return code;
+    }
+
+    /** An environment variable of this run (the process's, or a test's), or null. */
+    String env(String name) {
+        return env.get(name);
     }
 
     /** The control socket of this run: --control, else $BLKSNAP_CONTROL, else the default. */

@@ -21,11 +21,11 @@ import picocli.CommandLine.Option;
 final class ServeCmd extends Commands.Base {
     static final String FOOTER = "%nExit status: 0 never (it runs until stopped; SIGTERM and Ctrl-C stop it cleanly, "
             + "status 143 or 130); 65 damaged or another format version; 66 no repository; 74 the socket, address or "
-            + "overlay directory cannot be used; 64 usage.";
+            + "overlay directory cannot be used, or the S3 server fails; 77 the key does not fit the repository; 64 usage.";
     static final String DEFAULT_LISTEN = "127.0.0.1:10809";
 
-    @Option(names = "--repo", required = true, paramLabel = "DIR", description = "the repository")
-    Path repo;
+    @picocli.CommandLine.Mixin
+    BackupCommands.RepoOptions repo;
     @Option(names = "--socket", paramLabel = "PATH", description = "listen on this Unix socket (removed at exit)")
     Path socket;
     @Option(names = "--listen", paramLabel = "HOST:PORT",
@@ -73,7 +73,8 @@ final class ServeCmd extends Commands.Base {
                 throw usage("--listen (" + address + "): the port must be within 0..65535");
             }
         }
-        PointServer.Config config = new PointServer.Config(repo.toAbsolutePath(), socket, host, port, writable,
+        org.blksnap.backup.RepositoryLocation where = repo.location();
+        PointServer.Config config = new PointServer.Config(where, repo.key(), socket, host, port, writable,
                 cache.bytes(), overlayDir.toAbsolutePath(), readAhead.bytes());
         PointServer server;
         try {
@@ -100,7 +101,7 @@ final class ServeCmd extends Commands.Base {
         for (String name : server.exportNames()) {
             exports.add(new ServedExport(name, String.format(tcpUri != null ? tcpUri : unixUri, name)));
         }
-        ServeReport report = new ServeReport(repo.toAbsolutePath().toString(),
+        ServeReport report = new ServeReport(where.toString(),
                 server.socket() == null ? null : server.socket().toString(),
                 server.tcpAddress() == null ? null : hostForUri(server.tcpAddress().getHostString()) + ":"
                         + server.tcpAddress().getPort(), writable, exports);

@@ -13,6 +13,8 @@ import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
 import org.blksnap.backup.Repository;
 import org.blksnap.backup.RepositoryException;
+import org.blksnap.backup.RepositoryKey;
+import org.blksnap.backup.RepositoryLocation;
 import org.blksnap.nbd.NbdServer;
 import org.blksnap.util.FirstFailure;
 
@@ -36,7 +38,8 @@ public final class PointServer implements AutoCloseable {
     /**
      * What to serve and where.
      *
-     * @param repo       the repository directory
+     * @param repo       the repository: a directory or an S3 prefix
+     * @param key        the key of an encrypted repository, or null
      * @param socket     a Unix socket path, or null
      * @param listenHost a TCP host to listen on, or null for none
      * @param listenPort the TCP port (0: any free one); used with {@code listenHost}
@@ -45,8 +48,15 @@ public final class PointServer implements AutoCloseable {
      * @param overlayDir where overlay files are made (unlinked at once)
      * @param readAheadBytes largest read-ahead window per stream, in bytes (0: no read-ahead)
      */
-    public record Config(Path repo, Path socket, String listenHost, int listenPort, boolean writable, long cacheBytes,
-                         Path overlayDir, long readAheadBytes) {
+    public record Config(RepositoryLocation repo, RepositoryKey key, Path socket, String listenHost, int listenPort,
+                         boolean writable, long cacheBytes, Path overlayDir, long readAheadBytes) {
+        /** A directory repository, unencrypted. */
+        public Config(Path repo, Path socket, String listenHost, int listenPort, boolean writable, long cacheBytes,
+                      Path overlayDir, long readAheadBytes) {
+            this(new RepositoryLocation.Directory(repo.toAbsolutePath()), null, socket, listenHost, listenPort, writable,
+                    cacheBytes, overlayDir, readAheadBytes);
+        }
+
         public Config {
             Objects.requireNonNull(repo, "repo");
             Objects.requireNonNull(overlayDir, "overlayDir");
@@ -101,14 +111,15 @@ public final class PointServer implements AutoCloseable {
      * Opens the repository and listens.
      *
      * @param warn where non-fatal findings go (a manifest that does not read: that point is not served)
-     * @throws RepositoryException NOT_FOUND, VERSION or DAMAGED: the repository cannot be read
+     * @throws RepositoryException NOT_FOUND, VERSION or DAMAGED: the repository cannot be read; KEY the key
+     *                             does not fit; IO the S3 server cannot be reached
      * @throws IOException         the socket or address cannot be listened on, or the overlay directory is missing
      */
     public static PointServer start(Config c, Consumer<String> warn) throws RepositoryException, IOException {
         if (c.writable() && !Files.isDirectory(c.overlayDir())) {
             throw new IOException("the overlay directory " + c.overlayDir() + " is not a directory");
         }
-        Repository repo = Repository.openForReading(c.repo().toAbsolutePath());
+        Repository repo = Repository.openForReading(c.repo(), c.key());
         PointServer s = new PointServer(c, repo, warn);
         try {
             if (c.socket() != null) {
@@ -191,7 +202,7 @@ public final class PointServer implements AutoCloseable {
         failures.run(exports::close);
         failures.run(logs::flush);
         failures.run(repo::close);
-        failures.throwIfAny(IOException.class, e -> new IOException("closing the server of " + repo.dir() + " failed: "
+        failures.throwIfAny(IOException.class, e -> new IOException("closing the server of " + repo.location() + " failed: "
                 + e.getMessage(), e));
     }
 }

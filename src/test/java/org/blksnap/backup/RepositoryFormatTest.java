@@ -64,11 +64,14 @@ class RepositoryFormatTest {
     void aRepositoryOfAnotherVersionOrNoneAtAllIsRefused() throws Exception {
         failsWith(RepositoryException.Code.NOT_FOUND, "no repository at", () -> Repository.openForReading(dir));
         Repository.openForWriting(dir.resolve("r"), 1 << 20, m -> { }).close();
-        Files.writeString(dir.resolve("r/config"), "blksnap-backup-repository\nversion 3\nid x\n");
-        failsWith(RepositoryException.Code.VERSION, "has format version 3; this blksnap reads versions 1 and 2",
+        Files.writeString(dir.resolve("r/config"), "blksnap-backup-repository\nversion 4\nid x\n");
+        failsWith(RepositoryException.Code.VERSION, "has format version 4; this blksnap reads versions 1, 2 and 3 (encrypted)",
                 () -> Repository.openForReading(dir.resolve("r")));
-        failsWith(RepositoryException.Code.VERSION, "format version 3",
+        failsWith(RepositoryException.Code.VERSION, "format version 4",
                 () -> Repository.openForWriting(dir.resolve("r"), 1 << 20, m -> { }));
+        Files.writeString(dir.resolve("r/config"), "blksnap-backup-repository\nversion 3\nid x\n");
+        failsWith(RepositoryException.Code.DAMAGED, "of format version 3 lacks 'encryption aes-256-gcm' or its key check",
+                () -> Repository.openForReading(dir.resolve("r")));
         Files.writeString(dir.resolve("r/config"), "something else\n");
         failsWith(RepositoryException.Code.DAMAGED, "is not a blksnap repository config",
                 () -> Repository.openForReading(dir.resolve("r")));
@@ -125,7 +128,7 @@ class RepositoryFormatTest {
         Random rnd = new Random(7);
         List<byte[]> blobs = new ArrayList<>();
         List<Ref> refs = new ArrayList<>();
-        try (ChunkStore store = new ChunkStore(objects, "t", Map.of(), 100_000)) {
+        try (ChunkStore store = new ChunkStore(objects, "t", Map.of(), 100_000, null)) {
             for (int i = 0; i < 20; i++) {
                 byte[] b = new byte[16384];
                 if (i % 2 == 0) {
@@ -141,7 +144,7 @@ class RepositoryFormatTest {
         assertThat(tmp).isEmptyDirectory();
         Map<Sha256, Ref> index = scan(objects, m -> { throw new AssertionError(m); });
         assertThat(index).hasSize(20);
-        BlobReader reader = new BlobReader(objects);
+        BlobReader reader = new BlobReader(objects, null);
         for (int i = 0; i < 20; i++) {
             assertThat(index.get(refs.get(i).hash())).isEqualTo(refs.get(i));
             assertThat(reader.read(refs.get(i))).isEqualTo(blobs.get(i));
@@ -155,7 +158,7 @@ class RepositoryFormatTest {
             damaged[(int) victim.offsetBytes() + at] ^= 0x10;
             Files.write(pack, damaged);
             try (DirectoryStore fresh = new DirectoryStore(dir)) {
-                BlobReader r = new BlobReader(fresh);
+                BlobReader r = new BlobReader(fresh, null);
                 failsWith(RepositoryException.Code.DAMAGED, victim.hash().shortHex(), () -> r.read(victim));
             }
         }
@@ -210,7 +213,7 @@ class RepositoryFormatTest {
             rnd.nextBytes(blobs[i]);
         }
         Map<Integer, List<Ref>> seen = new java.util.concurrent.ConcurrentHashMap<>();
-        try (ChunkStore store = new ChunkStore(objects, "t", Map.of(), 64 << 10)) {
+        try (ChunkStore store = new ChunkStore(objects, "t", Map.of(), 64 << 10, null)) {
             try (var pool = java.util.concurrent.Executors.newFixedThreadPool(8)) {
                 java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
                 List<java.util.concurrent.Future<?>> fs = new ArrayList<>();
@@ -238,7 +241,7 @@ class RepositoryFormatTest {
         }
         Map<Sha256, Ref> index = scan(objects, m -> { throw new AssertionError(m); });
         assertThat(index).hasSize(seen.size());
-        BlobReader reader = new BlobReader(objects);
+        BlobReader reader = new BlobReader(objects, null);
         for (var e : seen.entrySet()) {
             assertThat(e.getValue().stream().distinct()).hasSize(1);
             assertThat(reader.read(e.getValue().getFirst())).isEqualTo(blobs[e.getKey()]);

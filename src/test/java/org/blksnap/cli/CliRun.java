@@ -12,6 +12,11 @@ import java.util.Map;
 public record CliRun(int exitCode, String out, String err) {
 
     public static CliRun run(Path control, String... args) {
+        return run(Map.of(), control, args);
+    }
+
+    /** {@link #run(Path, String...)} with these environment variables (the tool sees no others). */
+    public static CliRun run(Map<String, String> env, Path control, String... args) {
         List<String> all = new ArrayList<>();
         if (control != null) {
             all.add("--control");
@@ -21,7 +26,7 @@ public record CliRun(int exitCode, String out, String err) {
         ByteArrayOutputStream o = new ByteArrayOutputStream();
         ByteArrayOutputStream e = new ByteArrayOutputStream();
         int rc = Main.run(all.toArray(String[]::new), new PrintStream(o, true, StandardCharsets.UTF_8),
-                new PrintStream(e, true, StandardCharsets.UTF_8), Map.of());
+                new PrintStream(e, true, StandardCharsets.UTF_8), env);
         return new CliRun(rc, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
     }
 

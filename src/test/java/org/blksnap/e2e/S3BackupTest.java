@@ -25,7 +25,8 @@ import tools.jackson.databind.json.JsonMapper;
  * tool against a real S3 server (s3proxy, or {@code BLKSNAP_TEST_S3_ENDPOINT}: see S3Server), with
  * the same checks as the directory repository: every point restores bit for bit; an S3 server
  * stopped in the middle of a backup fails it with an error naming what failed, leaves no point,
- * and the next backup succeeds.
+ * and the next backup succeeds; an encrypted repository takes backups only with its key file and
+ * restores every point bit for bit with it.
  */
 @Tag("system")
 class S3BackupTest {
@@ -200,6 +201,66 @@ class S3BackupTest {
             String gc = ok(d, repo, "gc", "--grace", "PT0S");
             assertThat(Integer.parseInt(gc.split(" ")[1])).as("the failed backup's packs go: " + gc).isPositive();
             assertThat(ok(d, repo, "verify")).startsWith("ok: 1 point(s)");
+        }
+    }
+
+    @Test
+    @org.junit.jupiter.api.Timeout(value = 10, unit = java.util.concurrent.TimeUnit.MINUTES)
+    void anEncryptedS3RepositoryTakesBackupsOnlyWithItsKeyAndRestoresEveryPointBitForBit() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        String repo = s3.newRepo("enc");
+        Path key = dir.resolve("enc.key");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=16M"), List.of())) {
+            CliRun init = d.cli(concat(new String[] {"repo", "init", "--encrypt", "--key-file", key.toString()}, repoArgs(repo)));
+            assertThat(init.exitCode()).as(init.toString()).isZero();
+            byte[] data = new byte[16 << 20];
+            new Random(99).nextBytes(data);
+            byte[] line = "encrypted before it leaves the host\n".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+            for (int i = 8 << 20; i < 12 << 20; i++) {
+                data[i] = line[i % line.length];
+            }
+            Path image = dir.resolve("enc-initial.img");
+            Files.write(image, data);
+            nbdcopy(image.toString(), d.uri("disk0"));
+
+            // without the key: KEY, before a snapshot is made or an object written
+            CliRun refused = d.cli(concat(new String[] {"backup", "--device", "disk0", "--storage-size", "16M"}, repoArgs(repo)));
+            assertThat(refused.exitCode()).as(refused.toString()).isEqualTo(77);
+            assertThat(refused.err()).contains("backup: KEY: repository " + repo + " is encrypted");
+            assertThat(s3.list(repo, "packs/")).isEmpty();
+            assertThat(s3.list(repo, "sessions/")).isEmpty();
+            assertThat(d.ok("snapshot", "collect")).isEmpty();
+
+            String[] keyed = {"--key-file", key.toString()};
+            List<String> ids = new ArrayList<>();
+            List<Path> recs = new ArrayList<>();
+            for (int i = 0; i < 3; i++) {
+                if (i == 1) {
+                    Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x5a 1M 64k", "write -P 0x5b 9M 128k");
+                } else if (i == 2) {
+                    Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x11 15M 4k");
+                }
+                recs.add(record(d, "enc-rec" + i + ".img"));
+                CliRun r = d.cli(concat(concat(new String[] {"--json", "backup", "--device", "disk0", "--storage-size", "16M",
+                        "--pack-size", "1M"}, repoArgs(repo)), keyed));
+                assertThat(r.exitCode()).as(r.toString()).isZero();
+                JsonNode p = json.readTree(r.out()).path("points").get(0);
+                assertThat(p.path("kind").asString()).isEqualTo(i == 0 ? "full" : "incremental");
+                ids.add(p.path("id").asString());
+            }
+            for (int i = 0; i < 3; i++) {
+                Path out = dir.resolve("enc-restored" + i + ".img");
+                ok(d, repo, concat(new String[] {"restore", "--point", ids.get(i), "--to", out.toString()}, keyed));
+                assertSameBytes(out, recs.get(i));
+            }
+            assertThat(ok(d, repo, concat(new String[] {"verify"}, keyed))).startsWith("ok: 3 point(s)");
+            assertThat(ok(d, repo, concat(new String[] {"prune", "--keep-last", "1"}, keyed))).contains("remove " + ids.get(0));
+            assertThat(ok(d, repo, concat(new String[] {"gc", "--grace", "PT0S"}, keyed))).contains("in use by 1 point(s)");
+            Path out = dir.resolve("enc-restored-last.img");
+            ok(d, repo, concat(new String[] {"restore", "--point", ids.get(2), "--to", out.toString()}, keyed));
+            assertSameBytes(out, recs.get(2));
+            CliRun noKey = d.cli(concat(new String[] {"points"}, repoArgs(repo)));
+            assertThat(noKey.exitCode()).as(noKey.toString()).isEqualTo(77);
         }
     }
 
