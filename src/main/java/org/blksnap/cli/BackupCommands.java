@@ -165,6 +165,10 @@ final class BackupCommands {
         Size storageLimit;
         @Option(names = "--storage-size", paramLabel = "SIZE", description = "initial storage (default: 256M or the limit if smaller)")
         Size storageSize;
+        @Option(names = "--snapshot-lease", paramLabel = "SECONDS", defaultValue = "60",
+                description = "the snapshot is created with this lease and renewed while the backup runs, so the daemon "
+                        + "destroys it when the backup was killed and cannot (default ${DEFAULT-VALUE})")
+        long snapshotLeaseSeconds;
         @Option(names = "--pack-size", paramLabel = "SIZE", hidden = true, description = "pack files are sealed at this size")
         Size packSize;
         /**
@@ -210,10 +214,11 @@ final class BackupCommands {
                     cleanUpAfterADeadBackup(cli, stale);
                 }
                 lap[0] = laps.lap();
-                UUID id = cli.call(new Requests.SnapshotCreate(devices)).id();
+                UUID id = cli.call(new Requests.SnapshotCreate(devices, snapshotLeaseSeconds)).id();
                 lap[1] = laps.lap();
                 Path storage = storageRoot.resolve("backup-" + id);
                 Session session = new Session(cli, id, storage);
+                session.renewer = renewer(cli.onStderr(), id, snapshotLeaseSeconds);
                 session.afterEnd = () -> {
                     try {
                         repository.recordSession(Map.of());
@@ -347,6 +352,29 @@ final class BackupCommands {
             }
         }
 
+        /**
+         * Renews the snapshot's lease four times per lease until interrupted (by {@link Session#end}), so
+         * only a backup that died (or stopped for most of a lease) loses its snapshot.
+         */
+        private static Thread renewer(Cli cli, UUID id, long leaseSeconds) {
+            long periodMillis = Math.max(100, leaseSeconds * 1000 / 4);
+            return Thread.ofVirtual().name("backup-lease").start(() -> {
+                while (!Thread.currentThread().isInterrupted()) {
+                    try {
+                        Thread.sleep(periodMillis);
+                        cli.call(new Requests.SnapshotRenew(id));
+                    } catch (InterruptedException e) {
+                        return;
+                    } catch (Exception e) {
+                        if (Thread.currentThread().isInterrupted()) {
+                            return;
+                        }
+                        cli.warn("backup: renewing the lease of snapshot " + id + " failed: " + e.getMessage());
+                    }
+                }
+            });
+        }
+
         private static byte[] readMap(Cli cli, String device, int blockCount) throws Exception {
             ByteArrayOutputStream map = new ByteArrayOutputStream(blockCount);
             long pos = 0;
@@ -375,6 +403,7 @@ final class BackupCommands {
         private final Path storage;
         private final AtomicBoolean ended = new AtomicBoolean();
         volatile Thread stretch;
+        volatile Thread renewer;
         /** Runs once the snapshot and storage are gone (clears the repository's record of them). */
         volatile Runnable afterEnd = () -> { };
 
@@ -388,10 +417,15 @@ final class BackupCommands {
             if (!ended.compareAndSet(false, true)) {
                 return;
             }
+            Thread r = renewer;
+            if (r != null) {
+                r.interrupt();
+            }
             try {
                 cli.call(new Requests.Destroy(id));
             } catch (ControlClient.RemoteException e) {
-                if (!"ENODEV".equals(e.errnoName())) {
+                // ESRCH: already gone (its lease ran out after its backup died, or the daemon restarted)
+                if (!"ENODEV".equals(e.errnoName()) && !"ESRCH".equals(e.errnoName())) {
                     cli.warn("backup: cannot destroy snapshot " + id + ": " + e.errnoName() + ": " + e.getMessage());
                 }
             } catch (Exception e) {

@@ -277,17 +277,31 @@ final class Commands {
     @Command(name = "snapshot", description = "Snapshots.",
             subcommands = {SnapshotCmd.Create.class, SnapshotCmd.AppendStorage.class, SnapshotCmd.Take.class,
                     SnapshotCmd.Collect.class, SnapshotCmd.Images.class, SnapshotCmd.WaitEvent.class,
-                    SnapshotCmd.StretchCmd.class, SnapshotCmd.Destroy.class})
+                    SnapshotCmd.StretchCmd.class, SnapshotCmd.Renew.class, SnapshotCmd.Destroy.class})
     static final class SnapshotCmd {
         @Command(name = "create", description = "Create a snapshot of devices; prints its id.")
         static final class Create extends Base {
             @Option(names = "--device", required = true, paramLabel = "NAME",
                     description = "a device to include (repeatable; one coherent snapshot of all)")
             List<String> devices = new ArrayList<>();
+            @Option(names = "--lease", paramLabel = "SECONDS", description = "the daemon destroys the snapshot when "
+                    + "no 'snapshot renew' (or wait-event) of it came for this many seconds (default: no lease)")
+            Long leaseSeconds;
 
             @Override
             public Integer call() throws Exception {
-                return show(new Requests.SnapshotCreate(devices), TextForms::created);
+                return show(new Requests.SnapshotCreate(devices, leaseSeconds), TextForms::created);
+            }
+        }
+
+        @Command(name = "renew", description = "Restart the lease of a snapshot created with --lease.")
+        static final class Renew extends Base {
+            @Option(names = "--id", required = true, description = "the snapshot id")
+            UUID id;
+
+            @Override
+            public Integer call() throws Exception {
+                return show(new Requests.SnapshotRenew(id), TextForms::done);
             }
         }
 

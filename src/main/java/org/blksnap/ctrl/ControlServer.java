@@ -187,6 +187,7 @@ public final class ControlServer implements AutoCloseable {
     @Override
     public void close() throws IOException {
         accepting = false;
+        operations.close();
         try {
             server.stop();
         } catch (Exception e) {

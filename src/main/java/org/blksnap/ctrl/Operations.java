@@ -43,6 +43,7 @@ final class Operations {
     private final FreezeHooks.CommandRunner commands;
     private final Consumer<SnapshotEvent> eventObserver;
     private final AccessPolicy access;
+    private final SnapshotLeases leases;
 
     Operations(Blksnap engine, DeviceAdmin devices, ExportLocator exports, FreezeHooks.CommandRunner commands,
                Consumer<SnapshotEvent> eventObserver, AccessPolicy access) {
@@ -52,6 +53,12 @@ final class Operations {
         this.commands = commands;
         this.eventObserver = eventObserver;
         this.access = access;
+        this.leases = new SnapshotLeases(engine);
+    }
+
+    /** Stops the lease reaper (at the control API's close). */
+    void close() {
+        leases.close();
     }
 
     /**
@@ -82,6 +89,7 @@ final class Operations {
                     .map(this::image).toList());
             case Requests.WaitEvent q -> waitEvent(q);
             case Requests.Destroy q -> destroy(q);
+            case Requests.SnapshotRenew q -> renew(q);
         };
     }
 
@@ -177,9 +185,21 @@ final class Operations {
     }
 
     private Replies.Created snapshotCreate(Requests.SnapshotCreate q) {
+        if (q.leaseSeconds() != null) {
+            SnapshotLeases.check(q.leaseSeconds());
+        }
         Replies.Created created = new Replies.Created(engine.snapshotCreate(q.devices()));
-        LOG.info("snapshot {} created for {}", created.id(), q.devices());
+        if (q.leaseSeconds() != null) {
+            leases.hold(created.id(), q.leaseSeconds());
+        }
+        LOG.info("snapshot {} created for {}{}", created.id(), q.devices(),
+                q.leaseSeconds() == null ? "" : " with a lease of " + q.leaseSeconds() + " s");
         return created;
+    }
+
+    private Replies.Done renew(Requests.SnapshotRenew q) {
+        leases.renew(q.id());
+        return new Replies.Done();
     }
 
     private Replies.Done appendStorage(AccessPolicy.Caller caller, Requests.AppendStorage q) {
@@ -207,7 +227,9 @@ final class Operations {
     }
 
     private Replies.WaitEvent waitEvent(Requests.WaitEvent q) {
+        leases.touch(q.id());
         SnapshotEvent ev = engine.snapshotWaitEvent(q.id(), q.timeoutMs());
+        leases.touch(q.id());
         eventObserver.accept(ev);
         return new Replies.WaitEvent(event(ev));
     }
@@ -228,6 +250,7 @@ final class Operations {
 
     private Replies.Done destroy(Requests.Destroy q) {
         engine.snapshotDestroy(q.id());
+        leases.forget(q.id());
         LOG.info("snapshot {} destroyed", q.id());
         return new Replies.Done();
     }

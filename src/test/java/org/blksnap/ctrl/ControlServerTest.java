@@ -184,7 +184,7 @@ class ControlServerTest {
         RawHttp.Reply r = post("/v1/snapshot/create", "{\"devices\": [\"disk0\"], \"devcies\": 1}");
         assertThat(r.errorName()).isEqualTo("EINVAL");
         assertThat(r.json().path("error").path("message").asString())
-                .isEqualTo("/v1/snapshot/create: unknown field 'devcies'; known: devices");
+                .isEqualTo("/v1/snapshot/create: unknown field 'devcies'; known: devices, leaseSeconds");
         assertThat(engine.calls).isEmpty();
     }
 

@@ -199,11 +199,17 @@ class BackupRestoreTest {
 
     /** Starts {@code blksnap backup} as a process that pauses after {@code pauseAfter} bytes read; returns once it paused. */
     private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log, String... devices) throws Exception {
+        return pausedBackup(d, repo, pauseAfter, log, List.of(), devices);
+    }
+
+    private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log, List<String> options,
+                                 String... devices) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
                 "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K",
                 "--debug-pause-after", pauseAfter));
+        cmd.addAll(options);
         for (String dev : devices.length == 0 ? new String[] {"disk0"} : devices) {
             cmd.add("--device");
             cmd.add(dev);
@@ -333,6 +339,35 @@ class BackupRestoreTest {
                     assertThat(Files.readString(marker)).as("nothing left for the next backup to clean up")
                             .doesNotContain("snapshot");
                 }
+            }
+        }
+    }
+
+    @Test
+    void theSnapshotOfAKilledBackupIsDestroyedByTheDaemonWhenItsLeaseRunsOut() throws Exception {
+        ExternalTool.require("nbdcopy");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(initialImage().toString(), d.uri("disk0"));
+            Path rec = record(d, "rec.img");
+            Process p = pausedBackup(d, repo, "8M", dir.resolve("leased.log"), List.of("--snapshot-lease", "2"));
+            // paused for longer than a lease: its renewals keep the snapshot
+            Thread.sleep(3_000);
+            assertThat(d.ok("snapshot", "collect")).as("renewed while the backup lives").isNotEmpty();
+            p.destroyForcibly(); // SIGKILL: no renewals any more
+            p.waitFor();
+            await().atMost(Duration.ofSeconds(20)).until(() -> d.ok("snapshot", "collect").isEmpty());
+            // the next backup finds the dead session's marker: its snapshot is already gone, its storage is removed
+            CliRun next = d.cli("backup", "--repo", repo.toString(), "--device", "disk0", "--storage-size", "16M",
+                    "--storage-limit", "16M");
+            assertThat(next.exitCode()).as(next.toString()).isZero();
+            assertThat(next.err()).contains("did not finish").doesNotContain("cannot destroy");
+            String[] f = next.line().split(" ");
+            Path out = dir.resolve("restored.img");
+            d.ok("restore", "--repo", repo.toString(), "--point", f[1], "--to", out.toString());
+            assertSameBytes(out, rec);
+            try (var left = Files.list(dir)) {
+                assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
             }
         }
     }

@@ -28,7 +28,8 @@ public enum Operation {
     SNAPSHOT_COLLECT("snapshot/collect", Requests.SnapshotCollect.class, Replies.SnapshotIds.class),
     SNAPSHOT_COLLECT_IMAGES("snapshot/collect-images", Requests.CollectImages.class, Replies.Images.class),
     SNAPSHOT_WAIT_EVENT("snapshot/wait-event", Requests.WaitEvent.class, Replies.WaitEvent.class),
-    SNAPSHOT_DESTROY("snapshot/destroy", Requests.Destroy.class, Replies.Done.class);
+    SNAPSHOT_DESTROY("snapshot/destroy", Requests.Destroy.class, Replies.Done.class),
+    SNAPSHOT_RENEW("snapshot/renew", Requests.SnapshotRenew.class, Replies.Done.class);
 
     /** Prefix of every path. */
     public static final String PREFIX = "/v1/";

@@ -9,6 +9,6 @@ package org.blksnap.ctrl.api;
 public sealed interface Request<R extends Reply> permits Requests.Version, Requests.Params, Requests.ParamsGet,
         Requests.ParamsSet, Requests.Status, Requests.DeviceList, Requests.DeviceAdd, Requests.DeviceRemove,
         Requests.TrackerCollect, Requests.ReadCbtMap,
-        Requests.MarkDirty, Requests.TrackerRemove, Requests.SnapshotCreate, Requests.AppendStorage, Requests.Take,
+        Requests.MarkDirty, Requests.TrackerRemove, Requests.SnapshotCreate, Requests.SnapshotRenew, Requests.AppendStorage, Requests.Take,
         Requests.SnapshotCollect, Requests.CollectImages, Requests.WaitEvent, Requests.Destroy {
 }

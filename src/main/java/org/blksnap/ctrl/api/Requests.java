@@ -189,11 +189,28 @@ public final class Requests {
     public record TrackerRemove(@Required String device) implements Request<Replies.Done> {
     }
 
-    /** {@code snapshot/create}: a snapshot of these devices. */
-    public record SnapshotCreate(@Required List<String> devices) implements Request<Replies.Created> {
+    /**
+     * {@code snapshot/create}: a snapshot of these devices.
+     *
+     * @param leaseSeconds optional: the daemon destroys the snapshot when no {@code snapshot/renew} (or
+     *                     {@code snapshot/wait-event}) of it came for this many seconds, so one whose
+     *                     creator was killed does not hold its storage and copy-on-write cost until
+     *                     someone notices; absent: it lives until destroyed, as upstream
+     */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    public record SnapshotCreate(@Required List<String> devices, Long leaseSeconds) implements Request<Replies.Created> {
         public SnapshotCreate {
             devices = List.copyOf(devices);
         }
+
+        /** A snapshot without a lease. */
+        public SnapshotCreate(List<String> devices) {
+            this(devices, null);
+        }
+    }
+
+    /** {@code snapshot/renew}: restarts the lease of a snapshot created with one. */
+    public record SnapshotRenew(@Required UUID id) implements Request<Replies.Done> {
     }
 
     /**

@@ -35,11 +35,12 @@ class WireContractTest {
             new Requests.DeviceRemove("d9", true),
             new Requests.TrackerCollect(), new Requests.ReadCbtMap("disk0", 10, 5),
             new Requests.MarkDirty("disk0", List.of(new Range(0, 8), new Range(64, 8))),
-            new Requests.TrackerRemove("disk0"), new Requests.SnapshotCreate(List.of("disk0", "disk1")),
+            new Requests.TrackerRemove("disk0"), new Requests.SnapshotCreate(List.of("disk0", "disk1"), 60L),
             new Requests.AppendStorage(ID, new AbsolutePath(Path.of("/tmp/ds")), new Size(64L << 20),
                     List.of(new Range(0, 2048))),
             new Requests.Take(ID, List.of(new AbsolutePath(Path.of("/mnt/a")))), new Requests.SnapshotCollect(),
-            new Requests.CollectImages(ID), new Requests.WaitEvent(ID, 1000), new Requests.Destroy(ID));
+            new Requests.CollectImages(ID), new Requests.WaitEvent(ID, 1000), new Requests.Destroy(ID),
+            new Requests.SnapshotRenew(ID));
 
     private static final Replies.Tracker TRACKER = new Replies.Tracker("disk0", 65536, 1L << 30, 16384, ID, 2,
             "SIZE_CHANGED", "the map was saved for 1 bytes");
@@ -82,6 +83,7 @@ class WireContractTest {
                 new Replies.Image("disk1", "blksnap-image1", 1L << 20, null))));
         r.put(Operation.SNAPSHOT_WAIT_EVENT, new Replies.WaitEvent(new Replies.LowFreeSpace(0, "low_free_space", 5, 2048)));
         r.put(Operation.SNAPSHOT_DESTROY, new Replies.Done());
+        r.put(Operation.SNAPSHOT_RENEW, new Replies.Done());
     }
 
     private static Map<Operation, Request<?>> samples(Request<?>... requests) {
@@ -197,7 +199,7 @@ class WireContractTest {
     @Test
     void anUnknownFieldIsRefusedNamingTheKnownOnes() {
         assertThat(op(Operation.SNAPSHOT_CREATE, "{\"devices\": [\"disk0\"], \"devcies\": 1}"))
-                .isEqualTo("/v1/snapshot/create: unknown field 'devcies'; known: devices");
+                .isEqualTo("/v1/snapshot/create: unknown field 'devcies'; known: devices, leaseSeconds");
         assertThat(op(Operation.SNAPSHOT_APPEND_STORAGE, "{" + QID + ", \"path\": \"/x\", \"foo\": 1}"))
                 .isEqualTo("/v1/snapshot/append-storage: unknown field 'foo'; known: id, path, ranges, size");
         assertThat(op(Operation.VERSION, "{\"x\": 1}"))
