@@ -1,7 +1,6 @@
 package org.blksnap.backup;
 
 import com.github.luben.zstd.Zstd;
-import com.github.luben.zstd.ZstdException;
 import java.nio.ByteBuffer;
 import java.util.Arrays;
 import java.util.List;
@@ -42,7 +41,17 @@ final class BlobReader {
             throw damaged(ref, "the pack ends before the blob (" + store.describe(key) + " ends at "
                     + (ref.offsetBytes() + blob.remaining()) + ")");
         }
-        return decode(ref, blob);
+        return decode(ref, blob, 0);
+    }
+
+    /** The blob at {@code at} bytes past {@code buf}'s position, decoded where it lies (no copy of it first). */
+    private byte[] decode(Ref ref, ByteBuffer buf, int at) throws RepositoryException {
+        if (buf.hasArray()) {
+            return decode(ref, buf.array(), buf.arrayOffset() + buf.position() + at);
+        }
+        byte[] one = new byte[ref.lengthBytes()];
+        buf.get(buf.position() + at, one);
+        return decode(ref, one, 0);
     }
 
     /**
@@ -72,9 +81,7 @@ final class BlobReader {
             if (all.remaining() < at + r.lengthBytes()) {
                 throw damaged(r, "the pack ends before the blob (" + store.describe(key) + ")");
             }
-            byte[] one = new byte[r.lengthBytes()];
-            all.get(all.position() + at, one);
-            out.add(decode(r, ByteBuffer.wrap(one)));
+            out.add(decode(r, all, at));
         }
         return out;
     }
@@ -84,7 +91,9 @@ final class BlobReader {
         return prev.pack().equals(next.pack()) && prev.offsetBytes() + prev.lengthBytes() == next.offsetBytes();
     }
 
-    private byte[] decode(Ref ref, ByteBuffer blob) throws RepositoryException {
+    /** The blob that lies in {@code a} from {@code off} for {@code ref.lengthBytes()} bytes. */
+    private byte[] decode(Ref ref, byte[] a, int off) throws RepositoryException {
+        ByteBuffer blob = ByteBuffer.wrap(a, off, ref.lengthBytes()).slice();
         if (blob.getInt(0) != PackDescriptor.BLOB_MAGIC) {
             throw damaged(ref, "no blob header at its offset");
         }
@@ -103,38 +112,43 @@ final class BlobReader {
                     + ref.lengthBytes() + " bytes");
         }
         int flags = blob.get(PackDescriptor.BLOB_FLAGS_OFFSET) & 0xff;
+        // the stored payload: in place in the pack's bytes, or opened (decrypted) into an array of its own
         byte[] stored;
+        int storedAt;
         if (key == null) {
             if (flags != 0) {
                 throw damaged(ref, "the blob is sealed (encrypted), in a repository that is not encrypted");
             }
-            stored = Arrays.copyOfRange(blob.array(), PackDescriptor.BLOB_HEADER_BYTES, ref.lengthBytes());
+            stored = a;
+            storedAt = off + PackDescriptor.BLOB_HEADER_BYTES;
         } else {
             if (flags != PackDescriptor.FLAG_SEALED) {
                 throw damaged(ref, "the blob is not sealed, in an encrypted repository");
             }
             try {
-                stored = key.open(blob.array(), 0, PackDescriptor.BLOB_HEADER_BYTES, blob.array(),
-                        PackDescriptor.BLOB_HEADER_BYTES, storedLength);
+                stored = key.open(a, off, PackDescriptor.BLOB_HEADER_BYTES, a, off + PackDescriptor.BLOB_HEADER_BYTES,
+                        storedLength);
             } catch (java.security.GeneralSecurityException e) {
                 throw damaged(ref, "it does not authenticate under the repository's key (tampered or damaged)");
             }
+            storedAt = 0;
             storedLength = stored.length;
         }
         byte[] raw;
         if (comp == PackDescriptor.COMP_NONE) {
-            raw = stored;
             if (rawLength != storedLength) {
                 throw damaged(ref, "an uncompressed blob of raw length " + rawLength + " stores " + storedLength);
             }
+            raw = storedAt == 0 && stored.length == storedLength ? stored
+                    : Arrays.copyOfRange(stored, storedAt, storedAt + storedLength);
         } else if (comp == PackDescriptor.COMP_ZSTD) {
-            try {
-                raw = Zstd.decompress(stored, rawLength);
-            } catch (ZstdException | IllegalArgumentException e) {
-                throw damaged(ref, "zstd: " + e.getMessage());
+            raw = new byte[rawLength];
+            long n = Zstd.decompressByteArray(raw, 0, rawLength, stored, storedAt, storedLength);
+            if (Zstd.isError(n)) {
+                throw damaged(ref, "zstd: " + Zstd.getErrorName(n));
             }
-            if (raw.length != rawLength) {
-                throw damaged(ref, "decompressed to " + raw.length + " bytes, not " + rawLength);
+            if (n != rawLength) {
+                throw damaged(ref, "decompressed to " + n + " bytes, not " + rawLength);
             }
         } else {
             throw damaged(ref, "unknown compression " + comp);
