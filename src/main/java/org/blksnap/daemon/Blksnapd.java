@@ -42,7 +42,8 @@ import tools.jackson.databind.json.JsonMapper;
                 "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
                 "no-persist, max-connections, max-connections-per-export, max-bytes-in-flight,",
                 "max-bytes-in-flight-per-connection, handshake-timeout, request-timeout, reply-timeout, tls, tls-cert,",
-                "tls-key, tls-ca, tls-verify-peer, allow, read-only, control-group, allow-path); device, param, allow,",
+                "tls-key, tls-ca, tls-verify-peer, tls-psk, allow, read-only, control-group, allow-path); device, param,",
+                "allow,",
                 "read-only and allow-path take a list (comma-separated in a properties file, where a certificate",
                 "subject separates its parts with ';'; an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
@@ -97,9 +98,13 @@ public final class Blksnapd implements Callable<Integer> {
     Path tlsCa;
     @Option(names = "--tls-verify-peer", description = "require a client certificate signed by --tls-ca")
     Boolean tlsVerifyPeer;
+    @Option(names = "--tls-psk", paramLabel = "FILE", description = "TLS with pre-shared keys instead of certificates:"
+            + " a key file of IDENTITY:HEXKEY lines, as gnutls' psktool writes it (libnbd tls-psk-file, qemu"
+            + " tls-creds-psk); not with --tls-cert/--tls-key")
+    Path tlsPsk;
     @Option(names = "--allow", paramLabel = "EXPORT=RULE", description = "who may see and open EXPORT (repeatable; * for"
             + " every export without rules; an image uses its device's): subject:DN (a verified client certificate),"
-            + " [addr:]ADDRESS[/PREFIX] (a TCP client), user:NAME or group:NAME (a Unix socket client); others get"
+            + " psk:IDENTITY (a client holding that identity's key, --tls-psk), [addr:]ADDRESS[/PREFIX] (a TCP client), user:NAME or group:NAME (a Unix socket client); others get"
             + " 'no export named ...'")
     List<String> allow = new ArrayList<>();
     @Option(names = "--read-only", paramLabel = "NAME", description = "serve the device or image NAME read-only"
@@ -259,13 +264,14 @@ public final class Blksnapd implements Callable<Integer> {
         String cert = pick(tlsCert == null ? null : tlsCert.toString(), file, "tls-cert", null);
         String key = pick(tlsKey == null ? null : tlsKey.toString(), file, "tls-key", null);
         String ca = pick(tlsCa == null ? null : tlsCa.toString(), file, "tls-ca", null);
+        String psk = pick(tlsPsk == null ? null : tlsPsk.toString(), file, "tls-psk", null);
         boolean verify = tlsVerifyPeer != null ? tlsVerifyPeer
                 : Boolean.parseBoolean(pick(null, file, "tls-verify-peer", "false"));
         List<String> allowed = new ArrayList<>(file.getOrDefault("allow", List.of()));
         allowed.addAll(allow);
         List<String> ro = new ArrayList<>(file.getOrDefault("read-only", List.of()));
         ro.addAll(readOnly);
-        return new NbdSecurity(mode, absolute(cert), absolute(key), absolute(ca), verify,
+        return new NbdSecurity(mode, absolute(cert), absolute(key), absolute(ca), verify, absolute(psk),
                 NbdSecurity.parseAllow(allowed), NbdSecurity.parseReadOnly(ro));
     }
 
@@ -408,7 +414,7 @@ public final class Blksnapd implements Callable<Integer> {
                 "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections",
                 "max-connections-per-export", "max-bytes-in-flight", "max-bytes-in-flight-per-connection",
                 "handshake-timeout", "request-timeout", "reply-timeout",
-                "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "allow", "read-only",
+                "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "tls-psk", "allow", "read-only",
                 "control-group", "allow-path");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;
