@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.Callable;
+import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.DeviceAdmin;
 import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.ctrl.api.Sizes;
@@ -40,7 +41,7 @@ import tools.jackson.databind.json.JsonMapper;
         description = "Serve block devices with change tracking and snapshots over NBD.",
         footer = {"", "Config file keys are the long option names without '--' (data-dir, device, listen, socket,",
                 "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
-                "no-persist, max-connections, max-connections-per-export, max-bytes-in-flight,",
+                "no-persist, max-connections, max-connections-per-export, max-bytes-in-flight, max-control-connections,",
                 "max-bytes-in-flight-per-connection, handshake-timeout, request-timeout, reply-timeout, tls, tls-cert,",
                 "tls-key, tls-ca, tls-verify-peer, tls-psk, allow, read-only, control-group, allow-path); device, param,",
                 "allow,",
@@ -86,6 +87,10 @@ public final class Blksnapd implements Callable<Integer> {
             description = "NBD connections served at once (default 256); further clients are refused with an error"
                     + " reply; each connection holds 328 KiB of direct memory")
     Integer maxConnections;
+    @Option(names = "--max-control-connections", paramLabel = "N",
+            description = "control API connections served at once (default " + ControlServer.DEFAULT_MAX_CONNECTIONS
+                    + "); requests on further ones are answered EAGAIN (try again later)")
+    Integer maxControlConnections;
     @Option(names = "--tls", paramLabel = "off|on|require", description = "TLS on NBD (NBD_OPT_STARTTLS): off (default),"
             + " on (plain and TLS clients), require (every option but STARTTLS is refused until TLS)")
     String tls;
@@ -231,7 +236,7 @@ public final class Blksnapd implements Callable<Integer> {
                 Path.of(ctl).toAbsolutePath(), allParams,
                 DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
                 persistence(dir, file), nbdConfig(file), security(file),
-                pick(controlGroup, file, "control-group", null), allowPaths(cwd, file));
+                pick(controlGroup, file, "control-group", null), allowPaths(cwd, file), maxControlConnections(file));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -303,6 +308,16 @@ public final class Blksnapd implements Callable<Integer> {
             every = java.time.Duration.ofNanos((long) (seconds * 1e9));
         }
         return new Persistence(dir.resolve(DaemonConfig.STATE_DIR), regionBytes, every);
+    }
+
+    /** --max-control-connections, or the config file's, or the default; >= 1. */
+    private int maxControlConnections(Map<String, List<String>> file) {
+        int n = maxControlConnections != null ? maxControlConnections : parseCount("--max-control-connections",
+                pick(null, file, "max-control-connections", String.valueOf(ControlServer.DEFAULT_MAX_CONNECTIONS)));
+        if (n < 1) {
+            throw new BlksnapException(Errno.EINVAL, "--max-control-connections (" + n + ") must be >= 1");
+        }
+        return n;
     }
 
     /** The NBD server's limits and timeouts from the flags, the config file and the defaults. */
@@ -412,6 +427,7 @@ public final class Blksnapd implements Callable<Integer> {
         Map<String, List<String>> m = new LinkedHashMap<>();
         List<String> known = List.of("data-dir", "device", "listen", "socket", "control", "param", "metrics",
                 "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections",
+                "max-control-connections",
                 "max-connections-per-export", "max-bytes-in-flight", "max-bytes-in-flight-per-connection",
                 "handshake-timeout", "request-timeout", "reply-timeout",
                 "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "tls-psk", "allow", "read-only",
