@@ -122,11 +122,14 @@ final class PskTlsLayer implements TlsLayer {
 
     @Override
     public int read(ByteBuffer dst) throws IOException {
+        if (!dst.hasRemaining()) {
+            return 0;
+        }
         while (true) {
             protocolLock.lock();
             try {
                 int available = protocol.getAvailableInputBytes();
-                if (available > 0 && dst.hasRemaining()) {
+                if (available > 0) {
                     return protocol.readInput(dst, Math.min(available, dst.remaining()));
                 }
             } finally {
@@ -134,9 +137,6 @@ final class PskTlsLayer implements TlsLayer {
             }
             if (inboundDone) {
                 return -1;
-            }
-            if (!dst.hasRemaining()) {
-                return 0;
             }
             rawIn.clear();
             int n = raw.read(rawIn);
