@@ -13,8 +13,8 @@ import javax.net.ssl.SSLSession;
 import javax.security.auth.x500.X500Principal;
 
 /**
- * TLS over a connection's byte stream after {@code NBD_OPT_STARTTLS}: a JSSE {@link SSLEngine}
- * between the socket and the connection's reads and writes.
+ * X.509 TLS over a connection's byte stream after {@code NBD_OPT_STARTTLS}: a JSSE {@link SSLEngine}
+ * between the socket and the connection's reads and writes (pre-shared keys: {@link PskTlsLayer}).
  *
  * <p>Threads: reads come from one thread at a time (the connection's reader, or the platform
  * thread it hands a large payload read to); writes are serialized by a lock of this class, which

@@ -329,6 +329,7 @@ final class PskTlsLayer implements TlsLayer {
 
         Server(TlsCrypto crypto, PskKeyFile keys) {
             super(crypto, new Keys(keys));
+            // The identity manager reports lookups to this server, which cannot be named before super() returns.
             ((Keys) pskIdentityManager).server = this;
             this.keys = keys;
         }
