@@ -14,6 +14,8 @@ import java.nio.file.attribute.PosixFileAttributeView;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.Arrays;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Consumer;
 import java.util.stream.Collectors;
@@ -27,6 +29,7 @@ import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.SnapshotEvent;
+import org.blksnap.util.ConnectionLimit;
 import org.blksnap.util.RateLimitedLog;
 import org.eclipse.jetty.http.HttpHeader;
 import org.eclipse.jetty.io.Content;
@@ -46,6 +49,14 @@ import org.slf4j.event.Level;
  * the root-only {@code /dev/blksnap}). Each request runs on its own virtual thread, so a
  * {@code wait-event} blocks nothing else. See docs/control-api.md for every operation.
  *
+ * <p>Connections: at most {@code maxConnections} (default {@link #DEFAULT_MAX_CONNECTIONS}) are
+ * served at once, by the rule the NBD server applies ({@link ConnectionLimit}): every request on a
+ * connection beyond them is answered EAGAIN (HTTP 503) "too many control connections (N
+ * connections already, the limit); try again later" and the connection closed after the answer
+ * (one that sends nothing within {@link #REFUSAL_IDLE} is closed); at most {@link #MAX_REFUSING}
+ * such connections stay open at once, further ones are closed at once. Each refusal is logged,
+ * rate-limited.
+ *
  * <p>Lifecycle: {@link #start}, then {@link #stopAccepting()} (new requests get ESHUTDOWN while
  * requests in progress finish), then {@link #close()}.
  */
@@ -60,6 +71,12 @@ public final class ControlServer implements AutoCloseable {
      * {@code take}) are not cut by it. Request headers are at most Jetty's 8 KiB.
      */
     public static final java.time.Duration IDLE_TIMEOUT = java.time.Duration.ofSeconds(30);
+    /** Control connections served at once unless configured otherwise ({@code blksnapd --max-control-connections}). */
+    public static final int DEFAULT_MAX_CONNECTIONS = 64;
+    /** Connections beyond the limit kept open at once to be answered EAGAIN; further ones are closed at once. */
+    static final int MAX_REFUSING = 16;
+    /** How long a connection beyond the limit may take to send its request before it is closed. */
+    static final Duration REFUSAL_IDLE = Duration.ofSeconds(2);
 
     private final Path socket;
     private final Server server;
@@ -71,11 +88,23 @@ public final class ControlServer implements AutoCloseable {
     private final RateLimitedLog refusals = new RateLimitedLog(LOG, Level.WARN, "control requests refused", 5,
             Duration.ofSeconds(10));
 
-    private ControlServer(Path socket, Operations operations, Server server, AccessPolicy access) {
+    /** Connections served and refused; the same rule as the NBD server's. */
+    private final ConnectionLimit limit;
+    /** What became of each open connection, set when it opened. */
+    private final Map<org.eclipse.jetty.io.Connection, ConnectionLimit.Admission> admissions = new ConcurrentHashMap<>();
+    /** Connections refused for the limit, counted per 10 s beyond the first few. */
+    private final RateLimitedLog busy = new RateLimitedLog(LOG, Level.WARN, "control connections refused (too many)", 5,
+            Duration.ofSeconds(10));
+    /** Connections closed at once (too many refusals running), counted apart so refusals do not hide them. */
+    private final RateLimitedLog dropped = new RateLimitedLog(LOG, Level.WARN,
+            "control connections closed at once (too many refusals)", 5, Duration.ofSeconds(10));
+
+    private ControlServer(Path socket, Operations operations, Server server, AccessPolicy access, int maxConnections) {
         this.socket = socket;
         this.operations = operations;
         this.server = server;
         this.access = access;
+        this.limit = new ConnectionLimit(maxConnections, MAX_REFUSING);
     }
 
     /**
@@ -98,7 +127,15 @@ public final class ControlServer implements AutoCloseable {
                                FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
                                java.time.Duration idleTimeout) throws IOException {
         return start(engine, devices, socket, exports, commands, eventObserver, AccessPolicy.SOCKET_MODE_ONLY,
-                idleTimeout);
+                idleTimeout, DEFAULT_MAX_CONNECTIONS);
+    }
+
+    /** As above, with another limit on connections (tests). */
+    static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
+                               FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
+                               java.time.Duration idleTimeout, int maxConnections) throws IOException {
+        return start(engine, devices, socket, exports, commands, eventObserver, AccessPolicy.SOCKET_MODE_ONLY,
+                idleTimeout, maxConnections);
     }
 
     /**
@@ -110,12 +147,26 @@ public final class ControlServer implements AutoCloseable {
     public static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
                                       FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
                                       AccessPolicy access) throws IOException {
-        return start(engine, devices, socket, exports, commands, eventObserver, access, IDLE_TIMEOUT);
+        return start(engine, devices, socket, exports, commands, eventObserver, access, DEFAULT_MAX_CONNECTIONS);
+    }
+
+    /**
+     * As above, serving at most {@code maxConnections} connections at once (>= 1); requests on
+     * connections beyond them are answered EAGAIN.
+     */
+    public static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
+                                      FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
+                                      AccessPolicy access, int maxConnections) throws IOException {
+        return start(engine, devices, socket, exports, commands, eventObserver, access, IDLE_TIMEOUT, maxConnections);
     }
 
     private static ControlServer start(Blksnap engine, DeviceAdmin devices, Path socket, ExportLocator exports,
                                        FreezeHooks.CommandRunner commands, Consumer<SnapshotEvent> eventObserver,
-                                       AccessPolicy access, java.time.Duration idleTimeout) throws IOException {
+                                       AccessPolicy access, java.time.Duration idleTimeout, int maxConnections)
+            throws IOException {
+        if (maxConnections < 1) {
+            throw new InvalidValueException("maxConnections (" + maxConnections + ") must be >= 1");
+        }
         Path parent = socket.toAbsolutePath().getParent();
         Files.createDirectories(parent);
         Files.deleteIfExists(socket);
@@ -124,7 +175,7 @@ public final class ControlServer implements AutoCloseable {
         Server server = new Server(threads);
         server.setStopTimeout(2000);
         ControlServer cs = new ControlServer(socket, new Operations(engine, devices, exports, commands,
-                eventObserver, access), server, access);
+                eventObserver, access), server, access, maxConnections);
         // Bound inside a fresh 0700 directory, made 0600, then renamed into place: the socket is never
         // reachable under a looser mode, whatever the directory it ends up in allows.
         Path privateDir = privateDirectory(parent);
@@ -132,6 +183,7 @@ public final class ControlServer implements AutoCloseable {
         UnixDomainServerConnector connector = new UnixDomainServerConnector(server);
         connector.setUnixDomainPath(bound);
         connector.setIdleTimeout(idleTimeout.toMillis());
+        connector.addEventListener(cs.new Admitter());
         server.addConnector(connector);
         server.setHandler(cs.new ApiHandler());
         try {
@@ -197,6 +249,43 @@ public final class ControlServer implements AutoCloseable {
         }
     }
 
+    /** Connections served at once now (those answered EAGAIN not counted). */
+    public int connectionCount() {
+        return limit.served();
+    }
+
+    /** Admits or refuses each connection as it opens ({@link ConnectionLimit}); gives its slot back when it closes. */
+    private final class Admitter implements org.eclipse.jetty.io.Connection.Listener {
+        @Override
+        public void onOpened(org.eclipse.jetty.io.Connection connection) {
+            ConnectionLimit.Admission a = limit.admit();
+            admissions.put(connection, a);
+            switch (a) {
+                case SERVE -> {
+                }
+                case REFUSE -> {
+                    busy.log("refusing a control connection: {}", limit.reason());
+                    connection.getEndPoint().setIdleTimeout(REFUSAL_IDLE.toMillis());
+                }
+                case DROP -> {
+                    dropped.log("refused a control connection by closing it: {}, and {} refusals running", limit.reason(),
+                            limit.maxRefusing());
+                    connection.getEndPoint().close();
+                }
+            }
+        }
+
+        @Override
+        public void onClosed(org.eclipse.jetty.io.Connection connection) {
+            ConnectionLimit.Admission a = admissions.remove(connection);
+            if (a == ConnectionLimit.Admission.SERVE) {
+                limit.release();
+            } else if (a == ConnectionLimit.Admission.REFUSE) {
+                limit.refusalEnded();
+            }
+        }
+    }
+
     private final class ApiHandler extends Handler.Abstract {
         ApiHandler() {
             super(InvocationType.BLOCKING);
@@ -208,7 +297,13 @@ public final class ControlServer implements AutoCloseable {
             String path = request.getHttpURI().getPath();
             int status = 200;
             Object body; // a Reply or an ErrorReply
+            boolean refused = admissions.get(request.getConnectionMetaData().getConnection())
+                    != ConnectionLimit.Admission.SERVE;
             try {
+                if (refused) {
+                    throw new BlksnapException(Errno.EAGAIN, "too many control connections (" + limit.reason()
+                            + "); try again later");
+                }
                 body = dispatch(method, path, request);
             } catch (BlksnapException e) {
                 status = ApiError.httpStatus(e.errno());
@@ -225,6 +320,9 @@ public final class ControlServer implements AutoCloseable {
             response.setStatus(status);
             response.getHeaders().put(HttpHeader.CONTENT_TYPE, "application/json");
             response.getHeaders().put(HttpHeader.CONTENT_LENGTH, bytes.length);
+            if (refused) {
+                response.getHeaders().put(HttpHeader.CONNECTION, "close");
+            }
             response.write(true, ByteBuffer.wrap(bytes), callback);
             return true;
         }

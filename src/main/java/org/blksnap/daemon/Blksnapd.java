@@ -12,6 +12,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Properties;
 import java.util.concurrent.Callable;
+import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.DeviceAdmin;
 import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.ctrl.api.Sizes;
@@ -40,9 +41,10 @@ import tools.jackson.databind.json.JsonMapper;
         description = "Serve block devices with change tracking and snapshots over NBD.",
         footer = {"", "Config file keys are the long option names without '--' (data-dir, device, listen, socket,",
                 "control, param, metrics, read-only-images, log-level, cbt-region, checkpoint-interval,",
-                "no-persist, max-connections, max-connections-per-export, max-bytes-in-flight,",
+                "no-persist, max-connections, max-connections-per-export, max-bytes-in-flight, max-control-connections,",
                 "max-bytes-in-flight-per-connection, handshake-timeout, request-timeout, reply-timeout, tls, tls-cert,",
-                "tls-key, tls-ca, tls-verify-peer, allow, read-only, control-group, allow-path); device, param, allow,",
+                "tls-key, tls-ca, tls-verify-peer, tls-psk, allow, read-only, control-group, allow-path); device, param,",
+                "allow,",
                 "read-only and allow-path take a list (comma-separated in a properties file, where a certificate",
                 "subject separates its parts with ';'; an array in JSON)."})
 public final class Blksnapd implements Callable<Integer> {
@@ -85,6 +87,10 @@ public final class Blksnapd implements Callable<Integer> {
             description = "NBD connections served at once (default 256); further clients are refused with an error"
                     + " reply; each connection holds 328 KiB of direct memory")
     Integer maxConnections;
+    @Option(names = "--max-control-connections", paramLabel = "N",
+            description = "control API connections served at once (default " + ControlServer.DEFAULT_MAX_CONNECTIONS
+                    + "); requests on further ones are answered EAGAIN (try again later)")
+    Integer maxControlConnections;
     @Option(names = "--tls", paramLabel = "off|on|require", description = "TLS on NBD (NBD_OPT_STARTTLS): off (default),"
             + " on (plain and TLS clients), require (every option but STARTTLS is refused until TLS)")
     String tls;
@@ -97,9 +103,13 @@ public final class Blksnapd implements Callable<Integer> {
     Path tlsCa;
     @Option(names = "--tls-verify-peer", description = "require a client certificate signed by --tls-ca")
     Boolean tlsVerifyPeer;
+    @Option(names = "--tls-psk", paramLabel = "FILE", description = "TLS with pre-shared keys instead of certificates:"
+            + " a key file of IDENTITY:HEXKEY lines, as gnutls' psktool writes it (libnbd tls-psk-file, qemu"
+            + " tls-creds-psk); not with --tls-cert/--tls-key")
+    Path tlsPsk;
     @Option(names = "--allow", paramLabel = "EXPORT=RULE", description = "who may see and open EXPORT (repeatable; * for"
             + " every export without rules; an image uses its device's): subject:DN (a verified client certificate),"
-            + " [addr:]ADDRESS[/PREFIX] (a TCP client), user:NAME or group:NAME (a Unix socket client); others get"
+            + " psk:IDENTITY (a client holding that identity's key, --tls-psk), [addr:]ADDRESS[/PREFIX] (a TCP client), user:NAME or group:NAME (a Unix socket client); others get"
             + " 'no export named ...'")
     List<String> allow = new ArrayList<>();
     @Option(names = "--read-only", paramLabel = "NAME", description = "serve the device or image NAME read-only"
@@ -226,7 +236,7 @@ public final class Blksnapd implements Callable<Integer> {
                 Path.of(ctl).toAbsolutePath(), allParams,
                 DaemonConfig.parseAddress("--metrics", pick(metrics, file, "metrics", null)), ro, level,
                 persistence(dir, file), nbdConfig(file), security(file),
-                pick(controlGroup, file, "control-group", null), allowPaths(cwd, file));
+                pick(controlGroup, file, "control-group", null), allowPaths(cwd, file), maxControlConnections(file));
         Daemon d = Daemon.start(config);
         daemon = d;
         if (block) {
@@ -259,13 +269,14 @@ public final class Blksnapd implements Callable<Integer> {
         String cert = pick(tlsCert == null ? null : tlsCert.toString(), file, "tls-cert", null);
         String key = pick(tlsKey == null ? null : tlsKey.toString(), file, "tls-key", null);
         String ca = pick(tlsCa == null ? null : tlsCa.toString(), file, "tls-ca", null);
+        String psk = pick(tlsPsk == null ? null : tlsPsk.toString(), file, "tls-psk", null);
         boolean verify = tlsVerifyPeer != null ? tlsVerifyPeer
                 : Boolean.parseBoolean(pick(null, file, "tls-verify-peer", "false"));
         List<String> allowed = new ArrayList<>(file.getOrDefault("allow", List.of()));
         allowed.addAll(allow);
         List<String> ro = new ArrayList<>(file.getOrDefault("read-only", List.of()));
         ro.addAll(readOnly);
-        return new NbdSecurity(mode, absolute(cert), absolute(key), absolute(ca), verify,
+        return new NbdSecurity(mode, absolute(cert), absolute(key), absolute(ca), verify, absolute(psk),
                 NbdSecurity.parseAllow(allowed), NbdSecurity.parseReadOnly(ro));
     }
 
@@ -297,6 +308,16 @@ public final class Blksnapd implements Callable<Integer> {
             every = java.time.Duration.ofNanos((long) (seconds * 1e9));
         }
         return new Persistence(dir.resolve(DaemonConfig.STATE_DIR), regionBytes, every);
+    }
+
+    /** --max-control-connections, or the config file's, or the default; >= 1. */
+    private int maxControlConnections(Map<String, List<String>> file) {
+        int n = maxControlConnections != null ? maxControlConnections : parseCount("--max-control-connections",
+                pick(null, file, "max-control-connections", String.valueOf(ControlServer.DEFAULT_MAX_CONNECTIONS)));
+        if (n < 1) {
+            throw new BlksnapException(Errno.EINVAL, "--max-control-connections (" + n + ") must be >= 1");
+        }
+        return n;
     }
 
     /** The NBD server's limits and timeouts from the flags, the config file and the defaults. */
@@ -406,9 +427,10 @@ public final class Blksnapd implements Callable<Integer> {
         Map<String, List<String>> m = new LinkedHashMap<>();
         List<String> known = List.of("data-dir", "device", "listen", "socket", "control", "param", "metrics",
                 "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections",
+                "max-control-connections",
                 "max-connections-per-export", "max-bytes-in-flight", "max-bytes-in-flight-per-connection",
                 "handshake-timeout", "request-timeout", "reply-timeout",
-                "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "allow", "read-only",
+                "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "tls-psk", "allow", "read-only",
                 "control-group", "allow-path");
         if (text.stripLeading().startsWith("{")) {
             JsonNode root;

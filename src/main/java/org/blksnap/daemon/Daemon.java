@@ -115,7 +115,7 @@ public final class Daemon implements AutoCloseable {
         });
         control = ControlServer.start(engine, devices, config.controlSocket(), nbd::uri,
                 FreezeHooks.CommandRunner.PROCESS, metrics::event,
-                ControlAccess.create(config.controlGroup(), config.allowPaths(), dataDir));
+                ControlAccess.create(config.controlGroup(), config.allowPaths(), dataDir), config.maxControlConnections());
         if (config.controlGroup() != null) {
             warnIfTheGroupCannotReach(config.controlSocket(), config.controlGroup());
         }

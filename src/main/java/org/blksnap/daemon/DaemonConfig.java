@@ -3,6 +3,7 @@ package org.blksnap.daemon;
 import java.net.InetSocketAddress;
 import java.nio.file.Path;
 import java.util.List;
+import org.blksnap.ctrl.ControlServer;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.Persistence;
@@ -32,11 +33,13 @@ import org.blksnap.nbd.NbdServer;
  *                       0660 with that group), or null
  * @param allowPaths     directories in which callers of the control group may name files (storage,
  *                       devices, mount points to freeze); empty: none
+ * @param maxControlConnections control API connections served at once (>= 1; 0 means
+ *                       {@link ControlServer#DEFAULT_MAX_CONNECTIONS}); requests on further ones get EAGAIN
  */
 public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
                            Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
                            String logLevel, Persistence persistence, NbdServer.Config nbd, NbdSecurity security,
-                           String controlGroup, List<Path> allowPaths) {
+                           String controlGroup, List<Path> allowPaths, int maxControlConnections) {
     /** Default NBD TCP address. */
     public static final String DEFAULT_LISTEN = "127.0.0.1:10809";
     /** Default data directory, relative to the working directory. */
@@ -58,6 +61,15 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
                 NbdServer.Config.defaults(), NbdSecurity.NONE, null, List.of());
     }
 
+    /** As the canonical constructor, with the default limit on control connections. */
+    public DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAddress listen, Path nbdSocket,
+                        Path controlSocket, List<String> params, InetSocketAddress metrics, boolean readOnlyImages,
+                        String logLevel, Persistence persistence, NbdServer.Config nbd, NbdSecurity security,
+                        String controlGroup, List<Path> allowPaths) {
+        this(dataDir, devices, listen, nbdSocket, controlSocket, params, metrics, readOnlyImages, logLevel, persistence,
+                nbd, security, controlGroup, allowPaths, 0);
+    }
+
     /** Persistence in {@code dataDir/state} with the default region size and checkpoint interval. */
     public static Persistence defaultPersistence(Path dataDir) {
         return Persistence.in(dataDir.resolve(STATE_DIR));
@@ -69,6 +81,13 @@ public record DaemonConfig(Path dataDir, List<DeviceSpec> devices, InetSocketAdd
         }
         if (security == null) {
             security = NbdSecurity.NONE;
+        }
+        if (maxControlConnections == 0) {
+            maxControlConnections = ControlServer.DEFAULT_MAX_CONNECTIONS;
+        }
+        if (maxControlConnections < 0) {
+            throw new BlksnapException(Errno.EINVAL, "--max-control-connections (" + maxControlConnections
+                    + ") must be >= 1");
         }
         if (nbd == null) {
             nbd = NbdServer.Config.defaults();

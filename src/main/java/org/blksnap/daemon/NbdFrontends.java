@@ -42,7 +42,10 @@ final class NbdFrontends {
         }
         Provider provider = new Provider(engine, config.readOnlyImages(), config.security(), readOnlyDevice);
         NbdServer server = new NbdServer(provider, config.nbd(), config.security().tls());
-        if (config.security().tlsMode() != org.blksnap.nbd.NbdTls.Mode.OFF) {
+        if (config.security().tlsMode() != org.blksnap.nbd.NbdTls.Mode.OFF && config.security().tlsPsk() != null) {
+            LOG.info("NBD TLS {} with pre-shared keys from {}", config.security().tlsMode().name()
+                    .toLowerCase(java.util.Locale.ROOT), config.security().tlsPsk());
+        } else if (config.security().tlsMode() != org.blksnap.nbd.NbdTls.Mode.OFF) {
             LOG.info("NBD TLS {} (certificate {}{})", config.security().tlsMode().name().toLowerCase(java.util.Locale.ROOT),
                     config.security().tlsCert(), config.security().tlsVerifyPeer()
                             ? ", clients verified against " + config.security().tlsCa() : "");

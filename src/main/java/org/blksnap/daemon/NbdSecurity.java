@@ -14,8 +14,9 @@ import org.blksnap.nbd.NbdClient;
 import org.blksnap.nbd.NbdTls;
 
 /**
- * Who may reach which export, and how: TLS ({@code --tls}, {@code --tls-cert}, {@code --tls-key},
- * {@code --tls-ca}, {@code --tls-verify-peer}), allow-lists per export ({@code --allow
+ * Who may reach which export, and how: TLS ({@code --tls}, and either X.509 with {@code --tls-cert},
+ * {@code --tls-key}, {@code --tls-ca}, {@code --tls-verify-peer}, or pre-shared keys with
+ * {@code --tls-psk}; not both, as in nbdkit), allow-lists per export ({@code --allow
  * EXPORT=RULE}, see {@link AccessList} for the rules) and exports served read-only
  * ({@code --read-only NAME}).
  *
@@ -25,23 +26,36 @@ import org.blksnap.nbd.NbdTls;
  * server. Immutable.
  *
  * @param tlsMode       off, on (plain and TLS clients) or require (TLS only)
- * @param tlsCert       the server certificate (PEM), needed unless off
- * @param tlsKey        its private key (PEM), needed unless off
+ * @param tlsCert       the server certificate (PEM); with {@code tlsKey}, or else {@code tlsPsk}, needed unless off
+ * @param tlsKey        its private key (PEM)
  * @param tlsCa         the CA of client certificates (PEM), or null
  * @param tlsVerifyPeer whether clients must present a certificate signed by {@code tlsCa}
+ * @param tlsPsk        a gnutls psktool key file ({@code IDENTITY:HEXKEY} lines) for TLS with pre-shared keys,
+ *                      or null
  * @param allow         access rules by export name ({@code *} for the rest), in the order given
  * @param readOnly      names of devices and images served read-only
  */
 public record NbdSecurity(NbdTls.Mode tlsMode, Path tlsCert, Path tlsKey, Path tlsCa, boolean tlsVerifyPeer,
-                          Map<String, AccessList> allow, Set<String> readOnly) {
+                          Path tlsPsk, Map<String, AccessList> allow, Set<String> readOnly) {
     /** No TLS, no allow-lists, nothing read-only beyond what other flags say. */
-    public static final NbdSecurity NONE = new NbdSecurity(NbdTls.Mode.OFF, null, null, null, false, Map.of(), Set.of());
+    public static final NbdSecurity NONE = new NbdSecurity(NbdTls.Mode.OFF, null, null, null, false, null, Map.of(),
+            Set.of());
     /** The export name whose allow-list applies to exports without one. */
     public static final String EVERY_EXPORT = "*";
 
     public NbdSecurity {
-        if (tlsMode != NbdTls.Mode.OFF && (tlsCert == null || tlsKey == null)) {
-            throw new InvalidValueException("--tls " + tlsMode.name().toLowerCase(java.util.Locale.ROOT) + " needs --tls-cert and --tls-key");
+        String tls = "--tls " + tlsMode.name().toLowerCase(java.util.Locale.ROOT);
+        if (tlsMode != NbdTls.Mode.OFF && tlsPsk != null) {
+            if (tlsCert != null || tlsKey != null) {
+                throw new InvalidValueException("--tls-psk cannot be combined with --tls-cert or --tls-key: the server"
+                        + " uses one kind of TLS credentials, X.509 certificates or pre-shared keys (as nbdkit does)");
+            }
+            if (tlsCa != null || tlsVerifyPeer) {
+                throw new InvalidValueException("--tls-ca and --tls-verify-peer are for X.509 client certificates;"
+                        + " with --tls-psk every client proves that it holds the key of its identity");
+            }
+        } else if (tlsMode != NbdTls.Mode.OFF && (tlsCert == null || tlsKey == null)) {
+            throw new InvalidValueException(tls + " needs --tls-cert and --tls-key (X.509), or --tls-psk (pre-shared keys)");
         }
         if (tlsVerifyPeer && tlsCa == null) {
             throw new InvalidValueException("--tls-verify-peer needs --tls-ca (the CA that signs client certificates)");
@@ -89,8 +103,11 @@ public record NbdSecurity(NbdTls.Mode tlsMode, Path tlsCert, Path tlsKey, Path t
         return out;
     }
 
-    /** The TLS settings for the NBD server, with the PEM files read. */
+    /** The TLS settings for the NBD server, with the PEM files or the key file read. */
     NbdTls tls() throws IOException {
+        if (tlsPsk != null) {
+            return NbdTls.fromPskFile(tlsMode, tlsPsk);
+        }
         return NbdTls.fromPem(tlsMode, tlsCert, tlsKey, tlsCa, tlsVerifyPeer);
     }
 

@@ -14,6 +14,9 @@ import javax.security.auth.x500.X500Principal;
  *   <li>{@code subject:DN} (DN as {@code openssl x509 -noout -subject -nameopt RFC2253} prints it, e.g.
  *       {@code subject:CN=backup,O=Example}; {@code ;} may separate the parts instead of {@code ,}): a
  *       client whose certificate TLS verified against the CA ({@code --tls-verify-peer}) with that subject;</li>
+ *   <li>{@code psk:IDENTITY} (e.g. {@code psk:alice}, compared exactly, case included): a client that
+ *       proved in the TLS handshake that it holds the key of that identity of the key file
+ *       ({@code --tls-psk});</li>
  *   <li>{@code addr:ADDRESS[/PREFIX]}, or the address alone ({@code 10.0.0.0/8}, {@code 127.0.0.1},
  *       {@code fd00::/8}): a TCP client from that address or network, with or without TLS;</li>
  *   <li>{@code user:NAME} and {@code group:NAME}: a Unix socket client running as that user or group
@@ -75,6 +78,13 @@ public final class AccessList {
         }
     }
 
+    private record PskIdentity(String identity) implements Rule {
+        @Override
+        public boolean matches(NbdClient c) {
+            return identity.equals(c.pskIdentity());
+        }
+    }
+
     private record Network(byte[] address, int prefixBits) implements Rule {
         @Override
         public boolean matches(NbdClient c) {
@@ -127,6 +137,13 @@ public final class AccessList {
                             + " subject:CN=backup,O=Example): " + e.getMessage());
                 }
             }
+            case "psk" -> {
+                if (value.isEmpty()) {
+                    throw new IllegalArgumentException("access rule '" + text + "': the PSK identity is missing (psk:IDENTITY,"
+                            + " an identity of the --tls-psk key file)");
+                }
+                return new PskIdentity(value);
+            }
             case "user", "group" -> {
                 if (value.isEmpty()) {
                     throw new IllegalArgumentException("access rule '" + text + "': the " + kind + " name is missing");
@@ -144,7 +161,7 @@ public final class AccessList {
     }
 
     private static Rule network(String text, String value) {
-        String form = "access rule '" + text + "' must be subject:DN, user:NAME, group:NAME or an address"
+        String form = "access rule '" + text + "' must be subject:DN, psk:IDENTITY, user:NAME, group:NAME or an address"
                 + " [addr:]ADDRESS[/PREFIX] given as digits";
         int slash = value.indexOf('/');
         String host = slash < 0 ? value : value.substring(0, slash);

@@ -163,6 +163,8 @@ final class Connection implements Runnable {
             server.logs().protocolErrors.log("{}: protocol violation, disconnecting: {}", this, e.getMessage());
         } catch (Handshake.Refused e) {
             LOG.debug("{}: EXPORT_NAME refused, disconnecting: {}", this, e.getMessage());
+        } catch (TlsRefusedException e) {
+            server.logs().tlsRefused.log("{}: refused: {}", this, e.getMessage());
         } catch (EOFException | ClosedChannelException e) {
             LOG.debug("{}: closed by peer: {}", this, e.toString());
         } catch (IOException e) {

@@ -217,13 +217,13 @@ final class Handshake {
             throw new OptionError(REP_ERR_INVALID, "TLS is already on");
         }
         out.optionReply(OPT_STARTTLS, REP_ACK);
-        channel.startTls(tls.newEngine(), in.takeBuffered());
+        channel.startTls(tls, in.takeBuffered());
         tlsOn = true;
         client = null;
         structuredReplies = false;
         selectedContexts = List.of();
         selectedFor = null;
-        LOG.debug("{}: TLS on ({})", peer, client());
+        LOG.debug("{}: TLS on: {} ({})", peer, channel.tlsDescription(), client());
     }
 
     private NbdClient client() {

@@ -6,9 +6,6 @@ import java.net.InetSocketAddress;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
-import javax.net.ssl.SSLEngine;
-import javax.net.ssl.SSLPeerUnverifiedException;
-import javax.net.ssl.SSLSession;
 import javax.security.auth.x500.X500Principal;
 import jdk.net.ExtendedSocketOptions;
 import jdk.net.UnixDomainPrincipal;
@@ -44,8 +41,13 @@ interface NbdChannel extends Closeable {
      *                 start of the client's handshake, if it did not wait for the ACK)
      * @throws IOException when the handshake fails or the peer goes away; the connection must end
      */
-    default void startTls(SSLEngine engine, ByteBuffer received) throws IOException {
+    default void startTls(NbdTls tls, ByteBuffer received) throws IOException {
         throw new IOException("TLS is not available on " + describe());
+    }
+
+    /** The TLS protocol version and cipher suite once TLS is on, else null; for log lines. */
+    default String tlsDescription() {
+        return null;
     }
 
     /** Who is at the other end (address or Unix credentials, and the verified TLS subject once TLS is on). */
@@ -94,37 +96,34 @@ interface NbdChannel extends Closeable {
         }
 
         @Override
-        public void startTls(SSLEngine engine, ByteBuffer received) throws IOException {
+        public void startTls(NbdTls settings, ByteBuffer received) throws IOException {
             if (tls != null) {
                 throw new IllegalStateException("TLS is already on for " + description);
             }
-            TlsLayer t = new TlsLayer(engine, socket, received);
+            TlsLayer t = settings.newLayer(socket, received);
             tls = t; // so that close() sends close_notify even if the handshake fails half-way
             t.handshake();
         }
 
         @Override
+        public String tlsDescription() {
+            TlsLayer t = tls;
+            return t == null ? null : t.describe();
+        }
+
+        @Override
         public NbdClient client() {
             TlsLayer t = tls;
-            X500Principal subject = null;
-            if (t != null) {
-                SSLSession s = t.session();
-                try {
-                    if (s.getPeerPrincipal() instanceof X500Principal p) {
-                        subject = p;
-                    }
-                } catch (SSLPeerUnverifiedException e) {
-                    // no client certificate: no subject
-                }
-            }
+            X500Principal subject = t == null ? null : t.peerSubject();
+            String identity = t == null ? null : t.pskIdentity();
             try {
                 if (socket.getRemoteAddress() instanceof InetSocketAddress inet) {
-                    return new NbdClient(inet.getAddress(), null, null, t != null, subject);
+                    return new NbdClient(inet.getAddress(), null, null, t != null, subject, identity);
                 }
                 UnixDomainPrincipal p = socket.getOption(ExtendedSocketOptions.SO_PEERCRED);
-                return new NbdClient(null, p.user().getName(), p.group().getName(), t != null, subject);
+                return new NbdClient(null, p.user().getName(), p.group().getName(), t != null, subject, identity);
             } catch (IOException | UnsupportedOperationException e) {
-                return new NbdClient(null, null, null, t != null, subject);
+                return new NbdClient(null, null, null, t != null, subject, identity);
             }
         }
 

@@ -13,11 +13,19 @@ import javax.security.auth.x500.X500Principal;
  * @param tls       whether the connection is under TLS (STARTTLS succeeded)
  * @param subject   the subject of the client certificate when TLS verified it against the CA
  *                  ({@code --tls-verify-peer}), else null
+ * @param pskIdentity the identity whose pre-shared key the client proved to hold in the TLS
+ *                    handshake ({@code --tls-psk}), else null
  */
-public record NbdClient(InetAddress address, String unixUser, String unixGroup, boolean tls, X500Principal subject) {
+public record NbdClient(InetAddress address, String unixUser, String unixGroup, boolean tls, X500Principal subject,
+                        String pskIdentity) {
 
     /** A peer nothing is known about (the in-memory test channels). */
-    public static final NbdClient UNKNOWN = new NbdClient(null, null, null, false, null);
+    public static final NbdClient UNKNOWN = new NbdClient(null, null, null, false, null, null);
+
+    /** A client without a PSK identity. */
+    public NbdClient(InetAddress address, String unixUser, String unixGroup, boolean tls, X500Principal subject) {
+        this(address, unixUser, unixGroup, tls, subject, null);
+    }
 
     @Override
     public String toString() {
@@ -33,6 +41,9 @@ public record NbdClient(InetAddress address, String unixUser, String unixGroup, 
         }
         if (subject != null) {
             b.append(", subject ").append(subject.getName());
+        }
+        if (pskIdentity != null) {
+            b.append(", psk identity ").append(pskIdentity);
         }
         return b.isEmpty() ? "unknown peer" : b.toString();
     }

@@ -23,6 +23,7 @@ import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Function;
+import org.blksnap.util.ConnectionLimit;
 import org.blksnap.util.FirstFailure;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -197,7 +198,8 @@ public final class NbdServer implements AutoCloseable {
     private final ThreadFactory connectionThreads = Thread.ofVirtual().name("nbd-conn-", 1).factory();
     private final ThreadFactory requestThreads = Thread.ofVirtual().factory();
     private final AtomicLong connectionMemory = new AtomicLong();
-    private final AtomicInteger refusing = new AtomicInteger();
+    /** Connections served and refusals running ({@link Config#maxConnections()}, {@link #MAX_REFUSING}). */
+    private final ConnectionLimit limit;
     /** Payload bytes in flight over all connections ({@link Config#maxServerBytesInFlight()}); fair, so big requests get their turn. */
     private final Semaphore bytesInFlight;
     /** Connections in transmission per export name ({@link Config#maxConnectionsPerExport()}). */
@@ -235,6 +237,7 @@ public final class NbdServer implements AutoCloseable {
         this.config = Objects.requireNonNull(config, "config");
         this.pool = Objects.requireNonNull(pool, "pool");
         this.tls = Objects.requireNonNull(tls, "tls");
+        this.limit = new ConnectionLimit(config.maxConnections(), MAX_REFUSING);
         this.bytesInFlight = new Semaphore(config.maxServerBytesInFlight(), true);
         this.logFlusher = Thread.ofVirtual().name("nbd-log-flusher").start(this::flushLogs);
         this.reaper = Thread.ofVirtual().name("nbd-reaper").start(this::reap);
@@ -404,20 +407,23 @@ public final class NbdServer implements AutoCloseable {
                 closeQuietly(ch);
                 continue;
             }
-            if (connections.size() >= config.maxConnections()) {
-                refuse(NbdChannel.of(ch, peer), config.maxConnections() + " connections already, the limit");
-                continue;
+            ConnectionLimit.Admission admission = limit.admit();
+            if (admission == ConnectionLimit.Admission.SERVE) {
+                serveAdmitted(NbdChannel.of(ch, peer));
+            } else {
+                refuse(NbdChannel.of(ch, peer), limit.reason(), admission);
             }
-            serve(NbdChannel.of(ch, peer));
         }
     }
 
-    /** Refuses politely while fewer than {@link #MAX_REFUSING} refusals run, else closes at once. */
-    private void refuse(NbdChannel channel, String why) {
-        if (refusing.incrementAndGet() > MAX_REFUSING) {
-            refusing.decrementAndGet();
+    /**
+     * Refuses politely ({@link Refusal}) when {@code admission} is {@link ConnectionLimit.Admission#REFUSE},
+     * or closes at once when it is {@link ConnectionLimit.Admission#DROP} (too many refusals running).
+     */
+    private void refuse(NbdChannel channel, String why, ConnectionLimit.Admission admission) {
+        if (admission == ConnectionLimit.Admission.DROP) {
             logs.refused.log("refused connection from {} by closing it: {}, and {} refusals running",
-                    channel.describe(), why, MAX_REFUSING);
+                    channel.describe(), why, limit.maxRefusing());
             closeQuietly(channel);
             return;
         }
@@ -425,7 +431,7 @@ public final class NbdServer implements AutoCloseable {
         refusals.add(channel);
         Runnable ended = () -> {
             refusals.remove(channel);
-            refusing.decrementAndGet();
+            limit.refusalEnded();
         };
         Refusal r = new Refusal(channel, "too many connections to this server (" + why + "); try again later", ended);
         try {
@@ -463,19 +469,28 @@ public final class NbdServer implements AutoCloseable {
      * leaves no room for the connection's buffers, it is refused instead and null is returned.
      */
     Connection serve(NbdChannel channel) {
+        limit.serveAnyway();
+        return serveAdmitted(channel);
+    }
+
+    /** {@link #serve}, for a channel whose slot in {@link #limit} is already taken. */
+    private Connection serveAdmitted(NbdChannel channel) {
         Connection c;
         try {
             c = new Connection(connectionIds.incrementAndGet(), this, channel, config, requestThreads);
         } catch (OutOfMemoryError e) {
+            limit.release();
             logs.memoryShortage.log("no direct memory for a connection from {}: {}", channel.describe(), e.getMessage());
-            refuse(channel, "no memory for another connection");
+            refuse(channel, "no memory for another connection", limit.refuse());
             return null;
         }
         connections.add(c);
         try {
             c.start(connectionThreads);
         } catch (RuntimeException | Error e) {
-            connections.remove(c);
+            if (connections.remove(c)) {
+                limit.release();
+            }
             closeQuietly(channel);
             throw e;
         }
@@ -652,6 +667,8 @@ public final class NbdServer implements AutoCloseable {
     }
 
     void connectionEnded(Connection c) {
-        connections.remove(c);
+        if (connections.remove(c)) {
+            limit.release();
+        }
     }
 }

@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import java.security.GeneralSecurityException;
 import java.security.KeyStore;
 import java.security.PrivateKey;
+import java.security.SecureRandom;
 import java.security.cert.X509Certificate;
 import java.util.List;
 import java.util.Locale;
@@ -14,13 +15,17 @@ import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLEngine;
 import javax.net.ssl.SSLParameters;
 import javax.net.ssl.TrustManagerFactory;
+import org.bouncycastle.tls.crypto.TlsCrypto;
+import org.bouncycastle.tls.crypto.impl.jcajce.JcaTlsCryptoProvider;
 
 /**
  * TLS settings of an {@link NbdServer}: whether clients may or must upgrade with
- * {@code NBD_OPT_STARTTLS}, and the X.509 credentials (PEM files as nbdkit and qemu-nbd take them).
- * TLS 1.3 and 1.2 are offered (1.3 preferred, as the JDK does); older versions are not.
+ * {@code NBD_OPT_STARTTLS}, and the credentials: either X.509 (PEM files as nbdkit and qemu-nbd
+ * take them; JSSE) or pre-shared keys (a gnutls {@code psktool} key file as nbdkit's
+ * {@code --tls-psk} takes it; Bouncy Castle's TLS API, since JSSE has no PSK suites), never both,
+ * as in nbdkit. TLS 1.3 and 1.2 are offered (1.3 preferred); older versions are not.
  *
- * <p>Immutable and thread-safe: every connection gets its own {@link SSLEngine}.
+ * <p>Immutable and thread-safe: every connection gets its own {@link TlsLayer}.
  */
 public final class NbdTls {
 
@@ -47,18 +52,50 @@ public final class NbdTls {
     }
 
     /** No TLS. */
-    public static final NbdTls OFF = new NbdTls(Mode.OFF, null, false);
+    public static final NbdTls OFF = new NbdTls(Mode.OFF, null, false, null, null);
 
     private static final String[] PROTOCOLS = {"TLSv1.3", "TLSv1.2"};
 
     private final Mode mode;
+    /** X.509 credentials, or null. */
     private final SSLContext context;
     private final boolean verifyPeer;
+    /** Pre-shared keys, or null; with {@link #crypto}. */
+    private final PskKeyFile psk;
+    private final TlsCrypto crypto;
 
-    private NbdTls(Mode mode, SSLContext context, boolean verifyPeer) {
+    private NbdTls(Mode mode, SSLContext context, boolean verifyPeer, PskKeyFile psk, TlsCrypto crypto) {
         this.mode = mode;
         this.context = context;
         this.verifyPeer = verifyPeer;
+        this.psk = psk;
+        this.crypto = crypto;
+    }
+
+    /**
+     * TLS with pre-shared keys from a key file in gnutls' {@code psktool} format ({@code IDENTITY:HEXKEY}
+     * lines, see {@link PskKeyFile}): a client must hold the key of an identity in the file. Cipher
+     * suites: TLS 1.3 with an external PSK (psk_dhe_ke or psk_ke, as the client offers), TLS 1.2
+     * ECDHE-PSK, DHE-PSK and PSK with AES-GCM or ChaCha20-Poly1305 (and ECDHE-PSK with AES-CBC-SHA256,
+     * the one ECDHE-PSK suite gnutls has besides ChaCha20).
+     *
+     * @param mode    {@link Mode#ON} or {@link Mode#REQUIRE} ({@link Mode#OFF} returns {@link #OFF})
+     * @param keyFile the key file, read now
+     * @throws IOException naming the file, and the line for a bad line
+     */
+    public static NbdTls fromPskFile(Mode mode, Path keyFile) throws IOException {
+        Objects.requireNonNull(mode, "mode");
+        if (mode == Mode.OFF) {
+            return OFF;
+        }
+        Objects.requireNonNull(keyFile, "keyFile (--tls-psk) is needed with --tls " + mode.name().toLowerCase(Locale.ROOT));
+        PskKeyFile keys = PskKeyFile.read(keyFile);
+        TlsCrypto crypto = new JcaTlsCryptoProvider().create(new SecureRandom());
+        NbdTls tls = new NbdTls(mode, null, false, keys, crypto);
+        if (PskTlsLayer.cipherSuites(crypto).length == 0) {
+            throw new IOException("no TLS-PSK cipher suite is available with this Java runtime's crypto providers");
+        }
+        return tls;
     }
 
     /**
@@ -107,7 +144,7 @@ public final class NbdTls {
             }
             SSLContext context = SSLContext.getInstance("TLS");
             context.init(kmf.getKeyManagers(), tmf == null ? null : tmf.getTrustManagers(), null);
-            NbdTls tls = new NbdTls(mode, context, verifyPeer);
+            NbdTls tls = new NbdTls(mode, context, verifyPeer, null, null);
             tls.newEngine(); // fails now, not at the first client, if the key does not fit the certificate's algorithm
             return tls;
         } catch (GeneralSecurityException | IllegalArgumentException e) {
@@ -147,8 +184,25 @@ public final class NbdTls {
         return verifyPeer;
     }
 
-    /** A server-side engine for one connection. */
-    SSLEngine newEngine() {
+    /** Whether clients authenticate with pre-shared keys (and the server with them too) instead of X.509. */
+    public boolean preSharedKeys() {
+        return psk != null;
+    }
+
+    /**
+     * The TLS layer of one connection, over {@code raw}.
+     *
+     * @param received bytes already read after the STARTTLS reply (the start of the client's handshake)
+     */
+    TlsLayer newLayer(java.nio.channels.ByteChannel raw, java.nio.ByteBuffer received) {
+        if (psk != null) {
+            return new PskTlsLayer(new PskTlsLayer.Server(crypto, psk), raw, received);
+        }
+        return new JsseTlsLayer(newEngine(), raw, received);
+    }
+
+    /** A server-side engine for one connection (X.509). */
+    private SSLEngine newEngine() {
         if (context == null) {
             throw new IllegalStateException("TLS is off");
         }
@@ -165,6 +219,10 @@ public final class NbdTls {
 
     @Override
     public String toString() {
+        if (psk != null) {
+            return "tls " + mode.name().toLowerCase(Locale.ROOT) + " with pre-shared keys from " + psk.file() + " ("
+                    + psk.identities().size() + " identities)";
+        }
         return "tls " + mode.name().toLowerCase(Locale.ROOT) + (verifyPeer ? " (clients verified)" : "");
     }
 }

@@ -9,7 +9,7 @@ import org.slf4j.event.Level;
 /**
  * The log lines of a server that clients can cause at will, each kind rate-limited: the first
  * {@link #FULL_PER_INTERVAL} of each {@link #INTERVAL} in full, then a count (see
- * {@link RateLimitedLog}). So a hostile client costs at most 8 kinds x 6 lines per 10 s. The server
+ * {@link RateLimitedLog}). So a hostile client costs at most 9 kinds x 6 lines per 10 s. The server
  * calls {@link #flush()} every interval and when it closes. Thread-safe.
  */
 final class ServerLogs {
@@ -23,6 +23,8 @@ final class ServerLogs {
     final RateLimitedLog failedConnections = limited(Level.INFO, "connections failed with I/O errors");
     /** A connection was refused (too many connections, no memory). */
     final RateLimitedLog refused = limited(Level.WARN, "connections refused");
+    /** A TLS client was turned away for its credentials (an unknown PSK identity, a wrong key). */
+    final RateLimitedLog tlsRefused = limited(Level.WARN, "TLS clients refused for their credentials");
     /** A request failed with an I/O error of the device. */
     final RateLimitedLog failedRequests = limited(Level.WARN, "requests failed with I/O errors");
     /** Direct memory ran out for a connection or a request. */
@@ -40,7 +42,7 @@ final class ServerLogs {
 
     /** Writes the counts of the current interval. */
     void flush() {
-        for (RateLimitedLog l : new RateLimitedLog[] {protocolErrors, failedConnections, refused, failedRequests,
+        for (RateLimitedLog l : new RateLimitedLog[] {protocolErrors, failedConnections, refused, tlsRefused, failedRequests,
                 memoryShortage, abandonedRequests, timeouts, unexpected}) {
             l.flush();
         }

@@ -1,308 +1,74 @@
 package org.blksnap.nbd;
 
-import java.io.EOFException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
-import java.util.concurrent.locks.ReentrantLock;
-import javax.net.ssl.SSLEngine;
-import javax.net.ssl.SSLEngineResult;
-import javax.net.ssl.SSLException;
-import javax.net.ssl.SSLSession;
+import java.time.Duration;
+import javax.security.auth.x500.X500Principal;
 
 /**
- * TLS over a connection's byte stream after {@code NBD_OPT_STARTTLS}: a JSSE {@link SSLEngine}
- * between the socket and the connection's reads and writes.
+ * TLS over a connection's byte stream after {@code NBD_OPT_STARTTLS}, between the socket and the
+ * connection's reads and writes: {@link JsseTlsLayer} for X.509 certificates (JSSE),
+ * {@link PskTlsLayer} for pre-shared keys (Bouncy Castle's TLS API; JSSE has no PSK suites).
  *
- * <p>Threads: reads come from one thread at a time (the connection's reader, or the platform
- * thread it hands a large payload read to); writes are serialized by a lock of this class, which
- * a read also takes when the engine must answer a post-handshake message (a TLS 1.3 KeyUpdate).
- * {@link SSLEngine} allows {@code wrap} and {@code unwrap} to run concurrently.
- *
- * <p>Memory: three heap buffers per connection (about 16 KiB each for received records and their
- * plaintext, 4 records' worth for outgoing ones), freed with the connection by the GC; plaintext
- * is unwrapped straight into the caller's buffer when it has room for a whole record, so a large
- * WRITE payload is not copied twice.
+ * <p>Threads: reads come from one thread at a time (the connection's reader, or the thread it hands
+ * a large payload read to); writes may come from any thread and are serialized by the layer; a read
+ * and a write may run at the same time.
  */
-final class TlsLayer {
-    /** Outgoing records gathered into one socket write. */
-    private static final int RECORDS_PER_WRITE = 4;
+sealed interface TlsLayer permits JsseTlsLayer, PskTlsLayer {
     /** How long closing waits for the close_notify alert to leave. */
-    static final java.time.Duration CLOSE_NOTIFY_WAIT = java.time.Duration.ofMillis(200);
-
-    private final SSLEngine engine;
-    private final ByteChannel raw;
-    private final ReentrantLock writeLock = new ReentrantLock();
-    /** Received records not unwrapped yet, between position and limit. Reader only. */
-    private ByteBuffer netIn;
-    /** Plaintext unwrapped but not handed out yet, between position and limit. Reader only. */
-    private ByteBuffer appIn;
-    /** Outgoing records; guarded by {@link #writeLock}. */
-    private ByteBuffer netOut;
-    private boolean inboundDone;
+    Duration CLOSE_NOTIFY_WAIT = Duration.ofMillis(200);
 
     /**
-     * @param received bytes already read from the stream after the STARTTLS reply (a client that sent its
-     *                 ClientHello without waiting); copied
-     */
-    TlsLayer(SSLEngine engine, ByteChannel raw, ByteBuffer received) {
-        this.engine = engine;
-        this.raw = raw;
-        SSLSession s = engine.getSession();
-        this.netIn = ByteBuffer.allocate(Math.max(s.getPacketBufferSize(), received.remaining()));
-        this.netIn.put(received).flip();
-        this.appIn = ByteBuffer.allocate(s.getApplicationBufferSize()).flip();
-        this.netOut = ByteBuffer.allocate(RECORDS_PER_WRITE * s.getPacketBufferSize());
-    }
-
-    /**
-     * Runs the TLS handshake to its end.
+     * Runs the TLS handshake to its end, before any other method.
      *
-     * @throws IOException when the peer goes away or the handshake fails (e.g. a client certificate not
-     *                     signed by the CA), with the engine's reason
+     * @throws IOException when the peer goes away or the handshake fails (a client certificate not
+     *                     signed by the CA, an unknown PSK identity, a wrong key), with the reason;
+     *                     {@link TlsRefusedException} when the server turned the client away
      */
-    void handshake() throws IOException {
-        engine.beginHandshake();
-        while (true) {
-            switch (engine.getHandshakeStatus()) {
-                case NEED_UNWRAP, NEED_UNWRAP_AGAIN -> {
-                    if (inboundDone) {
-                        throw new EOFException("the client ended the TLS session during its handshake");
-                    }
-                    if (!unwrapOnce(appIn.compact())) {
-                        appIn.flip();
-                        if (!fill()) {
-                            throw new EOFException("the client closed the connection during the TLS handshake");
-                        }
-                    } else {
-                        appIn.flip();
-                    }
-                }
-                case NEED_WRAP -> wrapHandshake();
-                case NEED_TASK -> runTasks();
-                case FINISHED, NOT_HANDSHAKING -> {
-                    return;
-                }
-            }
-        }
-    }
-
-    /** The session, once {@link #handshake()} returned. */
-    SSLSession session() {
-        return engine.getSession();
-    }
+    void handshake() throws IOException;
 
     /** Reads some plaintext; -1 once the peer closed (with or without close_notify). */
-    int read(ByteBuffer dst) throws IOException {
-        while (true) {
-            if (appIn.hasRemaining()) {
-                int n = Math.min(appIn.remaining(), dst.remaining());
-                dst.put(dst.position(), appIn, appIn.position(), n);
-                dst.position(dst.position() + n);
-                appIn.position(appIn.position() + n);
-                return n;
-            }
-            if (inboundDone) {
-                return -1;
-            }
-            if (!dst.hasRemaining()) {
-                return 0;
-            }
-            if (netIn.hasRemaining()) {
-                boolean direct = dst.remaining() >= engine.getSession().getApplicationBufferSize();
-                int before = dst.position();
-                boolean progressed;
-                if (direct) {
-                    progressed = unwrapOnce(dst);
-                } else {
-                    progressed = unwrapOnce(appIn.compact());
-                    appIn.flip();
-                }
-                afterUnwrap();
-                if (direct && dst.position() > before) {
-                    return dst.position() - before;
-                }
-                if (progressed) {
-                    continue;
-                }
-            }
-            if (!fill()) {
-                inboundDone = true;
-            }
-        }
-    }
-
-    /**
-     * Unwraps one record into {@code dst} (in write mode). Returns false when a whole record has not arrived yet.
-     */
-    private boolean unwrapOnce(ByteBuffer dst) throws IOException {
-        while (true) {
-            SSLEngineResult r = engine.unwrap(netIn, dst);
-            switch (r.getStatus()) {
-                case OK -> {
-                    return true;
-                }
-                case CLOSED -> {
-                    inboundDone = true;
-                    return true;
-                }
-                case BUFFER_UNDERFLOW -> {
-                    int need = engine.getSession().getPacketBufferSize();
-                    if (netIn.capacity() < need) {
-                        netIn = ByteBuffer.allocate(need).put(netIn).flip();
-                    }
-                    return false;
-                }
-                case BUFFER_OVERFLOW -> {
-                    if (dst != appIn) {
-                        throw new SSLException("TLS record larger than the application buffer");
-                    }
-                    // The session allows larger records than assumed: grow (appIn is in write mode here).
-                    ByteBuffer bigger = ByteBuffer.allocate(engine.getSession().getApplicationBufferSize() + dst.position());
-                    appIn = bigger.put(dst.flip());
-                    dst = appIn;
-                }
-            }
-        }
-    }
-
-    /** Runs what a post-handshake message (KeyUpdate, a new ticket) asks for. */
-    private void afterUnwrap() throws IOException {
-        while (true) {
-            switch (engine.getHandshakeStatus()) {
-                case NEED_TASK -> runTasks();
-                case NEED_WRAP -> wrapHandshake();
-                default -> {
-                    return;
-                }
-            }
-        }
-    }
-
-    /** Reads more records from the socket; false at its end. */
-    private boolean fill() throws IOException {
-        netIn.compact();
-        try {
-            if (!netIn.hasRemaining()) {
-                netIn = ByteBuffer.allocate(netIn.capacity() * 2).put(netIn.flip());
-            }
-            return raw.read(netIn) >= 0;
-        } finally {
-            netIn.flip();
-        }
-    }
-
-    private void runTasks() {
-        Runnable task;
-        while ((task = engine.getDelegatedTask()) != null) {
-            task.run();
-        }
-    }
-
-    private void wrapHandshake() throws IOException {
-        writeLock.lock();
-        try {
-            netOut.clear();
-            SSLEngineResult r = engine.wrap(ByteBuffer.allocate(0), netOut);
-            if (r.getStatus() == SSLEngineResult.Status.BUFFER_OVERFLOW) {
-                netOut = ByteBuffer.allocate(netOut.capacity() * 2);
-                return; // the engine still needs to wrap; the caller's loop comes back
-            }
-            flushOut();
-            if (r.getStatus() == SSLEngineResult.Status.CLOSED && r.bytesProduced() == 0) {
-                throw new EOFException("TLS session closed");
-            }
-        } finally {
-            writeLock.unlock();
-        }
-    }
+    int read(ByteBuffer dst) throws IOException;
 
     /** Encrypts and sends all of the buffers; returns the plaintext bytes sent. */
-    long write(ByteBuffer[] srcs, int offset, int length) throws IOException {
-        writeLock.lock();
-        try {
-            long consumed = 0;
-            long left = remaining(srcs, offset, length);
-            int packet = engine.getSession().getPacketBufferSize();
-            while (left > 0) {
-                netOut.clear();
-                do {
-                    SSLEngineResult r = engine.wrap(srcs, offset, length, netOut);
-                    if (r.getStatus() == SSLEngineResult.Status.CLOSED) {
-                        throw new SSLException("TLS session to the client is closed");
-                    }
-                    if (r.getStatus() == SSLEngineResult.Status.BUFFER_OVERFLOW) {
-                        if (netOut.position() == 0) {
-                            netOut = ByteBuffer.allocate(netOut.capacity() * 2);
-                            continue;
-                        }
-                        break;
-                    }
-                    if (r.getHandshakeStatus() == SSLEngineResult.HandshakeStatus.NEED_TASK) {
-                        runTasks();
-                    }
-                    consumed += r.bytesConsumed();
-                    left -= r.bytesConsumed();
-                } while (left > 0 && netOut.remaining() >= packet);
-                flushOut();
-            }
-            return consumed;
-        } finally {
-            writeLock.unlock();
-        }
-    }
-
-    private void flushOut() throws IOException {
-        netOut.flip();
-        while (netOut.hasRemaining()) {
-            raw.write(netOut);
-        }
-        netOut.clear();
-    }
-
-    private static long remaining(ByteBuffer[] srcs, int offset, int length) {
-        long n = 0;
-        for (int i = offset; i < offset + length; i++) {
-            n += srcs[i].remaining();
-        }
-        return n;
-    }
+    long write(ByteBuffer[] srcs, int offset, int length) throws IOException;
 
     /**
      * Sends close_notify so that clients see a clean end of the session, waiting at most
      * {@link #CLOSE_NOTIFY_WAIT} for room in the socket buffer (a client that stopped reading must not
      * hold the connection's end); skipped while another write is in progress. Never throws.
      */
-    void closeQuietly() {
-        if (!writeLock.tryLock()) {
-            return;
-        }
-        try {
-            engine.closeOutbound();
-            ByteBuffer notify = ByteBuffer.allocate(engine.getSession().getPacketBufferSize());
-            engine.wrap(ByteBuffer.allocate(0), notify);
-            notify.flip();
-            if (!notify.hasRemaining()) {
-                return;
-            }
-            // A blocking write would wait for a client that does not read; the caller closes the socket
-            // after this, which ends the write if it still waits.
-            Thread writer = Thread.ofVirtual().start(() -> {
-                try {
-                    while (notify.hasRemaining()) {
-                        raw.write(notify);
-                    }
-                } catch (IOException e) {
-                    // closing anyway
+    void closeQuietly();
+
+    /** The subject of the client certificate that TLS verified, or null. */
+    X500Principal peerSubject();
+
+    /** The PSK identity the client proved it holds the key of, or null. */
+    String pskIdentity();
+
+    /** Protocol version and cipher suite, for log lines. */
+    String describe();
+
+    /**
+     * Writes {@code bytes} (a close_notify) to {@code raw}, waiting at most {@link #CLOSE_NOTIFY_WAIT}:
+     * a blocking write would wait for a client that does not read; the caller closes the socket
+     * after this, which ends the write if it still waits. Never throws.
+     */
+    static void sendLastWords(ByteChannel raw, ByteBuffer bytes) {
+        Thread writer = Thread.ofVirtual().start(() -> {
+            try {
+                while (bytes.hasRemaining()) {
+                    raw.write(bytes);
                 }
-            });
+            } catch (IOException e) {
+                // closing anyway
+            }
+        });
+        try {
             writer.join(CLOSE_NOTIFY_WAIT);
-        } catch (IOException | RuntimeException e) {
-            // The connection is being closed anyway.
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-        } finally {
-            writeLock.unlock();
         }
     }
 }

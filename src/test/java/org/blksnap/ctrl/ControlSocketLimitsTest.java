@@ -56,6 +56,11 @@ class ControlSocketLimitsTest {
         SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
         open.add(ch);
         ch.connect(UnixDomainSocketAddress.of(socket));
+        return sendOn(ch, text);
+    }
+
+    /** Writes {@code text} on a connected channel; returns it. */
+    static SocketChannel sendOn(SocketChannel ch, String text) throws IOException {
         ByteBuffer b = ByteBuffer.wrap(text.getBytes(StandardCharsets.US_ASCII));
         while (b.hasRemaining()) {
             ch.write(b);

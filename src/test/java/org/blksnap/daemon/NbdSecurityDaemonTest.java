@@ -157,8 +157,47 @@ class NbdSecurityDaemonTest {
     }
 
     @Test
+    void preSharedKeysFromAPsktoolFileWithAnAllowListByIdentity() throws Exception {
+        ExternalTool.require("nbdinfo", "qemu-img");
+        String aliceKey = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        String bobKey = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+        Path keys = Files.writeString(dir.resolve("keys.psk"), "alice:" + aliceKey + "\nbob:" + bobKey + "\n");
+        Path aliceDir = Files.createDirectories(dir.resolve("alice"));
+        Files.writeString(aliceDir.resolve("keys.psk"), "alice:" + aliceKey + "\n");
+        Path bobFile = Files.writeString(dir.resolve("bob.psk"), "bob:" + bobKey + "\n");
+        Path data = dir.resolve("data");
+        Path socket = data.resolve("nbd.sock");
+        StringWriter w = new StringWriter();
+        Blksnapd d = start(w, "--data-dir", data.toString(), "--listen", "none",
+                "--device", "pub=" + dir.resolve("pub.img") + ":8M",
+                "--device", "secret=" + dir.resolve("secret.img") + ":8M",
+                "--tls", "require", "--tls-psk", keys.toString(), "--allow", "secret=psk:alice");
+        try {
+            assertThat(w.toString()).contains("nbds+unix:///pub");
+            String alice = "nbds+unix://alice@/?socket=" + socket + "&tls-psk-file=" + aliceDir.resolve("keys.psk");
+            String bob = "nbds+unix://bob@/?socket=" + socket + "&tls-psk-file=" + bobFile;
+            assertThat(ExternalTool.run(T, "nbdinfo", "--list", alice).assertSuccess().stdout())
+                    .contains("export=\"pub\"").contains("export=\"secret\"");
+            assertThat(ExternalTool.run(T, "nbdinfo", "--list", bob).assertSuccess().stdout())
+                    .contains("export=\"pub\"").doesNotContain("secret");
+            assertThat(ExternalTool.run(T, "nbdinfo", "nbd+unix:///pub?socket=" + socket).exitCode()).isNotZero();
+            String creds = "tls-creds-psk,id=tls0,endpoint=client,username=alice,dir=" + aliceDir;
+            ExternalTool.run(T, List.of("qemu-img", "info", "--object", creds, "--image-opts",
+                    "driver=nbd,path=" + socket + ",export=secret,tls-creds=tls0")).assertSuccess();
+        } finally {
+            d.daemon().close();
+        }
+    }
+
+    @Test
     void badTlsAndAllowArgumentsStopTheStartSayingWhy() throws Exception {
+        Path badKeys = Files.writeString(dir.resolve("bad.psk"), "alice:00ff\nbob 00ff\n");
         String[][] cases = {
+            {"--tls", "on", "--tls-psk", badKeys.toString(), "--tls-cert", "c", "--tls-key", "k"},
+            {"--tls", "on", "--tls-psk", badKeys.toString(), "--tls-ca", "c", "--tls-verify-peer"},
+            {"--tls", "require", "--tls-psk", badKeys.toString()},
+            {"--tls", "require", "--tls-psk", dir.resolve("nope.psk").toString()},
+            {"--allow", "disk0=psk:"},
             {"--tls", "require"},
             {"--tls", "maybe"},
             {"--tls", "on", "--tls-cert", dir.resolve("nope.pem").toString(), "--tls-key", dir.resolve("nope.pem").toString()},
@@ -168,7 +207,12 @@ class NbdSecurityDaemonTest {
             {"--allow", "disk0=10.0.0.0/40"},
         };
         String[] expected = {
-            "--tls require needs --tls-cert and --tls-key",
+            "--tls-psk cannot be combined with --tls-cert or --tls-key",
+            "--tls-ca and --tls-verify-peer are for X.509 client certificates",
+            "PSK key file " + badKeys + " line 2: expected IDENTITY:HEXKEY",
+            "PSK key file " + dir.resolve("nope.psk") + " cannot be read",
+            "access rule 'psk:': the PSK identity is missing",
+            "--tls require needs --tls-cert and --tls-key (X.509), or --tls-psk (pre-shared keys)",
             "--tls 'maybe' must be off, on or require",
             "cannot read certificate file " + dir.resolve("nope.pem"),
             "--tls-verify-peer needs --tls-ca",

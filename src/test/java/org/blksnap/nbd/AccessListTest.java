@@ -45,6 +45,17 @@ class AccessListTest {
     }
 
     @Test
+    void pskRulesMatchOnlyTheIdentityWhoseKeyTheClientProved() throws Exception {
+        AccessList a = AccessList.parse(List.of("psk:alice"));
+        InetAddress peer = InetAddress.getByName("192.0.2.7");
+        assertThat(a.allows(new NbdClient(peer, null, null, true, null, "alice"))).isTrue();
+        assertThat(a.allows(new NbdClient(null, "alice", "alice", true, null, "bob"))).isFalse();
+        assertThat(a.allows(new NbdClient(peer, null, null, true, null, "Alice"))).as("case counts").isFalse();
+        assertThat(a.allows(new NbdClient(null, "alice", "alice", false, null))).as("not a Unix user rule").isFalse();
+        assertThat(a.allows(verified("CN=alice"))).as("not a certificate subject").isFalse();
+    }
+
+    @Test
     void unixRulesMatchThePeersUserOrGroup() {
         AccessList a = AccessList.parse(List.of("user:backup", "group:disk"));
         assertThat(a.allows(new NbdClient(null, "backup", "backup", false, null))).isTrue();
@@ -54,7 +65,7 @@ class AccessListTest {
 
     @Test
     void malformedRulesAreRefusedNamingTheRule() {
-        for (String bad : List.of("backup", "host.example.com", "10.0.0.0/33", "fd00::/129", "user:", "subject:nonsense",
+        for (String bad : List.of("backup", "host.example.com", "10.0.0.0/33", "fd00::/129", "user:", "psk:", "subject:nonsense",
                 "addr:10.0.0.0/x")) {
             assertThatThrownBy(() -> AccessList.parse(List.of(bad))).as(bad).isInstanceOf(IllegalArgumentException.class)
                     .hasMessageContaining("access rule '" + bad + "'");
