@@ -150,7 +150,7 @@ final class BackupCommands {
 
         @Override
         public Integer call() throws Exception {
-            Main main = (Main) spec.root().userObject();
+            Tool main = (Tool) spec.root().userObject();
             Cli cli = cli();
             Path socket = main.controlSocket();
             Path storageRoot = (storageDir != null ? storageDir : socket.toAbsolutePath().getParent()).toAbsolutePath().normalize();

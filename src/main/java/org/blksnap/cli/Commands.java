@@ -45,7 +45,7 @@ final class Commands {
         CommandSpec spec;
 
         Cli cli() {
-            return ((Main) spec.root().userObject()).cli();
+            return ((Tool) spec.root().userObject()).cli();
         }
 
         /** Sends the request, prints the reply in {@code textForm} (or as JSON) and succeeds. */
