@@ -28,7 +28,11 @@ final class CommandTree {
     private CommandTree() {
     }
 
-    /** The tree for {@code args}, configured for a run ({@link Main#configure}), with {@code session} as its root's session. */
+    /**
+     * The tree for {@code args}, configured for a run ({@link Main#configure}).
+     *
+     * @param session the run's root: a plain {@link Tool} (a {@link Main} would bring every command)
+     */
     static CommandLine of(String[] args, Tool session) {
         CommandLine root = new CommandLine(session); // a Tool: the root's options, no subcommand
         CommandSpec spec = root.getCommandSpec();
