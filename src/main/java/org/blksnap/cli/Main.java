@@ -103,7 +103,10 @@ public final class Main extends Tool {
         return run(args, stdout, stderr, env, CommandTree::of);
     }
 
-    /** As {@link #run(String[], PrintStream, PrintStream, Map)}, with the command tree {@code tree} builds for the arguments and a session. */
+    /**
+     * As {@link #run(String[], PrintStream, PrintStream, Map)}, with the command tree that {@code tree}
+     * builds for the arguments and the run's root (CommandTreeTest runs the whole tree this way).
+     */
     static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env,
                    BiFunction<String[], Tool, CommandLine> tree) {
         PrintWriter out = new PrintWriter(new OutputStreamWriter(stdout, StandardCharsets.UTF_8), true);
