@@ -65,7 +65,7 @@ final class BackupCommands {
             if (keyFile != null) {
                 return keyFile.toAbsolutePath();
             }
-            String e = ((Main) mixee.root().userObject()).env(RepositoryKey.KEY_FILE_ENV);
+            String e = ((Tool) mixee.root().userObject()).env(RepositoryKey.KEY_FILE_ENV);
             return e == null || e.isBlank() ? null : Path.of(e.trim()).toAbsolutePath();
         }
 
@@ -180,7 +180,7 @@ final class BackupCommands {
 
         @Override
         public Integer call() throws Exception {
-            Main main = (Main) spec.root().userObject();
+            Tool main = (Tool) spec.root().userObject();
             Cli cli = cli();
             Path socket = main.controlSocket();
             Path storageRoot = (storageDir != null ? storageDir : socket.toAbsolutePath().getParent()).toAbsolutePath().normalize();

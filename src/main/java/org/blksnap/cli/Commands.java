@@ -45,7 +45,7 @@ final class Commands {
         CommandSpec spec;
 
         Cli cli() {
-            return ((Main) spec.root().userObject()).cli();
+            return ((Tool) spec.root().userObject()).cli();
         }
 
         /** Sends the request, prints the reply in {@code textForm} (or as JSON) and succeeds. */
@@ -113,7 +113,7 @@ final class Commands {
             }
             Path dir = repo.toAbsolutePath();
             Map<String, StatusView.LastBackup> last = new TreeMap<>();
-            String env = ((Main) spec.root().userObject()).env(org.blksnap.backup.RepositoryKey.KEY_FILE_ENV);
+            String env = ((Tool) spec.root().userObject()).env(org.blksnap.backup.RepositoryKey.KEY_FILE_ENV);
             Path kf = keyFile != null ? keyFile : env == null || env.isBlank() ? null : Path.of(env.trim());
             org.blksnap.backup.RepositoryKey key = kf == null ? null : org.blksnap.backup.RepositoryKey.load(kf.toAbsolutePath());
             try (Repository r = Repository.openForReading(new org.blksnap.backup.RepositoryLocation.Directory(dir), key)) {

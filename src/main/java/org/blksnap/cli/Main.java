@@ -4,17 +4,15 @@ import java.io.OutputStreamWriter;
 import java.io.PrintStream;
 import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Path;
 import java.util.Map;
 import java.util.UUID;
+import java.util.function.BiFunction;
 import java.util.function.Function;
 import org.blksnap.ctrl.api.InvalidValueException;
 import org.blksnap.ctrl.api.Range;
 import org.blksnap.ctrl.api.Size;
 import org.blksnap.ctrl.api.Uuids;
-import org.blksnap.ctrl.api.WireJson;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
 import picocli.CommandLine;
 
 /**
@@ -22,31 +20,25 @@ import picocli.CommandLine;
  * {@link ExitCodes}: 0 success; the errno number when the daemon reports an engine error (ESRCH 3,
  * EBUSY 16, ...); 64 usage; 74 a local file; 76 a broken answer; 111 the daemon is not reachable.
  * See docs/cli.md.
+ *
+ * <p>This class is the whole command tree ({@link Tool}, the root, with every subcommand), as the
+ * completion and man page generators and the tests see it. A run builds only the branch its
+ * arguments name ({@link CommandTree}): the full tree costs a call about 0.1 s of reflection.
  */
-@Command(name = "blksnap", mixinStandardHelpOptions = true, scope = CommandLine.ScopeType.INHERIT, versionProvider = Main.ToolVersion.class,
-        description = "Control blksnapd: change tracking, snapshots and snapshot images served over NBD.",
-        footer = {"", "Exit status: 0 ok; the errno number of an engine error (ESRCH 3, ENOENT 2, EBUSY 16, "
-                + "EINVAL 22, ...); 64 usage; 74 local file error; 76 bad answer; 111 daemon not reachable."},
-        subcommands = {Commands.VersionCmd.class, Commands.ParamsCmd.class, Commands.StatusCmd.class,
-                Commands.DeviceCmd.class, Commands.TrackerCmd.class, Commands.SnapshotCmd.class,
-                BackupCommands.BackupCmd.class, BackupCommands.PointsCmd.class, BackupCommands.RestoreCmd.class,
-                BackupCommands.VerifyCmd.class, BackupCommands.PruneCmd.class, BackupCommands.GcCmd.class,
-                BackupCommands.RepoCmd.class, ServeCmd.class})
-public final class Main {
-    /** The control socket used when neither --control nor BLKSNAP_CONTROL is given. */
-    public static final String DEFAULT_CONTROL = "blksnap-data/control.sock";
+@Command(subcommands = {Commands.VersionCmd.class, Commands.ParamsCmd.class, Commands.StatusCmd.class,
+        Commands.DeviceCmd.class, Commands.TrackerCmd.class, Commands.SnapshotCmd.class,
+        BackupCommands.BackupCmd.class, BackupCommands.PointsCmd.class, BackupCommands.RestoreCmd.class,
+        BackupCommands.VerifyCmd.class, BackupCommands.PruneCmd.class, BackupCommands.GcCmd.class,
+        BackupCommands.RepoCmd.class, ServeCmd.class})
+public final class Main extends Tool {
+    /** The whole tree, for a run whose arguments {@link CommandTree} leaves to picocli. */
+    Main(Tool session) {
+        super(session);
+    }
 
-    @Option(names = "--control", paramLabel = "PATH", scope = CommandLine.ScopeType.INHERIT,
-            description = "control socket of blksnapd (default: $BLKSNAP_CONTROL, else ./" + DEFAULT_CONTROL + ")")
-    Path control;
-
-    @Option(names = "--json", scope = CommandLine.ScopeType.INHERIT, description = "print machine-readable JSON")
-    boolean json;
-
-    private Map<String, String> env = System.getenv();
-    private PrintWriter out;
-    private PrintWriter err;
-    private Terminal terminal = Terminal.NONE;
+    /** The whole tree (what picocli's generators instantiate). */
+    public Main() {
+    }
 
     /**
      * What the output is: a terminal gets colour (unless {@code NO_COLOR} is set or {@code TERM} is
@@ -108,14 +100,20 @@ public final class Main {
 
     /** Runs the tool in-process (tests), writing to the given streams; returns the exit code. */
     public static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env) {
+        return run(args, stdout, stderr, env, CommandTree::of);
+    }
+
+    /**
+     * As {@link #run(String[], PrintStream, PrintStream, Map)}, with the command tree that {@code tree}
+     * builds for the arguments and the run's root (CommandTreeTest runs the whole tree this way).
+     */
+    static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env,
+                   BiFunction<String[], Tool, CommandLine> tree) {
         PrintWriter out = new PrintWriter(new OutputStreamWriter(stdout, StandardCharsets.UTF_8), true);
         PrintWriter err = new PrintWriter(new OutputStreamWriter(stderr, StandardCharsets.UTF_8), true);
-        Main main = new Main();
-        main.env = env;
-        main.out = out;
-        main.err = err;
-        main.terminal = new Terminal(stdout == System.out, env);
-        CommandLine cl = commandLine(main);
+        Tool tool = new Tool();
+        tool.session(env, out, err, new Terminal(stdout == System.out, env));
+        CommandLine cl = tree.apply(args, tool);
         cl.setOut(out);
         cl.setErr(err);
         cl.setParameterExceptionHandler((ex, a) -> {
@@ -124,7 +122,7 @@ public final class Main {
             err.println("Usage: " + c.getCommandSpec().qualifiedName() + " --help for the options");
             return ExitCodes.USAGE;
         });
-        cl.setExecutionExceptionHandler((ex, c, parsed) -> main.failure(ex, c));
+        cl.setExecutionExceptionHandler((ex, c, parsed) -> ((Tool) cl.getCommand()).failure(ex, c));
         cl.setExitCodeExceptionMapper(t -> ExitCodes.USAGE);
         int rc = cl.execute(V1Verbs.rewrite(args, cl.getCommandSpec()));
         out.flush();
@@ -135,9 +133,17 @@ public final class Main {
         return rc;
     }
 
-    /** The command tree, with the wire contract's parsers for ids, sizes and ranges, and the v1 verbs listed. */
+    /** The whole command tree, as a run sees it ({@link #configure}). */
     static CommandLine commandLine(Main main) {
-        CommandLine cl = new CommandLine(main);
+        return configure(new CommandLine(main));
+    }
+
+    /**
+     * A command tree made ready for a run, once its subcommands are in (converters apply to the
+     * commands there when registered): the wire contract's parsers for ids, sizes and ranges, and
+     * the v1 verbs listed in the help.
+     */
+    static CommandLine configure(CommandLine cl) {
         cl.registerConverter(UUID.class, wire(value -> Uuids.parse(value.trim())));
         cl.registerConverter(Size.class, wire(Size::parse));
         cl.registerConverter(Range.class, wire(Range::parse));
@@ -154,45 +160,5 @@ public final class Main {
                 throw new CommandLine.TypeConversionException(e.getMessage());
             }
         };
-    }
-
-    /** Reports a command's failure on stderr (and as the error body with {@code --json}); returns its exit code. */
-    private int failure(Exception ex, CommandLine c) {
-        String what = c.getCommandSpec().qualifiedName(" ").replaceFirst("^blksnap ?", "");
-        String prefix = "blksnap: " + (what.isEmpty() ? "" : what + ": ");
-        int code = ExitCodes.of(ex);
-        if (ex instanceof ControlClient.RemoteException r) {
-            err.println(prefix + r.errnoName() + " (" + r.errno() + "): " + r.getMessage());
-            if (json) {
-                out.println(WireJson.write(r.body()));
-            }
-        } else if (ex instanceof org.blksnap.backup.RepositoryException r) {
-            err.println(prefix + r.code() + ": " + r.getMessage());
-        } else if (code == ExitCodes.SOFTWARE) {
-            err.println(prefix + "unexpected failure: " + ex);
-            ex.printStackTrace(err);
-        } else {
-            err.println(prefix + ex.getMessage());
-        }
-        return code;
-    }
-
-    /** An environment variable of this run (the process's, or a test's), or null. */
-    String env(String name) {
-        return env.get(name);
-    }
-
-    /** The control socket of this run: --control, else $BLKSNAP_CONTROL, else the default. */
-    Path controlSocket() {
-        if (control != null) {
-            return control;
-        }
-        String e = env.get("BLKSNAP_CONTROL");
-        return Path.of(e != null && !e.isBlank() ? e : DEFAULT_CONTROL);
-    }
-
-    /** The session of this run: the client of the control socket and the output. */
-    Cli cli() {
-        return new Cli(new ControlClient(controlSocket()), json, out, err, terminal);
     }
 }

@@ -30,13 +30,22 @@ import org.blksnap.ctrl.api.WireJson;
  * operation with a fixed reply on a Unix socket of its own, in a temporary directory it removes.
  * Prints nothing; exits 0, or 1 if a command did not behave (the launcher then keeps no archive).
  */
-final class Training {
+public final class Training {
     private static final UUID ID = UUID.fromString("0c7e5a2e-3f41-4d0b-9a38-7e4a8b2f5c11");
 
     private Training() {
     }
 
     public static void main(String[] args) throws Exception {
+        System.exit(run() == 0 ? 0 : 1);
+    }
+
+    /**
+     * Runs the command training in a temporary directory it removes.
+     *
+     * @return how many calls did not end as expected
+     */
+    public static int run() throws IOException {
         Path dir = Files.createTempDirectory("blksnap-training");
         Path socket = dir.resolve("control.sock");
         try (ServerSocketChannel server = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
@@ -52,7 +61,7 @@ final class Training {
                 }
             }
             daemon.interrupt();
-            System.exit(failures == 0 ? 0 : 1);
+            return failures;
         } finally {
             Files.deleteIfExists(socket);
             Files.deleteIfExists(dir);

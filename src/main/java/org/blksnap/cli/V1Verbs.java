@@ -109,6 +109,12 @@ final class V1Verbs {
         return out.toArray(String[]::new);
     }
 
+    /** The top-level command a command word is: the first word of a v1 verb's command, or the word itself. */
+    static String topLevelCommand(String word) {
+        Verb verb = find(word);
+        return verb == null ? word : verb.command().getFirst();
+    }
+
     /** The footer of the tool's help: {@code footer} and the v1 verbs with the commands they are. */
     static String[] helpFooter(String[] footer) {
         List<String> lines = new ArrayList<>(List.of(footer));
@@ -124,7 +130,8 @@ final class V1Verbs {
         return VERBS.stream().filter(v -> v.name().equals(word)).findFirst().orElse(null);
     }
 
-    private static boolean takesSeparateValue(CommandSpec spec, String arg) {
+    /** Whether {@code arg} is an option of {@code spec} whose value is the next argument. */
+    static boolean takesSeparateValue(CommandSpec spec, String arg) {
         OptionSpec o = spec.findOption(arg);
         return o != null && o.arity().max() > 0 && arg.indexOf('=') < 0;
     }
