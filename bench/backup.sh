@@ -63,6 +63,10 @@ PY
 # the host (seen here as a 4 GiB restore into /dev/shm taking 20 s in a new VM and 8.5 s later).
 # Whoever runs first would pay it; so the memory the run will use is touched once before anything is
 # timed (a file as large as the device and the three repositories, written and removed).
+# The pages a step frees are handed back to the host after a while, so the touch is repeated right
+# before each step that writes new data (the full backups, the restores): every tool then writes
+# into memory that was touched a moment before, whichever order they run in.
+warm() { dd if=/dev/zero of="$W/warm" bs=1M count=$(( BYTES / 1048576 )) status=none; rm -f "$W/warm"; }
 echo "== touching the memory the run will use" >&2
 dd if=/dev/zero of="$W/warm" bs=1M count=$(( BYTES * 5 / 2 / 1048576 )) status=none; rm -f "$W/warm"
 # The daemon's data directory (its tracking state and the backups' difference storage) lives on the
@@ -106,10 +110,10 @@ borg init -e repokey "$W/borg" >/dev/null 2>&1
 "$BK" version >/dev/null # builds and warms the CDS archive
 
 timed nbdcopy nbdcopy "$URI" "$W/nbdcopy.img"; rm -f "$W/nbdcopy.img"
-timed ours_full ours
-[ "$S3" = 1 ] && timed ours_s3_full ours_s3
-timed restic_full sh -c "restic -q -r '$W/restic' backup --stdin --stdin-filename disk0.img < '$W/disk0.img'"
-timed borg_full sh -c "borg create -C lz4 '$W/borg::full' - < '$W/disk0.img'"
+warm; timed ours_full ours
+[ "$S3" = 1 ] && { warm; timed ours_s3_full ours_s3; }
+warm; timed restic_full sh -c "restic -q -r '$W/restic' backup --stdin --stdin-filename disk0.img < '$W/disk0.img'"
+warm; timed borg_full sh -c "borg create -C lz4 '$W/borg::full' - < '$W/disk0.img'"
 S_OURS_FULL=$(du -sb "$W/ours" | cut -f1); S_RESTIC_FULL=$(du -sb "$W/restic" | cut -f1); S_BORG_FULL=$(du -sb "$W/borg" | cut -f1)
 
 echo "== 1 % of the 64 KiB blocks rewritten at random through the export" >&2
@@ -138,13 +142,13 @@ NEW_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["point
 # Each restore is compared and removed before the next: three 4 GiB restores beside the device and
 # three repositories would not fit in the memory of the machine /dev/shm lives in.
 restored() { cmp "$W/r-$1.img" "$W/disk0.img" || { echo "restore of $1 differs" >&2; exit 1; }; rm -f "$W/r-$1.img"; }
-timed ours_restore "$BK" restore --repo "$W/ours" --point "$INC_ID" --to "$W/r-ours.img"; restored ours
+warm; timed ours_restore "$BK" restore --repo "$W/ours" --point "$INC_ID" --to "$W/r-ours.img"; restored ours
 if [ "$S3" = 1 ]; then
   S3_INC_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["id"])' "$OUT/ours_s3_inc.out")
-  timed ours_s3_restore "$BK" restore --repo s3://bench/ours --point "$S3_INC_ID" --to "$W/r-ours-s3.img"; restored ours-s3
+  warm; timed ours_s3_restore "$BK" restore --repo s3://bench/ours --point "$S3_INC_ID" --to "$W/r-ours-s3.img"; restored ours-s3
 fi
-timed restic_restore sh -c "restic -q -r '$W/restic' dump latest disk0.img > '$W/r-restic.img'"; restored restic
-timed borg_restore sh -c "borg extract --stdout '$W/borg::inc' > '$W/r-borg.img'"; restored borg
+warm; timed restic_restore sh -c "restic -q -r '$W/restic' dump latest disk0.img > '$W/r-restic.img'"; restored restic
+warm; timed borg_restore sh -c "borg extract --stdout '$W/borg::inc' > '$W/r-borg.img'"; restored borg
 timed jvm_version "$BK" version
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
