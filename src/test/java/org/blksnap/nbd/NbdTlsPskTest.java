@@ -217,7 +217,10 @@ class NbdTlsPskTest {
             Result r = ExternalTool.run(T, "nbdinfo", "--list", uri);
             assertThat(r.exitCode()).as(r.describe()).isNotZero();
             assertThat(r.stdout()).as(r.describe()).doesNotContain("disk").doesNotContain("secret");
-            assertThat(r.stderr()).as(r.describe()).contains("gnutls_handshake: A TLS fatal alert has been received");
+            // the handshake fails: gnutls reads the server's alert, or, when the server has already
+            // closed the connection after sending it, fails writing its next record (CI saw both)
+            assertThat(r.stderr()).as(r.describe()).containsAnyOf("gnutls_handshake: A TLS fatal alert has been received",
+                    "gnutls_handshake: Error in the push function", "gnutls_handshake: Error in the pull function");
         }
         String creds = "tls-creds-psk,id=tls0,endpoint=client,username=alice,dir=" + aliceWrong;
         Result qemu = ExternalTool.run(T, List.of("qemu-img", "info", "--object", creds, "--image-opts",
