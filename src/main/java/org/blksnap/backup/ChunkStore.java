@@ -193,22 +193,10 @@ final class ChunkStore implements AutoCloseable {
         int h = PackDescriptor.BLOB_HEADER_BYTES;
         byte[] out = null;
         int payloadLength = raw.length;
-        ZstdCompressCtx ctx = contexts.poll();
-        if (ctx == null) {
-            ctx = new ZstdCompressCtx().setLevel(ZSTD_LEVEL);
-        }
-        try {
-            if (!looksIncompressible(ctx, raw)) {
-                out = new byte[h + (int) Zstd.compressBound(raw.length)];
-                int n = ctx.compressByteArray(out, h, out.length - h, raw, 0, raw.length);
-                if (n < raw.length) {
-                    payloadLength = n;
-                } else {
-                    out = null;
-                }
-            }
-        } finally {
-            contexts.offer(ctx);
+        Compressed c = compress(raw, h, 0);
+        if (c != null) {
+            out = c.out();
+            payloadLength = c.length();
         }
         boolean useZstd = out != null;
         if (!useZstd) {
@@ -234,22 +222,10 @@ final class ChunkStore implements AutoCloseable {
         int at = h + CryptoDescriptor.KEY_ID_BYTES + CryptoDescriptor.NONCE_BYTES;
         byte[] out = null;
         int plainLength = raw.length;
-        ZstdCompressCtx ctx = contexts.poll();
-        if (ctx == null) {
-            ctx = new ZstdCompressCtx().setLevel(ZSTD_LEVEL);
-        }
-        try {
-            if (!looksIncompressible(ctx, raw)) {
-                out = new byte[at + (int) Zstd.compressBound(raw.length) + CryptoDescriptor.TAG_BYTES];
-                int n = ctx.compressByteArray(out, at, out.length - at - CryptoDescriptor.TAG_BYTES, raw, 0, raw.length);
-                if (n < raw.length) {
-                    plainLength = n;
-                } else {
-                    out = null;
-                }
-            }
-        } finally {
-            contexts.offer(ctx);
+        Compressed c = compress(raw, at, CryptoDescriptor.TAG_BYTES);
+        if (c != null) {
+            out = c.out();
+            plainLength = c.length();
         }
         boolean useZstd = out != null;
         if (!useZstd) {
@@ -266,6 +242,32 @@ final class ChunkStore implements AutoCloseable {
                 : key.seal(keyId, out, 0, h, raw, 0, raw.length, out, h);
         assert sealed == storedLength;
         return blob.position(0);
+    }
+
+    /** A payload compressed into {@code out} at the offset asked for, {@code length} bytes long. */
+    private record Compressed(byte[] out, int length) {
+    }
+
+    /**
+     * {@code raw} compressed with zstd into a new array, at {@code at} and with {@code tail} spare
+     * bytes after the largest possible payload; null when {@link #looksIncompressible} says it would
+     * not shrink, or it did not.
+     */
+    private Compressed compress(byte[] raw, int at, int tail) {
+        ZstdCompressCtx ctx = contexts.poll();
+        if (ctx == null) {
+            ctx = new ZstdCompressCtx().setLevel(ZSTD_LEVEL);
+        }
+        try {
+            if (looksIncompressible(ctx, raw)) {
+                return null;
+            }
+            byte[] out = new byte[at + (int) Zstd.compressBound(raw.length) + tail];
+            int n = ctx.compressByteArray(out, at, out.length - at - tail, raw, 0, raw.length);
+            return n < raw.length ? new Compressed(out, n) : null;
+        } finally {
+            contexts.offer(ctx);
+        }
     }
 
     /** Bytes of each sample {@link #looksIncompressible} compresses. */
