@@ -132,19 +132,25 @@ timed restic_inc sh -c "restic -q -r '$W/restic' backup --stdin --stdin-filename
 timed borg_inc sh -c "borg create -C lz4 '$W/borg::inc' - < '$W/disk0.img'"
 S_OURS_INC=$(( $(du -sb "$W/ours" | cut -f1) - S_OURS_FULL )); S_RESTIC_INC=$(( $(du -sb "$W/restic" | cut -f1) - S_RESTIC_FULL ))
 S_BORG_INC=$(( $(du -sb "$W/borg" | cut -f1) - S_BORG_FULL ))
-INC_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["id"])' "$OUT/ours_inc.out")
-READ_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["bytesRead"])' "$OUT/ours_inc.out")
-INC_TIMES=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["timings"]; print(", ".join(f"{k[:-7]} {v:.2f}" for k, v in t.items()))' "$OUT/ours_inc.out")
-INC_PHASES=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["points"][0]["phases"]; print(", ".join(f"{k[:-7]} {v:.2f}" for k, v in t.items()))' "$OUT/ours_inc.out")
-FULL_PHASES=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["points"][0]["phases"]; print(", ".join(f"{k[:-7]} {v:.2f}" for k, v in t.items()))' "$OUT/ours_full.out")
-NEW_INC=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["newBytes"])' "$OUT/ours_inc.out")
+# json FILE EXPR: EXPR over the file's JSON (j); secs(o) lists an object of xxxSeconds as "xxx s, ..."
+json() {
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))
+secs=lambda o: ", ".join(f"{k[:-7]} {v:.2f}" for k, v in o.items())
+print(eval(sys.argv[2]))' "$1" "$2"
+}
+INC_ID=$(json "$OUT/ours_inc.out" 'j["points"][0]["id"]')
+READ_INC=$(json "$OUT/ours_inc.out" 'j["points"][0]["bytesRead"]')
+INC_TIMES=$(json "$OUT/ours_inc.out" 'secs(j["timings"])')
+INC_PHASES=$(json "$OUT/ours_inc.out" 'secs(j["points"][0]["phases"])')
+FULL_PHASES=$(json "$OUT/ours_full.out" 'secs(j["points"][0]["phases"])')
+NEW_INC=$(json "$OUT/ours_inc.out" 'j["points"][0]["newBytes"]')
 
 # Each restore is compared and removed before the next: three 4 GiB restores beside the device and
 # three repositories would not fit in the memory of the machine /dev/shm lives in.
 restored() { cmp "$W/r-$1.img" "$W/disk0.img" || { echo "restore of $1 differs" >&2; exit 1; }; rm -f "$W/r-$1.img"; }
 warm; timed ours_restore "$BK" restore --repo "$W/ours" --point "$INC_ID" --to "$W/r-ours.img"; restored ours
 if [ "$S3" = 1 ]; then
-  S3_INC_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["points"][0]["id"])' "$OUT/ours_s3_inc.out")
+  S3_INC_ID=$(json "$OUT/ours_s3_inc.out" 'j["points"][0]["id"]')
   warm; timed ours_s3_restore "$BK" restore --repo s3://bench/ours --point "$S3_INC_ID" --to "$W/r-ours-s3.img"; restored ours-s3
 fi
 warm; timed restic_restore sh -c "restic -q -r '$W/restic' dump latest disk0.img > '$W/r-restic.img'"; restored restic

@@ -62,11 +62,7 @@ final class BackupCommands {
 
         /** The key file named by --key-file, else $BLKSNAP_KEY_FILE, else null. */
         Path keyFile() {
-            if (keyFile != null) {
-                return keyFile.toAbsolutePath();
-            }
-            String e = ((Tool) mixee.root().userObject()).env(RepositoryKey.KEY_FILE_ENV);
-            return e == null || e.isBlank() ? null : Path.of(e.trim()).toAbsolutePath();
+            return keyFile(keyFile, (Tool) mixee.root().userObject());
         }
 
         /**
@@ -75,7 +71,21 @@ final class BackupCommands {
          * @throws RepositoryException KEY the file is missing or not a key file
          */
         RepositoryKey key() throws RepositoryException {
-            Path f = keyFile();
+            return key(keyFile, (Tool) mixee.root().userObject());
+        }
+
+        /** The key file {@code given} (a --key-file option), else $BLKSNAP_KEY_FILE of {@code run}, else null. */
+        static Path keyFile(Path given, Tool run) {
+            if (given != null) {
+                return given.toAbsolutePath();
+            }
+            String e = run.env(RepositoryKey.KEY_FILE_ENV);
+            return e == null || e.isBlank() ? null : Path.of(e.trim()).toAbsolutePath();
+        }
+
+        /** As {@link #key()}, for a command with a --key-file option of its own ({@code status --repo}). */
+        static RepositoryKey key(Path given, Tool run) throws RepositoryException {
+            Path f = keyFile(given, run);
             return f == null ? null : RepositoryKey.load(f);
         }
 

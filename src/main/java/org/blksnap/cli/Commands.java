@@ -113,9 +113,7 @@ final class Commands {
             }
             Path dir = repo.toAbsolutePath();
             Map<String, StatusView.LastBackup> last = new TreeMap<>();
-            String env = ((Tool) spec.root().userObject()).env(org.blksnap.backup.RepositoryKey.KEY_FILE_ENV);
-            Path kf = keyFile != null ? keyFile : env == null || env.isBlank() ? null : Path.of(env.trim());
-            org.blksnap.backup.RepositoryKey key = kf == null ? null : org.blksnap.backup.RepositoryKey.load(kf.toAbsolutePath());
+            org.blksnap.backup.RepositoryKey key = BackupCommands.RepoOptions.key(keyFile, (Tool) spec.root().userObject());
             try (Repository r = Repository.openForReading(new org.blksnap.backup.RepositoryLocation.Directory(dir), key)) {
                 for (Point p : r.points()) { // oldest first: the newest of each device stays
                     last.put(p.device(), new StatusView.LastBackup(p.device(), p.id(), p.time(), p.kind(), p.generation(),

@@ -60,10 +60,15 @@ final class SnapshotLeases implements AutoCloseable {
         }
     }
 
+    /** A lease of {@code seconds} that starts now. */
+    private Lease startingNow(long seconds) {
+        return new Lease(seconds, nanoTime.getAsLong() + seconds * 1_000_000_000L);
+    }
+
     /** Starts the lease of a snapshot just created. */
     void hold(UUID id, long seconds) {
         check(seconds);
-        leases.put(id, new Lease(seconds, nanoTime.getAsLong() + seconds * 1_000_000_000L));
+        leases.put(id, startingNow(seconds));
     }
 
     /**
@@ -72,8 +77,7 @@ final class SnapshotLeases implements AutoCloseable {
      * @throws BlksnapException ESRCH no such snapshot (or it expired); EINVAL it was created without a lease
      */
     void renew(UUID id) {
-        Lease renewed = leases.computeIfPresent(id, (k, l) -> new Lease(l.seconds(), nanoTime.getAsLong()
-                + l.seconds() * 1_000_000_000L));
+        Lease renewed = leases.computeIfPresent(id, (k, l) -> startingNow(l.seconds()));
         if (renewed == null) {
             if (engine.snapshotCollect().contains(id)) {
                 throw new BlksnapException(Errno.EINVAL, "snapshot " + id + " has no lease to renew");
@@ -84,7 +88,7 @@ final class SnapshotLeases implements AutoCloseable {
 
     /** Renews the lease of {@code id} if it has one (a wait-event of it shows its creator is alive). */
     void touch(UUID id) {
-        leases.computeIfPresent(id, (k, l) -> new Lease(l.seconds(), nanoTime.getAsLong() + l.seconds() * 1_000_000_000L));
+        leases.computeIfPresent(id, (k, l) -> startingNow(l.seconds()));
     }
 
     /** Forgets the lease of a snapshot destroyed otherwise. */

@@ -197,6 +197,16 @@ class BackupRestoreTest {
         throw new AssertionError("chunk not found in any pack");
     }
 
+    /** The point restores to the recorded bytes, and no backup's storage directory is left in the data directory. */
+    private void restoresAsRecordedWithNoStorageLeft(DaemonHarness d, Path repo, String point, Path rec) throws Exception {
+        Path out = dir.resolve("restored.img");
+        d.ok("restore", "--repo", repo.toString(), "--point", point, "--to", out.toString());
+        assertSameBytes(out, rec);
+        try (var left = Files.list(dir)) {
+            assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
+        }
+    }
+
     /** Starts {@code blksnap backup} as a process that pauses after {@code pauseAfter} bytes read; returns once it paused. */
     private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log, String... devices) throws Exception {
         return pausedBackup(d, repo, pauseAfter, log, List.of(), devices);
@@ -363,12 +373,7 @@ class BackupRestoreTest {
             assertThat(next.exitCode()).as(next.toString()).isZero();
             assertThat(next.err()).contains("did not finish").doesNotContain("cannot destroy");
             String[] f = next.line().split(" ");
-            Path out = dir.resolve("restored.img");
-            d.ok("restore", "--repo", repo.toString(), "--point", f[1], "--to", out.toString());
-            assertSameBytes(out, rec);
-            try (var left = Files.list(dir)) {
-                assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
-            }
+            restoresAsRecordedWithNoStorageLeft(d, repo, f[1], rec);
         }
     }
 
@@ -402,12 +407,7 @@ class BackupRestoreTest {
             String gc = d.ok("gc", "--repo", repo.toString(), "--grace", "PT0S");
             assertThat(Integer.parseInt(gc.split(" ")[1])).as(gc).isGreaterThan(10);
             assertThat(d.ok("verify", "--repo", repo.toString())).startsWith("ok: 1 point(s)");
-            Path out = dir.resolve("restored.img");
-            d.ok("restore", "--repo", repo.toString(), "--point", f[1], "--to", out.toString());
-            assertSameBytes(out, rec);
-            try (var left = Files.list(dir)) {
-                assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
-            }
+            restoresAsRecordedWithNoStorageLeft(d, repo, f[1], rec);
         }
     }
 }
