@@ -107,8 +107,12 @@ final class BackupCommands {
         }
     }
 
-    /** {@code backup --json}: every device's point, and where the command's time went. */
-    record BackupReport(List<BackupPoint> points, Timings timings) {
+    /**
+     * {@code backup --json}: every device's point, where the command's time went, and the id of the
+     * resident agent's job that ran it (absent when the tool ran it itself).
+     */
+    @com.fasterxml.jackson.annotation.JsonInclude(com.fasterxml.jackson.annotation.JsonInclude.Include.NON_NULL)
+    record BackupReport(List<BackupPoint> points, Timings timings, String agentJob) {
     }
 
     /**
@@ -181,6 +185,12 @@ final class BackupCommands {
         long snapshotLeaseSeconds;
         @Option(names = "--pack-size", paramLabel = "SIZE", hidden = true, description = "pack files are sealed at this size")
         Size packSize;
+        @Option(names = "--agent", paramLabel = "auto|daemon|off", defaultValue = "auto",
+                description = "where the backup runs: in the daemon's resident agent (daemon: a warm JVM, so a small "
+                        + "incremental costs what it reads instead of a JVM's start and warm-up), in this process (off), "
+                        + "or auto (default): the agent for a directory repository when the daemon lets this user "
+                        + "start it (root or the daemon's user), else this process")
+        String agent;
         /**
          * A test hook: after this many bytes of a device are read (the snapshot taken), wait for a
          * line on stdin, or to be killed (the crash and coherence tests).
@@ -205,7 +215,7 @@ final class BackupCommands {
             }
             long packBytes = packSize != null ? packSize.bytes() : 32L << 20;
             List<BackupPoint> done = new ArrayList<>();
-            double jvmStart = secondsSinceLaunch();
+            double jvmStart = secondsSinceLaunch(main.env("BLKSNAP_LAUNCHED_AT"));
             Laps laps = new Laps();
             double[] lap = new double[7];
             RepositoryLocation where = repo.location();
@@ -218,6 +228,22 @@ final class BackupCommands {
                 case "host" -> Repository.DedupScope.HOST;
                 default -> throw usage("--dedup-scope " + dedupScope + " must be all or host");
             };
+            if (!List.of("auto", "daemon", "off").contains(agent)) {
+                throw usage("--agent " + agent + " must be auto, daemon or off");
+            }
+            if (!agent.equals("off")) {
+                if (where instanceof RepositoryLocation.S3 && agent.equals("daemon")) {
+                    throw usage("--agent daemon: an S3 repository is backed up by this process (its credentials are "
+                            + "this process's environment, not the daemon's); use --agent off or auto");
+                }
+                if (where instanceof RepositoryLocation.Directory dir) {
+                    Integer rc = AgentRun.run(cli, main, agentArgs(main, dir, storageRoot, limit, hostName),
+                            snapshotLeaseSeconds, agent.equals("auto"));
+                    if (rc != null) {
+                        return rc;
+                    }
+                }
+            }
             try (Repository repository = Repository.openForWriting(where, repo.key(), hostName, packBytes, cli::warn)) {
                 repository.dedupScope(scope);
                 for (Map<String, String> stale : repository.staleSessions()) {
@@ -293,9 +319,46 @@ final class BackupCommands {
                 }
             }
             if (main.json) {
-                cli.print(new BackupReport(done, new Timings(jvmStart, lap[0], lap[1], lap[2], lap[3], lap[4], lap[5], lap[6])), r -> "");
+                cli.print(new BackupReport(done, new Timings(jvmStart, lap[0], lap[1], lap[2], lap[3], lap[4], lap[5], lap[6]),
+                        main.env(Main.AGENT_JOB_ENV)), r -> "");
             }
             return ExitCodes.OK;
+        }
+
+        /**
+         * This command's arguments for the resident agent: every value as this process resolved it
+         * (paths absolute, the host and key file from this process's environment); the agent adds its
+         * own control socket and turns itself off for the run.
+         */
+        private List<String> agentArgs(Tool main, RepositoryLocation.Directory dir, Path storageRoot,
+                                       long limit, String hostName) {
+            List<String> a = new ArrayList<>(List.of("backup", "--repo", dir.dir().toAbsolutePath().normalize().toString(),
+                    "--host", hostName, "--dedup-scope", dedupScope,
+                    "--storage-dir", storageRoot.toString(), "--storage-limit", Long.toString(limit),
+                    "--snapshot-lease", Long.toString(snapshotLeaseSeconds)));
+            Path key = repo.keyFile();
+            if (key != null) {
+                a.addAll(List.of("--key-file", key.toString()));
+            }
+            for (String d : devices) {
+                a.addAll(List.of("--device", d));
+            }
+            for (Path f : freeze) {
+                a.addAll(List.of("--freeze", f.toAbsolutePath().normalize().toString()));
+            }
+            if (storageSize != null) {
+                a.addAll(List.of("--storage-size", Long.toString(storageSize.bytes())));
+            }
+            if (packSize != null) {
+                a.addAll(List.of("--pack-size", Long.toString(packSize.bytes())));
+            }
+            if (pauseAfter != null) {
+                a.addAll(List.of("--debug-pause-after", Long.toString(pauseAfter.bytes())));
+            }
+            if (main.json) {
+                a.add("--json");
+            }
+            return a;
         }
 
         /**
@@ -304,8 +367,7 @@ final class BackupCommands {
          * the process start time the kernel reports is computed from the boot time, which drifts by
          * half a second in a virtual machine, so it is only the fallback.
          */
-        static double secondsSinceLaunch() {
-            String launched = System.getenv("BLKSNAP_LAUNCHED_AT");
+        static double secondsSinceLaunch(String launched) {
             java.time.Instant now = java.time.Instant.now();
             if (launched != null) {
                 try {
@@ -332,7 +394,7 @@ final class BackupCommands {
                     if (pauseAfter != null && doneBytes >= pauseAfter.bytes() && paused.compareAndSet(false, true)) {
                         cli.warn("backup: paused after " + doneBytes + " bytes (--debug-pause-after); a line on stdin resumes");
                         try {
-                            new java.io.BufferedReader(new java.io.InputStreamReader(System.in,
+                            new java.io.BufferedReader(new java.io.InputStreamReader(((Tool) spec.root().userObject()).stdin(),
                                     java.nio.charset.StandardCharsets.UTF_8)).readLine();
                         } catch (IOException e) {
                             throw new java.io.UncheckedIOException(e);
@@ -431,6 +493,19 @@ final class BackupCommands {
             if (r != null) {
                 r.interrupt();
             }
+            // A cancelled backup (Ctrl-C in the resident agent) ends here with its thread interrupted:
+            // the interrupt would close the control connection under the destroy, so it waits until the end.
+            boolean interrupted = Thread.interrupted();
+            try {
+                endNow();
+            } finally {
+                if (interrupted) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+
+        private void endNow() {
             try {
                 cli.call(new Requests.Destroy(id));
             } catch (ControlClient.RemoteException e) {

@@ -61,6 +61,23 @@ final class Cli {
         return new Cli(client, jsonOutput, err, err, Main.Terminal.NONE);
     }
 
+    /** Whether progress is drawn as a line rewritten in place (the output is a terminal). */
+    boolean terminal() {
+        return terminal.isTerminal();
+    }
+
+    /** Writes text another process printed (the resident agent's job) as it is, and flushes; null is nothing. */
+    void relay(String stdout, String stderr) {
+        if (stdout != null) {
+            out.print(stdout);
+            out.flush();
+        }
+        if (stderr != null) {
+            err.print(stderr);
+            err.flush();
+        }
+    }
+
     /** Where warnings and progress go. */
     PrintWriter err() {
         return err;

@@ -31,6 +31,9 @@ import picocli.CommandLine;
         BackupCommands.VerifyCmd.class, BackupCommands.PruneCmd.class, BackupCommands.GcCmd.class,
         BackupCommands.RepoCmd.class, ServeCmd.class})
 public final class Main extends Tool {
+    /** Set in the environment of a run the resident backup agent makes ({@link #runFor}): the job's id. */
+    public static final String AGENT_JOB_ENV = "BLKSNAP_AGENT_JOB";
+
     /** The whole tree, for a run whose arguments {@link CommandTree} leaves to picocli. */
     Main(Tool session) {
         super(session);
@@ -42,47 +45,69 @@ public final class Main extends Tool {
 
     /**
      * What the output is: a terminal gets colour (unless {@code NO_COLOR} is set or {@code TERM} is
-     * {@code dumb}) and its own width ({@code COLUMNS} if exported, else what {@code stty size} says
-     * of it, else 80); anything else gets plain text 80 wide.
+     * {@code dumb}) and its own width; anything else gets plain text 80 wide. Immutable.
      */
-    record Terminal(boolean systemOut, Map<String, String> env) {
-        static final int DEFAULT_COLUMNS = 80;
-        static final Terminal NONE = new Terminal(false, Map.of());
+    sealed interface Terminal {
+        int DEFAULT_COLUMNS = 80;
+        /** Not a terminal. */
+        Terminal NONE = new Fixed(false, false, DEFAULT_COLUMNS);
 
-        /** Whether the output is the process's stdout and that is a terminal (asked only when needed). */
-        boolean isTerminal() {
-            java.io.Console console = systemOut ? System.console() : null;
-            return console != null && console.isTerminal();
-        }
+        /** Whether the output is a terminal (progress is drawn as a line rewritten in place). */
+        boolean isTerminal();
 
-        boolean color() {
-            String noColor = env.get("NO_COLOR");
-            return (noColor == null || noColor.isEmpty()) && !"dumb".equals(env.get("TERM")) && isTerminal();
-        }
+        /** Whether to colour the output. */
+        boolean color();
 
-        /** The width in characters; asks the terminal only when called (one {@code stty} run). */
-        int columns() {
-            if (!isTerminal()) {
+        /** The width in characters. */
+        int columns();
+
+        /**
+         * This process's output: a terminal when it is the process's stdout and that is one; its
+         * width is {@code COLUMNS} if exported, else what {@code stty size} says of it, else 80.
+         */
+        record Local(boolean systemOut, Map<String, String> env) implements Terminal {
+            /** Asked only when needed. */
+            @Override
+            public boolean isTerminal() {
+                java.io.Console console = systemOut ? System.console() : null;
+                return console != null && console.isTerminal();
+            }
+
+            @Override
+            public boolean color() {
+                String noColor = env.get("NO_COLOR");
+                return (noColor == null || noColor.isEmpty()) && !"dumb".equals(env.get("TERM")) && isTerminal();
+            }
+
+            /** Asks the terminal only when called (one {@code stty} run). */
+            @Override
+            public int columns() {
+                if (!isTerminal()) {
+                    return DEFAULT_COLUMNS;
+                }
+                String c = env.get("COLUMNS");
+                if (c != null && c.matches("[0-9]{2,4}")) {
+                    return Integer.parseInt(c);
+                }
+                try {
+                    Process p = new ProcessBuilder("stty", "size").redirectInput(new java.io.File("/dev/tty"))
+                            .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+                    String[] rowsColumns = new String(p.getInputStream().readAllBytes(), StandardCharsets.US_ASCII)
+                            .trim().split(" ");
+                    if (p.waitFor() == 0 && rowsColumns.length == 2 && rowsColumns[1].matches("[0-9]{2,4}")) {
+                        return Integer.parseInt(rowsColumns[1]);
+                    }
+                } catch (java.io.IOException e) {
+                    // no stty or no /dev/tty: the default width
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
                 return DEFAULT_COLUMNS;
             }
-            String c = env.get("COLUMNS");
-            if (c != null && c.matches("[0-9]{2,4}")) {
-                return Integer.parseInt(c);
-            }
-            try {
-                Process p = new ProcessBuilder("stty", "size").redirectInput(new java.io.File("/dev/tty"))
-                        .redirectError(ProcessBuilder.Redirect.DISCARD).start();
-                String[] rowsColumns = new String(p.getInputStream().readAllBytes(), StandardCharsets.US_ASCII).trim()
-                        .split(" ");
-                if (p.waitFor() == 0 && rowsColumns.length == 2 && rowsColumns[1].matches("[0-9]{2,4}")) {
-                    return Integer.parseInt(rowsColumns[1]);
-                }
-            } catch (java.io.IOException e) {
-                // no stty or no /dev/tty: the default width
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-            return DEFAULT_COLUMNS;
+        }
+
+        /** Another process's output, as that process described it (the resident agent's caller). */
+        record Fixed(boolean isTerminal, boolean color, int columns) implements Terminal {
         }
     }
 
@@ -100,7 +125,18 @@ public final class Main extends Tool {
 
     /** Runs the tool in-process (tests), writing to the given streams; returns the exit code. */
     public static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env) {
-        return run(args, stdout, stderr, env, CommandTree::of);
+        return run(args, stdout, stderr, env, new Terminal.Local(stdout == System.out, env), System.in, CommandTree::of);
+    }
+
+    /**
+     * Runs the tool in-process for another process (the resident backup agent): its output and
+     * stdin are the given streams, its terminal the caller's as the caller described it. Returns
+     * the exit code.
+     */
+    public static int runFor(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env,
+                             boolean terminal, java.io.InputStream stdin) {
+        return run(args, stdout, stderr, env, new Terminal.Fixed(terminal, false, Terminal.DEFAULT_COLUMNS), stdin,
+                CommandTree::of);
     }
 
     /**
@@ -109,10 +145,15 @@ public final class Main extends Tool {
      */
     static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env,
                    BiFunction<String[], Tool, CommandLine> tree) {
+        return run(args, stdout, stderr, env, new Terminal.Local(stdout == System.out, env), System.in, tree);
+    }
+
+    private static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env,
+                           Terminal terminal, java.io.InputStream stdin, BiFunction<String[], Tool, CommandLine> tree) {
         PrintWriter out = new PrintWriter(new OutputStreamWriter(stdout, StandardCharsets.UTF_8), true);
         PrintWriter err = new PrintWriter(new OutputStreamWriter(stderr, StandardCharsets.UTF_8), true);
         Tool tool = new Tool();
-        tool.session(env, out, err, new Terminal(stdout == System.out, env));
+        tool.session(env, out, err, terminal, stdin);
         CommandLine cl = tree.apply(args, tool);
         cl.setOut(out);
         cl.setErr(err);

@@ -38,7 +38,7 @@ final class ProgressLine implements Repository.Progress {
 
     /** The progress of {@code what} for this run: nothing unless on a terminal or with --json. */
     static Repository.Progress of(Cli cli, String what) {
-        boolean terminal = System.console() != null && System.console().isTerminal();
+        boolean terminal = cli.terminal();
         if (!cli.json() && !terminal) {
             return Repository.Progress.NONE;
         }

@@ -35,21 +35,34 @@ class Tool {
     private PrintWriter out;
     private PrintWriter err;
     private Main.Terminal terminal = Main.Terminal.NONE;
+    private java.io.InputStream stdin = System.in;
 
     Tool() {
     }
 
     /** A root for the same session (before parsing: options are not copied). */
     Tool(Tool session) {
-        session(session.env, session.out, session.err, session.terminal);
+        session(session.env, session.out, session.err, session.terminal, session.stdin);
     }
 
-    /** Where this run reads its environment and writes its output. */
-    final void session(Map<String, String> env, PrintWriter out, PrintWriter err, Main.Terminal terminal) {
+    /** Where this run reads its environment and input and writes its output. */
+    final void session(Map<String, String> env, PrintWriter out, PrintWriter err, Main.Terminal terminal,
+                       java.io.InputStream stdin) {
         this.env = env;
         this.out = out;
         this.err = err;
         this.terminal = terminal;
+        this.stdin = stdin;
+    }
+
+    /** This run's standard input (the process's, or the resident agent's caller's stand-in). */
+    final java.io.InputStream stdin() {
+        return stdin;
+    }
+
+    /** This run's output as a terminal (or not). */
+    final Main.Terminal terminal() {
+        return terminal;
     }
 
     /** Reports a command's failure on stderr (and as the error body with {@code --json}); returns its exit code. */

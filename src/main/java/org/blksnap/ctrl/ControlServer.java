@@ -231,6 +231,11 @@ public final class ControlServer implements AutoCloseable {
         return socket;
     }
 
+    /** Hands the agent operations ({@code agent/start}, {@code agent/wait}, {@code agent/cancel}) to {@code agent}. */
+    public void serveAgent(BackupAgent agent) {
+        operations.agent(agent);
+    }
+
     /** From now on new requests are answered with ESHUTDOWN; requests in progress go on. */
     public void stopAccepting() {
         accepting = false;

@@ -44,6 +44,7 @@ final class Operations {
     private final Consumer<SnapshotEvent> eventObserver;
     private final AccessPolicy access;
     private final SnapshotLeases leases;
+    private volatile BackupAgent agent = BackupAgent.NONE;
 
     Operations(Blksnap engine, DeviceAdmin devices, ExportLocator exports, FreezeHooks.CommandRunner commands,
                Consumer<SnapshotEvent> eventObserver, AccessPolicy access) {
@@ -54,6 +55,11 @@ final class Operations {
         this.eventObserver = eventObserver;
         this.access = access;
         this.leases = new SnapshotLeases(engine);
+    }
+
+    /** From now on the agent operations go to {@code a}. */
+    void agent(BackupAgent a) {
+        agent = a;
     }
 
     /** Stops the lease reaper (at the control API's close). */
@@ -90,6 +96,12 @@ final class Operations {
             case Requests.WaitEvent q -> waitEvent(q);
             case Requests.Destroy q -> destroy(q);
             case Requests.SnapshotRenew q -> renew(q);
+            case Requests.AgentStart q -> agent.start(caller, q);
+            case Requests.AgentWait q -> agent.await(q);
+            case Requests.AgentCancel q -> {
+                agent.cancel(q);
+                yield new Replies.Done();
+            }
         };
     }
 

@@ -13,6 +13,7 @@ import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
+import org.blksnap.agent.Agent;
 import org.blksnap.ctrl.ControlServer;
 import org.blksnap.ctrl.DeviceAdmin;
 import org.blksnap.ctrl.FreezeHooks;
@@ -51,6 +52,7 @@ public final class Daemon implements AutoCloseable {
     private Metrics metrics;
     private NbdFrontend nbd = NbdFrontend.NONE;
     private ControlServer control;
+    private Agent agent;
     private InetSocketAddress metricsAddress;
 
     private Daemon(DaemonConfig config) {
@@ -116,6 +118,8 @@ public final class Daemon implements AutoCloseable {
         control = ControlServer.start(engine, devices, config.controlSocket(), nbd::uri,
                 FreezeHooks.CommandRunner.PROCESS, metrics::event,
                 ControlAccess.create(config.controlGroup(), config.allowPaths(), dataDir), config.maxControlConnections());
+        agent = new Agent(config.controlSocket());
+        control.serveAgent(agent);
         if (config.controlGroup() != null) {
             warnIfTheGroupCannotReach(config.controlSocket(), config.controlGroup());
         }
@@ -240,6 +244,9 @@ public final class Daemon implements AutoCloseable {
         }
         LOG.info("shutting down");
         FirstFailure errors = new FirstFailure();
+        if (agent != null) {
+            agent.close(); // before the control API stops accepting: its jobs destroy their snapshots through it
+        }
         if (control != null) {
             control.stopAccepting();
         }

@@ -156,6 +156,21 @@ class LayeringTest {
                 .check(main);
     }
 
+    /**
+     * The resident backup agent runs the tool's own {@code backup} inside the daemon: it sits on the
+     * tool and the control API's agent seam, and only the daemon, which hosts it, knows of it.
+     */
+    @Test
+    void theBackupAgentIsTheToolHostedByTheDaemon() {
+        noClasses().that().resideInAPackage("org.blksnap.agent..")
+                .should().dependOnClassesThat().resideInAnyPackage("org.blksnap.daemon..", "org.blksnap.nbd..",
+                        "org.blksnap.serve..")
+                .check(main);
+        noClasses().that().resideOutsideOfPackages("org.blksnap.agent..", "org.blksnap.daemon..")
+                .should().dependOnClassesThat().resideInAPackage("org.blksnap.agent..")
+                .check(main);
+    }
+
     /** The AWS SDK stays behind the repository's storage seam: one class (S3Store) speaks S3. */
     @Test
     void onlyTheRepositorysS3StoreUsesTheAwsSdk() {

@@ -219,6 +219,9 @@ class BackupRestoreTest {
                 "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
                 "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K",
                 "--debug-pause-after", pauseAfter));
+        if (!options.contains("--agent")) {
+            cmd.addAll(List.of("--agent", "off")); // resumed by a line on this process's stdin
+        }
         cmd.addAll(options);
         for (String dev : devices.length == 0 ? new String[] {"disk0"} : devices) {
             cmd.add("--device");

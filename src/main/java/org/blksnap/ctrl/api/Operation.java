@@ -4,8 +4,8 @@ import java.util.Arrays;
 import java.util.Optional;
 
 /**
- * The operations of the control API, one per module ioctl (plus params, status, and the devices
- * served: list, add, remove), each at {@code /v1/<path>} with its request and reply record. Every operation accepts
+ * The operations of the control API, one per module ioctl (plus params, status, the devices
+ * served: list, add, remove, and the resident backup agent: start, wait, cancel), each at {@code /v1/<path>} with its request and reply record. Every operation accepts
  * {@code POST} with a JSON object body; those whose request has no fields also accept {@code GET}.
  * The daemon and the tool share this table, so they cannot disagree on a path or a body.
  */
@@ -29,7 +29,10 @@ public enum Operation {
     SNAPSHOT_COLLECT_IMAGES("snapshot/collect-images", Requests.CollectImages.class, Replies.Images.class),
     SNAPSHOT_WAIT_EVENT("snapshot/wait-event", Requests.WaitEvent.class, Replies.WaitEvent.class),
     SNAPSHOT_DESTROY("snapshot/destroy", Requests.Destroy.class, Replies.Done.class),
-    SNAPSHOT_RENEW("snapshot/renew", Requests.SnapshotRenew.class, Replies.Done.class);
+    SNAPSHOT_RENEW("snapshot/renew", Requests.SnapshotRenew.class, Replies.Done.class),
+    AGENT_START("agent/start", Requests.AgentStart.class, Replies.AgentJob.class),
+    AGENT_WAIT("agent/wait", Requests.AgentWait.class, Replies.AgentOutput.class),
+    AGENT_CANCEL("agent/cancel", Requests.AgentCancel.class, Replies.Done.class);
 
     /** Prefix of every path. */
     public static final String PREFIX = "/v1/";

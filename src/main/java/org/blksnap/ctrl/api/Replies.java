@@ -226,4 +226,17 @@ public final class Replies {
                                   String detail) implements Event {
         public static final String NAME = "generation_reset";
     }
+
+    /** {@code agent/start}: the job's id. */
+    public record AgentJob(UUID id) implements Reply {
+    }
+
+    /**
+     * {@code agent/wait}: the job's output since the previous wait (UTF-8 text, possibly empty), and
+     * once it has ended its exit status (the tool's, docs/cli.md); the job is forgotten after the
+     * wait that reports its exit status.
+     */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    public record AgentOutput(String stdout, String stderr, Integer exitStatus) implements Reply {
+    }
 }

@@ -10,5 +10,6 @@ public sealed interface Request<R extends Reply> permits Requests.Version, Reque
         Requests.ParamsSet, Requests.Status, Requests.DeviceList, Requests.DeviceAdd, Requests.DeviceRemove,
         Requests.TrackerCollect, Requests.ReadCbtMap,
         Requests.MarkDirty, Requests.TrackerRemove, Requests.SnapshotCreate, Requests.SnapshotRenew, Requests.AppendStorage, Requests.Take,
-        Requests.SnapshotCollect, Requests.CollectImages, Requests.WaitEvent, Requests.Destroy {
+        Requests.SnapshotCollect, Requests.CollectImages, Requests.WaitEvent, Requests.Destroy,
+        Requests.AgentStart, Requests.AgentWait, Requests.AgentCancel {
 }

@@ -254,4 +254,38 @@ public final class Requests {
     /** {@code snapshot/destroy}. */
     public record Destroy(@Required UUID id) implements Request<Replies.Done> {
     }
+
+    /**
+     * {@code agent/start}: runs one {@code blksnap backup} in the daemon's resident agent (a warm
+     * JVM), as the tool would run it with these arguments; its output is collected for
+     * {@code agent/wait}. Only root or the daemon's own user may start one (EPERM otherwise).
+     *
+     * @param args         the tool's arguments, the command first; only {@code backup} is accepted
+     *                     (EINVAL otherwise); paths in them must be absolute (the daemon has
+     *                     another working directory)
+     * @param terminal     optional: the caller's stderr is a terminal (progress as a line rewritten in place)
+     * @param launchedAt   optional: when the caller's tool started, in seconds since the epoch
+     *                     (bash's {@code $EPOCHREALTIME}), for the backup's {@code jvmStartSeconds}
+     * @param leaseSeconds optional: the job is cancelled (its snapshot destroyed, no point written)
+     *                     when no {@code agent/wait} of it came for this many seconds (default 60)
+     */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    public record AgentStart(@Required List<String> args, Boolean terminal, String launchedAt, Long leaseSeconds)
+            implements Request<Replies.AgentJob> {
+        public AgentStart {
+            args = List.copyOf(args);
+        }
+    }
+
+    /**
+     * {@code agent/wait}: waits up to {@code timeoutMs} milliseconds for output of an agent job or
+     * its end; renews the job's lease. ESRCH when no such job is known (it ended and was collected,
+     * or its lease ran out).
+     */
+    public record AgentWait(@Required UUID id, long timeoutMs) implements Request<Replies.AgentOutput> {
+    }
+
+    /** {@code agent/cancel}: stops an agent job (its snapshot is destroyed and no point is written). */
+    public record AgentCancel(@Required UUID id) implements Request<Replies.Done> {
+    }
 }

@@ -40,7 +40,10 @@ class WireContractTest {
                     List.of(new Range(0, 2048))),
             new Requests.Take(ID, List.of(new AbsolutePath(Path.of("/mnt/a")))), new Requests.SnapshotCollect(),
             new Requests.CollectImages(ID), new Requests.WaitEvent(ID, 1000), new Requests.Destroy(ID),
-            new Requests.SnapshotRenew(ID));
+            new Requests.SnapshotRenew(ID),
+            new Requests.AgentStart(List.of("backup", "--repo", "/srv/repo", "--device", "disk0"), true,
+                    "1795000000.123456", 60L),
+            new Requests.AgentWait(ID, 1000), new Requests.AgentCancel(ID));
 
     private static final Replies.Tracker TRACKER = new Replies.Tracker("disk0", 65536, 1L << 30, 16384, ID, 2,
             "SIZE_CHANGED", "the map was saved for 1 bytes");
@@ -84,6 +87,9 @@ class WireContractTest {
         r.put(Operation.SNAPSHOT_WAIT_EVENT, new Replies.WaitEvent(new Replies.LowFreeSpace(0, "low_free_space", 5, 2048)));
         r.put(Operation.SNAPSHOT_DESTROY, new Replies.Done());
         r.put(Operation.SNAPSHOT_RENEW, new Replies.Done());
+        r.put(Operation.AGENT_START, new Replies.AgentJob(ID));
+        r.put(Operation.AGENT_WAIT, new Replies.AgentOutput("disk0 20261202-101010-abcdef full 1 2\n", "blksnap: é\n", 0));
+        r.put(Operation.AGENT_CANCEL, new Replies.Done());
     }
 
     private static Map<Operation, Request<?>> samples(Request<?>... requests) {

@@ -1,0 +1,88 @@
+package org.blksnap.cli;
+
+import java.util.List;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.atomic.AtomicBoolean;
+import org.blksnap.ctrl.api.Replies;
+import org.blksnap.ctrl.api.Requests;
+
+/**
+ * The tool's side of the resident backup agent: hands a {@code backup} to the daemon
+ * ({@code agent/start}), relays its output as it comes ({@code agent/wait}, which also keeps the
+ * job's lease) and exits with its exit status. Ctrl-C or SIGTERM cancels the job
+ * ({@code agent/cancel}; the agent destroys the snapshot and writes no point) and relays its last
+ * words; a tool killed outright stops renewing the lease, and the agent cancels the job when it runs
+ * out. Not thread-safe: {@link #run} once per command.
+ */
+final class AgentRun {
+    /** Longest single {@code agent/wait}, in milliseconds (output is relayed as soon as there is some). */
+    static final long WAIT_MS = 1000;
+    /** Refusals after which {@code --agent auto} backs up in this process instead. */
+    private static final Set<String> FALL_BACK = Set.of("EPERM", "ENOTSUP");
+
+    private AgentRun() {
+    }
+
+    /**
+     * Runs {@code args} in the agent.
+     *
+     * @param fallBack whether a daemon that will not run the job (EPERM: this user may not; ENOTSUP:
+     *                 no agent) means "back up in this process" (returns null) rather than a failure
+     * @return the job's exit status, or null when the agent refused and {@code fallBack} is set
+     * @throws ControlClient.RemoteException the agent refused the job (or lost it: ESRCH)
+     */
+    static Integer run(Cli cli, Tool tool, List<String> args, long leaseSeconds, boolean fallBack) throws Exception {
+        UUID id;
+        try {
+            id = cli.call(new Requests.AgentStart(args, tool.terminal().isTerminal() ? Boolean.TRUE : null,
+                    tool.env("BLKSNAP_LAUNCHED_AT"), leaseSeconds)).id();
+        } catch (ControlClient.RemoteException e) {
+            if (fallBack && FALL_BACK.contains(e.errnoName())) {
+                return null;
+            }
+            throw e;
+        }
+        long waitMs = Math.max(100, Math.min(WAIT_MS, leaseSeconds * 1000 / 4));
+        AtomicBoolean ended = new AtomicBoolean();
+        Thread hook = new Thread(() -> cancel(cli, id, ended), "blksnap-agent-cancel");
+        Runtime.getRuntime().addShutdownHook(hook);
+        try {
+            while (true) {
+                Replies.AgentOutput o = cli.call(new Requests.AgentWait(id, waitMs));
+                cli.relay(o.stdout(), o.stderr());
+                if (o.exitStatus() != null) {
+                    ended.set(true);
+                    return o.exitStatus();
+                }
+            }
+        } finally {
+            try {
+                Runtime.getRuntime().removeShutdownHook(hook);
+            } catch (IllegalStateException e) {
+                // the JVM is shutting down: the hook cancels the job
+            }
+        }
+    }
+
+    /** Cancels the job unless it ended, and relays its output until it has (at most about 10 s). */
+    private static void cancel(Cli cli, UUID id, AtomicBoolean ended) {
+        if (ended.get()) {
+            return;
+        }
+        try {
+            cli.call(new Requests.AgentCancel(id));
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (System.nanoTime() < deadline) {
+                Replies.AgentOutput o = cli.call(new Requests.AgentWait(id, WAIT_MS));
+                cli.relay(o.stdout(), o.stderr());
+                if (o.exitStatus() != null) {
+                    return;
+                }
+            }
+        } catch (Exception e) {
+            cli.warn("backup: cannot cancel the agent's job " + id + ": " + e.getMessage()
+                    + " (the agent cancels it when its lease runs out)");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+package org.blksnap.e2e;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+import static org.blksnap.e2e.BackupRestoreTest.BLOCK;
+import static org.blksnap.e2e.BackupRestoreTest.assertSameBytes;
+import static org.blksnap.e2e.BackupRestoreTest.nbdcopy;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import org.blksnap.cli.CliRun;
+import org.blksnap.testing.ExternalTool;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+
+/**
+ * {@code backup} in the daemon's resident agent, through the real daemon and tool: points made there
+ * restore bit for bit and stay incremental; a tool killed outright or stopped with SIGTERM while its
+ * job runs leaves no snapshot, no storage and no point, and the next backup and verify succeed.
+ */
+@Tag("system")
+class BackupAgentTest {
+    @TempDir
+    Path dir;
+    final JsonMapper json = JsonMapper.builder().build();
+
+    private JsonNode agentBackup(DaemonHarness d, Path repo) {
+        CliRun r = d.cli("--json", "backup", "--agent", "daemon", "--repo", repo.toString(), "--device", "disk0",
+                "--storage-size", "16M", "--storage-limit", "64M", "--pack-size", "1M");
+        assertThat(r.exitCode()).as(r.toString()).isZero();
+        JsonNode report = json.readTree(r.out());
+        assertThat(report.path("agentJob").asString()).as("ran in the agent: %s", r).isNotEmpty();
+        assertThat(report.path("timings").path("jvmStartSeconds").asDouble(-1)).isGreaterThanOrEqualTo(0);
+        return report.path("points").get(0);
+    }
+
+    @Test
+    void pointsMadeInTheAgentStayIncrementalAndRestoreBitForBit() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(BackupRestoreTest.initialImage(dir).toString(), d.uri("disk0"));
+            Path rec1 = BackupRestoreTest.record(d, dir, "rec1.img");
+            JsonNode p1 = agentBackup(d, repo);
+            assertThat(p1.path("kind").asString()).isEqualTo("full");
+
+            Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x5a 1M 64k", "write -P 0x5b 40M 128k");
+            Path rec2 = BackupRestoreTest.record(d, dir, "rec2.img");
+            JsonNode p2 = agentBackup(d, repo);
+            assertThat(p2.path("kind").asString()).isEqualTo("incremental");
+            assertThat(p2.path("bytesRead").asLong()).isEqualTo(3L * BLOCK);
+
+            // the same repository backed up by the tool itself continues the chain
+            CliRun r3 = d.cli("--json", "backup", "--agent", "off", "--repo", repo.toString(), "--device", "disk0",
+                    "--storage-size", "16M", "--storage-limit", "64M");
+            assertThat(r3.exitCode()).as(r3.toString()).isZero();
+            assertThat(json.readTree(r3.out()).has("agentJob")).isFalse();
+            assertThat(json.readTree(r3.out()).path("points").get(0).path("kind").asString()).isEqualTo("incremental");
+
+            for (var pr : List.of(List.of(p1.path("id").asString(), rec1), List.of(p2.path("id").asString(), rec2))) {
+                Path out = dir.resolve("out-" + pr.get(0) + ".img");
+                d.ok("restore", "--repo", repo.toString(), "--point", pr.get(0).toString(), "--to", out.toString());
+                assertSameBytes(out, (Path) pr.get(1));
+            }
+            assertThat(d.ok("verify", "--repo", repo.toString())).startsWith("ok: 3 point(s)");
+            noSnapshotNoStorage(d);
+        }
+    }
+
+    @Test
+    void aToolKilledWhileItsJobRunsLeavesNoPointAndTheNextBackupAndVerifySucceed() throws Exception {
+        ExternalTool.require("nbdcopy");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(BackupRestoreTest.initialImage(dir).toString(), d.uri("disk0"));
+            Path rec = BackupRestoreTest.record(d, dir, "rec.img");
+            Process p = pausedAgentBackup(d, repo, dir.resolve("killed.log"));
+            assertThat(d.ok("snapshot", "collect")).as("the job's snapshot").isNotEmpty();
+            p.destroyForcibly(); // SIGKILL: the tool cannot cancel; the job's lease (2 s) runs out
+            p.waitFor();
+            await().atMost(Duration.ofSeconds(30)).until(() -> d.ok("snapshot", "collect").isEmpty());
+            await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> noSnapshotNoStorage(d));
+            assertThat(repo.resolve("points")).isEmptyDirectory();
+
+            JsonNode next = agentBackup(d, repo);
+            assertThat(next.path("kind").asString()).isEqualTo("full");
+            assertThat(d.ok("verify", "--repo", repo.toString())).startsWith("ok: 1 point(s)");
+            Path out = dir.resolve("out.img");
+            d.ok("restore", "--repo", repo.toString(), "--point", next.path("id").asString(), "--to", out.toString());
+            assertSameBytes(out, rec);
+        }
+    }
+
+    @Test
+    void sigtermCancelsTheJobAndTheToolExitsWithItsStatus() throws Exception {
+        ExternalTool.require("nbdcopy");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(BackupRestoreTest.initialImage(dir).toString(), d.uri("disk0"));
+            Path log = dir.resolve("term.log");
+            Process p = pausedAgentBackup(d, repo, log);
+            p.destroy(); // SIGTERM: the tool's hook cancels the job and relays its end
+            assertThat(p.waitFor()).isEqualTo(143);
+            String err = Files.readString(log.resolveSibling("term.log.err"));
+            assertThat(err).contains("cancelled: cancelled by its caller");
+            assertThat(d.ok("snapshot", "collect")).isEmpty();
+            noSnapshotNoStorage(d);
+            assertThat(repo.resolve("points")).isEmptyDirectory();
+        }
+    }
+
+    private void noSnapshotNoStorage(DaemonHarness d) throws Exception {
+        assertThat(d.ok("snapshot", "collect")).isEmpty();
+        try (var left = Files.list(dir)) {
+            assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
+        }
+    }
+
+    /** {@code blksnap backup --agent daemon} as a process whose job pauses after 8 MiB read; returns once it paused. */
+    private Process pausedAgentBackup(DaemonHarness d, Path repo, Path log) throws Exception {
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--agent", "daemon",
+                "--repo", repo.toString(), "--device", "disk0", "--storage-size", "16M", "--storage-limit", "16M",
+                "--pack-size", "256K", "--snapshot-lease", "2", "--debug-pause-after", "8M"));
+        Path err = log.resolveSibling(log.getFileName() + ".err");
+        Process p = new ProcessBuilder(cmd).redirectOutput(log.toFile()).redirectError(err.toFile()).start();
+        try {
+            await().atMost(Duration.ofSeconds(60)).until(() -> {
+                if (!p.isAlive()) {
+                    throw new AssertionError("the backup exited before pausing:\n" + Files.readString(log)
+                            + Files.readString(err));
+                }
+                return Files.readString(err).contains("paused after");
+            });
+        } catch (Throwable t) {
+            p.destroyForcibly();
+            throw t;
+        }
+        return p;
+    }
+}
