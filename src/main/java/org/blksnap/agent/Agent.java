@@ -8,6 +8,7 @@ import java.util.Map;
 import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.ToLongFunction;
 import org.blksnap.ctrl.AccessPolicy;
 import org.blksnap.ctrl.BackupAgent;
 import org.blksnap.ctrl.api.Replies;
@@ -50,16 +51,28 @@ public final class Agent implements BackupAgent, AutoCloseable {
     /** Options the agent sets itself. */
     private static final Set<String> AGENT_OPTIONS = Set.of("--control", "--agent");
 
+    /**
+     * Heap a backup needs per chunk of its devices, in bytes, at most: its writer's deduplication
+     * entry (about 150 bytes, docs/repository.md "Limits") and the ref it holds until its tree is built.
+     */
+    static final long HEAP_BYTES_PER_CHUNK = 200;
+    /** The chunk size the estimate assumes (the smallest tracking block by default), in bytes. */
+    static final long ESTIMATE_CHUNK_BYTES = 64 << 10;
+
     private final Path controlSocket;
+    private final ToLongFunction<List<String>> devicesBytes;
     private final Map<UUID, Job> jobs = new ConcurrentHashMap<>();
     private final Thread reaper;
     private volatile boolean closed;
 
     /**
      * @param controlSocket this daemon's control socket, which the jobs call
+     * @param devicesBytes  the summed size in bytes of the named devices (unknown names count 0:
+     *                      the job itself reports them)
      */
-    public Agent(Path controlSocket) {
+    public Agent(Path controlSocket, ToLongFunction<List<String>> devicesBytes) {
         this.controlSocket = controlSocket.toAbsolutePath().normalize();
+        this.devicesBytes = devicesBytes;
         this.reaper = Thread.ofVirtual().name("agent-reaper").start(this::reap);
     }
 
@@ -75,6 +88,7 @@ public final class Agent implements BackupAgent, AutoCloseable {
             throw new BlksnapException(Errno.EINVAL, "leaseSeconds (" + lease + ") must be >= 1");
         }
         String launchedAt = q.launchedAt() != null ? q.launchedAt() : epochNow();
+        checkHeap(args);
         synchronized (jobs) {
             if (closed) {
                 throw new BlksnapException(Errno.ESHUTDOWN, "the daemon is stopping: the agent starts no job");
@@ -173,6 +187,31 @@ public final class Agent implements BackupAgent, AutoCloseable {
         List<String> out = new ArrayList<>(List.of("backup", "--control", controlSocket.toString(), "--agent", "off"));
         out.addAll(args.subList(1, args.size()));
         return out;
+    }
+
+    /**
+     * Refuses a job whose devices would need more heap than the daemon can spare (half of what is
+     * free below its maximum heap, so the daemon's own work keeps the rest): a backup must never
+     * take the block devices' server down with an OutOfMemoryError. ENOMEM, with what it would need;
+     * the tool then backs up in its own process ({@code --agent auto}).
+     */
+    private void checkHeap(List<String> args) {
+        List<String> devices = new ArrayList<>();
+        for (int i = 0; i < args.size(); i++) {
+            if (args.get(i).equals("--device") && i + 1 < args.size()) {
+                devices.add(args.get(i + 1));
+            } else if (args.get(i).startsWith("--device=")) {
+                devices.add(args.get(i).substring("--device=".length()));
+            }
+        }
+        long need = Math.ceilDiv(devicesBytes.applyAsLong(devices), ESTIMATE_CHUNK_BYTES) * HEAP_BYTES_PER_CHUNK;
+        Runtime rt = Runtime.getRuntime();
+        long spare = (rt.maxMemory() - (rt.totalMemory() - rt.freeMemory())) / 2;
+        if (need > spare) {
+            throw new BlksnapException(Errno.ENOMEM, "a backup of " + String.join(", ", devices) + " needs about "
+                    + (need >> 20) + " MiB of heap; the daemon can spare " + (spare >> 20) + " MiB (raise its -Xmx "
+                    + "through BLKSNAPD_JAVA_OPTS, or back up with --agent off)");
+        }
     }
 
     private static String epochNow() {

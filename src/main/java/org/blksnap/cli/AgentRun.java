@@ -19,7 +19,7 @@ final class AgentRun {
     /** Longest single {@code agent/wait}, in milliseconds (output is relayed as soon as there is some). */
     static final long WAIT_MS = 1000;
     /** Refusals after which {@code --agent auto} backs up in this process instead. */
-    private static final Set<String> FALL_BACK = Set.of("EPERM", "ENOTSUP");
+    private static final Set<String> FALL_BACK = Set.of("EPERM", "ENOTSUP", "ENOMEM");
 
     private AgentRun() {
     }
@@ -28,7 +28,7 @@ final class AgentRun {
      * Runs {@code args} in the agent.
      *
      * @param fallBack whether a daemon that will not run the job (EPERM: this user may not; ENOTSUP:
-     *                 no agent) means "back up in this process" (returns null) rather than a failure
+     *                 no agent; ENOMEM: its heap cannot spare what the devices need) means "back up in this process" (returns null) rather than a failure
      * @return the job's exit status, or null when the agent refused and {@code fallBack} is set
      * @throws ControlClient.RemoteException the agent refused the job (or lost it: ESRCH)
      */
@@ -39,6 +39,9 @@ final class AgentRun {
                     tool.env("BLKSNAP_LAUNCHED_AT"), leaseSeconds)).id();
         } catch (ControlClient.RemoteException e) {
             if (fallBack && FALL_BACK.contains(e.errnoName())) {
+                if (e.errnoName().equals("ENOMEM")) {
+                    cli.warn("backup: " + e.getMessage() + "; backing up in this process");
+                }
                 return null;
             }
             throw e;

@@ -23,6 +23,7 @@ import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.EngineListener;
 import org.blksnap.engine.Errno;
+import org.blksnap.engine.Status;
 import org.blksnap.engine.ImageInfo;
 import org.blksnap.engine.Params;
 import org.blksnap.engine.module.BlksnapModule;
@@ -118,7 +119,8 @@ public final class Daemon implements AutoCloseable {
         control = ControlServer.start(engine, devices, config.controlSocket(), nbd::uri,
                 FreezeHooks.CommandRunner.PROCESS, metrics::event,
                 ControlAccess.create(config.controlGroup(), config.allowPaths(), dataDir), config.maxControlConnections());
-        agent = new Agent(config.controlSocket());
+        agent = new Agent(config.controlSocket(), names -> engine.status().devices().stream()
+                .filter(d -> names.contains(d.name())).mapToLong(Status.DeviceStatus::sizeBytes).sum());
         control.serveAgent(agent);
         if (config.controlGroup() != null) {
             warnIfTheGroupCannotReach(config.controlSocket(), config.controlGroup());
