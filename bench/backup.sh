@@ -2,7 +2,9 @@
 # blksnap for Java — backup benchmark (issue 11): our `blksnap backup` against restic and borg on
 # the same bytes in /dev/shm, side by side in one run. See docs/BENCHMARKS.md ("Backup").
 #
-#   bench/backup.sh [--size SIZE] [--s3]   (default 4G; the device: half random, half text)
+#   bench/backup.sh [--size SIZE] [--s3] [--agent auto|daemon|off]
+#   (default 4G; the device: half random, half text; --agent: where our backups run, default auto:
+#   the daemon's resident agent for the directory repository, this process for S3)
 #
 # --s3: also our backup, incremental and restore into s3://bench/ours on s3proxy (started here on
 # /dev/shm, the jar the build copies to target/s3proxy), beside the directory repository, same run.
@@ -20,11 +22,13 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH   # the distribution python3 has
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SIZE=4G
 S3=0
+AGENT=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) SIZE=$2; shift ;;
     --s3) S3=1 ;;
-    *) echo "usage: bench/backup.sh [--size SIZE] [--s3]" >&2; exit 64 ;;
+    --agent) AGENT=$2; shift ;;
+    *) echo "usage: bench/backup.sh [--size SIZE] [--s3] [--agent auto|daemon|off]" >&2; exit 64 ;;
   esac
   shift
 done
@@ -88,7 +92,7 @@ timed() { # timed KEY command...  (stdout of the command to $OUT/KEY.out)
   T[$key]=$(echo "$(now) - $s" | bc)
   echo "$key ${T[$key]} s" >&2
 }
-ours() { "$BK" --json backup --repo "$W/ours" --device disk0; }
+ours() { "$BK" --json backup --agent "$AGENT" --repo "$W/ours" --device disk0; }
 if [ "$S3" = 1 ]; then
   [ -f "$ROOT/target/s3proxy/s3proxy.jar" ] || (cd "$ROOT" && mvn -B -q -ntp generate-test-resources >&2)
   S3PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

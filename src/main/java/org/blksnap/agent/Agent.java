@@ -9,6 +9,7 @@ import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.ToLongFunction;
+import org.blksnap.backup.ImageReader;
 import org.blksnap.ctrl.AccessPolicy;
 import org.blksnap.ctrl.BackupAgent;
 import org.blksnap.ctrl.api.Replies;
@@ -61,6 +62,7 @@ public final class Agent implements BackupAgent, AutoCloseable {
 
     private final Path controlSocket;
     private final ToLongFunction<List<String>> devicesBytes;
+    private final ImageReader.Opener images;
     private final Map<UUID, Job> jobs = new ConcurrentHashMap<>();
     private final Thread reaper;
     private volatile boolean closed;
@@ -69,10 +71,12 @@ public final class Agent implements BackupAgent, AutoCloseable {
      * @param controlSocket this daemon's control socket, which the jobs call
      * @param devicesBytes  the summed size in bytes of the named devices (unknown names count 0:
      *                      the job itself reports them)
+     * @param images        how the jobs read snapshot images (in this process, not over NBD), or null: over NBD
      */
-    public Agent(Path controlSocket, ToLongFunction<List<String>> devicesBytes) {
+    public Agent(Path controlSocket, ToLongFunction<List<String>> devicesBytes, ImageReader.Opener images) {
         this.controlSocket = controlSocket.toAbsolutePath().normalize();
         this.devicesBytes = devicesBytes;
+        this.images = images;
         this.reaper = Thread.ofVirtual().name("agent-reaper").start(this::reap);
     }
 
@@ -100,7 +104,7 @@ public final class Agent implements BackupAgent, AutoCloseable {
             }
             UUID id = UUID.randomUUID();
             Job job = new Job(id, args, Map.of("BLKSNAP_LAUNCHED_AT", launchedAt, org.blksnap.cli.Main.AGENT_JOB_ENV, id.toString()),
-                    Boolean.TRUE.equals(q.terminal()), lease);
+                    Boolean.TRUE.equals(q.terminal()), lease, images);
             jobs.put(job.id(), job);
             job.start();
             LOG.info("agent job {} started: {}", job.id(), String.join(" ", args));

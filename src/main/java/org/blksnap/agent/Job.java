@@ -12,6 +12,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
+import org.blksnap.backup.ImageReader;
 import org.blksnap.cli.Main;
 import org.blksnap.ctrl.api.Replies;
 import org.slf4j.Logger;
@@ -30,6 +31,7 @@ final class Job {
     private final Map<String, String> env;
     private final boolean terminal;
     private final long leaseSeconds;
+    private final ImageReader.Opener images;
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition changed = lock.newCondition();
     private final JobOutput stdout = new JobOutput(lock, changed);
@@ -42,7 +44,9 @@ final class Job {
     // guarded by lock
     private Integer exitStatus;
 
-    Job(UUID id, List<String> args, Map<String, String> env, boolean terminal, long leaseSeconds) {
+    Job(UUID id, List<String> args, Map<String, String> env, boolean terminal, long leaseSeconds,
+        ImageReader.Opener images) {
+        this.images = images;
         this.id = id;
         this.args = List.copyOf(args);
         this.env = Map.copyOf(env);
@@ -67,7 +71,7 @@ final class Job {
         int rc;
         try (PrintStream out = new PrintStream(stdout, true, StandardCharsets.UTF_8);
              PrintStream err = new PrintStream(stderr, true, StandardCharsets.UTF_8)) {
-            rc = Main.runFor(args.toArray(String[]::new), out, err, env, terminal, new Stdin());
+            rc = Main.runFor(args.toArray(String[]::new), out, err, env, terminal, new Stdin(), images);
             if (cancelReason != null && rc != 0) {
                 err.println("blksnap: backup: " + cancelReason);
                 rc = Agent.CANCELLED_STATUS;

@@ -24,7 +24,8 @@ import java.util.concurrent.atomic.LongAdder;
  * snapshot number are read, everything else is the base's index. Chunks are one tracking block each.
  *
  * <p>Reads go in runs of consecutive changed chunks of up to {@link #RUN_BYTES}, {@link #IN_FLIGHT}
- * at once on virtual threads over one NBD connection; each run's chunks are hashed, compressed and
+ * at once on virtual threads through one {@link ImageReader} (one NBD connection, or the image itself
+ * in the daemon's agent); each run's chunks are hashed, compressed and
  * stored by the thread that read them. Not thread-safe: {@link #run} once.
  */
 final class DeviceBackup {
@@ -115,7 +116,7 @@ final class DeviceBackup {
             totalBytes += g.chunkLengthBytes(i);
         }
         long t1 = System.nanoTime();
-        try (NbdClient client = NbdClient.connect(src.uri())) {
+        try (ImageReader client = src.opener().open(src.image(), src.uri())) {
             if (client.sizeBytes() != g.sizeBytes()) {
                 throw new RepositoryException(RepositoryException.Code.NBD, src.uri() + " is " + client.sizeBytes()
                         + " bytes; the daemon reported " + g.sizeBytes() + " for " + src.device());
@@ -139,7 +140,7 @@ final class DeviceBackup {
         return p;
     }
 
-    private void readAndStore(Geometry g, BitSet changed, Ref[] newRefs, NbdClient client, ChunkStore store,
+    private void readAndStore(Geometry g, BitSet changed, Ref[] newRefs, ImageReader client, ChunkStore store,
                               AtomicLong bytesRead, long totalBytes) throws RepositoryException {
         AtomicReference<RepositoryException> failure = new AtomicReference<>();
         Semaphore inFlight = new Semaphore(IN_FLIGHT);
@@ -184,7 +185,7 @@ final class DeviceBackup {
         }
     }
 
-    private void readRun(Geometry g, int first, int end, Ref[] newRefs, NbdClient client, ChunkStore store, byte[] zeros,
+    private void readRun(Geometry g, int first, int end, Ref[] newRefs, ImageReader client, ChunkStore store, byte[] zeros,
                          AtomicLong bytesRead, long totalBytes) throws RepositoryException {
         long offset = g.chunkOffsetBytes(first);
         int length = (int) (g.chunkOffsetBytes(end - 1) + g.chunkLengthBytes(end - 1) - offset);

@@ -27,7 +27,7 @@ import java.util.concurrent.locks.ReentrantLock;
  * thread, so several requests are in flight. Errors are {@link RepositoryException.Code#NBD}
  * naming the URI, offset and length; after a transport error every pending and later request fails.
  */
-final class NbdClient implements AutoCloseable {
+final class NbdClient implements ImageReader {
     private final String uri;
     private final SocketChannel ch;
     private final long sizeBytes;
@@ -141,7 +141,8 @@ final class NbdClient implements AutoCloseable {
     }
 
     /** The export's size in bytes. */
-    long sizeBytes() {
+    @Override
+    public long sizeBytes() {
         return sizeBytes;
     }
 
@@ -154,7 +155,8 @@ final class NbdClient implements AutoCloseable {
     }
 
     /** Reads {@code dst.remaining()} bytes at {@code offsetBytes} into {@code dst} (at most {@link NbdClientDescriptor#MAX_REQUEST_BYTES}). */
-    void read(long offsetBytes, ByteBuffer dst) throws RepositoryException {
+    @Override
+    public void read(long offsetBytes, ByteBuffer dst) throws RepositoryException {
         request(CMD_READ, offsetBytes, dst.remaining(), null, dst);
     }
 

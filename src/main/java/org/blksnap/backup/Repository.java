@@ -760,9 +760,17 @@ public final class Repository implements AutoCloseable {
     public record Problem(String what, String why, java.util.List<String> points) {
     }
 
-    /** Where a backup reads a device: its snapshot image over NBD, and the tracker's state at the take. */
-    public record BackupSource(String device, String uri, long sizeBytes, int blockSizeBytes, String generation,
-                               long snapNumber) {
+    /**
+     * Where a backup reads a device: its snapshot image (export name {@code image}, at {@code uri}
+     * over NBD, opened by {@code opener}), and the tracker's state at the take.
+     */
+    public record BackupSource(String device, String image, String uri, ImageReader.Opener opener, long sizeBytes,
+                               int blockSizeBytes, String generation, long snapNumber) {
+        /** A source read over NBD at {@code uri}. */
+        public BackupSource(String device, String uri, long sizeBytes, int blockSizeBytes, String generation,
+                            long snapNumber) {
+            this(device, null, uri, ImageReader.Opener.NBD, sizeBytes, blockSizeBytes, generation, snapNumber);
+        }
     }
 
     /** The tracker's CBT read map of the source: one byte per tracking block, read only for an incremental. */

@@ -3,7 +3,8 @@ package org.blksnap.cli;
 import java.util.List;
 import java.util.Set;
 import java.util.UUID;
-import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import org.blksnap.ctrl.api.Replies;
 import org.blksnap.ctrl.api.Requests;
 
@@ -47,7 +48,7 @@ final class AgentRun {
             throw e;
         }
         long waitMs = Math.max(100, Math.min(WAIT_MS, leaseSeconds * 1000 / 4));
-        AtomicBoolean ended = new AtomicBoolean();
+        CountDownLatch ended = new CountDownLatch(1);
         Thread hook = new Thread(() -> cancel(cli, id, ended), "blksnap-agent-cancel");
         Runtime.getRuntime().addShutdownHook(hook);
         try {
@@ -55,7 +56,7 @@ final class AgentRun {
                 Replies.AgentOutput o = cli.call(new Requests.AgentWait(id, waitMs));
                 cli.relay(o.stdout(), o.stderr());
                 if (o.exitStatus() != null) {
-                    ended.set(true);
+                    ended.countDown();
                     return o.exitStatus();
                 }
             }
@@ -68,24 +69,25 @@ final class AgentRun {
         }
     }
 
-    /** Cancels the job unless it ended, and relays its output until it has (at most about 10 s). */
-    private static void cancel(Cli cli, UUID id, AtomicBoolean ended) {
-        if (ended.get()) {
+    /**
+     * Cancels the job unless it ended, then waits (at most 10 s) until the command's own loop has
+     * relayed the job's last words and its end: that loop stays the only reader of the output.
+     */
+    private static void cancel(Cli cli, UUID id, CountDownLatch ended) {
+        if (ended.getCount() == 0) {
             return;
         }
         try {
             cli.call(new Requests.AgentCancel(id));
-            long deadline = System.nanoTime() + 10_000_000_000L;
-            while (System.nanoTime() < deadline) {
-                Replies.AgentOutput o = cli.call(new Requests.AgentWait(id, WAIT_MS));
-                cli.relay(o.stdout(), o.stderr());
-                if (o.exitStatus() != null) {
-                    return;
-                }
-            }
         } catch (Exception e) {
             cli.warn("backup: cannot cancel the agent's job " + id + ": " + e.getMessage()
                     + " (the agent cancels it when its lease runs out)");
+            return;
+        }
+        try {
+            ended.await(10, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 }

@@ -12,6 +12,7 @@ import java.util.UUID;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
+import org.blksnap.backup.ImageReader;
 import org.blksnap.backup.Point;
 import org.blksnap.backup.Repository;
 import org.blksnap.backup.RepositoryException;
@@ -291,11 +292,13 @@ final class BackupCommands {
                                 .orElseThrow(() -> new IllegalStateException("no tracker of " + device + " after the take"));
                         Replies.Image image = images.stream().filter(x -> x.device().equals(device)).findFirst()
                                 .orElseThrow(() -> new IllegalStateException("no image of " + device + " after the take"));
-                        if (image.uri() == null) {
+                        ImageReader.Opener opener = main.localImages();
+                        if (opener == null && image.uri() == null) {
                             throw new RepositoryException(RepositoryException.Code.NBD, "the daemon serves no NBD: "
                                     + "the image of " + device + " cannot be read");
                         }
-                        Repository.BackupSource source = new Repository.BackupSource(device, image.uri(), image.sizeBytes(),
+                        Repository.BackupSource source = new Repository.BackupSource(device, image.image(), image.uri(),
+                                opener != null ? opener : ImageReader.Opener.NBD, image.sizeBytes(),
                                 t.blockSizeBytes(), t.generationId().toString(), t.snapNumber());
                         AtomicReference<Repository.PointPhases> phases = new AtomicReference<>();
                         Point p = repository.backup(source, () -> readMap(cli, device, t.blockCount()),

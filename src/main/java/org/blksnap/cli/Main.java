@@ -125,7 +125,8 @@ public final class Main extends Tool {
 
     /** Runs the tool in-process (tests), writing to the given streams; returns the exit code. */
     public static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env) {
-        return run(args, stdout, stderr, env, new Terminal.Local(stdout == System.out, env), System.in, CommandTree::of);
+        return run(args, stdout, stderr, env, new Terminal.Local(stdout == System.out, env), System.in, null,
+                CommandTree::of);
     }
 
     /**
@@ -134,9 +135,9 @@ public final class Main extends Tool {
      * the exit code.
      */
     public static int runFor(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env,
-                             boolean terminal, java.io.InputStream stdin) {
+                             boolean terminal, java.io.InputStream stdin, org.blksnap.backup.ImageReader.Opener images) {
         return run(args, stdout, stderr, env, new Terminal.Fixed(terminal, false, Terminal.DEFAULT_COLUMNS), stdin,
-                CommandTree::of);
+                images, CommandTree::of);
     }
 
     /**
@@ -145,15 +146,17 @@ public final class Main extends Tool {
      */
     static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env,
                    BiFunction<String[], Tool, CommandLine> tree) {
-        return run(args, stdout, stderr, env, new Terminal.Local(stdout == System.out, env), System.in, tree);
+        return run(args, stdout, stderr, env, new Terminal.Local(stdout == System.out, env), System.in, null, tree);
     }
 
     private static int run(String[] args, PrintStream stdout, PrintStream stderr, Map<String, String> env,
-                           Terminal terminal, java.io.InputStream stdin, BiFunction<String[], Tool, CommandLine> tree) {
+                           Terminal terminal, java.io.InputStream stdin, org.blksnap.backup.ImageReader.Opener images,
+                           BiFunction<String[], Tool, CommandLine> tree) {
         PrintWriter out = new PrintWriter(new OutputStreamWriter(stdout, StandardCharsets.UTF_8), true);
         PrintWriter err = new PrintWriter(new OutputStreamWriter(stderr, StandardCharsets.UTF_8), true);
         Tool tool = new Tool();
         tool.session(env, out, err, terminal, stdin);
+        tool.localImages(images);
         CommandLine cl = tree.apply(args, tool);
         cl.setOut(out);
         cl.setErr(err);

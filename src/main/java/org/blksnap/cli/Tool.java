@@ -36,6 +36,7 @@ class Tool {
     private PrintWriter err;
     private Main.Terminal terminal = Main.Terminal.NONE;
     private java.io.InputStream stdin = System.in;
+    private org.blksnap.backup.ImageReader.Opener localImages;
 
     Tool() {
     }
@@ -43,6 +44,7 @@ class Tool {
     /** A root for the same session (before parsing: options are not copied). */
     Tool(Tool session) {
         session(session.env, session.out, session.err, session.terminal, session.stdin);
+        localImages = session.localImages;
     }
 
     /** Where this run reads its environment and input and writes its output. */
@@ -58,6 +60,18 @@ class Tool {
     /** This run's standard input (the process's, or the resident agent's caller's stand-in). */
     final java.io.InputStream stdin() {
         return stdin;
+    }
+
+    /**
+     * How this run reads snapshot images in the process that serves them (the resident agent's
+     * runs), or null: over NBD.
+     */
+    final org.blksnap.backup.ImageReader.Opener localImages() {
+        return localImages;
+    }
+
+    final void localImages(org.blksnap.backup.ImageReader.Opener opener) {
+        this.localImages = opener;
     }
 
     /** This run's output as a terminal (or not). */

@@ -120,7 +120,8 @@ public final class Daemon implements AutoCloseable {
                 FreezeHooks.CommandRunner.PROCESS, metrics::event,
                 ControlAccess.create(config.controlGroup(), config.allowPaths(), dataDir), config.maxControlConnections());
         agent = new Agent(config.controlSocket(), names -> engine.status().devices().stream()
-                .filter(d -> names.contains(d.name())).mapToLong(Status.DeviceStatus::sizeBytes).sum());
+                .filter(d -> names.contains(d.name())).mapToLong(Status.DeviceStatus::sizeBytes).sum(),
+                LocalImageReader.opener(engine));
         control.serveAgent(agent);
         if (config.controlGroup() != null) {
             warnIfTheGroupCannotReach(config.controlSocket(), config.controlGroup());

@@ -45,7 +45,7 @@ class AgentTest {
 
     @Test
     void refusesWhatItDoesNotRun() throws Exception {
-        try (Agent agent = new Agent(dir.resolve("control.sock"), names -> 0)) {
+        try (Agent agent = new Agent(dir.resolve("control.sock"), names -> 0, null)) {
             AccessPolicy.Caller root = caller(true);
             AccessPolicy.Caller other = caller(false);
             assertThatThrownBy(() -> agent.start(other, new Requests.AgentStart(List.of("backup", "--repo", "/r"),
@@ -74,7 +74,7 @@ class AgentTest {
 
     @Test
     void refusesAJobWhoseDevicesNeedMoreHeapThanTheDaemonCanSpare() throws Exception {
-        try (Agent agent = new Agent(dir.resolve("control.sock"), names -> names.size() * (1L << 50))) {
+        try (Agent agent = new Agent(dir.resolve("control.sock"), names -> names.size() * (1L << 50), null)) {
             assertThatThrownBy(() -> agent.start(caller(true), new Requests.AgentStart(List.of("backup", "--repo", "/r",
                     "--device", "huge", "--device=huge2"), null, null, null)))
                     .isInstanceOf(BlksnapException.class).hasMessageContaining("huge, huge2 needs about")
@@ -85,7 +85,7 @@ class AgentTest {
 
     @Test
     void aJobsOutputAndExitStatusReachItsCallerThenTheJobIsForgotten() throws Exception {
-        try (Agent agent = new Agent(dir.resolve("no-daemon.sock"), names -> 0)) {
+        try (Agent agent = new Agent(dir.resolve("no-daemon.sock"), names -> 0, null)) {
             UUID id = agent.start(caller(true), new Requests.AgentStart(List.of("backup", "--repo", dir.resolve("repo")
                     .toString(), "--device", "disk0", "--storage-dir", dir.toString()), null, null, null)).id();
             StringBuilder err = new StringBuilder();
@@ -106,7 +106,7 @@ class AgentTest {
 
     @Test
     void anEndedJobNobodyCollectsIsForgottenAfterItsLease() throws Exception {
-        try (Agent agent = new Agent(dir.resolve("no-daemon.sock"), names -> 0)) {
+        try (Agent agent = new Agent(dir.resolve("no-daemon.sock"), names -> 0, null)) {
             agent.start(caller(true), new Requests.AgentStart(List.of("backup", "--repo", "/nonexistent", "--device", "d"),
                     null, null, 1L));
             long deadline = System.nanoTime() + 20_000_000_000L;
