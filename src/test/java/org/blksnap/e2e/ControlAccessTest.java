@@ -165,6 +165,27 @@ class ControlAccessTest {
         assertThat(victim).hasContent("precious");
     }
 
+    /**
+     * The resident backup agent runs jobs as the daemon's user: a member of the control group is
+     * refused it (EPERM) when it insists, and with the default {@code --agent auto} backs up in its
+     * own process, under the same rules as any of its calls.
+     */
+    @Test
+    void aGroupMemberBacksUpInItsOwnProcessBecauseTheAgentIsRootsAlone() {
+        Path repo = allowed.resolve("repo");
+        assertRefused(member("backup", "--agent", "daemon", "--repo", repo.toString(), "--device", "d0",
+                "--storage-dir", allowed.toString(), "--storage-limit", "16M"), "only root or that user");
+        assertThat(repo).doesNotExist();
+        // auto: the agent's EPERM sends the backup to the member's own process, which reads the image
+        // over NBD itself; this daemon's NBD socket is root's (mode 0600), so that read is what fails
+        ExternalTool.Result r = member("backup", "--repo", repo.toString(), "--device", "d0", "--storage-dir",
+                allowed.toString(), "--storage-limit", "16M");
+        assertThat(r.exitCode()).as(r.describe()).isEqualTo(74);
+        assertThat(r.stderr()).as(r.describe()).doesNotContain("EPERM")
+                .contains("cannot connect to nbd+unix:///blksnap-image0").contains("Permission denied");
+        assertThat(ok(root("snapshot", "collect"))).as("the member's backup destroyed its snapshot").isEmpty();
+    }
+
     @Test
     void rootKeepsWhatItHad() {
         String id = ok(root("snapshot", "create", "--device", "d0"));
