@@ -12,7 +12,8 @@ import org.blksnap.ctrl.api.Replies;
 /**
  * The text form of {@code blksnap status}, made to be read at a glance: a summary line, the devices
  * with their trackers (generation, last snapshot number, why the generation started) and the
- * snapshot holding them, the snapshots with their age, a bar of difference storage use and their
+ * snapshot holding them, the snapshots with their age, their lease (when created with one: how
+ * long until the daemon destroys it unless renewed), a bar of difference storage use and their
  * images, and, with {@code --repo}, the newest backup point of each device. Width-aware (the bar
  * fills what is left of {@code columns}); ANSI colour only when asked for (a terminal). Stateless.
  *
@@ -22,7 +23,7 @@ import org.blksnap.ctrl.api.Replies;
  *   disk0  1.0 GiB  generation 6f1c2a3b snapshot #4 reason=NEW_TRACKER  in 0c7e5a2e  nbd://127.0.0.1:10809/disk0
  *   vm1    4.0 GiB  untracked
  * snapshots:
- *   0c7e5a2e-3f41-4d0b-9a38-7e4a8b2f5c11 taken 5m12s ago  disk0
+ *   0c7e5a2e-3f41-4d0b-9a38-7e4a8b2f5c11 taken 5m12s ago  disk0  lease 1m00s, 47s left
  *     storage [#########-----------------------------]  24%  61.0 MiB of 256 MiB, 976 chunks copied
  *     disk0 blksnap-image0 nbd://127.0.0.1:10809/blksnap-image0
  * </pre>
@@ -99,7 +100,9 @@ final class StatusView {
         }
         out.add("snapshots:");
         for (Replies.SnapshotStatus sn : s.snapshots()) {
-            out.add("  " + sn.id() + " " + state(sn) + "  " + String.join(",", sn.devices()));
+            out.add("  " + sn.id() + " " + state(sn) + "  " + String.join(",", sn.devices())
+                    + (sn.leaseSeconds() == null ? "" : "  lease " + age(sn.leaseSeconds() * 1000) + ", "
+                    + age(sn.leaseLeftMillis()) + " left"));
             out.add("    storage " + storage(sn));
             for (Replies.StatusImage i : sn.images()) {
                 out.add("    " + i.device() + " " + i.image() + (i.uri() != null ? " " + i.uri() : ""));

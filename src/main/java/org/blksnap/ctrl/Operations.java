@@ -126,10 +126,11 @@ final class Operations {
     }
 
     private Replies.SnapshotStatus snapshotStatus(Status.SnapshotStatus s) {
+        long[] lease = leases.lease(s.id());
         return new Replies.SnapshotStatus(s.id(), s.state(), s.devices(),
                 s.images().stream().map(this::statusImage).toList(), s.capacitySectors(), s.usedSectors(),
                 s.requestedSectors(), s.chunksCopied(), s.pendingEvents(), s.corruptedErrno(), s.createdAtMillis(),
-                s.takenAtMillis());
+                s.takenAtMillis(), lease == null ? null : lease[0], lease == null ? null : lease[1]);
     }
 
     private Replies.Image image(ImageInfo i) {

@@ -91,6 +91,15 @@ final class SnapshotLeases implements AutoCloseable {
         leases.computeIfPresent(id, (k, l) -> startingNow(l.seconds()));
     }
 
+    /** The lease of {@code id} in seconds and the milliseconds left of it (at least 0), or null without one. */
+    long[] lease(UUID id) {
+        Lease l = leases.get(id);
+        if (l == null) {
+            return null;
+        }
+        return new long[] {l.seconds(), Math.max(0, (l.deadlineNanos() - nanoTime.getAsLong()) / 1_000_000)};
+    }
+
     /** Forgets the lease of a snapshot destroyed otherwise. */
     void forget(UUID id) {
         leases.remove(id);

@@ -50,6 +50,19 @@ class StatusViewTest {
     }
 
     @Test
+    void aSnapshotsLeaseIsShownWithWhatIsLeftOfIt() {
+        Replies.Status s = status(0);
+        Replies.SnapshotStatus sn = s.snapshots().getFirst();
+        Replies.Status leased = new Replies.Status(s.version(), s.params(), s.devices(), List.of(
+                new Replies.SnapshotStatus(sn.id(), sn.state(), sn.devices(), sn.images(), sn.capacitySectors(),
+                        sn.usedSectors(), sn.requestedSectors(), sn.chunksCopied(), sn.pendingEvents(),
+                        sn.corruptedErrno(), sn.createdAtMillis(), sn.takenAtMillis(), 60L, 47_500L)));
+        assertThat(StatusView.render(leased, plain(120))).contains(
+                "  0c7e5a2e-3f41-4d0b-9a38-7e4a8b2f5c11 taken 5m12s ago (2026-11-18 11:01:28 UTC)  disk0"
+                        + "  lease 1m00s, 47s left");
+    }
+
+    @Test
     void theBarUsesTheWidthItIsGivenWithinItsBounds() {
         Replies.Status s = status((128L << 20) / 512);
         for (int columns : List.of(70, 80, 90, 100)) {

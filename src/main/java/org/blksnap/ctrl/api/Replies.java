@@ -62,13 +62,25 @@ public final class Replies {
      * @param createdAtMillis when it was created, in milliseconds since the epoch
      * @param takenAtMillis   when it was taken (what its images show), in milliseconds since the epoch; 0
      *                        before take
+     * @param leaseSeconds    its lease ({@code snapshot/create leaseSeconds}), or null (left out) without one
+     * @param leaseLeftMillis milliseconds until the daemon destroys it unless renewed, or null without a lease
      */
     public record SnapshotStatus(UUID id, String state, List<String> devices, List<StatusImage> images,
                                  long capacitySectors, long usedSectors, long requestedSectors, long chunksCopied,
-                                 int pendingEvents, int corruptedErrno, long createdAtMillis, long takenAtMillis) {
+                                 int pendingEvents, int corruptedErrno, long createdAtMillis, long takenAtMillis,
+                                 @JsonInclude(JsonInclude.Include.NON_NULL) Long leaseSeconds,
+                                 @JsonInclude(JsonInclude.Include.NON_NULL) Long leaseLeftMillis) {
         public SnapshotStatus {
             devices = List.copyOf(devices);
             images = List.copyOf(images);
+        }
+
+        /** A snapshot without a lease. */
+        public SnapshotStatus(UUID id, String state, List<String> devices, List<StatusImage> images,
+                              long capacitySectors, long usedSectors, long requestedSectors, long chunksCopied,
+                              int pendingEvents, int corruptedErrno, long createdAtMillis, long takenAtMillis) {
+            this(id, state, devices, images, capacitySectors, usedSectors, requestedSectors, chunksCopied, pendingEvents,
+                    corruptedErrno, createdAtMillis, takenAtMillis, null, null);
         }
     }
 
