@@ -22,7 +22,8 @@ import tools.jackson.databind.json.JsonMapper;
 /**
  * {@code backup} in the daemon's resident agent, through the real daemon and tool: points made there
  * restore bit for bit and stay incremental; a tool killed outright or stopped with SIGTERM while its
- * job runs leaves no snapshot, no storage and no point, and the next backup and verify succeed.
+ * job runs leaves no snapshot, no storage and no point, and the next backup and verify succeed; so
+ * does the daemon killed under a job, once restarted.
  */
 @Tag("system")
 class BackupAgentTest {
@@ -115,6 +116,80 @@ class BackupAgentTest {
         }
     }
 
+    /**
+     * The daemon killed (SIGKILL) while its agent runs a backup: the tool reports the lost daemon;
+     * after a restart the next backup finds the dead job's session, removes its storage, and makes a
+     * point that restores exactly.
+     */
+    @Test
+    void aDaemonKilledDuringAnAgentBackupLeavesNothingTheNextBackupCannotCleanUp() throws Exception {
+        ExternalTool.require("nbdcopy");
+        Path data = dir.resolve("data");
+        Path repo = dir.resolve("repo");
+        Process daemon = startDaemon(data, 1);
+        try {
+            String uri = "nbd+unix:///d0?socket=" + data.resolve("nbd.sock");
+            nbdcopy(BackupRestoreTest.initialImage(dir).toString(), uri);
+            Path rec = dir.resolve("rec.img");
+            nbdcopy(uri, rec.toString());
+            Process tool = pausedAgentBackup(data.resolve("control.sock"), repo, "d0", dir.resolve("tool.log"));
+            try (var left = Files.list(data)) {
+                assertThat(left.map(x -> x.getFileName().toString())).anyMatch(n -> n.startsWith("backup-"));
+            }
+            daemon.destroyForcibly(); // SIGKILL: the job, its snapshot and the agent die with it
+            daemon.waitFor();
+            assertThat(tool.waitFor()).as("the tool loses its daemon").isNotZero();
+            assertThat(repo.resolve("points")).isEmptyDirectory();
+
+            daemon = startDaemon(data, 2);
+            CliRun next = CliRun.run(data.resolve("control.sock"), "--json", "backup", "--agent", "daemon", "--repo",
+                    repo.toString(), "--device", "d0", "--storage-size", "16M", "--storage-limit", "16M");
+            assertThat(next.exitCode()).as(next.toString()).isZero();
+            assertThat(next.err()).contains("did not finish");
+            JsonNode p = json.readTree(next.out()).path("points").get(0);
+            assertThat(p.path("kind").asString()).isEqualTo("full");
+            try (var left = Files.list(data)) {
+                assertThat(left.map(x -> x.getFileName().toString())).as("the dead job's storage is removed")
+                        .noneMatch(n -> n.startsWith("backup-"));
+            }
+            assertThat(CliRun.run(data.resolve("control.sock"), "verify", "--repo", repo.toString()).line())
+                    .startsWith("ok: 1 point(s)");
+            Path out = dir.resolve("out.img");
+            CliRun restore = CliRun.run(data.resolve("control.sock"), "restore", "--repo", repo.toString(), "--point",
+                    p.path("id").asString(), "--to", out.toString());
+            assertThat(restore.exitCode()).as(restore.toString()).isZero();
+            assertSameBytes(out, rec);
+        } finally {
+            daemon.destroyForcibly();
+            daemon.waitFor();
+        }
+    }
+
+    /** blksnapd as a process of its own (so it can be killed) with one 64 MiB device d0. */
+    private Process startDaemon(Path data, int n) throws Exception {
+        Files.createDirectories(data);
+        Path log = dir.resolve("blksnapd-" + n + ".log");
+        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "--enable-native-access=ALL-UNNAMED", "-Xmx512m", "-cp", System.getProperty("java.class.path"),
+                "org.blksnap.daemon.Blksnapd", "--data-dir", data.toString(),
+                "--device", "d0=" + data.resolve("d0.img") + ":64M", "--listen", "none",
+                "--socket", data.resolve("nbd.sock").toString(), "--control", data.resolve("control.sock").toString()));
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        try {
+            await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(50)).until(() -> {
+                if (!p.isAlive()) {
+                    throw new AssertionError("blksnapd exited " + p.exitValue() + ":\n" + Files.readString(log));
+                }
+                return Files.exists(data.resolve("control.sock"))
+                        && CliRun.run(data.resolve("control.sock"), "version").exitCode() == 0;
+            });
+        } catch (Throwable t) {
+            p.destroyForcibly();
+            throw t;
+        }
+        return p;
+    }
+
     private void noSnapshotNoStorage(DaemonHarness d) throws Exception {
         assertThat(d.ok("snapshot", "collect")).isEmpty();
         try (var left = Files.list(dir)) {
@@ -124,10 +199,14 @@ class BackupAgentTest {
 
     /** {@code blksnap backup --agent daemon} as a process whose job pauses after 8 MiB read; returns once it paused. */
     private Process pausedAgentBackup(DaemonHarness d, Path repo, Path log) throws Exception {
+        return pausedAgentBackup(d.control(), repo, "disk0", log);
+    }
+
+    private Process pausedAgentBackup(Path control, Path repo, String device, Path log) throws Exception {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--agent", "daemon",
-                "--repo", repo.toString(), "--device", "disk0", "--storage-size", "16M", "--storage-limit", "16M",
+                "org.blksnap.cli.Main", "--control", control.toString(), "backup", "--agent", "daemon",
+                "--repo", repo.toString(), "--device", device, "--storage-size", "16M", "--storage-limit", "16M",
                 "--pack-size", "256K", "--snapshot-lease", "2", "--debug-pause-after", "8M"));
         Path err = log.resolveSibling(log.getFileName() + ".err");
         Process p = new ProcessBuilder(cmd).redirectOutput(log.toFile()).redirectError(err.toFile()).start();
