@@ -83,7 +83,7 @@ class BackupAgentTest {
             Path rec = BackupRestoreTest.record(d, dir, "rec.img");
             Process p = pausedAgentBackup(d, repo, dir.resolve("killed.log"));
             assertThat(d.ok("snapshot", "collect")).as("the job's snapshot").isNotEmpty();
-            p.destroyForcibly(); // SIGKILL: the tool cannot cancel; the job's lease (2 s) runs out
+            p.destroyForcibly(); // SIGKILL: the tool cannot cancel; the job's lease (4 s) runs out
             p.waitFor();
             await().atMost(Duration.ofSeconds(30)).until(() -> d.ok("snapshot", "collect").isEmpty());
             await().atMost(Duration.ofSeconds(10)).untilAsserted(() -> noSnapshotNoStorage(d));
@@ -207,7 +207,7 @@ class BackupAgentTest {
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "org.blksnap.cli.Main", "--control", control.toString(), "backup", "--agent", "daemon",
                 "--repo", repo.toString(), "--device", device, "--storage-size", "16M", "--storage-limit", "16M",
-                "--pack-size", "256K", "--snapshot-lease", "2", "--debug-pause-after", "8M"));
+                "--pack-size", "256K", "--snapshot-lease", "4", "--debug-pause-after", "8M"));
         Path err = log.resolveSibling(log.getFileName() + ".err");
         Process p = new ProcessBuilder(cmd).redirectOutput(log.toFile()).redirectError(err.toFile()).start();
         try {

@@ -363,9 +363,10 @@ class BackupRestoreTest {
         try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
             nbdcopy(initialImage().toString(), d.uri("disk0"));
             Path rec = record(d, "rec.img");
-            Process p = pausedBackup(d, repo, "8M", dir.resolve("leased.log"), List.of("--snapshot-lease", "2"));
+            // renewed every second: only a stall of 4 s (a loaded machine) could lose it
+            Process p = pausedBackup(d, repo, "8M", dir.resolve("leased.log"), List.of("--snapshot-lease", "4"));
             // paused for longer than a lease: its renewals keep the snapshot
-            Thread.sleep(3_000);
+            Thread.sleep(6_000);
             assertThat(d.ok("snapshot", "collect")).as("renewed while the backup lives").isNotEmpty();
             p.destroyForcibly(); // SIGKILL: no renewals any more
             p.waitFor();
