@@ -74,6 +74,53 @@ class BackupAgentTest {
         }
     }
 
+    /** Two tools at once, each backing up its own device into one repository: two jobs in one JVM. */
+    @Test
+    void twoAgentJobsAtOnceIntoOneRepositoryBothRestoreExactly() throws Exception {
+        ExternalTool.require("nbdcopy", "qemu-io");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M", "disk1=64M"), List.of())) {
+            nbdcopy(BackupRestoreTest.initialImage(dir).toString(), d.uri("disk0"));
+            Nbd.qemuIoOk(d.uri("disk1"), "write -P 0x33 0 20M", "write -P 0x44 30M 10M");
+            Path rec0 = BackupRestoreTest.record(d, dir, "rec0.img");
+            Path rec1 = dir.resolve("rec1.img");
+            nbdcopy(d.uri("disk1"), rec1.toString());
+            for (int round = 0; round < 2; round++) {
+                if (round == 1) {
+                    Nbd.qemuIoOk(d.uri("disk0"), "write -P 0x5a 5M 64k");
+                    Nbd.qemuIoOk(d.uri("disk1"), "write -P 0x5b 50M 64k");
+                    rec0 = BackupRestoreTest.record(d, dir, "rec0b.img");
+                    rec1 = dir.resolve("rec1b.img");
+                    nbdcopy(d.uri("disk1"), rec1.toString());
+                }
+                var pool = java.util.concurrent.Executors.newFixedThreadPool(2);
+                try {
+                    var f0 = pool.submit(() -> d.cli("--json", "backup", "--agent", "daemon", "--repo", repo.toString(),
+                            "--device", "disk0", "--storage-size", "16M", "--storage-limit", "16M"));
+                    var f1 = pool.submit(() -> d.cli("--json", "backup", "--agent", "daemon", "--repo", repo.toString(),
+                            "--device", "disk1", "--storage-size", "16M", "--storage-limit", "16M"));
+                    int n = 0;
+                    for (var pair : List.of(List.of(f0.get(), rec0), List.of(f1.get(), rec1))) {
+                        CliRun r = (CliRun) pair.get(0);
+                        assertThat(r.exitCode()).as(r.toString()).isZero();
+                        JsonNode report = json.readTree(r.out());
+                        assertThat(report.path("agentJob").asString()).isNotEmpty();
+                        JsonNode p = report.path("points").get(0);
+                        assertThat(p.path("kind").asString()).isEqualTo(round == 0 ? "full" : "incremental");
+                        Path out = dir.resolve("out-" + round + "-" + n++ + ".img");
+                        d.ok("restore", "--repo", repo.toString(), "--point", p.path("id").asString(), "--to",
+                                out.toString());
+                        assertSameBytes(out, (Path) pair.get(1));
+                    }
+                } finally {
+                    pool.shutdownNow();
+                }
+            }
+            assertThat(d.ok("verify", "--repo", repo.toString())).startsWith("ok: 4 point(s)");
+            noSnapshotNoStorage(d);
+        }
+    }
+
     @Test
     void aToolKilledWhileItsJobRunsLeavesNoPointAndTheNextBackupAndVerifySucceed() throws Exception {
         ExternalTool.require("nbdcopy");
