@@ -311,6 +311,13 @@ public final class Repository implements AutoCloseable {
         };
     }
 
+    /**
+     * How long a writer that finds a place neither empty nor a repository waits for another writer's
+     * creation of it to show its config: polls of {@link #CREATION_WAIT_POLL_MILLIS} ms (2 s in all).
+     */
+    private static final int CREATION_WAIT_POLLS = 40;
+    private static final long CREATION_WAIT_POLL_MILLIS = 50;
+
     private static Config createIfEmpty(ObjectStore objects, RepositoryLocation where, RepositoryKey key)
             throws RepositoryException {
         try {
@@ -326,6 +333,24 @@ public final class Repository implements AutoCloseable {
             }
         }
         if (!isEmpty(objects, where)) {
+            // Another writer may be creating it right now (its config goes first, through a temporary
+            // object): wait a little for that config before calling the place foreign.
+            for (int i = 0; i < CREATION_WAIT_POLLS; i++) {
+                try {
+                    return readConfig(objects);
+                } catch (RepositoryException e) {
+                    if (e.code() != RepositoryException.Code.NOT_FOUND) {
+                        throw e;
+                    }
+                }
+                try {
+                    Thread.sleep(CREATION_WAIT_POLL_MILLIS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new RepositoryException(RepositoryException.Code.IO, "interrupted while waiting for the "
+                            + "repository at " + objects.location() + " to be created", e);
+                }
+            }
             throw new RepositoryException(RepositoryException.Code.NOT_FOUND, "no repository at " + objects.location()
                     + " (no " + RepositoryLayout.CONFIG + ", and it is not empty: not creating one over other files)");
         }
