@@ -103,7 +103,7 @@ public final class Agent implements BackupAgent, AutoCloseable {
                         + "try again when one has ended");
             }
             UUID id = UUID.randomUUID();
-            Job job = new Job(id, args, Map.of("BLKSNAP_LAUNCHED_AT", launchedAt, org.blksnap.cli.Main.AGENT_JOB_ENV, id.toString()),
+            Job job = new Job(id, args, q.args(), Map.of("BLKSNAP_LAUNCHED_AT", launchedAt, org.blksnap.cli.Main.AGENT_JOB_ENV, id.toString()),
                     Boolean.TRUE.equals(q.terminal()), lease, images);
             jobs.put(job.id(), job);
             job.start();
@@ -131,6 +131,12 @@ public final class Agent implements BackupAgent, AutoCloseable {
     @Override
     public void cancel(Requests.AgentCancel q) {
         job(q.id()).cancel("cancelled by its caller");
+    }
+
+    @Override
+    public List<Replies.AgentJobStatus> jobs() {
+        return jobs.values().stream().map(Job::status)
+                .sorted(java.util.Comparator.comparingLong(Replies.AgentJobStatus::startedAtMillis)).toList();
     }
 
     /** Jobs known now (running, or ended and not yet collected). */

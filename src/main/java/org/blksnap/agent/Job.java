@@ -28,6 +28,7 @@ final class Job {
 
     private final UUID id;
     private final List<String> args;
+    private final List<String> shownArgs;
     private final Map<String, String> env;
     private final boolean terminal;
     private final long leaseSeconds;
@@ -38,15 +39,21 @@ final class Job {
     private final JobOutput stderr = new JobOutput(lock, changed);
     private final CountDownLatch cancelled = new CountDownLatch(1);
     private final CountDownLatch finished = new CountDownLatch(1);
+    private final long startedAtMillis = System.currentTimeMillis();
     private volatile long touchedNanos = System.nanoTime();
     private volatile String cancelReason;
     private Thread thread;
     // guarded by lock
     private Integer exitStatus;
 
-    Job(UUID id, List<String> args, Map<String, String> env, boolean terminal, long leaseSeconds,
-        ImageReader.Opener images) {
+    /**
+     * @param args      what runs (the agent's options included)
+     * @param shownArgs what {@code status} shows: the caller's arguments
+     */
+    Job(UUID id, List<String> args, List<String> shownArgs, Map<String, String> env, boolean terminal,
+        long leaseSeconds, ImageReader.Opener images) {
         this.images = images;
+        this.shownArgs = List.copyOf(shownArgs);
         this.id = id;
         this.args = List.copyOf(args);
         this.env = Map.copyOf(env);
@@ -115,6 +122,18 @@ final class Job {
             lock.unlock();
             touchedNanos = System.nanoTime();
         }
+    }
+
+    /** What {@code status} shows of the job: the caller's arguments, its start, its exit status once ended. */
+    Replies.AgentJobStatus status() {
+        Integer status;
+        lock.lock();
+        try {
+            status = exitStatus;
+        } finally {
+            lock.unlock();
+        }
+        return new Replies.AgentJobStatus(id, shownArgs, startedAtMillis, status);
     }
 
     /** Interrupts the job (the first reason is the one reported); the backup destroys its snapshot. */

@@ -14,7 +14,8 @@ import org.blksnap.ctrl.api.Replies;
  * with their trackers (generation, last snapshot number, why the generation started) and the
  * snapshot holding them, the snapshots with their age, their lease (when created with one: how
  * long until the daemon destroys it unless renewed), a bar of difference storage use and their
- * images, and, with {@code --repo}, the newest backup point of each device. Width-aware (the bar
+ * images, the resident backup agent's jobs (when there are any), and, with {@code --repo}, the
+ * newest backup point of each device. Width-aware (the bar
  * fills what is left of {@code columns}); ANSI colour only when asked for (a terminal). Stateless.
  *
  * <pre>
@@ -110,6 +111,13 @@ final class StatusView {
         }
         if (s.snapshots().isEmpty()) {
             out.add("  (none)");
+        }
+        if (!s.agentJobs().isEmpty()) {
+            out.add("backup agent jobs:");
+            for (Replies.AgentJobStatus j : s.agentJobs()) {
+                out.add("  " + j.id() + " " + (j.exitStatus() == null ? "running" : "ended (exit " + j.exitStatus() + ")")
+                        + " " + age(o.nowMillis() - j.startedAtMillis()) + "  " + String.join(" ", j.args()));
+            }
         }
         if (o.repo() != null) {
             out.add("last backups in " + o.repo() + ":");

@@ -37,6 +37,11 @@ public interface BackupAgent {
         }
     };
 
+    /** The jobs known now (running, or ended and not collected), oldest first. */
+    default java.util.List<Replies.AgentJobStatus> jobs() {
+        return java.util.List.of();
+    }
+
     /**
      * Starts a job.
      *

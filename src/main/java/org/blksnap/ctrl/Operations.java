@@ -117,7 +117,7 @@ final class Operations {
 
     private Replies.Status status(Status s) {
         return new Replies.Status(s.version(), s.params(), s.devices().stream().map(this::deviceStatus).toList(),
-                s.snapshots().stream().map(this::snapshotStatus).toList());
+                s.snapshots().stream().map(this::snapshotStatus).toList(), agent.jobs());
     }
 
     private Replies.DeviceStatus deviceStatus(Status.DeviceStatus d) {

@@ -63,6 +63,22 @@ class StatusViewTest {
     }
 
     @Test
+    void theAgentsJobsAreListedWhenThereAreAny() {
+        Replies.Status s = status(0);
+        assertThat(StatusView.render(s, plain(120))).doesNotContain("agent");
+        UUID job = UUID.fromString("9a8b7c6d-0000-4000-8000-000000000001");
+        Replies.Status busy = new Replies.Status(s.version(), s.params(), s.devices(), s.snapshots(), List.of(
+                new Replies.AgentJobStatus(job, List.of("backup", "--repo", "/srv/r", "--device", "disk0"),
+                        NOW - 12_000, null),
+                new Replies.AgentJobStatus(SNAP, List.of("backup", "--repo", "/srv/r", "--device", "vm1"),
+                        NOW - 75_000, 0)));
+        assertThat(StatusView.render(busy, plain(120)).lines().toList()).containsSequence(
+                "backup agent jobs:",
+                "  9a8b7c6d-0000-4000-8000-000000000001 running 12s  backup --repo /srv/r --device disk0",
+                "  0c7e5a2e-3f41-4d0b-9a38-7e4a8b2f5c11 ended (exit 0) 1m15s  backup --repo /srv/r --device vm1");
+    }
+
+    @Test
     void theBarUsesTheWidthItIsGivenWithinItsBounds() {
         Replies.Status s = status((128L << 20) / 512);
         for (int columns : List.of(70, 80, 90, 100)) {

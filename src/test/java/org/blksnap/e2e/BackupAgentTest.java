@@ -153,6 +153,11 @@ class BackupAgentTest {
             nbdcopy(BackupRestoreTest.initialImage(dir).toString(), d.uri("disk0"));
             Path log = dir.resolve("term.log");
             Process p = pausedAgentBackup(d, repo, log);
+            JsonNode jobs = json.readTree(d.ok("--json", "status")).path("agentJobs");
+            assertThat(jobs.size()).as("status lists the running job").isEqualTo(1);
+            assertThat(jobs.get(0).has("exitStatus")).isFalse();
+            assertThat(jobs.get(0).path("args").toString()).contains("--debug-pause-after").doesNotContain("--control");
+            assertThat(d.ok("status")).contains("backup agent jobs:").contains(" running ");
             p.destroy(); // SIGTERM: the tool's hook cancels the job and relays its end
             assertThat(p.waitFor()).isEqualTo(143);
             String err = Files.readString(log.resolveSibling("term.log.err"));
@@ -160,6 +165,7 @@ class BackupAgentTest {
             assertThat(d.ok("snapshot", "collect")).isEmpty();
             noSnapshotNoStorage(d);
             assertThat(repo.resolve("points")).isEmptyDirectory();
+            assertThat(json.readTree(d.ok("--json", "status")).has("agentJobs")).as("collected: none left").isFalse();
         }
     }
 

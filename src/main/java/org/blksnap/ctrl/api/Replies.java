@@ -33,13 +33,36 @@ public final class Replies {
     public record Param(String name, long value) implements Reply {
     }
 
-    /** {@code status}: the engine's whole state. */
+    /**
+     * {@code status}: the engine's whole state, and the resident backup agent's jobs ({@code agentJobs}
+     * left out when there are none).
+     */
     public record Status(String version, Map<String, Long> params, List<DeviceStatus> devices,
-                         List<SnapshotStatus> snapshots) implements Reply {
+                         List<SnapshotStatus> snapshots,
+                         @JsonInclude(JsonInclude.Include.NON_EMPTY) List<AgentJobStatus> agentJobs) implements Reply {
         public Status {
             params = Collections.unmodifiableMap(new LinkedHashMap<>(params));
             devices = List.copyOf(devices);
             snapshots = List.copyOf(snapshots);
+            agentJobs = agentJobs == null ? List.of() : List.copyOf(agentJobs);
+        }
+
+        /** The engine's state, no agent jobs. */
+        public Status(String version, Map<String, Long> params, List<DeviceStatus> devices,
+                      List<SnapshotStatus> snapshots) {
+            this(version, params, devices, snapshots, List.of());
+        }
+    }
+
+    /**
+     * A job of the resident backup agent in {@link Status}: its id, the tool's arguments it runs, when
+     * it started (milliseconds since the epoch), and its exit status once it has ended (left out while
+     * it runs; an ended job stays listed until its caller collects its end).
+     */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    public record AgentJobStatus(UUID id, List<String> args, long startedAtMillis, Integer exitStatus) {
+        public AgentJobStatus {
+            args = List.copyOf(args);
         }
     }
 

@@ -67,7 +67,10 @@ class WireContractTest {
                         List.of(new Replies.StatusImage("disk0", "blksnap-image0", ID, 1L << 30, null)),
                         4096, 128, 4096, 2, 1, 0, 1_795_000_000_000L, 1_795_000_001_000L, 60L, 42_000L),
                         new Replies.SnapshotStatus(UUID.randomUUID(), "created", List.of("disk1"), List.of(),
-                                0, 0, 0, 0, 0, 0, 1_795_000_000_000L, 0))));
+                                0, 0, 0, 0, 0, 0, 1_795_000_000_000L, 0)),
+                List.of(new Replies.AgentJobStatus(ID, List.of("backup", "--repo", "/srv/r", "--device", "disk0"),
+                        1_795_000_000_000L, null), new Replies.AgentJobStatus(UUID.randomUUID(), List.of("backup"),
+                        1_795_000_000_000L, 3))));
         r.put(Operation.DEVICE_LIST, new Replies.Devices(List.of(
                 new Replies.Device("disk0", 4096, true, ID, "nbd://h/disk0", "/srv/disk0.img", "flag", null),
                 new Replies.Device("disk1", 4096, false, null, null, null, null, null),
