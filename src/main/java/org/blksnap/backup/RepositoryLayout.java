@@ -37,6 +37,14 @@ final class RepositoryLayout {
      * manifests and keyed blob names; a blksnap that reads only versions 1 and 2 refuses it.
      */
     static final int VERSION_ENCRYPTED = 3;
+    /**
+     * Version 2 or 3 (encrypted when the config has the lines of version 3) where a ref's pack and
+     * offset are a hint: gc has moved live blobs out of mostly unused packs, or dropped duplicate
+     * or damaged copies, and readers find a blob that is not at its ref's place by its name through
+     * the index objects ({@link BlobLocator}). gc makes a repository version 4 before it first does
+     * so ({@link Repository#allowRelocation}); versions 2 and 3 are still read and written as before.
+     */
+    static final int VERSION_RELOCATABLE = 4;
     /** Version 1 repositories (one writer, no index objects) are read, and upgraded by the first writer. */
     static final int VERSION_1 = 1;
     static final String CONFIG = "config";
@@ -48,6 +56,8 @@ final class RepositoryLayout {
     static final String SESSIONS = "sessions";
     static final String GC = "gc";
     static final String TMP = "tmp";
+    /** Damaged copies verify found ({@link DamagedCopies}): {@code damaged/<64 hex>}. */
+    static final String DAMAGED = "damaged";
     static final String INDEX_SUFFIX = ".idx";
     static final String START_SUFFIX = ".start";
     static final String BEAT_SUFFIX = ".beat";

@@ -15,7 +15,9 @@ import java.util.function.Consumer;
  * What a writer knows exists, to store each blob once: the refs of every blob listed in the
  * repository's index objects ({@code index/<host>+<point>.idx}, {@link BlobIndexDescriptor}; all of
  * them, or those of some name prefixes: one host's), less the packs a gc
- * has condemned ({@code gc/condemned-*}: a writer must not start to reference them). One listing of
+ * has condemned ({@code gc/condemned-*}: a writer must not start to reference them) and the copies
+ * verify recorded damaged ({@code damaged/*}: the content is then stored anew, which heals the
+ * points that refer to the damaged copy, for readers find the new copy by name). One listing of
  * {@code index/} (one object per point, not per blob or pack) and a GET of each index object not in
  * the local cache ({@link #cacheDir}): an index object is immutable under its name, so a writer
  * reads each once per machine. Stateless; the cache tolerates concurrent writers (write, rename).
@@ -87,6 +89,7 @@ final class WriterIndex {
     static Loaded load(ObjectStore objects, String repoId, List<String> namePrefixes, Consumer<String> warn)
             throws RepositoryException {
         Set<PackId> condemned = condemned(objects);
+        Set<Ref> damaged = DamagedCopies.load(objects);
         Path cache = cacheDir(repoId);
         boolean cacheUsable = true;
         try {
@@ -154,7 +157,7 @@ final class WriterIndex {
             }
             for (ChunkStore.SealedPack p : packs) {
                 if (!condemned.contains(p.id())) {
-                    BlobIndexDescriptor.addRefs(p, refs);
+                    BlobIndexDescriptor.addRefs(p, refs, damaged);
                 }
             }
         }
