@@ -41,11 +41,12 @@ final class BlobLocator {
      * @throws RepositoryException IO listing or reading the index objects
      */
     List<Ref> others(Sha256 hash, int kind, Set<Ref> tried) throws RepositoryException {
-        List<Ref> found = filter(copies, hash, kind, tried);
+        Map<Sha256, List<Ref>> seen = copies;
+        List<Ref> found = filter(seen, hash, kind, tried);
         if (!found.isEmpty()) {
             return found;
         }
-        refresh();
+        refresh(seen);
         return filter(copies, hash, kind, tried);
     }
 
@@ -62,8 +63,14 @@ final class BlobLocator {
         return out;
     }
 
-    /** Reads the index objects not read yet (all of them, the first time). */
-    private synchronized void refresh() throws RepositoryException {
+    /**
+     * Reads the index objects not read yet (all of them, the first time), unless another thread
+     * did since the caller looked ({@code seen}): readers that miss at once list {@code index/} once.
+     */
+    private synchronized void refresh(Map<Sha256, List<Ref>> seen) throws RepositoryException {
+        if (copies != seen) {
+            return;
+        }
         Map<Sha256, List<Ref>> next = copies == null ? new HashMap<>() : new HashMap<>(copies);
         boolean changed = copies == null;
         for (ObjectStore.Entry e : objects.list(RepositoryLayout.INDEX + "/")) {

@@ -611,11 +611,11 @@ final class BackupCommands {
             Cli cli = cli();
             try (Repository r = Repository.openForMaintenance(repo.location(), repo.key(), cli::warn)) {
                 Repository.GcResult res = r.gc(grace, dryRun, below);
-                cli.print(res, x -> (x.dryRun() ? "would repack " : "repacked ") + x.packsRepacked().size() + " pack(s), "
-                        + x.bytesMoved() + " bytes " + (x.dryRun() ? "to move" : "moved into " + x.packsWritten()
-                        + " new pack(s)") + "; " + (x.dryRun() ? "would remove " : "removed ") + x.packsRemoved().size()
-                        + " pack(s), " + x.bytesRemoved() + " bytes freed; kept " + x.packsKept() + " in use by "
-                        + x.points() + " point(s) and " + x.packsWaiting() + " condemned, waiting (found unused less than "
+                cli.print(res, x -> (x.dryRun() ? "would remove " : "removed ") + x.packsRemoved().size() + " pack(s), "
+                        + x.bytesRemoved() + " bytes freed; " + (x.dryRun() ? "would repack " : "repacked ")
+                        + x.packsRepacked().size() + " pack(s), " + x.bytesMoved() + " bytes " + (x.dryRun() ? "to move"
+                        : "moved into " + x.packsWritten() + " new pack(s)") + "; kept " + x.packsKept() + " in use by "
+                        + x.points() + " point(s) and " + x.packsWaiting() + " condemned, waiting (condemned less than "
                         + grace + " ago, or while a backup that began before runs)");
             }
             return ExitCodes.OK;
