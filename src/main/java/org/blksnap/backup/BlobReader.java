@@ -136,19 +136,29 @@ final class BlobReader {
     }
 
     /**
-     * The stored blob (header and payload, as they lie in the pack) at exactly {@code ref}'s place,
-     * after checking it decodes to the named blob; for gc, which copies blobs without decoding them.
-     * No other copy is tried.
+     * The stored blobs (header and payload, as they lie in the pack) at exactly the places of
+     * {@code run} (blobs of one pack, one after the other: {@link #adjacent}), read with one request
+     * and each checked to decode to its named blob; for gc, which copies blobs without decoding
+     * them again. No other copy is tried.
      *
-     * @throws RepositoryException DAMAGED (also: its pack is gone) or IO
+     * @throws RepositoryException DAMAGED (also: the pack is gone) naming the blob, or IO
      */
-    ByteBuffer readStoredExactly(Ref ref) throws RepositoryException {
-        ByteBuffer blob = fetch(ref);
-        if (blob == null) {
-            throw damaged(ref, "its pack is missing");
+    List<ByteBuffer> readStoredExactly(List<Ref> run) throws RepositoryException {
+        Ref first = run.getFirst();
+        Ref last = run.getLast();
+        Ref span = new Ref(first.kind(), first.hash(), first.pack(), first.offsetBytes(),
+                (int) (last.offsetBytes() + last.lengthBytes() - first.offsetBytes()));
+        ByteBuffer all = fetch(span);
+        if (all == null) {
+            throw damaged(first, "its pack is missing");
         }
-        decode(ref, blob, 0);
-        return blob.slice(blob.position(), ref.lengthBytes());
+        List<ByteBuffer> out = new java.util.ArrayList<>(run.size());
+        for (Ref r : run) {
+            int at = (int) (r.offsetBytes() - first.offsetBytes());
+            decode(r, all, at);
+            out.add(all.slice(all.position() + at, r.lengthBytes()));
+        }
+        return out;
     }
 
     /** The blob at {@code at} bytes past {@code buf}'s position, decoded where it lies (no copy of it first). */

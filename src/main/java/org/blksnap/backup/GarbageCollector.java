@@ -183,8 +183,8 @@ final class GarbageCollector {
                     List<Ref> blobs = plan.repack().get(id);
                     List<java.nio.ByteBuffer> stored = new ArrayList<>(blobs.size());
                     try {
-                        for (Ref b : blobs) {
-                            stored.add(repo.reader().readStoredExactly(b));
+                        for (List<Ref> run : runs(blobs)) {
+                            stored.addAll(repo.reader().readStoredExactly(run));
                         }
                     } catch (RepositoryException e) {
                         if (e.code() != RepositoryException.Code.DAMAGED) {
@@ -213,6 +213,26 @@ final class GarbageCollector {
             packsWritten += sealed.size();
         }
         return done;
+    }
+
+    /** Blobs of one pack, in offset order, cut into runs of adjacent blobs of at most {@link Restore#RUN_BYTES}. */
+    static List<List<Ref>> runs(List<Ref> blobs) {
+        List<List<Ref>> runs = new ArrayList<>();
+        List<Ref> run = new ArrayList<>();
+        long runBytes = 0;
+        for (Ref b : blobs) {
+            if (!run.isEmpty() && (!BlobReader.adjacent(run.getLast(), b) || runBytes + b.lengthBytes() > Restore.RUN_BYTES)) {
+                runs.add(run);
+                run = new ArrayList<>();
+                runBytes = 0;
+            }
+            run.add(b);
+            runBytes += b.lengthBytes();
+        }
+        if (!run.isEmpty()) {
+            runs.add(run);
+        }
+        return runs;
     }
 
     private static String randomHex() {

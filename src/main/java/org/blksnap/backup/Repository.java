@@ -566,6 +566,12 @@ public final class Repository implements AutoCloseable {
         return key;
     }
 
+    /**
+     * The repository's blob reader, made on the first call. That first call is not thread-safe (as
+     * before version 4): {@link PointReader#open}, restore, verify and gc call it from the one
+     * thread that drives this repository. The reader it returns is thread-safe, and so is the
+     * {@link BlobLocator} in it, which it loads on its first miss.
+     */
     BlobReader reader() {
         if (reader == null) {
             reader = new BlobReader(objects, key);
