@@ -63,6 +63,9 @@ final class GarbageCollector {
     private final Consumer<String> warn;
     private final PackInventory inventory;
     private final String runId = randomHex();
+    private final String lockKey = RepositoryLayout.GC_LOCK_PREFIX + randomHex();
+    /** When our lock was last written ({@link System#nanoTime}): a long mark or repack rewrites it. */
+    private long lockWrittenNanos;
     /** Live blobs by name (one ref each), from every point walked in this run: a superset is safe. */
     private final Map<Sha256, Ref> live = new HashMap<>();
     /** Packs the walked trees' refs name. */
@@ -96,9 +99,8 @@ final class GarbageCollector {
     }
 
     Repository.GcResult run() throws RepositoryException {
-        String lockKey = RepositoryLayout.GC_LOCK_PREFIX + randomHex();
         try {
-            Instant now = lockTime(lockKey);
+            Instant now = lockTime();
             relocatable = repo.formatVersion() == RepositoryLayout.VERSION_RELOCATABLE;
             // a live writer's pack may be open for a while (a slow incremental): only day-old leftovers go
             objects.dropIncomplete(null, now.minus(INCOMPLETE_AGE));
@@ -130,7 +132,7 @@ final class GarbageCollector {
                 condemn.addAll(repack(plan, inv));
                 if (!condemn.isEmpty()) {
                     objects.put(RepositoryLayout.CONDEMNED_PREFIX + randomHex(), WriterIndex.encodeCondemned(condemn));
-                    sweep(lockTime(lockKey));
+                    sweep(lockTime());
                 }
             }
             Set<PackId> waitingIds = WriterIndex.condemned(objects);
@@ -193,6 +195,7 @@ final class GarbageCollector {
                         warn.accept("gc: pack " + id + " is kept whole: " + e.getMessage() + " (run blksnap verify)");
                         continue;
                     }
+                    touchLock();
                     for (int i = 0; i < blobs.size(); i++) {
                         out.putStored(blobs.get(i).kind(), blobs.get(i).hash(), stored.get(i));
                         moved += blobs.get(i).lengthBytes();
@@ -242,11 +245,22 @@ final class GarbageCollector {
     }
 
     /**
+     * Rewrites our lock when it was written a {@link WriterSession#HEARTBEAT} ago or more, so that a
+     * mark or repack longer than {@link WriterSession#STALE} does not look like a dead gc to another.
+     */
+    private void touchLock() throws RepositoryException {
+        if (System.nanoTime() - lockWrittenNanos >= WriterSession.HEARTBEAT.toNanos()) {
+            lockTime();
+        }
+    }
+
+    /**
      * Rewrites our lock (the store's clock gives "now") and checks no other gc runs.
      *
      * @throws RepositoryException LOCKED another gc's lock is live
      */
-    private Instant lockTime(String lockKey) throws RepositoryException {
+    private Instant lockTime() throws RepositoryException {
+        lockWrittenNanos = System.nanoTime();
         String note = "host " + repo.host() + "\npid " + ProcessHandle.current().pid() + "\n";
         objects.put(lockKey, note.getBytes(StandardCharsets.UTF_8));
         Instant mine = null;
@@ -309,6 +323,7 @@ final class GarbageCollector {
         if (ref.kind() != NodeDescriptor.KIND_NODE || level < 0 || !walkedNodes.add(ref.hash())) {
             return;
         }
+        touchLock();
         Ref[] children = IndexTree.children(g, level, nodeIndex, ref, repo.reader());
         for (int e = 0; e < children.length; e++) {
             if (level == 0) {
