@@ -8,6 +8,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Random;
@@ -332,6 +333,52 @@ class RepackTest {
             }
             assertRestoreAndVerify(repo, points, images, "after-second-gc");
             assertThat(repo.packBytes()).isLessThan(neededChunkBytes(images) + (64 << 10));
+        }
+    }
+
+    @Test
+    void aPointReaderOpenedBeforeTheRepackReadsEveryChunkAfterItsPacksAreGoneThroughTheNewIndexObjects() throws Exception {
+        Repo repo = repo("dir");
+        Chain c;
+        try (FileExportServer nbd = new FileExportServer(Files.createDirectories(dir.resolve("nbd")), SIZE, "disk0");
+             Repository w = repo.writer()) {
+            c = chain(w, nbd.uri("disk0"), 5, 7);
+        }
+        try (Repository m = repo.maintenance()) {
+            m.prune(new Retention(3, 0, 0, 0), false);
+        }
+        Point p = c.points.get(3);
+        byte[] image = c.images.get(3);
+        try (Repository r = repo.reader()) {
+            PointReader pr = PointReader.open(r, p.id(), PointReader.NO_CACHE); // as serve holds it, for hours
+            assertThat(pr.readChunk(0)).isEqualTo(Arrays.copyOfRange(image, 0, BLOCK));
+            // a miss before the repack loads the reader's copies of the index objects as they are now
+            Ref anyChunk = new Ref(NodeDescriptor.KIND_CHUNK, Sha256.of(image, 0, BLOCK), PackId.random(), 16, BLOCK + 48);
+            assertThat(r.reader().read(anyChunk)).isEqualTo(Arrays.copyOfRange(image, 0, BLOCK));
+            try (Repository m = repo.maintenance()) {
+                Repository.GcResult gc = m.gc(Duration.ZERO, false, 1.0);
+                assertThat(gc.packsRepacked()).isNotEmpty();
+                assertThat(gc.packsRemoved()).as("readers hold no session: the packs go at once")
+                        .containsAll(gc.packsRepacked());
+            }
+            List<Ref> refs = new ArrayList<>();
+            IndexTree.walk(p.geometry(), ManifestDescriptor.rootRef(p), r.reader(), new IndexTree.Visitor() {
+                @Override
+                public void hole(long firstChunk, long chunkCount) {
+                }
+
+                @Override
+                public void chunk(int chunkIndex, Ref ref) {
+                    refs.add(ref);
+                }
+            });
+            long gone = refs.stream().filter(ref -> !Files.exists(dir.resolve("repo").resolve(
+                    RepositoryLayout.packKey(ref.pack())))).count();
+            assertThat(gone).as("chunks whose ref names a pack gc removed").isGreaterThan(BLOCKS / 4);
+            for (int i = 0; i < BLOCKS; i++) {
+                assertThat(pr.readChunk(i)).as("chunk %d", i)
+                        .isEqualTo(Arrays.copyOfRange(image, i * BLOCK, (i + 1) * BLOCK));
+            }
         }
     }
 
