@@ -11,8 +11,8 @@ import java.util.Set;
 /**
  * What gc's condemn phase does with each pack, given the live blobs (every blob a point's tree
  * names) and the copies the inventory knows. For each live blob one copy is kept: a copy is a
- * candidate when its pack exists, is not condemned already and the copy is not recorded damaged;
- * the ref's own place is preferred (restores then read where the tree says), else a copy an index
+ * candidate when its pack exists, is not condemned already and the copy is not recorded damaged
+ * (a damaged one only while no other is left); the ref's own place is preferred (restores then read where the tree says), else a copy an index
  * object lists. A pack none of whose blobs is a kept copy is unused; a pack whose kept copies are
  * less than {@code repackBelow} of its blob bytes is repacked (its kept copies move to new packs),
  * unless another pack that stays holds a candidate copy, which is then kept instead. A pack whose
@@ -131,14 +131,20 @@ final class RepackPlan {
         return false;
     }
 
+    /**
+     * The copies of a live blob that may be kept: in packs not condemned, not recorded damaged; when
+     * every such copy is recorded damaged, those (a damaged copy is not dropped while it is the
+     * only one: its pack stays, and a repack of it stops at the copy, which does not read).
+     */
     private static List<Ref> candidates(Ref live, PackInventory.Snapshot inv, Set<PackId> condemned, Set<Ref> damaged) {
-        List<Ref> out = new ArrayList<>();
+        List<Ref> good = new ArrayList<>();
+        List<Ref> bad = new ArrayList<>();
         for (Ref c : inv.copies().getOrDefault(live.hash(), List.of())) {
-            if (c.kind() == live.kind() && !condemned.contains(c.pack()) && !damaged.contains(DamagedCopies.normal(c))) {
-                out.add(c);
+            if (c.kind() == live.kind() && !condemned.contains(c.pack())) {
+                (damaged.contains(DamagedCopies.normal(c)) ? bad : good).add(c);
             }
         }
-        return out;
+        return good.isEmpty() ? bad : good;
     }
 
     private static Map<PackId, Long> liveBytes(Map<Sha256, Ref> kept) {
