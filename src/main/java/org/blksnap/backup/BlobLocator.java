@@ -10,7 +10,7 @@ import java.util.Set;
 
 /**
  * Where else a blob is: every copy of every blob the repository's index objects list
- * ({@code index/*.idx}, {@link BlobIndexDescriptor}), by name. A ref's pack and offset are a hint
+ * ({@code index/*.idx}, {@link BlobIndexDescriptor}), by name; those of the point's host first. A ref's pack and offset are a hint
  * since format version 4 (gc moves live blobs out of mostly dead packs, and drops duplicate and
  * damaged copies); a reader that does not find the named blob there asks this for the other
  * copies. Loaded on the first miss only, so a restore whose refs all hold costs nothing more than
@@ -35,18 +35,29 @@ final class BlobLocator {
 
     /**
      * The copies of blob {@code hash} of kind {@code kind} the index objects list, other than
-     * those in {@code tried} (pack and offset); loads the index objects on the first call, and
-     * reads the ones new since when none is left to try.
+     * those in {@code tried} (pack and offset). When the index objects read so far list none, reads
+     * the ones not read yet: first those of {@code host} (names {@code <host>+}, where gc lists
+     * the blobs it moved out of that host's packs, and {@code upgrade-}, {@code gc-}), then, if
+     * they do not answer either, every one.
      *
+     * @param host the host of the point the blob belongs to, or null
      * @throws RepositoryException IO listing or reading the index objects
      */
-    List<Ref> others(Sha256 hash, int kind, Set<Ref> tried) throws RepositoryException {
+    List<Ref> others(Sha256 hash, int kind, Set<Ref> tried, String host) throws RepositoryException {
         Map<Sha256, List<Ref>> seen = copies;
         List<Ref> found = filter(seen, hash, kind, tried);
         if (!found.isEmpty()) {
             return found;
         }
-        refresh(seen);
+        if (host != null) {
+            refresh(seen, List.of(host + "+", "upgrade-", "gc-"));
+            seen = copies;
+            found = filter(seen, hash, kind, tried);
+            if (!found.isEmpty()) {
+                return found;
+            }
+        }
+        refresh(seen, List.of(""));
         return filter(copies, hash, kind, tried);
     }
 
@@ -64,16 +75,20 @@ final class BlobLocator {
     }
 
     /**
-     * Reads the index objects not read yet (all of them, the first time), unless another thread
-     * did since the caller looked ({@code seen}): readers that miss at once list {@code index/} once.
+     * Reads the index objects of names {@code prefixes} not read yet, unless another thread did
+     * since the caller looked ({@code seen}): readers that miss at once list {@code index/} once.
      */
-    private synchronized void refresh(Map<Sha256, List<Ref>> seen) throws RepositoryException {
+    private synchronized void refresh(Map<Sha256, List<Ref>> seen, List<String> prefixes) throws RepositoryException {
         if (copies != seen) {
             return;
         }
         Map<Sha256, List<Ref>> next = copies == null ? new HashMap<>() : new HashMap<>(copies);
         boolean changed = copies == null;
-        for (ObjectStore.Entry e : objects.list(RepositoryLayout.INDEX + "/")) {
+        List<ObjectStore.Entry> listed = new ArrayList<>();
+        for (String prefix : prefixes) {
+            listed.addAll(objects.list(RepositoryLayout.INDEX + "/" + prefix));
+        }
+        for (ObjectStore.Entry e : listed) {
             if (!e.key().endsWith(RepositoryLayout.INDEX_SUFFIX) || loaded.contains(e.key())) {
                 continue;
             }

@@ -24,13 +24,14 @@ final class BlobReader {
     private final ObjectStore store;
     private final RepositoryKey key;
     private final BlobLocator locator;
+    /** The host whose index objects are looked at first on a miss ({@link #forHost}), or null. */
+    private final String host;
 
     /**
      * Decompression contexts for reuse: making one per blob cost a restore 3 % of its CPU (a profile:
      * ZSTD_createDCtx). At most as many as threads decode at once.
      */
-    private final java.util.concurrent.ConcurrentLinkedQueue<ZstdDecompressCtx> decompressors =
-            new java.util.concurrent.ConcurrentLinkedQueue<>();
+    private final java.util.concurrent.ConcurrentLinkedQueue<ZstdDecompressCtx> decompressors;
 
     /** Told of each copy of a blob found damaged where it lies (not of a pack that is gone: blobs move). */
     @FunctionalInterface
@@ -41,9 +42,26 @@ final class BlobReader {
 
     /** @param key the key of an encrypted repository (every blob sealed), or null (none sealed) */
     BlobReader(ObjectStore store, RepositoryKey key) {
+        this(store, key, new BlobLocator(store), null, new java.util.concurrent.ConcurrentLinkedQueue<>());
+    }
+
+    private BlobReader(ObjectStore store, RepositoryKey key, BlobLocator locator, String host,
+                       java.util.concurrent.ConcurrentLinkedQueue<ZstdDecompressCtx> decompressors) {
         this.store = store;
         this.key = key;
-        this.locator = new BlobLocator(store);
+        this.locator = locator;
+        this.host = host;
+        this.decompressors = decompressors;
+    }
+
+    /**
+     * This reader (the same locator and decompression contexts) for blobs of points of
+     * {@code host}: a miss looks at that host's index objects first ({@link BlobLocator#others}),
+     * where gc lists what it moved out of that host's packs, and at every index object only when
+     * they do not answer. {@code host} "" (a version 1 point) or null: every index object at once.
+     */
+    BlobReader forHost(String host) {
+        return new BlobReader(store, key, locator, host == null || host.isEmpty() ? null : host, decompressors);
     }
 
     /** The raw bytes of the blob {@code ref} names, checked against its name (see the class comment). */
@@ -86,7 +104,7 @@ final class BlobReader {
         java.util.Set<Ref> tried = new java.util.HashSet<>();
         tried.add(ref);
         while (true) {
-            List<Ref> others = locator.others(ref.hash(), ref.kind(), tried);
+            List<Ref> others = locator.others(ref.hash(), ref.kind(), tried, host);
             if (others.isEmpty()) {
                 throw new RepositoryException(first.code(), first.getMessage()
                         + (tried.size() == 1 ? "; the repository's index lists no other copy"

@@ -124,7 +124,7 @@ final class DeviceBackup {
         }
         long t2 = System.nanoTime();
         Ref root = IndexTree.build(g, changed, newRefs, plan.base() == null ? null : ManifestDescriptor.rootRef(plan.base()),
-                store, repo.reader());
+                store, repo.reader().forHost(repo.host()));
         long t3 = System.nanoTime();
         store.seal();
         long t4 = System.nanoTime();

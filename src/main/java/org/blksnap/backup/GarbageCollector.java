@@ -72,6 +72,8 @@ final class GarbageCollector {
     private final Set<PackId> refPacks = new HashSet<>();
     private final Set<String> walkedPoints = new HashSet<>();
     private final Set<Sha256> walkedNodes = new HashSet<>();
+    /** The reader of the point being marked ({@link BlobReader#forHost}). */
+    private BlobReader walking;
     private boolean relocatable;
     private int points;
     private final List<String> removed = new ArrayList<>();
@@ -308,6 +310,7 @@ final class GarbageCollector {
         for (Point p : current) {
             if (walkedPoints.add(p.id())) {
                 Geometry g = p.geometry();
+                walking = repo.reader().forHost(p.host());
                 walk(g, g.levels() - 1, 0, ManifestDescriptor.rootRef(p));
             }
         }
@@ -324,7 +327,7 @@ final class GarbageCollector {
             return;
         }
         touchLock();
-        Ref[] children = IndexTree.children(g, level, nodeIndex, ref, repo.reader());
+        Ref[] children = IndexTree.children(g, level, nodeIndex, ref, walking);
         for (int e = 0; e < children.length; e++) {
             if (level == 0) {
                 if (!children[e].isHole()) {

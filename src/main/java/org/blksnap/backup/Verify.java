@@ -27,6 +27,8 @@ final class Verify {
     /** Damaged copies met, by blob name; a good copy elsewhere may have answered the read. */
     private final Map<Sha256, Set<Ref>> damagedCopies = new LinkedHashMap<>();
     private final Map<Ref, String> damagedWhy = new LinkedHashMap<>();
+    /** The reader for the blobs of the point being walked ({@link BlobReader#forHost}). */
+    private BlobReader reader;
     private final BlobReader.DamageSink sink = (copy, why) -> {
         damagedCopies.computeIfAbsent(copy.hash(), k -> new LinkedHashSet<>()).add(copy);
         damagedWhy.putIfAbsent(copy, why.getMessage());
@@ -59,6 +61,7 @@ final class Verify {
                 problems.add(new Repository.Problem("manifest of " + p.id(), e.getMessage(), List.of(p.id())));
                 continue;
             }
+            reader = repo.reader().forHost(p.host());
             walk(p, p.geometry(), p.geometry().levels() - 1, 0, root);
         }
         for (Map.Entry<Sha256, String> e : bad.entrySet()) {
@@ -92,7 +95,7 @@ final class Verify {
         if (level >= 0 && ref.kind() == NodeDescriptor.KIND_NODE) {
             Ref[] children;
             try {
-                children = IndexTree.children(g, level, nodeIndex, ref, repo.reader(), sink);
+                children = IndexTree.children(g, level, nodeIndex, ref, reader, sink);
             } catch (RepositoryException e) {
                 if (e.code() != RepositoryException.Code.DAMAGED) {
                     throw e;
@@ -128,7 +131,7 @@ final class Verify {
             return;
         }
         try {
-            byte[] raw = repo.reader().read(ref, sink);
+            byte[] raw = reader.read(ref, sink);
             if (raw.length != g.chunkLengthBytes(chunkIndex)) {
                 markBad(p, ref, "is " + raw.length + " bytes where chunk " + chunkIndex + " is " + g.chunkLengthBytes(chunkIndex));
                 return;

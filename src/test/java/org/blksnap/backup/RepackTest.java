@@ -383,6 +383,63 @@ class RepackTest {
     }
 
     @Test
+    void aReaderThatMissesLoadsThePointsHostsIndexObjectsNotTheOtherHosts() throws Exception {
+        Repo repo = repo("dir");
+        Chain mine;
+        try (FileExportServer nbd = new FileExportServer(Files.createDirectories(dir.resolve("nbd")), SIZE, "disk0")) {
+            try (Repository w = repo.writer()) {
+                mine = chain(w, nbd.uri("disk0"), 3, 8);
+            }
+            try (Repository other = Repository.openForWriting(repo.where(), null, "h2", PACK_BYTES, m -> { })) {
+                chain(other, nbd.uri("disk0"), 3, 9);
+            }
+        }
+        try (Repository m = repo.maintenance()) {
+            m.prune(new Retention(1, 0, 0, 0), false);
+            assertThat(m.gc(Duration.ZERO, false, 1.0).packsRepacked()).isNotEmpty();
+        }
+        try (var idx = Files.list(dir.resolve("repo/index"))) {
+            assertThat(idx.map(f -> f.getFileName().toString())).as("gc lists what it moved by the host of the packs")
+                    .anyMatch(n -> n.startsWith("h1+gc-")).anyMatch(n -> n.startsWith("h2+gc-"));
+        }
+        Point p = mine.points.getLast();
+        byte[] image = mine.images.getLast();
+        List<String> fetched = java.util.Collections.synchronizedList(new ArrayList<>());
+        try (ObjectStore real = Repository.storeFor(repo.where())) {
+            ObjectStore recording = (ObjectStore) java.lang.reflect.Proxy.newProxyInstance(ObjectStore.class.getClassLoader(),
+                    new Class<?>[] {ObjectStore.class}, (proxy, method, args) -> {
+                        if (method.getName().equals("get")) {
+                            fetched.add((String) args[0]);
+                        }
+                        try {
+                            return method.invoke(real, args);
+                        } catch (java.lang.reflect.InvocationTargetException e) {
+                            throw e.getCause();
+                        }
+                    });
+            BlobReader reader = new BlobReader(recording, null).forHost(p.host());
+            byte[] restored = new byte[(int) SIZE];
+            int[] moved = {0};
+            IndexTree.walk(p.geometry(), ManifestDescriptor.rootRef(p), reader, new IndexTree.Visitor() {
+                @Override
+                public void hole(long firstChunk, long chunkCount) {
+                }
+
+                @Override
+                public void chunk(int chunkIndex, Ref ref) throws RepositoryException {
+                    if (!Files.exists(dir.resolve("repo").resolve(RepositoryLayout.packKey(ref.pack())))) {
+                        moved[0]++;
+                    }
+                    System.arraycopy(reader.read(ref), 0, restored, chunkIndex * BLOCK, BLOCK);
+                }
+            });
+            assertThat(moved[0]).as("chunks gc moved").isPositive();
+            assertThat(restored).isEqualTo(image);
+        }
+        assertThat(fetched).as("index objects read").isNotEmpty().allMatch(k -> !k.startsWith("index/h2+"));
+    }
+
+    @Test
     void aGcStoppedBetweenItsNewPacksAndItsCondemnedListLeavesAReadableRepositoryAndTheNextGcFinishes() throws Exception {
         Repo repo = repo("dir");
         Chain c;
