@@ -36,6 +36,8 @@ public final class Repository implements AutoCloseable {
     private final RepositoryKey key;
     private DedupScope dedupScope = DedupScope.ALL;
     private ChunkStore store;
+    /** The damaged copies recorded when {@link #store} loaded ({@link DamagedCopies#normal}). */
+    private java.util.Set<Ref> damagedCopies = java.util.Set.of();
     private BlobReader reader;
 
     private Repository(ObjectStore objects, String repoId, String host, WriterSession session,
@@ -595,8 +597,22 @@ public final class Repository implements AutoCloseable {
             WriterIndex.Loaded loaded = WriterIndex.load(objects, repoId,
                     dedupScope == DedupScope.HOST ? List.of(host + "+", "upgrade-") : List.of(""), warn);
             store = new ChunkStore(objects, session.id(), loaded.refs(), targetPackBytes, key);
+            damagedCopies = loaded.damaged();
         }
         return store;
+    }
+
+    /**
+     * The copies verify recorded damaged, as the writer's {@link #store} loaded them (empty before):
+     * an incremental backup reads their blocks again ({@link DeviceBackup}).
+     */
+    java.util.Set<Ref> damagedCopies() {
+        return damagedCopies;
+    }
+
+    /** Reports a non-fatal finding to this repository's warning sink. */
+    void warn(String message) {
+        warn.accept(message);
     }
 
     /** Every manifest's point or the error reading it, in file name order. */

@@ -26,8 +26,11 @@ final class WriterIndex {
     private WriterIndex() {
     }
 
-    /** What was loaded: the refs, and counts for the record. */
-    record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, Set<PackId> condemned) {
+    /**
+     * What was loaded: the refs, counts for the record, the condemned packs and the damaged copies
+     * ({@link DamagedCopies#normal}) left out.
+     */
+    record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, Set<PackId> condemned, Set<Ref> damaged) {
     }
 
     /**
@@ -174,6 +177,6 @@ final class WriterIndex {
                 // the cache is an optimization
             }
         }
-        return new Loaded(refs, present.size(), fetched, condemned);
+        return new Loaded(refs, present.size(), fetched, condemned, damaged);
     }
 }

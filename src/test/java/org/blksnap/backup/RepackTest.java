@@ -540,6 +540,43 @@ class RepackTest {
         }
     }
 
+    @Test
+    void anIncrementalAfterVerifyReadsTheDamagedBlockAgainAndHealsTheOlderPoints() throws Exception {
+        Repo repo = repo("dir");
+        byte[] v = new byte[(int) SIZE];
+        new Random(10).nextBytes(v);
+        try (FileExportServer nbd = new FileExportServer(Files.createDirectories(dir.resolve("nbd")), SIZE, "disk0")) {
+            String uri = nbd.uri("disk0");
+            RepositoryRoundTripTest.write(uri, 0, v);
+            Point p1;
+            Point p2;
+            try (Repository w = repo.writer()) {
+                p1 = w.backup(RepositoryRoundTripTest.source(uri, "g1", 1), null, Repository.Progress.NONE);
+                p2 = w.backup(RepositoryRoundTripTest.source(uri, "g1", 2), () -> new byte[BLOCKS], Repository.Progress.NONE);
+            }
+            Sha256 name = Sha256.of(v, 77 * BLOCK, BLOCK);
+            try (ObjectStore store = Repository.storeFor(repo.where())) {
+                Ref copy = new PackInventory(store, m -> { }).take().copies().get(name).getFirst();
+                String key = RepositoryLayout.packKey(copy.pack());
+                byte[] bytes = store.get(key, Integer.MAX_VALUE - 16);
+                bytes[(int) copy.offsetBytes() + PackDescriptor.BLOB_HEADER_BYTES + 5] ^= 0x10;
+                store.put(key, bytes);
+            }
+            try (Repository r = repo.reader()) {
+                assertThat(r.verify(null).problems()).singleElement()
+                        .satisfies(pr -> assertThat(pr.points()).containsExactlyInAnyOrder(p1.id(), p2.id()));
+            }
+            Point p3;
+            try (Repository w = repo.writer()) {
+                p3 = w.backup(RepositoryRoundTripTest.source(uri, "g1", 3), () -> new byte[BLOCKS], Repository.Progress.NONE);
+            }
+            assertThat(p3.kind()).isEqualTo("incremental");
+            assertThat(p3.bytesRead()).as("nothing changed, but the block of the damaged chunk is read again")
+                    .isEqualTo(BLOCK);
+            assertRestoreAndVerifyHealed(repo, List.of(p1, p2, p3), v);
+        }
+    }
+
     /** Every point restores to {@code v}; verify is clean but for the damaged copy, which a good copy answers. */
     private void assertRestoreAndVerifyHealed(Repo repo, List<Point> points, byte[] v) throws Exception {
         try (Repository r = repo.reader()) {
