@@ -53,6 +53,8 @@ final class GarbageCollector {
     static final Duration MARGIN = Duration.ofSeconds(2);
     /** The default repack threshold: a pack whose live blobs are less than half its blob bytes is repacked. */
     static final double DEFAULT_REPACK_BELOW = 0.5;
+    /** Blobs one index object of gc's lists at most (44 bytes each: well under {@link RepositoryLayout#MAX_INDEX_BYTES}). */
+    static final int MAX_INDEX_ENTRIES = 2_000_000;
     private static final SecureRandom RANDOM = new SecureRandom();
 
     private final Repository repo;
@@ -207,8 +209,19 @@ final class GarbageCollector {
                 out.seal();
                 sealed = out.drainSealed();
             }
-            if (!sealed.isEmpty()) {
-                objects.put(RepositoryLayout.indexKey(group.getKey() + "gc-" + runId), BlobIndexDescriptor.encode(sealed));
+            int part = 0;
+            List<ChunkStore.SealedPack> batch = new ArrayList<>();
+            long entries = 0;
+            for (int i = 0; i < sealed.size(); i++) {
+                batch.add(sealed.get(i));
+                entries += sealed.get(i).entries().size();
+                if (i == sealed.size() - 1 || entries + sealed.get(i + 1).entries().size() > MAX_INDEX_ENTRIES) {
+                    objects.put(RepositoryLayout.indexKey(group.getKey() + "gc-" + runId + (part == 0 ? "" : "-" + part)),
+                            BlobIndexDescriptor.encode(batch));
+                    part++;
+                    batch.clear();
+                    entries = 0;
+                }
             }
             done.addAll(copied);
             for (PackId id : copied) {

@@ -20,7 +20,7 @@ package org.blksnap.backup;
  *                                  where readers find a blob by name
  *   index/&lt;host&gt;+gc-&lt;16 hex&gt;.idx  the packs a gc wrote with blobs moved out of that host's packs
  *                                  (upgrade-gc-*, gc-*: out of an upgrade's packs, or of packs no
- *                                  index object listed)
+ *                                  index object listed; -1, -2, ...: more of one gc run)
  *   sessions/&lt;session&gt;.start      a writer began (host, pid); its time is the store's
  *   sessions/&lt;session&gt;.beat       the writer is alive (rewritten every HEARTBEAT), with the snapshot
  *                                  and storage a backup holds
