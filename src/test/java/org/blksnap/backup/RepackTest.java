@@ -439,6 +439,89 @@ class RepackTest {
         assertThat(fetched).as("index objects read").isNotEmpty().allMatch(k -> !k.startsWith("index/h2+"));
     }
 
+    @ParameterizedTest
+    @ValueSource(strings = {"dir", "s3"})
+    void twoHostsBackingUpWhilePruneAndRepackingGcRunInALoopLoseNoPointThatIsKept(String kind) throws Exception {
+        Repo repo = repo(kind);
+        java.util.Map<String, byte[]> images = new java.util.concurrent.ConcurrentHashMap<>();
+        java.util.concurrent.atomic.AtomicBoolean writing = new java.util.concurrent.atomic.AtomicBoolean(true);
+        List<Repository.GcResult> gcs = java.util.Collections.synchronizedList(new ArrayList<>());
+        // made first: two writers creating one repository at the same instant may see the other's tmp/ and refuse
+        repo.writer().close();
+        try (FileExportServer nbd = new FileExportServer(Files.createDirectories(dir.resolve("nbd")), SIZE, "disk0", "disk1");
+             var pool = java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor()) {
+            List<java.util.concurrent.Future<?>> writers = new ArrayList<>();
+            for (int h = 0; h < 2; h++) {
+                String host = "h" + (h + 1);
+                String device = "disk" + h;
+                String uri = nbd.uri(device);
+                long seed = 20 + h;
+                writers.add(pool.submit(() -> {
+                    Random r = new Random(seed);
+                    byte[] current = new byte[(int) SIZE];
+                    r.nextBytes(current);
+                    RepositoryRoundTripTest.write(uri, 0, current);
+                    byte[] map = new byte[BLOCKS];
+                    for (int snap = 1; snap <= 6; snap++) {
+                        if (snap > 1) {
+                            for (int n = 0; n < CHANGED; n++) {
+                                int b = r.nextInt(BLOCKS);
+                                byte[] chunk = new byte[BLOCK];
+                                r.nextBytes(chunk);
+                                System.arraycopy(chunk, 0, current, b * BLOCK, BLOCK);
+                                RepositoryRoundTripTest.write(uri, (long) b * BLOCK, chunk);
+                                map[b] = (byte) snap;
+                            }
+                        }
+                        byte[] m = map.clone();
+                        try (Repository w = Repository.openForWriting(repo.where(), null, host, PACK_BYTES, x -> { })) {
+                            Point p = w.backup(new Repository.BackupSource(device, uri, SIZE, BLOCK, "gen-" + host, snap),
+                                    snap == 1 ? null : () -> m, Repository.Progress.NONE);
+                            images.put(p.id(), current.clone());
+                        }
+                    }
+                    return null;
+                }));
+            }
+            java.util.concurrent.Future<?> collector = pool.submit(() -> {
+                while (writing.get()) {
+                    try (Repository m = repo.maintenance()) {
+                        m.prune(new Retention(2, 0, 0, 0), false);
+                        gcs.add(m.gc(Duration.ZERO, false, 1.0));
+                    }
+                    Thread.sleep(20);
+                }
+                return null;
+            });
+            try {
+                for (java.util.concurrent.Future<?> w : writers) {
+                    w.get();
+                }
+            } finally {
+                writing.set(false);
+            }
+            collector.get();
+        }
+        assertThat(gcs).as("gc runs beside the backups").isNotEmpty();
+        assertThat(gcs.stream().mapToLong(Repository.GcResult::bytesMoved).sum()).as("some of them repacked").isPositive();
+        List<Point> left;
+        try (Repository r = repo.reader()) {
+            left = r.points();
+        }
+        assertThat(left).hasSizeGreaterThanOrEqualTo(4);
+        assertRestoreAndVerify(repo, left, left.stream().map(p -> images.get(p.id())).toList(), "after-the-race");
+        try (Repository m = repo.maintenance()) {
+            m.prune(new Retention(2, 0, 0, 0), false);
+            m.gc(Duration.ZERO, false, 1.0);
+        }
+        try (Repository r = repo.reader()) {
+            left = r.points();
+        }
+        assertRestoreAndVerify(repo, left, left.stream().map(p -> images.get(p.id())).toList(), "after-a-last-gc");
+        assertThat(repo.packBytes()).isLessThan(neededChunkBytes(left.stream().map(p -> images.get(p.id())).toList())
+                + (64 << 10));
+    }
+
     @Test
     void aGcStoppedBetweenItsNewPacksAndItsCondemnedListLeavesAReadableRepositoryAndTheNextGcFinishes() throws Exception {
         Repo repo = repo("dir");
