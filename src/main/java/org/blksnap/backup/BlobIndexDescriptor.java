@@ -102,13 +102,19 @@ final class BlobIndexDescriptor {
 
     /** Adds the refs of a pack's entries to {@code index} (the first ref of a name stays). */
     static void addRefs(ChunkStore.SealedPack pack, Map<Sha256, Ref> index) {
+        addRefs(pack, index, java.util.Set.of());
+    }
+
+    /** {@link #addRefs(ChunkStore.SealedPack, Map)} less the copies in {@code damaged} ({@link DamagedCopies#normal}). */
+    static void addRefs(ChunkStore.SealedPack pack, Map<Sha256, Ref> index, java.util.Set<Ref> damaged) {
         for (byte[] e : pack.entries()) {
             ByteBuffer b = ByteBuffer.wrap(e);
             Sha256 hash = Sha256.read(b);
             int kind = b.get() & 0xff;
             long offset = b.getInt(PackDescriptor.ENTRY_BLOB_OFFSET_OFFSET) & 0xffffffffL;
             int length = b.getInt(PackDescriptor.ENTRY_BLOB_LENGTH_OFFSET);
-            if (length >= PackDescriptor.BLOB_HEADER_BYTES && length <= PackDescriptor.MAX_BLOB_BYTES) {
+            if (length >= PackDescriptor.BLOB_HEADER_BYTES && length <= PackDescriptor.MAX_BLOB_BYTES
+                    && (damaged.isEmpty() || !damaged.contains(new Ref(NodeDescriptor.KIND_CHUNK, hash, pack.id(), offset, length)))) {
                 index.putIfAbsent(hash, new Ref(kind, hash, pack.id(), offset, length));
             }
         }

@@ -163,6 +163,35 @@ final class ChunkStore implements AutoCloseable {
     }
 
     /**
+     * Appends a blob exactly as it is stored elsewhere (its 48-byte header and payload: gc's
+     * repack), unless this store holds a blob of that name and kind already. Nothing is compressed
+     * again; a sealed payload is copied sealed, for its associated data is its header (type,
+     * compression, lengths, name), not its pack or offset (CryptoDescriptor).
+     *
+     * @param stored the blob from its position to its limit; not modified
+     * @return where the copy is; durable once {@link #seal} returns
+     */
+    Ref putStored(int kind, Sha256 hash, ByteBuffer stored) throws RepositoryException {
+        lock.lock();
+        try {
+            if (broken != null) {
+                throw broken;
+            }
+            try {
+                Ref ref = appendLocked(new Blob(kind, hash, null), stored.slice());
+                if (open != null && open.positionBytes >= targetPackBytes) {
+                    sealLocked();
+                }
+                return ref;
+            } catch (RepositoryException | RuntimeException e) {
+                throw breakLocked(e);
+            }
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
      * The first failure of a write to the open pack (a full filesystem, say) leaves the pack in an
      * unknown state: every later put and seal fails with that same first error, so the backup
      * reports what went wrong, not a consequence of it (another writer thread finding the pack

@@ -78,6 +78,43 @@ final class DeviceBackup {
         return new Plan(last, "changes since point " + last.id() + " (snapshot " + last.snapNumber() + ")");
     }
 
+    /**
+     * Marks as changed the chunks whose base ref names a copy verify recorded damaged: the block's
+     * content is the base's (the CBT map says it did not change), so reading and storing it again
+     * puts a good copy of the same name in the repository, which heals every point that refers to
+     * the damaged one (readers find the good copy by name). Walks the whole base tree: only when
+     * damaged copies are recorded. A base node that does not read ends the search (with a
+     * warning), not the backup: the chunks found so far are read again.
+     */
+    private void rereadDamaged(Geometry g, Ref baseRoot, BitSet changed) throws RepositoryException {
+        java.util.Set<Ref> damaged = repo.damagedCopies();
+        try {
+            walkForDamaged(g, baseRoot, damaged, changed);
+        } catch (RepositoryException e) {
+            if (e.code() != RepositoryException.Code.DAMAGED) {
+                throw e;
+            }
+            repo.warn("backup of " + src.device() + ": the base point's tree does not read whole (" + e.getMessage()
+                    + "); only the damaged chunks found before are read again");
+        }
+    }
+
+    private void walkForDamaged(Geometry g, Ref baseRoot, java.util.Set<Ref> damaged, BitSet changed)
+            throws RepositoryException {
+        IndexTree.walk(g, baseRoot, repo.reader().forHost(repo.host()), new IndexTree.Visitor() {
+            @Override
+            public void hole(long firstChunk, long chunkCount) {
+            }
+
+            @Override
+            public void chunk(int chunkIndex, Ref ref) {
+                if (damaged.contains(DamagedCopies.normal(ref))) {
+                    changed.set(chunkIndex);
+                }
+            }
+        });
+    }
+
     Point run() throws RepositoryException {
         long startNanos = System.nanoTime();
         Instant start = Instant.now();
@@ -108,6 +145,9 @@ final class DeviceBackup {
             }
         }
         ChunkStore store = repo.store();
+        if (plan.base() != null && !repo.damagedCopies().isEmpty()) {
+            rereadDamaged(g, ManifestDescriptor.rootRef(plan.base()), changed);
+        }
         long newBytesBefore = store.newBytes();
         Ref[] newRefs = new Ref[g.chunkCount()];
         AtomicLong bytesRead = new AtomicLong();
@@ -125,7 +165,7 @@ final class DeviceBackup {
         }
         long t2 = System.nanoTime();
         Ref root = IndexTree.build(g, changed, newRefs, plan.base() == null ? null : ManifestDescriptor.rootRef(plan.base()),
-                store, repo.reader());
+                store, repo.reader().forHost(repo.host()));
         long t3 = System.nanoTime();
         store.seal();
         long t4 = System.nanoTime();

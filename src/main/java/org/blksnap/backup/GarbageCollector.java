@@ -14,27 +14,36 @@ import java.util.Set;
 import java.util.function.Consumer;
 
 /**
- * Removes packs no point uses, safely while other hosts back up into the same repository, with
+ * Removes what no point needs, safely while other hosts back up into the same repository, with
  * no lock between writers and gc: a two-phase mark with the store's own timestamps.
  *
  * <ol>
- * <li><b>Condemn.</b> gc marks every pack a point's tree uses and writes the unused ones to a new
+ * <li><b>Condemn.</b> gc marks the live blobs (every blob a point's tree names, by name) and plans
+ *     each pack ({@link RepackPlan}): a pack holding no kept copy of a live blob is unused; a pack
+ *     whose kept copies are less than the repack threshold of its blob bytes has them copied, as
+ *     they are stored (no recompression; a sealed payload stays sealed: its associated data is its
+ *     header, which names the blob, not its place), into new packs written as a writer writes them,
+ *     durable, with an index object of their own; only then are both kinds written to a new
  *     {@code gc/condemned-<id>} list. From then on a writer that begins (its session's start marker
- *     is newer than the list) leaves those packs out of what it deduplicates against, so it never
- *     starts to reference them.</li>
+ *     is newer than the list) leaves those packs out of what it deduplicates against.</li>
  * <li><b>Sweep.</b> A pack of a condemned list written at time C is removed when (a) C is older
  *     than the grace period, (b) no live writer session began before C + {@link #MARGIN} (such a
  *     writer may hold a ref to the pack from before the list; a session is live until its markers
- *     are {@link WriterSession#STALE}), and (c) a fresh mark, taken after the session listing, still
- *     finds no point using it (a writer that finished in the meantime has its manifest visible by
- *     then; a used pack is taken off the list). Index objects naming removed packs are rewritten
- *     without them before the packs go.</li>
+ *     are {@link WriterSession#STALE}), and (c) a fresh mark, taken after the session listing, finds
+ *     every live blob it holds also in a pack that stays, an index object lists, and no verify
+ *     recorded damaged (readers find that copy by name, {@link BlobLocator}); otherwise the pack is
+ *     taken off its list (rescued). Index objects naming removed packs are rewritten without them
+ *     before the packs go.</li>
  * </ol>
- * One gc run does both: it sweeps older lists, condemns, and sweeps its own list at once when
- * nothing blocks it (grace zero, no older writer live). Two gc runs at once: each writes a
- * {@code gc/lock-<id>} and lists the others; one that sees another live lock removes its own and
- * stops with {@code LOCKED} (both may stop; neither proceeds unsafely). A pack that some point uses
- * is kept whole: format version 2 cannot move blobs (refs carry their pack and offset).
+ * Moving a blob a ref names (repacking, or dropping a duplicate or damaged copy) makes the
+ * repository format version 4 first ({@link Repository#allowRelocation}); with a repack threshold
+ * of 0 a version 2 or 3 repository stays as it is, and only packs no ref names go.
+ * One gc run does both phases: it sweeps older lists, condemns, and sweeps its own list at once
+ * when nothing blocks it (grace zero, no older writer live). A gc killed after writing new packs
+ * and before its list leaves duplicate copies, which the next gc condemns (it keeps the copies in
+ * packs that stay). Two gc runs at once: each writes a {@code gc/lock-<id>} and lists the others;
+ * one that sees another live lock removes its own and stops with {@code LOCKED}.
+ * Memory: a {@link Ref} per live blob and per blob copy in the repository.
  * Not thread-safe: {@link #run} once.
  */
 final class GarbageCollector {
@@ -42,78 +51,206 @@ final class GarbageCollector {
     static final Duration INCOMPLETE_AGE = Duration.ofDays(1);
     /** Resolution of the store's timestamps (S3 gives seconds), with room. */
     static final Duration MARGIN = Duration.ofSeconds(2);
+    /** The default repack threshold: a pack whose live blobs are less than half its blob bytes is repacked. */
+    static final double DEFAULT_REPACK_BELOW = 0.5;
+    /** Blobs one index object of gc's lists at most (44 bytes each: well under {@link RepositoryLayout#MAX_INDEX_BYTES}). */
+    static final int MAX_INDEX_ENTRIES = 2_000_000;
     private static final SecureRandom RANDOM = new SecureRandom();
 
     private final Repository repo;
     private final ObjectStore objects;
     private final Duration grace;
     private final boolean dryRun;
+    private final double repackBelow;
     private final Consumer<String> warn;
-    /** Packs each point's tree uses, by point id, so a second mark walks only new points. */
-    private final Map<String, Set<PackId>> marked = new HashMap<>();
+    private final PackInventory inventory;
+    private final String runId = randomHex();
+    private final String lockKey = RepositoryLayout.GC_LOCK_PREFIX + randomHex();
+    /** When our lock was last written ({@link System#nanoTime}): a long mark or repack rewrites it. */
+    private long lockWrittenNanos;
+    /** Live blobs by name (one ref each), from every point walked in this run: a superset is safe. */
+    private final Map<Sha256, Ref> live = new HashMap<>();
+    /** Packs the walked trees' refs name. */
+    private final Set<PackId> refPacks = new HashSet<>();
+    private final Set<String> walkedPoints = new HashSet<>();
+    private final Set<Sha256> walkedNodes = new HashSet<>();
+    /** The reader of the point being marked ({@link BlobReader#forHost}). */
+    private BlobReader walking;
+    private boolean relocatable;
     private int points;
     private final List<String> removed = new ArrayList<>();
     private long removedBytes;
+    private final List<String> repacked = new ArrayList<>();
+    private long movedBytes;
+    private int packsWritten;
 
-    GarbageCollector(Repository repo, Duration grace, boolean dryRun, Consumer<String> warn) {
+    /**
+     * @param repackBelow a pack whose live blobs are less than this fraction of its blob bytes is
+     *                    repacked: 0 never (a version 2 or 3 repository then stays readable by older
+     *                    blksnap), 1 any pack with a dead byte
+     */
+    GarbageCollector(Repository repo, Duration grace, boolean dryRun, double repackBelow, Consumer<String> warn) {
+        if (!(repackBelow >= 0 && repackBelow <= 1)) {
+            throw new IllegalArgumentException("repackBelow (" + repackBelow + ") must be within 0..1");
+        }
         this.repo = repo;
         this.objects = repo.objects();
         this.grace = grace;
         this.dryRun = dryRun;
+        this.repackBelow = repackBelow;
         this.warn = warn;
+        this.inventory = new PackInventory(objects, warn);
     }
 
     Repository.GcResult run() throws RepositoryException {
-        String lockKey = RepositoryLayout.GC_LOCK_PREFIX + randomHex();
         try {
-            Instant now = lockTime(lockKey);
+            Instant now = lockTime();
+            relocatable = repo.formatVersion() == RepositoryLayout.VERSION_RELOCATABLE;
             // a live writer's pack may be open for a while (a slow incremental): only day-old leftovers go
             objects.dropIncomplete(null, now.minus(INCOMPLETE_AGE));
-            Map<String, ObjectStore.Entry> packs = new HashMap<>();
-            for (ObjectStore.Entry e : objects.list(RepositoryLayout.PACKS + "/")) {
-                if (e.key().endsWith(PackDescriptor.SUFFIX)) {
-                    packs.put(e.key(), e);
-                }
-            }
-            sweep(now, packs);
-            Set<PackId> used = mark();
+            sweep(now);
+            mark();
+            PackInventory.Snapshot inv = inventory.take();
             Set<PackId> alreadyCondemned = WriterIndex.condemned(objects);
-            Set<PackId> unused = new HashSet<>();
-            for (String key : packs.keySet()) {
-                PackId id = PackScan.packId(key);
-                if (!used.contains(id) && !alreadyCondemned.contains(id)) {
-                    unused.add(id);
+            RepackPlan.Plan plan = RepackPlan.plan(live, refPacks, inv, alreadyCondemned, DamagedCopies.load(objects),
+                    repackBelow, relocatable || repackBelow > 0);
+            Set<PackId> condemn = new HashSet<>(plan.unused());
+            if (dryRun) {
+                for (Map.Entry<PackId, List<Ref>> r : plan.repack().entrySet()) {
+                    repacked.add(r.getKey() + PackDescriptor.SUFFIX);
+                }
+                movedBytes = plan.bytesToMove();
+                condemn.addAll(plan.repack().keySet());
+                if (!condemn.isEmpty() && grace.isZero()
+                        && WriterSession.list(objects).stream().noneMatch(m -> m.aliveAt(now))) {
+                    for (PackId id : condemn) { // what this run would condemn and, with nothing to wait for, remove at once
+                        removed.add(id + PackDescriptor.SUFFIX);
+                        removedBytes += inv.packs().get(id).sizeBytes();
+                    }
+                }
+            } else {
+                if (plan.relocates() && !relocatable) {
+                    relocatable = true;
+                    repo.allowRelocation();
+                }
+                condemn.addAll(repack(plan, inv));
+                if (!condemn.isEmpty()) {
+                    objects.put(RepositoryLayout.CONDEMNED_PREFIX + randomHex(), WriterIndex.encodeCondemned(condemn));
+                    sweep(lockTime());
                 }
             }
-            if (!unused.isEmpty() && !dryRun) {
-                objects.put(RepositoryLayout.CONDEMNED_PREFIX + randomHex(), WriterIndex.encodeCondemned(unused));
-                sweep(lockTime(lockKey), packs);
-            } else if (!unused.isEmpty() && grace.isZero()
-                    && WriterSession.list(objects).stream().noneMatch(m -> m.aliveAt(now))) {
-                for (PackId id : unused) { // what this run would condemn and, with nothing to wait for, remove at once
-                    removed.add(id + PackDescriptor.SUFFIX);
-                    removedBytes += packs.get(RepositoryLayout.packKey(id)).sizeBytes();
-                }
+            Set<PackId> waitingIds = WriterIndex.condemned(objects);
+            if (dryRun) {
+                waitingIds.addAll(condemn);
             }
+            Set<String> gone = new HashSet<>(removed);
             int waiting = 0;
             int kept = 0;
-            Set<PackId> finalUsed = mark();
-            Set<String> gone = new HashSet<>(removed);
-            for (String key : packs.keySet()) {
-                String name = key.substring(key.lastIndexOf('/') + 1);
-                if (gone.contains(name)) {
+            for (ObjectStore.Entry e : objects.list(RepositoryLayout.PACKS + "/")) {
+                if (!e.key().endsWith(PackDescriptor.SUFFIX) || gone.contains(e.key().substring(e.key().lastIndexOf('/') + 1))) {
                     continue;
                 }
-                if (finalUsed.contains(PackScan.packId(key))) {
-                    kept++;
-                } else {
+                if (waitingIds.contains(PackScan.packId(e.key()))) {
                     waiting++;
+                } else {
+                    kept++;
                 }
             }
-            return new Repository.GcResult(points, kept, waiting, removed.stream().sorted().toList(), removedBytes, dryRun);
+            return new Repository.GcResult(points, kept, waiting, removed.stream().sorted().toList(), removedBytes, dryRun,
+                    repacked.stream().sorted().toList(), movedBytes, packsWritten);
         } finally {
             objects.delete(lockKey);
         }
+    }
+
+    /**
+     * Copies the kept blobs of the packs to repack into new packs (one set of packs and one index
+     * object per origin of the old packs: {@code <host>+gc-<id>}, so a writer that loads only its
+     * host's index objects still finds them), durable before this returns; each blob's stored bytes
+     * are checked (decoded and re-hashed) before they are copied. A pack with a blob that does not
+     * read is kept whole (named in a warning): it may hold the only copy.
+     *
+     * @return the packs whose blobs are all copied: they may be condemned
+     */
+    private Set<PackId> repack(RepackPlan.Plan plan, PackInventory.Snapshot inv) throws RepositoryException {
+        Map<String, List<PackId>> byOrigin = new java.util.TreeMap<>();
+        for (PackId id : plan.repack().keySet()) {
+            byOrigin.computeIfAbsent(inv.origin().getOrDefault(id, ""), k -> new ArrayList<>()).add(id);
+        }
+        Set<PackId> done = new HashSet<>();
+        for (Map.Entry<String, List<PackId>> group : byOrigin.entrySet()) {
+            List<PackId> ids = group.getValue();
+            ids.sort(java.util.Comparator.comparing(PackId::toString));
+            List<PackId> copied = new ArrayList<>();
+            long moved = 0;
+            List<ChunkStore.SealedPack> sealed;
+            try (ChunkStore out = new ChunkStore(objects, "gc-" + runId, Map.of(), PackDescriptor.TARGET_PACK_BYTES, repo.key())) {
+                for (PackId id : ids) {
+                    List<Ref> blobs = plan.repack().get(id);
+                    List<java.nio.ByteBuffer> stored = new ArrayList<>(blobs.size());
+                    try {
+                        for (List<Ref> run : runs(blobs)) {
+                            stored.addAll(repo.reader().readStoredExactly(run));
+                        }
+                    } catch (RepositoryException e) {
+                        if (e.code() != RepositoryException.Code.DAMAGED) {
+                            throw e;
+                        }
+                        warn.accept("gc: pack " + id + " is kept whole: " + e.getMessage() + " (run blksnap verify)");
+                        continue;
+                    }
+                    touchLock();
+                    for (int i = 0; i < blobs.size(); i++) {
+                        out.putStored(blobs.get(i).kind(), blobs.get(i).hash(), stored.get(i));
+                        moved += blobs.get(i).lengthBytes();
+                    }
+                    copied.add(id);
+                }
+                out.seal();
+                sealed = out.drainSealed();
+            }
+            int part = 0;
+            List<ChunkStore.SealedPack> batch = new ArrayList<>();
+            long entries = 0;
+            for (int i = 0; i < sealed.size(); i++) {
+                batch.add(sealed.get(i));
+                entries += sealed.get(i).entries().size();
+                if (i == sealed.size() - 1 || entries + sealed.get(i + 1).entries().size() > MAX_INDEX_ENTRIES) {
+                    objects.put(RepositoryLayout.indexKey(group.getKey() + "gc-" + runId + (part == 0 ? "" : "-" + part)),
+                            BlobIndexDescriptor.encode(batch));
+                    part++;
+                    batch.clear();
+                    entries = 0;
+                }
+            }
+            done.addAll(copied);
+            for (PackId id : copied) {
+                repacked.add(id + PackDescriptor.SUFFIX);
+            }
+            movedBytes += moved;
+            packsWritten += sealed.size();
+        }
+        return done;
+    }
+
+    /** Blobs of one pack, in offset order, cut into runs of adjacent blobs of at most {@link Restore#RUN_BYTES}. */
+    static List<List<Ref>> runs(List<Ref> blobs) {
+        List<List<Ref>> runs = new ArrayList<>();
+        List<Ref> run = new ArrayList<>();
+        long runBytes = 0;
+        for (Ref b : blobs) {
+            if (!run.isEmpty() && (!BlobReader.adjacent(run.getLast(), b) || runBytes + b.lengthBytes() > Restore.RUN_BYTES)) {
+                runs.add(run);
+                run = new ArrayList<>();
+                runBytes = 0;
+            }
+            run.add(b);
+            runBytes += b.lengthBytes();
+        }
+        if (!run.isEmpty()) {
+            runs.add(run);
+        }
+        return runs;
     }
 
     private static String randomHex() {
@@ -123,11 +260,22 @@ final class GarbageCollector {
     }
 
     /**
+     * Rewrites our lock when it was written a {@link WriterSession#HEARTBEAT} ago or more, so that a
+     * mark or repack longer than {@link WriterSession#STALE} does not look like a dead gc to another.
+     */
+    private void touchLock() throws RepositoryException {
+        if (System.nanoTime() - lockWrittenNanos >= WriterSession.HEARTBEAT.toNanos()) {
+            lockTime();
+        }
+    }
+
+    /**
      * Rewrites our lock (the store's clock gives "now") and checks no other gc runs.
      *
      * @throws RepositoryException LOCKED another gc's lock is live
      */
-    private Instant lockTime(String lockKey) throws RepositoryException {
+    private Instant lockTime() throws RepositoryException {
+        lockWrittenNanos = System.nanoTime();
         String note = "host " + repo.host() + "\npid " + ProcessHandle.current().pid() + "\n";
         objects.put(lockKey, note.getBytes(StandardCharsets.UTF_8));
         Instant mine = null;
@@ -164,76 +312,58 @@ final class GarbageCollector {
         return mine;
     }
 
-    /** The packs the current points use; walks only points not walked before. */
-    private Set<PackId> mark() throws RepositoryException {
+    /**
+     * Adds the blobs of the points not walked yet in this run to {@link #live} and their packs to
+     * {@link #refPacks}. A point pruned since an earlier mark of this run stays counted: a superset
+     * of the live blobs only keeps more.
+     */
+    private void mark() throws RepositoryException {
         List<Point> current = repo.points();
         points = current.size();
-        Set<String> ids = new HashSet<>();
-        Set<PackId> used = new HashSet<>();
         for (Point p : current) {
-            ids.add(p.id());
-            Set<PackId> packs = marked.get(p.id());
-            if (packs == null) {
-                packs = walk(p);
-                marked.put(p.id(), packs);
+            if (walkedPoints.add(p.id())) {
+                Geometry g = p.geometry();
+                walking = repo.reader().forHost(p.host());
+                walk(g, g.levels() - 1, 0, ManifestDescriptor.rootRef(p));
             }
-            used.addAll(packs);
         }
-        marked.keySet().retainAll(ids);
-        return used;
     }
 
-    /**
-     * The packs a point's tree uses. A node already walked for another point (a shared subtree:
-     * the same hash is the same content) is not read again; its packs are in that point's set,
-     * and in {@link #sharedPacks}, which every later point's set includes.
-     */
-    private Set<PackId> walk(Point p) throws RepositoryException {
-        Set<PackId> used = new HashSet<>();
-        Ref root = ManifestDescriptor.rootRef(p);
-        Geometry g = p.geometry();
-        walk(g, g.levels() - 1, 0, root, used);
-        return used;
-    }
-
-    /** Nodes walked so far in this run, and the packs under them. */
-    private final Set<Sha256> walkedNodes = new HashSet<>();
-    private final Set<PackId> sharedPacks = new HashSet<>();
-
-    private void walk(Geometry g, int level, long nodeIndex, Ref ref, Set<PackId> used) throws RepositoryException {
+    /** Marks {@code ref} and, for a node not walked before in this run (a shared subtree is one blob), what it names. */
+    private void walk(Geometry g, int level, long nodeIndex, Ref ref) throws RepositoryException {
         if (ref.isHole()) {
             return;
         }
-        used.add(ref.pack());
-        if (ref.kind() != NodeDescriptor.KIND_NODE || level < 0) {
+        live.putIfAbsent(ref.hash(), ref);
+        refPacks.add(ref.pack());
+        if (ref.kind() != NodeDescriptor.KIND_NODE || level < 0 || !walkedNodes.add(ref.hash())) {
             return;
         }
-        if (!walkedNodes.add(ref.hash())) {
-            used.addAll(sharedPacks); // walked before: its packs are among those of the points walked so far
-            return;
-        }
-        Ref[] children = IndexTree.children(g, level, nodeIndex, ref, repo.reader());
+        touchLock();
+        Ref[] children = IndexTree.children(g, level, nodeIndex, ref, walking);
         for (int e = 0; e < children.length; e++) {
             if (level == 0) {
                 if (!children[e].isHole()) {
-                    used.add(children[e].pack());
+                    live.putIfAbsent(children[e].hash(), children[e]);
+                    refPacks.add(children[e].pack());
                 }
             } else {
-                walk(g, level - 1, nodeIndex * g.fanout() + e, children[e], used);
+                walk(g, level - 1, nodeIndex * g.fanout() + e, children[e]);
             }
         }
-        sharedPacks.addAll(used);
     }
 
     /** Sweeps every condemned list that may be swept now (see the class comment). */
-    private void sweep(Instant now, Map<String, ObjectStore.Entry> packs) throws RepositoryException {
+    private void sweep(Instant now) throws RepositoryException {
         List<ObjectStore.Entry> lists = objects.list(RepositoryLayout.CONDEMNED_PREFIX);
         if (lists.isEmpty()) {
             return;
         }
         List<WriterSession.Marker> sessions = WriterSession.list(objects); // before the mark: see (c)
-        Set<PackId> used = mark();
-        Set<PackId> removable = new HashSet<>();
+        mark();
+        PackInventory.Snapshot inv = inventory.take();
+        Set<Ref> damaged = DamagedCopies.load(objects);
+        Set<PackId> removable = new java.util.TreeSet<>(java.util.Comparator.comparing(PackId::toString));
         Map<String, Set<PackId>> listed = new HashMap<>();
         for (ObjectStore.Entry list : lists) {
             Set<PackId> condemned;
@@ -257,46 +387,104 @@ final class GarbageCollector {
                     break;
                 }
             }
-            if (blocked) {
-                continue;
-            }
-            for (PackId id : condemned) {
-                if (!used.contains(id)) {
-                    removable.add(id); // (c)
-                }
+            if (!blocked) {
+                removable.addAll(condemned);
             }
         }
+        Set<PackId> rescued = rescue(removable, inv, damaged); // (c)
+        removable.retainAll(inv.packs().keySet());
         if (dryRun) {
             for (PackId id : removable) {
-                ObjectStore.Entry e = packs.get(RepositoryLayout.packKey(id));
-                if (e != null && !removed.contains(id + PackDescriptor.SUFFIX)) {
+                if (!removed.contains(id + PackDescriptor.SUFFIX)) {
                     removed.add(id + PackDescriptor.SUFFIX);
-                    removedBytes += e.sizeBytes();
+                    removedBytes += inv.packs().get(id).sizeBytes();
                 }
             }
             return;
         }
         if (!removable.isEmpty()) {
+            boolean relocates = false;
+            for (PackId id : removable) {
+                relocates |= refPacks.contains(id) || RepackPlan.holdsLive(inv.entries().get(id), live);
+            }
+            if (relocates && !relocatable) {
+                relocatable = true;
+                repo.allowRelocation();
+            }
             rewriteIndexObjects(removable);
             for (PackId id : removable) {
-                String key = RepositoryLayout.packKey(id);
-                ObjectStore.Entry e = packs.get(key);
-                objects.delete(key);
-                if (e != null) {
-                    removed.add(id + PackDescriptor.SUFFIX);
-                    removedBytes += e.sizeBytes();
-                }
+                objects.delete(RepositoryLayout.packKey(id));
+                removed.add(id + PackDescriptor.SUFFIX);
+                removedBytes += inv.packs().get(id).sizeBytes();
             }
+            forgetDamaged(removable);
         }
-        // lists lose the packs removed and those a point uses again (rescued); an empty list goes
+        // lists lose the packs removed, those rescued, and those that are gone; an empty list goes
         for (Map.Entry<String, Set<PackId>> l : listed.entrySet()) {
             Set<PackId> rest = new HashSet<>(l.getValue());
             rest.removeAll(removable);
-            rest.removeAll(used);
+            rest.removeAll(rescued);
+            rest.retainAll(inv.packs().keySet());
             if (rest.isEmpty()) {
                 objects.delete(l.getKey());
             } else if (rest.size() != l.getValue().size()) {
                 objects.put(l.getKey(), WriterIndex.encodeCondemned(rest));
+            }
+        }
+    }
+
+    /**
+     * Rule (c): takes out of {@code removable} (and returns) each pack that holds a live blob of
+     * which no good copy is left in an indexed pack that stays, or that a ref names while the
+     * repository is not of version 4, or whose blobs are unknown and a ref names it. Packs are
+     * looked at in a fixed order, so of two condemned packs holding the only copies of a blob the
+     * first stays and the second goes.
+     */
+    private Set<PackId> rescue(Set<PackId> removable, PackInventory.Snapshot inv, Set<Ref> damaged) {
+        Set<PackId> rescued = new HashSet<>();
+        for (PackId id : List.copyOf(removable)) {
+            if (!inv.packs().containsKey(id)) {
+                continue;
+            }
+            List<Ref> entries = inv.entries().get(id);
+            boolean needed = refPacks.contains(id) && (entries == null || !relocatable && repackBelow == 0);
+            for (Ref r : entries == null || needed ? List.<Ref>of() : entries) {
+                Ref l = live.get(r.hash());
+                if (l != null && l.kind() == r.kind() && !availableElsewhere(r, removable, inv, damaged)) {
+                    needed = true;
+                    break;
+                }
+            }
+            if (needed) {
+                removable.remove(id);
+                rescued.add(id);
+            }
+        }
+        return rescued;
+    }
+
+    private static boolean availableElsewhere(Ref copy, Set<PackId> removable, PackInventory.Snapshot inv, Set<Ref> damaged) {
+        for (Ref c : inv.copies().getOrDefault(copy.hash(), List.of())) {
+            if (c.kind() == copy.kind() && !removable.contains(c.pack()) && inv.indexed().contains(c.pack())
+                    && !damaged.contains(DamagedCopies.normal(c))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Drops the damaged copies recorded in packs that are gone now. */
+    private void forgetDamaged(Set<PackId> gone) throws RepositoryException {
+        for (ObjectStore.Entry e : objects.list(RepositoryLayout.DAMAGED + "/")) {
+            Set<Ref> recorded = DamagedCopies.loadOne(objects, e.key());
+            Set<Ref> copies = new java.util.LinkedHashSet<>();
+            for (Ref r : recorded) {
+                if (!gone.contains(r.pack())) {
+                    copies.add(r);
+                }
+            }
+            if (copies.size() != recorded.size()) {
+                DamagedCopies.write(objects, e.key(), copies);
             }
         }
     }

@@ -79,6 +79,12 @@ final class IndexTree {
 
     /** The refs a node lists: read and checked against the geometry, or all holes for a hole. */
     static Ref[] children(Geometry g, int level, long nodeIndex, Ref ref, BlobReader reader) throws RepositoryException {
+        return children(g, level, nodeIndex, ref, reader, null);
+    }
+
+    /** {@link #children(Geometry, int, long, Ref, BlobReader)}, telling {@code sink} (may be null) of damaged copies met. */
+    static Ref[] children(Geometry g, int level, long nodeIndex, Ref ref, BlobReader reader, BlobReader.DamageSink sink)
+            throws RepositoryException {
         int n = g.entries(level, nodeIndex);
         if (ref.isHole()) {
             Ref[] holes = new Ref[n];
@@ -89,7 +95,7 @@ final class IndexTree {
             throw new RepositoryException(RepositoryException.Code.DAMAGED, ref + " stands where a node of level "
                     + level + " belongs");
         }
-        return decode(ref, reader.read(ref), level, n);
+        return decode(ref, reader.read(ref, sink), level, n);
     }
 
     static byte[] encode(int level, Ref[] children) {

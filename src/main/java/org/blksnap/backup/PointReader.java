@@ -104,7 +104,7 @@ public final class PointReader {
         } catch (IllegalArgumentException e) {
             throw new RepositoryException(RepositoryException.Code.DAMAGED, "point " + p.id() + ": " + e.getMessage());
         }
-        return new PointReader(p, root, repo.reader(), cache);
+        return new PointReader(p, root, repo.reader().forHost(p.host()), cache);
     }
 
     /** The point's manifest. */

@@ -36,6 +36,8 @@ public final class Repository implements AutoCloseable {
     private final RepositoryKey key;
     private DedupScope dedupScope = DedupScope.ALL;
     private ChunkStore store;
+    /** The damaged copies recorded when {@link #store} loaded ({@link DamagedCopies#normal}). */
+    private java.util.Set<Ref> damagedCopies = java.util.Set.of();
     private BlobReader reader;
 
     private Repository(ObjectStore objects, String repoId, String host, WriterSession session,
@@ -435,6 +437,44 @@ public final class Repository implements AutoCloseable {
                 + " (several writers may now share it; blksnap versions before this one refuse it)");
     }
 
+    /**
+     * Makes this repository format version 4 (RepositoryLayout) before gc first moves a blob a ref
+     * names or drops a copy of one: version 2 and 3 readers take a ref's place as exact, and
+     * would report the moved blobs as damaged (and their gc would remove the packs gc made);
+     * from now on they refuse the repository with VERSION. Only the version line changes (id,
+     * encryption and key check stay). Nothing is done for a repository of version 4 already.
+     *
+     * @return whether the config was rewritten
+     */
+    boolean allowRelocation() throws RepositoryException {
+        Config c = readConfig(objects);
+        if (c.version() == RepositoryLayout.VERSION_RELOCATABLE) {
+            return false;
+        }
+        if (c.version() != RepositoryLayout.VERSION && c.version() != RepositoryLayout.VERSION_ENCRYPTED) {
+            throw new IllegalStateException("repository " + location() + " is of format version " + c.version()
+                    + ", not 2 or 3 (open it for maintenance first: that upgrades version 1)");
+        }
+        String text = new String(objects.get(RepositoryLayout.CONFIG, RepositoryLayout.MAX_CONFIG_BYTES),
+                StandardCharsets.UTF_8);
+        String was = "\nversion " + c.version() + "\n";
+        if (!text.contains(was)) {
+            throw new RepositoryException(RepositoryException.Code.DAMAGED, objects.describe(RepositoryLayout.CONFIG)
+                    + " has no line 'version " + c.version() + "'");
+        }
+        objects.put(RepositoryLayout.CONFIG, text.replaceFirst(was, "\nversion " + RepositoryLayout.VERSION_RELOCATABLE
+                + "\n").getBytes(StandardCharsets.UTF_8));
+        warn.accept("repository " + location() + " is now of format version " + RepositoryLayout.VERSION_RELOCATABLE
+                + " (gc moves blobs out of mostly unused packs; blksnap versions before this one refuse it; "
+                + "`gc --repack-below 0` keeps a repository readable by them)");
+        return true;
+    }
+
+    /** The format version in the repository's config now (read again). */
+    int formatVersion() throws RepositoryException {
+        return readConfig(objects).version();
+    }
+
     private static Config readConfig(ObjectStore objects) throws RepositoryException {
         byte[] bytes;
         try {
@@ -458,20 +498,23 @@ public final class Repository implements AutoCloseable {
             case "1" -> RepositoryLayout.VERSION_1;
             case "2" -> RepositoryLayout.VERSION;
             case "3" -> RepositoryLayout.VERSION_ENCRYPTED;
+            case "4" -> RepositoryLayout.VERSION_RELOCATABLE;
             default -> -1;
         };
         if (v < 0) {
             throw new RepositoryException(RepositoryException.Code.VERSION, "repository " + objects.location()
                     + " has format version " + version + "; this blksnap reads versions 1, " + RepositoryLayout.VERSION
-                    + " and " + RepositoryLayout.VERSION_ENCRYPTED + " (encrypted)");
+                    + ", " + RepositoryLayout.VERSION_ENCRYPTED + " (encrypted) and " + RepositoryLayout.VERSION_RELOCATABLE
+                    + " (blobs moved by gc)");
         }
         String id = lines.length > 2 && lines[2].startsWith("id ") ? lines[2].substring(3).trim() : objects.location();
         String keyCheck = null;
-        if (v == RepositoryLayout.VERSION_ENCRYPTED) {
+        if (v == RepositoryLayout.VERSION_ENCRYPTED
+                || v == RepositoryLayout.VERSION_RELOCATABLE && lines.length > 3 && !lines[3].isBlank()) {
             String cipher = CryptoDescriptor.CONFIG_ENCRYPTION + " " + CryptoDescriptor.CONFIG_CIPHER;
             if (lines.length < 5 || !lines[2].startsWith("id ") || !lines[3].equals(cipher)
                     || !lines[4].matches(CryptoDescriptor.CONFIG_KEY_CHECK + " [0-9a-f]{64}")) {
-                throw new RepositoryException(RepositoryException.Code.DAMAGED, config + " of format version 3 lacks '"
+                throw new RepositoryException(RepositoryException.Code.DAMAGED, config + " of format version " + v + " lacks '"
                         + cipher + "' or its key check");
             }
             keyCheck = lines[4].substring(CryptoDescriptor.CONFIG_KEY_CHECK.length() + 1);
@@ -545,6 +588,17 @@ public final class Repository implements AutoCloseable {
         return m;
     }
 
+    /** The key of an encrypted repository, or null. */
+    RepositoryKey key() {
+        return key;
+    }
+
+    /**
+     * The repository's blob reader, made on the first call. That first call is not thread-safe (as
+     * before version 4): {@link PointReader#open}, restore, verify and gc call it from the one
+     * thread that drives this repository. The reader it returns is thread-safe, and so is the
+     * {@link BlobLocator} in it, which it loads on its first miss.
+     */
     BlobReader reader() {
         if (reader == null) {
             reader = new BlobReader(objects, key);
@@ -568,8 +622,22 @@ public final class Repository implements AutoCloseable {
             WriterIndex.Loaded loaded = WriterIndex.load(objects, repoId,
                     dedupScope == DedupScope.HOST ? List.of(host + "+", "upgrade-") : List.of(""), warn);
             store = new ChunkStore(objects, session.id(), loaded.refs(), targetPackBytes, key);
+            damagedCopies = loaded.damaged();
         }
         return store;
+    }
+
+    /**
+     * The copies verify recorded damaged, as the writer's {@link #store} loaded them (empty before):
+     * an incremental backup reads their blocks again ({@link DeviceBackup}).
+     */
+    java.util.Set<Ref> damagedCopies() {
+        return damagedCopies;
+    }
+
+    /** Reports a non-fatal finding to this repository's warning sink. */
+    void warn(String message) {
+        warn.accept(message);
     }
 
     /** Every manifest's point or the error reading it, in file name order. */
@@ -715,16 +783,31 @@ public final class Repository implements AutoCloseable {
      * @throws RepositoryException LOCKED another gc runs
      */
     public GcResult gc(java.time.Duration grace, boolean dryRun) throws RepositoryException {
-        requireMaintenance();
-        return new GarbageCollector(this, grace, dryRun, warn).run();
+        return gc(grace, dryRun, GarbageCollector.DEFAULT_REPACK_BELOW);
     }
 
     /**
-     * What gc found: points marked; packs kept because a point uses them; unused packs waiting
-     * (condemned less than the grace period ago, or while a backup that began before runs); packs removed.
+     * {@link #gc(java.time.Duration, boolean)}, repacking each pack whose live blobs are less than
+     * {@code repackBelow} of its blob bytes (0: never, and a repository of format version 2 or 3
+     * stays readable by older blksnap; 0.5 the default; 1: every pack with a dead byte). The first
+     * gc that moves a blob makes the repository format version 4.
+     *
+     * @throws IllegalArgumentException repackBelow not within 0..1
+     */
+    public GcResult gc(java.time.Duration grace, boolean dryRun, double repackBelow) throws RepositoryException {
+        requireMaintenance();
+        return new GarbageCollector(this, grace, dryRun, repackBelow, warn).run();
+    }
+
+    /**
+     * What gc found: points marked; packs kept (no condemned list names them); packs waiting on a
+     * condemned list (condemned less than the grace period ago, or while a backup that began before
+     * runs); packs removed and their bytes (freed); packs whose live blobs were copied into new
+     * packs (then condemned), the stored bytes copied, and the new packs written. A dry run says
+     * what it would do.
      */
     public record GcResult(int points, int packsKept, int packsWaiting, List<String> packsRemoved, long bytesRemoved,
-                           boolean dryRun) {
+                           boolean dryRun, List<String> packsRepacked, long bytesMoved, int packsWritten) {
     }
 
     /**
@@ -774,8 +857,11 @@ public final class Repository implements AutoCloseable {
      * @param blobs    distinct chunks and nodes read and re-hashed
      * @param bytes    raw bytes of those blobs
      * @param problems each damaged or missing blob (or unreadable manifest) with the points that use it
+     * @param damagedCopies each damaged copy met (also of blobs a good copy elsewhere answered), and
+     *                      whether it was recorded so that backups store the content anew
      */
-    public record VerifyReport(int points, long blobs, long bytes, java.util.List<Problem> problems) {
+    public record VerifyReport(int points, long blobs, long bytes, java.util.List<Problem> problems,
+                               java.util.List<String> damagedCopies) {
         public boolean ok() {
             return problems.isEmpty();
         }

@@ -74,7 +74,7 @@ final class Restore {
             }
             AtomicReference<RepositoryException> failure = new AtomicReference<>();
             Semaphore inFlight = new Semaphore(IN_FLIGHT);
-            BlobReader reader = repo.reader();
+            BlobReader reader = repo.reader().forHost(point.host());
             try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
                 IndexTree.walk(g, root, reader, new IndexTree.Visitor() {
                     /** Chunks whose blobs lie one after the other in one pack: fetched with one read. */

@@ -11,7 +11,11 @@ import java.util.Set;
  * Checks points: each manifest reads and matches its checksum; every node and chunk its index
  * references is read, decompressed and re-hashed against its name (each distinct blob once, however
  * many points use it); a damaged node is reported and its subtree skipped. Every problem lists the
- * points it breaks. Not thread-safe: {@link #run} once.
+ * points it breaks. A blob whose copy at the ref's place is damaged is read from another good copy
+ * when the repository has one ({@link BlobReader}); either way every damaged copy met is recorded
+ * ({@link DamagedCopies}: writers then store the content anew instead of referring to it, and gc
+ * drops the copy), unless the repository cannot be written (a read-only store: then the report
+ * says so). Not thread-safe: {@link #run} once.
  */
 final class Verify {
     private final Repository repo;
@@ -20,6 +24,15 @@ final class Verify {
     private final Map<Sha256, Ref> badRefs = new LinkedHashMap<>();
     private final Map<Sha256, Set<String>> badUsers = new LinkedHashMap<>();
     private final Set<Sha256> good = new java.util.HashSet<>();
+    /** Damaged copies met, by blob name; a good copy elsewhere may have answered the read. */
+    private final Map<Sha256, Set<Ref>> damagedCopies = new LinkedHashMap<>();
+    private final Map<Ref, String> damagedWhy = new LinkedHashMap<>();
+    /** The reader for the blobs of the point being walked ({@link BlobReader#forHost}). */
+    private BlobReader reader;
+    private final BlobReader.DamageSink sink = (copy, why) -> {
+        damagedCopies.computeIfAbsent(copy.hash(), k -> new LinkedHashSet<>()).add(copy);
+        damagedWhy.putIfAbsent(copy, why.getMessage());
+    };
     private long blobs;
     private long bytes;
 
@@ -48,13 +61,27 @@ final class Verify {
                 problems.add(new Repository.Problem("manifest of " + p.id(), e.getMessage(), List.of(p.id())));
                 continue;
             }
+            reader = repo.reader().forHost(p.host());
             walk(p, p.geometry(), p.geometry().levels() - 1, 0, root);
         }
         for (Map.Entry<Sha256, String> e : bad.entrySet()) {
             problems.add(new Repository.Problem(badRefs.get(e.getKey()).toString(), e.getValue(),
                     List.copyOf(badUsers.get(e.getKey()))));
         }
-        return new Repository.VerifyReport(points.size(), blobs, bytes, problems);
+        List<String> recorded = new ArrayList<>();
+        for (Map.Entry<Sha256, Set<Ref>> e : damagedCopies.entrySet()) {
+            String note;
+            try {
+                note = DamagedCopies.record(repo.objects(), e.getKey(), e.getValue()) ? "recorded" : "recorded before";
+            } catch (RepositoryException x) {
+                note = "not recorded: " + x.getMessage();
+            }
+            for (Ref copy : e.getValue()) {
+                recorded.add(damagedWhy.get(copy) + " (" + (bad.containsKey(e.getKey()) ? "no good copy" : "a good copy "
+                        + "elsewhere answered") + "; " + note + ")");
+            }
+        }
+        return new Repository.VerifyReport(points.size(), blobs, bytes, problems, recorded);
     }
 
     private void walk(Point p, Geometry g, int level, long nodeIndex, Ref ref) throws RepositoryException {
@@ -68,7 +95,7 @@ final class Verify {
         if (level >= 0 && ref.kind() == NodeDescriptor.KIND_NODE) {
             Ref[] children;
             try {
-                children = IndexTree.children(g, level, nodeIndex, ref, repo.reader());
+                children = IndexTree.children(g, level, nodeIndex, ref, reader, sink);
             } catch (RepositoryException e) {
                 if (e.code() != RepositoryException.Code.DAMAGED) {
                     throw e;
@@ -104,7 +131,7 @@ final class Verify {
             return;
         }
         try {
-            byte[] raw = repo.reader().read(ref);
+            byte[] raw = reader.read(ref, sink);
             if (raw.length != g.chunkLengthBytes(chunkIndex)) {
                 markBad(p, ref, "is " + raw.length + " bytes where chunk " + chunkIndex + " is " + g.chunkLengthBytes(chunkIndex));
                 return;

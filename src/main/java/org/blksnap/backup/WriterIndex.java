@@ -15,7 +15,9 @@ import java.util.function.Consumer;
  * What a writer knows exists, to store each blob once: the refs of every blob listed in the
  * repository's index objects ({@code index/<host>+<point>.idx}, {@link BlobIndexDescriptor}; all of
  * them, or those of some name prefixes: one host's), less the packs a gc
- * has condemned ({@code gc/condemned-*}: a writer must not start to reference them). One listing of
+ * has condemned ({@code gc/condemned-*}: a writer must not start to reference them) and the copies
+ * verify recorded damaged ({@code damaged/*}: the content is then stored anew, which heals the
+ * points that refer to the damaged copy, for readers find the new copy by name). One listing of
  * {@code index/} (one object per point, not per blob or pack) and a GET of each index object not in
  * the local cache ({@link #cacheDir}): an index object is immutable under its name, so a writer
  * reads each once per machine. Stateless; the cache tolerates concurrent writers (write, rename).
@@ -24,8 +26,11 @@ final class WriterIndex {
     private WriterIndex() {
     }
 
-    /** What was loaded: the refs, and counts for the record. */
-    record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, Set<PackId> condemned) {
+    /**
+     * What was loaded: the refs, counts for the record, the condemned packs and the damaged copies
+     * ({@link DamagedCopies#normal}) left out.
+     */
+    record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, Set<PackId> condemned, Set<Ref> damaged) {
     }
 
     /**
@@ -87,6 +92,7 @@ final class WriterIndex {
     static Loaded load(ObjectStore objects, String repoId, List<String> namePrefixes, Consumer<String> warn)
             throws RepositoryException {
         Set<PackId> condemned = condemned(objects);
+        Set<Ref> damaged = DamagedCopies.load(objects);
         Path cache = cacheDir(repoId);
         boolean cacheUsable = true;
         try {
@@ -154,7 +160,7 @@ final class WriterIndex {
             }
             for (ChunkStore.SealedPack p : packs) {
                 if (!condemned.contains(p.id())) {
-                    BlobIndexDescriptor.addRefs(p, refs);
+                    BlobIndexDescriptor.addRefs(p, refs, damaged);
                 }
             }
         }
@@ -171,6 +177,6 @@ final class WriterIndex {
                 // the cache is an optimization
             }
         }
-        return new Loaded(refs, present.size(), fetched, condemned);
+        return new Loaded(refs, present.size(), fetched, condemned, damaged);
     }
 }

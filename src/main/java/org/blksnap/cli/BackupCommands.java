@@ -658,7 +658,8 @@ final class BackupCommands {
         }
     }
 
-    @Command(name = "gc", footer = EXIT_FOOTER, description = "Remove the pack files no point uses (older than the grace period).")
+    @Command(name = "gc", footer = EXIT_FOOTER, description = "Remove what no point uses: unused pack files, and "
+            + "mostly unused ones after their live chunks are copied into new packs (older than the grace period).")
     static final class GcCmd extends Commands.Base {
         @Mixin
         RepoOptions repo;
@@ -666,18 +667,34 @@ final class BackupCommands {
                 description = "an unused pack is removed no sooner than this after a gc found it unused, ISO-8601 "
                         + "(default ${DEFAULT-VALUE}; PT0S: at once when no backup that began before is running)")
         java.time.Duration grace;
-        @Option(names = "--dry-run", description = "say what would be removed, remove nothing")
+        @Option(names = "--repack-below", paramLabel = "PERCENT", defaultValue = "50",
+                description = "repack a pack whose live chunks and nodes are less than PERCENT of its bytes: copy them "
+                        + "into new packs, then remove it (default ${DEFAULT-VALUE}; 0: never, which keeps a format "
+                        + "version 2 or 3 repository readable by older blksnap; 100: any pack with a dead byte)")
+        int repackBelowPercent;
+        @Option(names = "--repack-all", description = "repack every pack with a dead byte (as --repack-below 100)")
+        boolean repackAll;
+        @Option(names = "--dry-run", description = "say what would be repacked and removed, change nothing")
         boolean dryRun;
 
         @Override
         public Integer call() throws Exception {
+            if (repackBelowPercent < 0 || repackBelowPercent > 100) {
+                throw usage("--repack-below (" + repackBelowPercent + ") must be within 0..100");
+            }
+            if (repackAll && repackBelowPercent != 50 && repackBelowPercent != 100) {
+                throw usage("--repack-all and --repack-below " + repackBelowPercent + " contradict each other");
+            }
+            double below = repackAll ? 1.0 : repackBelowPercent / 100.0;
             Cli cli = cli();
             try (Repository r = Repository.openForMaintenance(repo.location(), repo.key(), cli::warn)) {
-                Repository.GcResult res = r.gc(grace, dryRun);
+                Repository.GcResult res = r.gc(grace, dryRun, below);
                 cli.print(res, x -> (x.dryRun() ? "would remove " : "removed ") + x.packsRemoved().size() + " pack(s), "
-                        + x.bytesRemoved() + " bytes; kept " + x.packsKept() + " in use by " + x.points() + " point(s) and "
-                        + x.packsWaiting() + " unused, waiting (found unused less than " + grace
-                        + " ago, or while a backup that began before runs)");
+                        + x.bytesRemoved() + " bytes freed; " + (x.dryRun() ? "would repack " : "repacked ")
+                        + x.packsRepacked().size() + " pack(s), " + x.bytesMoved() + " bytes " + (x.dryRun() ? "to move"
+                        : "moved into " + x.packsWritten() + " new pack(s)") + "; kept " + x.packsKept() + " in use by "
+                        + x.points() + " point(s) and " + x.packsWaiting() + " condemned, waiting (condemned less than "
+                        + grace + " ago, or while a backup that began before runs)");
             }
             return ExitCodes.OK;
         }
@@ -725,6 +742,9 @@ final class BackupCommands {
         for (Repository.Problem p : r.problems()) {
             lines.add("DAMAGED " + p.what() + ": " + p.why() + (p.points().isEmpty() ? ""
                     : "; used by point(s) " + String.join(", ", p.points())));
+        }
+        for (String c : r.damagedCopies()) {
+            lines.add("damaged copy " + c);
         }
         lines.add((r.ok() ? "ok: " : "FAILED: ") + r.points() + " point(s), " + r.blobs() + " chunks and nodes ("
                 + r.bytes() + " bytes) checked, " + r.problems().size() + " problem(s)");

@@ -64,10 +64,10 @@ class RepositoryFormatTest {
     void aRepositoryOfAnotherVersionOrNoneAtAllIsRefused() throws Exception {
         failsWith(RepositoryException.Code.NOT_FOUND, "no repository at", () -> Repository.openForReading(dir));
         Repository.openForWriting(dir.resolve("r"), 1 << 20, m -> { }).close();
-        Files.writeString(dir.resolve("r/config"), "blksnap-backup-repository\nversion 4\nid x\n");
-        failsWith(RepositoryException.Code.VERSION, "has format version 4; this blksnap reads versions 1, 2 and 3 (encrypted)",
-                () -> Repository.openForReading(dir.resolve("r")));
-        failsWith(RepositoryException.Code.VERSION, "format version 4",
+        Files.writeString(dir.resolve("r/config"), "blksnap-backup-repository\nversion 5\nid x\n");
+        failsWith(RepositoryException.Code.VERSION, "has format version 5; this blksnap reads versions 1, 2, 3 (encrypted) "
+                + "and 4 (blobs moved by gc)", () -> Repository.openForReading(dir.resolve("r")));
+        failsWith(RepositoryException.Code.VERSION, "format version 5",
                 () -> Repository.openForWriting(dir.resolve("r"), 1 << 20, m -> { }));
         Files.writeString(dir.resolve("r/config"), "blksnap-backup-repository\nversion 3\nid x\n");
         failsWith(RepositoryException.Code.DAMAGED, "of format version 3 lacks 'encryption aes-256-gcm' or its key check",

@@ -139,7 +139,10 @@ class S3BackupTest {
             String gc = ok(d, repo, "gc", "--grace", "PT0S");
             int removed = Integer.parseInt(gc.split(" ")[1]);
             assertThat(removed).as(gc).isPositive();
-            assertThat(s3.list(repo, "packs/")).hasSize((int) (packsBefore - removed));
+            java.util.regex.Matcher written = java.util.regex.Pattern.compile("moved into (\\d+) new pack").matcher(gc);
+            assertThat(written.find()).as(gc).isTrue();
+            assertThat(s3.list(repo, "packs/")).as("packs removed, and the packs gc wrote with the live chunks of "
+                    + "those it repacked: " + gc).hasSize((int) (packsBefore - removed + Integer.parseInt(written.group(1))));
             assertThat(ok(d, repo, "verify")).startsWith("ok: 1 point(s)");
             Path out = dir.resolve("restored4.img");
             ok(d, repo, "restore", "--point", p4.path("id").asString(), "--to", out.toString());
