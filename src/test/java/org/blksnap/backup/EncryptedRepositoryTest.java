@@ -308,21 +308,20 @@ class EncryptedRepositoryTest {
             p1 = repo.backup(RepositoryRoundTripTest.source(uri, "g", 1), null, Repository.Progress.NONE);
             p2 = repo.backup(RepositoryRoundTripTest.source(uri, "g", 2), () -> new byte[BLOCKS], Repository.Progress.NONE);
         }
-        // chunk 0 of both points: the first blob of the first pack written
+        // chunk 0 of both points, wherever the writer's threads put it in its pack
         Ref chunk0 = null;
         try (ObjectStore store = Repository.storeFor(where)) {
             for (ObjectStore.Entry e : store.list("packs/")) {
                 Map<Sha256, Ref> refs = new HashMap<>();
                 PackScan.readTrailer(store, e.key(), e.sizeBytes(), refs);
                 for (Ref r : refs.values()) {
-                    if (r.kind() == NodeDescriptor.KIND_CHUNK && r.offsetBytes() == PackDescriptor.HEADER_BYTES
-                            && r.hash().equals(key.name(Arrays.copyOfRange(v1, 0, BLOCK)))) {
+                    if (r.kind() == NodeDescriptor.KIND_CHUNK && r.hash().equals(key.name(Arrays.copyOfRange(v1, 0, BLOCK)))) {
                         chunk0 = r;
                     }
                 }
             }
         }
-        assertThat(chunk0).as("chunk 0 opens a pack").isNotNull();
+        assertThat(chunk0).as("chunk 0 is in a pack").isNotNull();
         // the pack rewritten with one bit flipped 1000 bytes into the chunk's ciphertext (as the store's operator could)
         String packKey = RepositoryLayout.packKey(chunk0.pack());
         long at = chunk0.offsetBytes() + PackDescriptor.BLOB_HEADER_BYTES + CryptoDescriptor.KEY_ID_BYTES
