@@ -76,7 +76,8 @@ final class ChunkStore implements AutoCloseable {
 
     /**
      * @param index     the refs of every blob this writer may reuse ({@link WriterIndex}); the
-     *                  store adds what it writes
+     *                  store adds what it writes: a {@link ConcurrentHashMap} becomes the store's
+     *                  own (the caller hands it over), any other map is copied
      * @param writerTag names this writer in unfinished uploads ({@link ObjectStore#create})
      * @param key       the key of an encrypted repository (payloads sealed, names keyed), or null
      */
@@ -85,7 +86,9 @@ final class ChunkStore implements AutoCloseable {
         this.key = key;
         this.keyId = key == null ? null : key.newKeyId();
         this.writerTag = writerTag;
-        this.index = new ConcurrentHashMap<>(index);
+        // a writer's loaded index is handed over as it is (a copy of 65 k refs per job was most of the
+        // garbage of a small incremental in the daemon's agent); any other map is copied
+        this.index = index instanceof ConcurrentHashMap<Sha256, Ref> owned ? owned : new ConcurrentHashMap<>(index);
         this.targetPackBytes = targetPackBytes;
     }
 

@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
@@ -102,7 +101,8 @@ final class WriterIndex {
             warn.accept("cannot use the index cache " + cache + " (" + e.getMessage() + "); index objects are read from "
                     + objects.location());
         }
-        Map<Sha256, Ref> refs = new HashMap<>();
+        // the map the writer's ChunkStore goes on with (concurrent: its reader threads look up and add)
+        Map<Sha256, Ref> refs = new java.util.concurrent.ConcurrentHashMap<>();
         List<ObjectStore.Entry> entries = new java.util.ArrayList<>();
         for (String prefix : namePrefixes) {
             entries.addAll(objects.list(RepositoryLayout.INDEX + "/" + prefix));
