@@ -11,9 +11,8 @@ import java.time.Instant;
 import java.util.List;
 import java.util.Random;
 import org.blksnap.nbd.FileExportServer;
-import org.blksnap.testing.S3Server;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.blksnap.testing.S3ServerExtension;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -25,21 +24,8 @@ import org.junit.jupiter.params.provider.ValueSource;
  * of several parts reads back whole), and a repository's full and incremental points round trip.
  */
 class ObjectStoreContractTest {
-    @TempDir
-    static Path shared;
-    static S3Server s3;
-
-    @BeforeAll
-    static void startS3() throws Exception {
-        s3 = S3Server.start(shared);
-    }
-
-    @AfterAll
-    static void stopS3() throws Exception {
-        if (s3 != null) {
-            s3.close();
-        }
-    }
+    @RegisterExtension
+    static final S3ServerExtension s3 = new S3ServerExtension();
 
     @TempDir
     Path dir;

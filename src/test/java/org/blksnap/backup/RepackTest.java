@@ -14,10 +14,9 @@ import java.util.List;
 import java.util.Random;
 import java.util.Set;
 import org.blksnap.nbd.FileExportServer;
-import org.blksnap.testing.S3Server;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.blksnap.testing.S3ServerExtension;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -38,21 +37,8 @@ class RepackTest {
     /** Pack size: 16 chunks, so that every pack mixes chunks of several points. */
     static final long PACK_BYTES = 1 << 20;
 
-    @TempDir
-    static Path shared;
-    static S3Server s3;
-
-    @BeforeAll
-    static void startS3() throws Exception {
-        s3 = S3Server.start(shared);
-    }
-
-    @AfterAll
-    static void stopS3() throws Exception {
-        if (s3 != null) {
-            s3.close();
-        }
-    }
+    @RegisterExtension
+    static final S3ServerExtension s3 = new S3ServerExtension();
 
     @TempDir
     Path dir;

@@ -117,7 +117,10 @@ class PointServerTest {
                 assertThat(read(e.device(), off, 32 << 10)).isEqualTo(Arrays.copyOfRange(content, off, off + (32 << 10)));
             }
             PointDevice d = s.exports().served().get(p.id() + "/disk0").device();
-            assertThat(d.readAhead().prefetchedChunks()).as("chunks loaded ahead of a sequential reader").isPositive();
+            // prefetches run beside the reader: the count rises as they finish
+            org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(30))
+                    .untilAsserted(() -> assertThat(d.readAhead().prefetchedChunks())
+                            .as("chunks loaded ahead of a sequential reader").isPositive());
             // random reads start no read-ahead; the sequential reader's prefetches still in flight are let finish first
             org.awaitility.Awaitility.await().atMost(java.time.Duration.ofSeconds(30))
                     .until(() -> s.readAheadPermitsFree() == PointServer.READ_AHEAD_IN_FLIGHT);
