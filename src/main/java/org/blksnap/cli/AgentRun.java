@@ -19,8 +19,12 @@ import org.blksnap.ctrl.api.Requests;
 final class AgentRun {
     /** Longest single {@code agent/wait}, in milliseconds (output is relayed as soon as there is some). */
     static final long WAIT_MS = 1000;
-    /** Refusals after which {@code --agent auto} backs up in this process instead. */
-    private static final Set<String> FALL_BACK = Set.of("EPERM", "ENOTSUP", "ENOMEM");
+    /**
+     * Refusals after which {@code --agent auto} backs up in this process instead: EPERM (this user
+     * may not), ENOTSUP (no agent), ENOMEM (the daemon cannot spare the heap), ENOENT (a daemon older
+     * than the agent: "unknown operation", as after a package upgrade before the service restarts).
+     */
+    private static final Set<String> FALL_BACK = Set.of("EPERM", "ENOTSUP", "ENOMEM", "ENOENT");
 
     private AgentRun() {
     }
@@ -29,7 +33,8 @@ final class AgentRun {
      * Runs {@code args} in the agent.
      *
      * @param fallBack whether a daemon that will not run the job (EPERM: this user may not; ENOTSUP:
-     *                 no agent; ENOMEM: its heap cannot spare what the devices need) means "back up in this process" (returns null) rather than a failure
+     *                 no agent; ENOMEM: its heap cannot spare what the devices need; ENOENT: it does
+     *                 not know the operation) means "back up in this process" (returns null) rather than a failure
      * @return the job's exit status, or null when the agent refused and {@code fallBack} is set
      * @throws ControlClient.RemoteException the agent refused the job (or lost it: ESRCH)
      */

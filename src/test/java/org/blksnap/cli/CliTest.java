@@ -50,6 +50,48 @@ class CliTest {
         return CliRun.run(socket, args);
     }
 
+    /**
+     * {@code backup --agent auto} backs up in the tool itself when the daemon runs no agent (ENOTSUP)
+     * or predates it (ENOENT: unknown operation); {@code --agent daemon} insists and fails. Here the
+     * tool's own backup then fails to read the fake daemon's image, and destroys its snapshot.
+     */
+    @Test
+    void backupFallsBackToTheToolWhenTheDaemonHasNoAgentOrAnOlderOne() {
+        String repo = dir.resolve("repo").toString();
+        CliRun insist = run("backup", "--agent", "daemon", "--repo", repo, "--device", "disk0");
+        assertThat(insist.exitCode()).as(insist.toString()).isEqualTo(95);
+        assertThat(insist.err()).contains("ENOTSUP").contains("runs no backup agent");
+        assertThat(engine.snapshotCollect()).isEmpty();
+        for (boolean older : List.of(false, true)) {
+            if (older) {
+                server.serveAgent(new org.blksnap.ctrl.BackupAgent() {
+                    @Override
+                    public org.blksnap.ctrl.api.Replies.AgentJob start(org.blksnap.ctrl.AccessPolicy.Caller caller,
+                                                                      org.blksnap.ctrl.api.Requests.AgentStart q) {
+                        throw new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.ENOENT,
+                                "unknown operation POST /v1/agent/start");
+                    }
+
+                    @Override
+                    public org.blksnap.ctrl.api.Replies.AgentOutput await(org.blksnap.ctrl.api.Requests.AgentWait q) {
+                        throw new AssertionError("no job was started");
+                    }
+
+                    @Override
+                    public void cancel(org.blksnap.ctrl.api.Requests.AgentCancel q) {
+                        throw new AssertionError("no job was started");
+                    }
+                });
+            }
+            CliRun r = run("backup", "--repo", repo, "--device", "disk0", "--storage-dir", dir.toString(),
+                    "--storage-limit", "16M");
+            assertThat(r.exitCode()).as("the tool's own read of the fake image fails: %s", r).isEqualTo(74);
+            assertThat(r.err()).as(r.toString()).doesNotContain("ENOTSUP").doesNotContain("unknown operation")
+                    .contains("nbd://127.0.0.1:10809/");
+            assertThat(engine.snapshotCollect()).as("the tool destroyed its snapshot").isEmpty();
+        }
+    }
+
     @Test
     void versionPrintsTheEngineVersion() {
         CliRun r = run("version");
