@@ -126,11 +126,11 @@ final class Operations {
     }
 
     private Replies.SnapshotStatus snapshotStatus(Status.SnapshotStatus s) {
-        long[] lease = leases.lease(s.id());
+        SnapshotLeases.Left lease = leases.lease(s.id());
         return new Replies.SnapshotStatus(s.id(), s.state(), s.devices(),
                 s.images().stream().map(this::statusImage).toList(), s.capacitySectors(), s.usedSectors(),
                 s.requestedSectors(), s.chunksCopied(), s.pendingEvents(), s.corruptedErrno(), s.createdAtMillis(),
-                s.takenAtMillis(), lease == null ? null : lease[0], lease == null ? null : lease[1]);
+                s.takenAtMillis(), lease == null ? null : lease.seconds(), lease == null ? null : lease.leftMillis());
     }
 
     private Replies.Image image(ImageInfo i) {

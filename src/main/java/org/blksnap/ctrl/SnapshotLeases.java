@@ -91,13 +91,17 @@ final class SnapshotLeases implements AutoCloseable {
         leases.computeIfPresent(id, (k, l) -> startingNow(l.seconds()));
     }
 
-    /** The lease of {@code id} in seconds and the milliseconds left of it (at least 0), or null without one. */
-    long[] lease(UUID id) {
+    /** A lease as {@code status} shows it: its length in seconds and the milliseconds left of it (at least 0). */
+    record Left(long seconds, long leftMillis) {
+    }
+
+    /** The lease of {@code id} and what is left of it now, or null without one. */
+    Left lease(UUID id) {
         Lease l = leases.get(id);
         if (l == null) {
             return null;
         }
-        return new long[] {l.seconds(), Math.max(0, (l.deadlineNanos() - nanoTime.getAsLong()) / 1_000_000)};
+        return new Left(l.seconds(), Math.max(0, (l.deadlineNanos() - nanoTime.getAsLong()) / 1_000_000));
     }
 
     /** Forgets the lease of a snapshot destroyed otherwise. */
