@@ -155,8 +155,7 @@ public final class Main extends Tool {
         PrintWriter out = new PrintWriter(new OutputStreamWriter(stdout, StandardCharsets.UTF_8), true);
         PrintWriter err = new PrintWriter(new OutputStreamWriter(stderr, StandardCharsets.UTF_8), true);
         Tool tool = new Tool();
-        tool.session(env, out, err, terminal, stdin);
-        tool.localImages(images);
+        tool.session(env, out, err, terminal, stdin, images);
         CommandLine cl = tree.apply(args, tool);
         cl.setOut(out);
         cl.setErr(err);

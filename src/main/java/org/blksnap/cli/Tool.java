@@ -43,18 +43,21 @@ class Tool {
 
     /** A root for the same session (before parsing: options are not copied). */
     Tool(Tool session) {
-        session(session.env, session.out, session.err, session.terminal, session.stdin);
-        localImages = session.localImages;
+        session(session.env, session.out, session.err, session.terminal, session.stdin, session.localImages);
     }
 
-    /** Where this run reads its environment and input and writes its output. */
+    /**
+     * Where this run reads its environment and input and writes its output, and how it reads
+     * snapshot images ({@link #localImages}).
+     */
     final void session(Map<String, String> env, PrintWriter out, PrintWriter err, Main.Terminal terminal,
-                       java.io.InputStream stdin) {
+                       java.io.InputStream stdin, org.blksnap.backup.ImageReader.Opener localImages) {
         this.env = env;
         this.out = out;
         this.err = err;
         this.terminal = terminal;
         this.stdin = stdin;
+        this.localImages = localImages;
     }
 
     /** This run's standard input (the process's, or the resident agent's caller's stand-in). */
@@ -68,10 +71,6 @@ class Tool {
      */
     final org.blksnap.backup.ImageReader.Opener localImages() {
         return localImages;
-    }
-
-    final void localImages(org.blksnap.backup.ImageReader.Opener opener) {
-        this.localImages = opener;
     }
 
     /** This run's output as a terminal (or not). */
