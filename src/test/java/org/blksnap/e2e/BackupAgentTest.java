@@ -157,7 +157,10 @@ class BackupAgentTest {
             assertThat(jobs.size()).as("status lists the running job").isEqualTo(1);
             assertThat(jobs.get(0).has("exitStatus")).isFalse();
             assertThat(jobs.get(0).path("args").toString()).contains("--debug-pause-after").doesNotContain("--control");
-            assertThat(d.ok("status")).contains("backup agent jobs:").contains(" running ");
+            assertThat(d.ok("status")).contains("backup agent jobs:").contains(" running ").contains("  lease 4s, ");
+            JsonNode snapshot = json.readTree(d.ok("--json", "status")).path("snapshots").get(0);
+            assertThat(snapshot.path("leaseSeconds").asLong()).as("the job's snapshot, leased").isEqualTo(4);
+            assertThat(snapshot.path("leaseLeftMillis").asLong()).isBetween(0L, 4000L);
             p.destroy(); // SIGTERM: the tool's hook cancels the job and relays its end
             assertThat(p.waitFor()).isEqualTo(143);
             String err = Files.readString(log.resolveSibling("term.log.err"));
