@@ -44,7 +44,10 @@ final class ChunkStore implements AutoCloseable {
     private final RepositoryKey.KeyId keyId;
     private final Semaphore sealing = new Semaphore(SEALING);
     private final ExecutorService sealers = Executors.newVirtualThreadPerTaskExecutor();
-    private final Map<Sha256, Ref> index;
+    /** The refs the writer loaded ({@link WriterIndex}): read only here, possibly shared with other stores and growing. */
+    private final Map<Sha256, Ref> known;
+    /** The refs of the blobs this store appended (its readers look up and add concurrently). */
+    private final Map<Sha256, Ref> added = new ConcurrentHashMap<>();
     private final ReentrantLock lock = new ReentrantLock();
     private final AtomicLong newBytes = new AtomicLong();
     private final AtomicLong newBlobs = new AtomicLong();
@@ -75,21 +78,26 @@ final class ChunkStore implements AutoCloseable {
     }
 
     /**
-     * @param index     the refs of every blob this writer may reuse ({@link WriterIndex}); the
-     *                  store adds what it writes: a {@link ConcurrentHashMap} becomes the store's
-     *                  own (the caller hands it over), any other map is copied
+     * @param known     the refs of every blob this writer may reuse ({@link WriterIndex}); read,
+     *                  never written: the store keeps what it appends in a map of its own, so the
+     *                  loaded refs can be shared between the jobs of a process
+     *                  ({@link WriterIndexCache}); a map others add to must be thread-safe for reads
      * @param writerTag names this writer in unfinished uploads ({@link ObjectStore#create})
      * @param key       the key of an encrypted repository (payloads sealed, names keyed), or null
      */
-    ChunkStore(ObjectStore objects, String writerTag, Map<Sha256, Ref> index, long targetPackBytes, RepositoryKey key) {
+    ChunkStore(ObjectStore objects, String writerTag, Map<Sha256, Ref> known, long targetPackBytes, RepositoryKey key) {
         this.objects = objects;
         this.key = key;
         this.keyId = key == null ? null : key.newKeyId();
         this.writerTag = writerTag;
-        // a writer's loaded index is handed over as it is (a copy of 65 k refs per job was most of the
-        // garbage of a small incremental in the daemon's agent); any other map is copied
-        this.index = index instanceof ConcurrentHashMap<Sha256, Ref> owned ? owned : new ConcurrentHashMap<>(index);
+        this.known = known;
         this.targetPackBytes = targetPackBytes;
+    }
+
+    /** The ref of a blob named {@code hash} this store appended or the writer loaded, or null. */
+    private Ref lookup(Sha256 hash) {
+        Ref r = added.get(hash);
+        return r != null ? r : known.get(hash);
     }
 
     /** Bytes appended to packs by this store (blob headers included), so far. */
@@ -135,9 +143,9 @@ final class ChunkStore implements AutoCloseable {
         ByteBuffer[] encoded = new ByteBuffer[blobs.size()];
         for (int i = 0; i < refs.length; i++) {
             Blob b = blobs.get(i);
-            Ref known = index.get(b.hash());
-            if (known != null && known.kind() == b.kind()) {
-                refs[i] = known;
+            Ref found = lookup(b.hash());
+            if (found != null && found.kind() == b.kind()) {
+                refs[i] = found;
             } else {
                 encoded[i] = encode(b);
             }
@@ -335,9 +343,9 @@ final class ChunkStore implements AutoCloseable {
     }
 
     private Ref appendLocked(Blob b, ByteBuffer blob) throws RepositoryException {
-        Ref known = index.get(b.hash());
-        if (known != null && known.kind() == b.kind()) {
-            return known; // another thread stored it meanwhile
+        Ref found = lookup(b.hash());
+        if (found != null && found.kind() == b.kind()) {
+            return found; // another thread stored it meanwhile
         }
         if (open == null) {
             open = openPack();
@@ -351,8 +359,8 @@ final class ChunkStore implements AutoCloseable {
         entry.put((byte) b.kind()).put(blob.get(PackDescriptor.BLOB_COMP_OFFSET)).putShort((short) 0)
                 .putInt((int) at).putInt(blob.limit());
         open.entries.add(entry.array());
-        if (known == null) {
-            index.put(b.hash(), ref);
+        if (found == null) {
+            added.put(b.hash(), ref);
         }
         newBytes.addAndGet(blob.limit());
         newBlobs.incrementAndGet();

@@ -557,6 +557,11 @@ public final class Repository implements AutoCloseable {
         return host;
     }
 
+    /** The repository's id (its config's {@code id}). */
+    String repoId() {
+        return repoId;
+    }
+
     ObjectStore objects() {
         return objects;
     }

@@ -19,17 +19,19 @@ import java.util.function.Consumer;
  * points that refer to the damaged copy, for readers find the new copy by name). One listing of
  * {@code index/} (one object per point, not per blob or pack) and a GET of each index object not in
  * the local cache ({@link #cacheDir}): an index object is immutable under its name, so a writer
- * reads each once per machine. Stateless; the cache tolerates concurrent writers (write, rename).
+ * reads each once per machine, and a long-lived process decodes each once
+ * ({@link WriterIndexCache}). The disk cache tolerates concurrent writers (write, rename).
  */
 final class WriterIndex {
     private WriterIndex() {
     }
 
     /**
-     * What was loaded: the refs, counts for the record, the condemned packs and the damaged copies
-     * ({@link DamagedCopies#normal}) left out.
+     * What was loaded: the refs, counts for the record (index objects listed, read from the
+     * repository rather than the disk cache, decoded by this load rather than kept from an earlier
+     * one), the condemned packs and the damaged copies ({@link DamagedCopies#normal}) left out.
      */
-    record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, Set<PackId> condemned, Set<Ref> damaged) {
+    record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, int decoded, Set<PackId> condemned, Set<Ref> damaged) {
     }
 
     /**
@@ -85,13 +87,33 @@ final class WriterIndex {
     }
 
     /**
-     * Loads the refs. Call after the writer's session marker is written: a gc that condemns packs
-     * after this listing sees the session and waits for it.
+     * Loads the refs, growing this process's kept state of the repository when it may
+     * ({@link WriterIndexCache#PROCESS}). Call after the writer's session marker is written: a gc
+     * that condemns packs after this listing sees the session and waits for it.
+     *
+     * @return the refs (read only: shared with later loads of this process, which may add to them)
      */
     static Loaded load(ObjectStore objects, String repoId, List<String> namePrefixes, Consumer<String> warn)
             throws RepositoryException {
+        return load(objects, repoId, namePrefixes, warn, WriterIndexCache.PROCESS);
+    }
+
+    static Loaded load(ObjectStore objects, String repoId, List<String> namePrefixes, Consumer<String> warn,
+                       WriterIndexCache memory) throws RepositoryException {
         Set<PackId> condemned = condemned(objects);
         Set<Ref> damaged = DamagedCopies.load(objects);
+        List<ObjectStore.Entry> entries = new java.util.ArrayList<>();
+        for (String prefix : namePrefixes) {
+            entries.addAll(objects.list(RepositoryLayout.INDEX + "/" + prefix));
+        }
+        Set<String> present = new HashSet<>();
+        for (ObjectStore.Entry e : entries) {
+            if (e.key().endsWith(RepositoryLayout.INDEX_SUFFIX)) {
+                present.add(name(e));
+            }
+        }
+        WriterIndexCache.State state = memory.stateFor(WriterIndexCache.key(objects.location(), repoId, namePrefixes),
+                condemned, damaged, present);
         Path cache = cacheDir(repoId);
         boolean cacheUsable = true;
         try {
@@ -101,70 +123,69 @@ final class WriterIndex {
             warn.accept("cannot use the index cache " + cache + " (" + e.getMessage() + "); index objects are read from "
                     + objects.location());
         }
-        // the map the writer's ChunkStore goes on with (concurrent: its reader threads look up and add)
-        Map<Sha256, Ref> refs = new java.util.concurrent.ConcurrentHashMap<>();
-        List<ObjectStore.Entry> entries = new java.util.ArrayList<>();
-        for (String prefix : namePrefixes) {
-            entries.addAll(objects.list(RepositoryLayout.INDEX + "/" + prefix));
-        }
         int fetched = 0;
-        Set<String> present = new HashSet<>();
-        for (ObjectStore.Entry e : entries) {
-            String name = e.key().substring(e.key().lastIndexOf('/') + 1);
-            if (!name.endsWith(RepositoryLayout.INDEX_SUFFIX)) {
-                continue;
-            }
-            present.add(name);
-            byte[] bytes = null;
-            Path cached = cache.resolve(name);
-            if (cacheUsable) {
-                try {
-                    if (Files.size(cached) == e.sizeBytes()) {
-                        bytes = Files.readAllBytes(cached);
-                    }
-                } catch (IOException x) {
-                    // not cached
+        int decoded = 0;
+        boolean fresh;
+        synchronized (state) {
+            fresh = state.names.isEmpty();
+            for (ObjectStore.Entry e : entries) {
+                String name = name(e);
+                if (!present.contains(name) || state.names.contains(name)) {
+                    continue;
                 }
-            }
-            if (bytes == null) {
-                try {
-                    bytes = objects.get(e.key(), RepositoryLayout.MAX_INDEX_BYTES);
-                } catch (RepositoryException x) {
-                    if (x.code() == RepositoryException.Code.NOT_FOUND) {
-                        continue; // gc replaced it meanwhile: its successor may be listed or not; either is safe
-                    }
-                    if (x.code() == RepositoryException.Code.DAMAGED) {
-                        warn.accept(x.getMessage() + "; its blobs are not reused");
-                        continue;
-                    }
-                    throw x;
-                }
-                fetched++;
+                byte[] bytes = null;
+                Path cached = cache.resolve(name);
                 if (cacheUsable) {
                     try {
-                        Path tmp = cache.resolve(name + "." + ProcessHandle.current().pid() + ".tmp");
-                        Files.write(tmp, bytes);
-                        Files.move(tmp, cached, java.nio.file.StandardCopyOption.ATOMIC_MOVE,
-                                java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                        if (Files.size(cached) == e.sizeBytes()) {
+                            bytes = Files.readAllBytes(cached);
+                        }
                     } catch (IOException x) {
-                        // the cache is an optimization
+                        // not cached
                     }
                 }
-            }
-            List<ChunkStore.SealedPack> packs;
-            try {
-                packs = BlobIndexDescriptor.decode(objects.describe(e.key()), bytes);
-            } catch (RepositoryException x) {
-                warn.accept(x.getMessage() + "; its blobs are not reused");
-                continue;
-            }
-            for (ChunkStore.SealedPack p : packs) {
-                if (!condemned.contains(p.id())) {
-                    BlobIndexDescriptor.addRefs(p, refs, damaged);
+                if (bytes == null) {
+                    try {
+                        bytes = objects.get(e.key(), RepositoryLayout.MAX_INDEX_BYTES);
+                    } catch (RepositoryException x) {
+                        if (x.code() == RepositoryException.Code.NOT_FOUND) {
+                            continue; // gc replaced it meanwhile: its successor may be listed or not; either is safe
+                        }
+                        if (x.code() == RepositoryException.Code.DAMAGED) {
+                            warn.accept(x.getMessage() + "; its blobs are not reused");
+                            continue;
+                        }
+                        throw x;
+                    }
+                    fetched++;
+                    if (cacheUsable) {
+                        try {
+                            Path tmp = cache.resolve(name + "." + ProcessHandle.current().pid() + ".tmp");
+                            Files.write(tmp, bytes);
+                            Files.move(tmp, cached, java.nio.file.StandardCopyOption.ATOMIC_MOVE,
+                                    java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+                        } catch (IOException x) {
+                            // the cache is an optimization
+                        }
+                    }
                 }
+                List<ChunkStore.SealedPack> packs;
+                try {
+                    packs = BlobIndexDescriptor.decode(objects.describe(e.key()), bytes);
+                } catch (RepositoryException x) {
+                    warn.accept(x.getMessage() + "; its blobs are not reused");
+                    continue;
+                }
+                for (ChunkStore.SealedPack p : packs) {
+                    if (!condemned.contains(p.id())) {
+                        BlobIndexDescriptor.addRefs(p, state.refs, damaged);
+                    }
+                }
+                decoded++;
+                state.names.add(name); // after its refs: a name in the set has all of them in the map
             }
         }
-        if (cacheUsable) {
+        if (cacheUsable && fresh) {
             try (var s = Files.list(cache)) {
                 for (Path p : s.toList()) {
                     String n = p.getFileName().toString();
@@ -177,6 +198,10 @@ final class WriterIndex {
                 // the cache is an optimization
             }
         }
-        return new Loaded(refs, present.size(), fetched, condemned, damaged);
+        return new Loaded(java.util.Collections.unmodifiableMap(state.refs), present.size(), fetched, decoded, condemned, damaged);
+    }
+
+    private static String name(ObjectStore.Entry e) {
+        return e.key().substring(e.key().lastIndexOf('/') + 1);
     }
 }
