@@ -217,8 +217,8 @@ class WriterIndexCacheTest {
                     while (!stop.get() || loads < 3) {
                         WriterIndex.Loaded l = load(cache);
                         // every ref a load returns names a blob in a pack that exists (no gc runs here;
-                        // each pack is looked up by name: a directory listing racing the backup's
-                        // renames may leave out a file that exists)
+                        // the refs are the kept map, which another load may grow meanwhile with refs
+                        // of newer packs, so each pack is looked up by name, not in an earlier listing)
                         Set<PackId> missing = new java.util.TreeSet<>(java.util.Comparator.comparing(PackId::toString));
                         for (Ref r : l.refs().values()) {
                             if (!Files.isRegularFile(repoDir.resolve(RepositoryLayout.packKey(r.pack())))) {
