@@ -38,6 +38,8 @@ public final class Repository implements AutoCloseable {
     private ChunkStore store;
     /** The damaged copies recorded when {@link #store} loaded ({@link DamagedCopies#normal}). */
     private java.util.Set<Ref> damagedCopies = java.util.Set.of();
+    /** The writer's loaded refs as this process keeps them ({@link WriterIndexCache}); set with {@link #store}. */
+    private WriterIndexCache.State keptIndex;
     private BlobReader reader;
 
     private Repository(ObjectStore objects, String repoId, String host, WriterSession session,
@@ -628,6 +630,7 @@ public final class Repository implements AutoCloseable {
                     dedupScope == DedupScope.HOST ? List.of(host + "+", "upgrade-") : List.of(""), warn);
             store = new ChunkStore(objects, session.id(), loaded.refs(), targetPackBytes, key);
             damagedCopies = loaded.damaged();
+            keptIndex = loaded.state();
         }
         return store;
     }
@@ -825,7 +828,9 @@ public final class Repository implements AutoCloseable {
         session.checkAlive();
         List<ChunkStore.SealedPack> sealed = store().drainSealed();
         if (!sealed.isEmpty()) {
-            objects.put(RepositoryLayout.indexKey(indexName(p.id())), BlobIndexDescriptor.encode(sealed));
+            String indexKey = RepositoryLayout.indexKey(indexName(p.id()));
+            objects.put(indexKey, BlobIndexDescriptor.encode(sealed));
+            keptIndex.addCommitted(indexKey.substring(indexKey.lastIndexOf('/') + 1), sealed);
         }
         String key = RepositoryLayout.pointKey(p.id());
         byte[] manifest = ManifestDescriptor.encode(p);

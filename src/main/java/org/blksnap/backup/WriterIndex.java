@@ -29,9 +29,11 @@ final class WriterIndex {
     /**
      * What was loaded: the refs, counts for the record (index objects listed, read from the
      * repository rather than the disk cache, decoded by this load rather than kept from an earlier
-     * one), the condemned packs and the damaged copies ({@link DamagedCopies#normal}) left out.
+     * one), the condemned packs and the damaged copies ({@link DamagedCopies#normal}) left out, and
+     * the kept state the refs are (the writer adds what it commits: {@link WriterIndexCache.State#addCommitted}).
      */
-    record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, int decoded, Set<PackId> condemned, Set<Ref> damaged) {
+    record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, int decoded, Set<PackId> condemned, Set<Ref> damaged,
+                  WriterIndexCache.State state) {
     }
 
     /**
@@ -198,7 +200,8 @@ final class WriterIndex {
                 // the cache is an optimization
             }
         }
-        return new Loaded(java.util.Collections.unmodifiableMap(state.refs), present.size(), fetched, decoded, condemned, damaged);
+        return new Loaded(java.util.Collections.unmodifiableMap(state.refs), present.size(), fetched, decoded, condemned, damaged,
+                state);
     }
 
     private static String name(ObjectStore.Entry e) {

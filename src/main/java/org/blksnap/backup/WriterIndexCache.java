@@ -46,6 +46,25 @@ final class WriterIndexCache {
             this.damaged = Set.copyOf(damaged);
         }
 
+        /**
+         * Adds the refs of an index object this process's writer has just committed (written
+         * durably, its packs durable before it), as a later load would decode them; so the next
+         * backup does not decode what the previous one wrote. The packs are new: no condemned list
+         * names them; a damaged record made later changes the damaged set, and the next load
+         * starts afresh.
+         *
+         * @param indexObjectName the object's name ({@code <host>+<point id>.idx})
+         */
+        synchronized void addCommitted(String indexObjectName, java.util.List<ChunkStore.SealedPack> packs) {
+            if (names.contains(indexObjectName)) {
+                return;
+            }
+            for (ChunkStore.SealedPack p : packs) {
+                BlobIndexDescriptor.addRefs(p, refs, damaged);
+            }
+            names.add(indexObjectName);
+        }
+
         /** Whether a load that saw these condemned packs, damaged copies and index objects may grow this state. */
         synchronized boolean reusableFor(Set<PackId> condemnedNow, Set<Ref> damagedNow, Set<String> listed) {
             return condemned.equals(condemnedNow) && damaged.equals(damagedNow) && listed.containsAll(names);

@@ -123,6 +123,23 @@ class WriterIndexCacheTest {
     }
 
     @Test
+    void aWritersCommitAddsItsRefsToTheProcesssStateSoTheNextBackupDecodesNothing() throws Exception {
+        backup(0); // through the process's cache, as every writer: its commit adds its own index object
+        WriterIndex.Loaded afterFull = load(WriterIndexCache.PROCESS);
+        assertThat(afterFull.indexObjects()).isEqualTo(1);
+        assertThat(afterFull.decoded()).as("the full point's writer added what it committed").isZero();
+        assertThat(afterFull.refs()).isEqualTo(fresh());
+        Point inc = backup(9);
+        assertThat(inc.kind()).isEqualTo("incremental");
+        assertThat(inc.newBytes()).as("the nine changed chunks and some nodes, nothing stored twice")
+                .isBetween(9L * BLOCK, 9L * BLOCK + 64 * 1024);
+        WriterIndex.Loaded afterInc = load(WriterIndexCache.PROCESS);
+        assertThat(afterInc.indexObjects()).isEqualTo(2);
+        assertThat(afterInc.decoded()).isZero();
+        assertThat(afterInc.refs()).isEqualTo(fresh());
+    }
+
+    @Test
     void theLoadedRefsAreReadOnlyForTheWriter() throws Exception {
         backup(0);
         Map<Sha256, Ref> refs = load(cache).refs();
