@@ -155,6 +155,22 @@ final class BackupCommands {
     @Command(name = "backup", footer = EXIT_FOOTER, description = "Back up devices into a repository: one coherent snapshot of all of them, "
             + "then per device an incremental point (only blocks changed since its last point) or a full one.")
     static final class BackupCmd extends Commands.Base {
+        /**
+         * The options an agent run hands to the resident agent, each as this process resolved it
+         * ({@link #agentArgs}). Every option of this command is here or in {@link #AGENT_NOT_FORWARDED}
+         * (CliTest checks it), so a new option cannot be dropped from agent runs unnoticed.
+         */
+        static final java.util.Set<String> AGENT_FORWARDED = java.util.Set.of("--repo", "--key-file", "--host", "--dedup-scope",
+                "--device", "--freeze", "--storage-dir", "--storage-limit", "--storage-size", "--snapshot-lease", "--pack-size",
+                "--debug-pause-after", "--json");
+        /**
+         * The options an agent run does not hand on: --agent (the agent is the run), --s3-endpoint
+         * (the agent takes directory repositories only), --control (the agent uses its own
+         * socket), --help and --version (answered before any run).
+         */
+        static final java.util.Set<String> AGENT_NOT_FORWARDED = java.util.Set.of("--agent", "--s3-endpoint", "--control",
+                "--help", "--version");
+
         /** Initial difference storage when no --storage-size is given, in bytes (or the limit if smaller). */
         static final long DEFAULT_INITIAL_STORAGE_BYTES = 256L << 20;
 

@@ -92,6 +92,73 @@ class CliTest {
         }
     }
 
+    /**
+     * An agent run hands every option of {@code backup} to the agent, resolved as this process sees
+     * it (paths absolute, sizes in bytes), or leaves it out for a declared reason: every option of
+     * the command is in one of the two sets, and each forwarded one reaches the agent's command line
+     * with the value given here.
+     */
+    @Test
+    void backupHandsEveryOptionToTheAgentOrDeclaresWhyNot() {
+        picocli.CommandLine backup = Main.commandLine(new Main()).getSubcommands().get("backup");
+        java.util.Set<String> declared = new java.util.HashSet<>(BackupCommands.BackupCmd.AGENT_FORWARDED);
+        declared.addAll(BackupCommands.BackupCmd.AGENT_NOT_FORWARDED);
+        assertThat(backup.getCommandSpec().options()).extracting(o -> o.longestName())
+                .as("every option of backup is forwarded to the agent or declared not to be")
+                .allMatch(declared::contains);
+        List<List<String>> seen = new java.util.concurrent.CopyOnWriteArrayList<>();
+        server.serveAgent(new org.blksnap.ctrl.BackupAgent() {
+            @Override
+            public org.blksnap.ctrl.api.Replies.AgentJob start(org.blksnap.ctrl.AccessPolicy.Caller caller,
+                                                              org.blksnap.ctrl.api.Requests.AgentStart q) {
+                seen.add(q.args());
+                throw new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.ENOENT, "unknown operation");
+            }
+
+            @Override
+            public org.blksnap.ctrl.api.Replies.AgentOutput await(org.blksnap.ctrl.api.Requests.AgentWait q) {
+                throw new AssertionError("no job was started");
+            }
+
+            @Override
+            public void cancel(org.blksnap.ctrl.api.Requests.AgentCancel q) {
+                throw new AssertionError("no job was started");
+            }
+        });
+        Path cwd = Path.of("").toAbsolutePath();
+        CliRun r = run("--json", "backup", "--repo", "target/agent-args-repo", "--key-file", "some.key", "--host", "h-1",
+                "--dedup-scope", "host", "--device", "disk0", "--device", "disk1", "--freeze", "mnt/a", "--freeze", "/mnt/b",
+                "--storage-dir", dir.toString(), "--storage-limit", "64M", "--storage-size", "1M", "--snapshot-lease", "42",
+                "--pack-size", "2M", "--debug-pause-after", "3M", "--agent", "auto");
+        assertThat(seen).as(r.toString()).hasSize(1);
+        List<String> args = seen.getFirst();
+        assertThat(args.getFirst()).isEqualTo("backup");
+        java.util.Map<String, List<String>> given = new java.util.HashMap<>();
+        for (int i = 1; i < args.size(); i++) {
+            String o = args.get(i);
+            if (o.equals("--json")) {
+                given.computeIfAbsent(o, k -> new java.util.ArrayList<>()).add("");
+            } else {
+                given.computeIfAbsent(o, k -> new java.util.ArrayList<>()).add(args.get(++i));
+            }
+        }
+        assertThat(given.keySet()).as("every forwarded option given here reaches the agent: %s", args)
+                .containsExactlyInAnyOrderElementsOf(BackupCommands.BackupCmd.AGENT_FORWARDED);
+        assertThat(given).containsEntry("--repo", List.of(cwd.resolve("target/agent-args-repo").toString()))
+                .containsEntry("--key-file", List.of(cwd.resolve("some.key").toString()))
+                .containsEntry("--host", List.of("h-1")).containsEntry("--dedup-scope", List.of("host"))
+                .containsEntry("--device", List.of("disk0", "disk1"))
+                .containsEntry("--freeze", List.of(cwd.resolve("mnt/a").toString(), "/mnt/b"))
+                .containsEntry("--storage-dir", List.of(dir.toString()))
+                .containsEntry("--storage-limit", List.of(Long.toString(64L << 20)))
+                .containsEntry("--storage-size", List.of(Long.toString(1L << 20)))
+                .containsEntry("--snapshot-lease", List.of("42"))
+                .containsEntry("--pack-size", List.of(Long.toString(2L << 20)))
+                .containsEntry("--debug-pause-after", List.of(Long.toString(3L << 20)));
+        assertThat(args).doesNotContain("--agent", "--control", "--s3-endpoint");
+        assertThat(engine.snapshotCollect()).as("the tool's own run after the refusal destroyed its snapshot").isEmpty();
+    }
+
     @Test
     void versionPrintsTheEngineVersion() {
         CliRun r = run("version");
