@@ -45,6 +45,8 @@ public final class Agent implements BackupAgent, AutoCloseable {
     static final long DEFAULT_LEASE_SECONDS = 60;
     /** Exit status of a cancelled job (128 + SIGINT, as a shell reports Ctrl-C). */
     static final int CANCELLED_STATUS = 130;
+    /** Exit status of a job that failed with an unexpected exception (sysexits EX_SOFTWARE, as the tool's own). */
+    static final int FAILED_STATUS = 70;
     /** How long {@link #close} waits for each job to end. */
     private static final Duration CLOSE_WAIT = Duration.ofSeconds(15);
     /** Options whose values must be absolute paths ({@code --repo} may be {@code s3://} instead). */

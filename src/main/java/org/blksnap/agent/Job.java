@@ -87,7 +87,7 @@ final class Job {
             LOG.error("agent job {} failed", id, e);
             byte[] why = ("blksnap: backup: the agent's job failed: " + e + "\n").getBytes(StandardCharsets.UTF_8);
             stderr.append(why, 0, why.length);
-            rc = 70;
+            rc = Agent.FAILED_STATUS;
         }
         lock.lock();
         try {
