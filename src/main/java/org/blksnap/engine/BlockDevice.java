@@ -2,6 +2,7 @@ package org.blksnap.engine;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 
 /**
  * A block device: a fixed number of bytes addressed by byte offset.
@@ -40,6 +41,21 @@ public interface BlockDevice extends AutoCloseable {
      */
     default int kernelCopyHandle() {
         return -1;
+    }
+
+    /**
+     * A channel from which the kernel may send this device's bytes straight to a socket
+     * ({@link FileChannel#transferTo}: sendfile, no copy through user memory), or null when reads
+     * must go through {@link #read}: not a buffered regular file, or a wrapper that must see every
+     * read (a snapshot image, whose bytes must not change after the read is answered). Byte
+     * {@code b} of the device is byte {@code b} of the channel; bytes past the channel's end read as
+     * zeros, as {@link #read} gives them. The channel belongs to the device: never closed by the
+     * caller, valid until the device is closed. Thread-safe.
+     *
+     * @throws IOException when the device can no longer be read (removed)
+     */
+    default FileChannel sendableChannel() throws IOException {
+        return null;
     }
 
     /** Writes {@code src.remaining()} bytes at {@code offsetBytes}. Not durable until {@link #flush()}. */

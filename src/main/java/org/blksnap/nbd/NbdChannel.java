@@ -5,6 +5,7 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.channels.SocketChannel;
 import javax.security.auth.x500.X500Principal;
 import jdk.net.ExtendedSocketOptions;
@@ -28,6 +29,38 @@ interface NbdChannel extends Closeable {
      * can still be written. Best effort, never throws.
      */
     void shutdownInput();
+
+    /** Whether {@link #sendFile} works here: a plain socket (not TLS, not the tests' pipes). */
+    default boolean canSendFiles() {
+        return false;
+    }
+
+    /**
+     * Sends {@code lengthBytes} of {@code src} from {@code positionBytes}, letting the kernel move
+     * them (sendfile: no copy through user memory); bytes past the file's end go out as zeros. Only
+     * where {@link #canSendFiles()}. Serialized by {@link ReplyWriter} like {@link #write}.
+     *
+     * @throws FileReadFailure when reading the file failed; the stream is in sync up to
+     *                         {@link FileReadFailure#sentBytes()} of the data
+     * @throws IOException     when the socket failed (the stream may hold part of the data)
+     */
+    default void sendFile(FileChannel src, long positionBytes, long lengthBytes) throws IOException {
+        throw new UnsupportedOperationException("cannot send files on " + describe());
+    }
+
+    /** Reading the file failed during {@link #sendFile}, after {@code sentBytes} of the data went out. */
+    final class FileReadFailure extends IOException {
+        private final long sentBytes;
+
+        FileReadFailure(long sentBytes, IOException cause) {
+            super(cause.getMessage(), cause);
+            this.sentBytes = sentBytes;
+        }
+
+        long sentBytes() {
+            return sentBytes;
+        }
+    }
 
     /** The peer, for log messages. */
     String describe();
@@ -64,6 +97,9 @@ interface NbdChannel extends Closeable {
      * writes go straight to the socket; after {@link #startTls} through a {@link TlsLayer}.
      */
     final class SocketNbdChannel implements NbdChannel {
+        /** What {@link #sendFile} copies through memory when the kernel cannot send at once. */
+        private static final int SEND_PIECE_BYTES = 16 * 1024;
+
         private final SocketChannel socket;
         private final String description;
         /** Null while plain; set once by the reader thread before request threads exist. */
@@ -93,6 +129,57 @@ interface NbdChannel extends Closeable {
         public long write(ByteBuffer[] srcs, int offset, int length) throws IOException {
             TlsLayer t = tls;
             return t == null ? socket.write(srcs, offset, length) : t.write(srcs, offset, length);
+        }
+
+        @Override
+        public boolean canSendFiles() {
+            return tls == null;
+        }
+
+        @Override
+        public void sendFile(FileChannel src, long positionBytes, long lengthBytes) throws IOException {
+            long sent = 0;
+            ByteBuffer piece = null;
+            while (sent < lengthBytes) {
+                long n;
+                try {
+                    n = src.transferTo(positionBytes + sent, lengthBytes - sent, socket);
+                } catch (IOException e) {
+                    n = 0; // the copy below tells a failed file read from a failed socket
+                }
+                if (n > 0) {
+                    sent += n;
+                    continue;
+                }
+                // Nothing went: the socket is full (under virtual threads its descriptor is non-blocking,
+                // so sendfile does not wait), the file ended, or the transfer failed. One piece through
+                // memory waits for room, reads zeros past the end, or says which side failed.
+                if (piece == null) {
+                    piece = ByteBuffer.allocate(SEND_PIECE_BYTES);
+                }
+                int length = (int) Math.min(piece.capacity(), lengthBytes - sent);
+                piece.clear().limit(length);
+                try {
+                    readPiece(src, piece, positionBytes + sent);
+                } catch (IOException e) {
+                    throw new FileReadFailure(sent, e);
+                }
+                while (piece.hasRemaining()) {
+                    socket.write(piece);
+                }
+                sent += length;
+            }
+        }
+
+        private static void readPiece(FileChannel src, ByteBuffer piece, long positionBytes) throws IOException {
+            while (piece.hasRemaining()) {
+                if (src.read(piece, positionBytes + piece.position()) < 0) {
+                    while (piece.hasRemaining()) {
+                        piece.put((byte) 0);
+                    }
+                }
+            }
+            piece.flip();
         }
 
         @Override

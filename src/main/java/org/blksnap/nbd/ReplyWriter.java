@@ -16,7 +16,9 @@ import static org.blksnap.nbd.NbdTransmissionDescriptor.DATA_OFFSET_OFFSET;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.DATA_PAYLOAD_HEADER_LENGTH;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.ERROR_CODE_OFFSET;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.ERROR_MESSAGE_LENGTH_OFFSET;
+import static org.blksnap.nbd.NbdTransmissionDescriptor.EIO;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.ERROR_MESSAGE_OFFSET;
+import static org.blksnap.nbd.NbdTransmissionDescriptor.ERROR_OFFSET_OFFSET_LENGTH;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.HOLE_OFFSET_OFFSET;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.HOLE_PAYLOAD_LENGTH;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.HOLE_SIZE_OFFSET;
@@ -24,6 +26,7 @@ import static org.blksnap.nbd.NbdTransmissionDescriptor.MAX_ERROR_MESSAGE_BYTES;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.REPLY_FLAG_DONE;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.REPLY_TYPE_BLOCK_STATUS;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.REPLY_TYPE_ERROR;
+import static org.blksnap.nbd.NbdTransmissionDescriptor.REPLY_TYPE_ERROR_OFFSET;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.REPLY_TYPE_NONE;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.REPLY_TYPE_OFFSET_DATA;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.REPLY_TYPE_OFFSET_HOLE;
@@ -36,6 +39,7 @@ import static org.blksnap.nbd.NbdTransmissionDescriptor.STRUCTURED_REPLY_MAGIC;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.locks.ReentrantLock;
 
@@ -254,6 +258,87 @@ final class ReplyWriter {
         } finally {
             lock.unlock();
         }
+    }
+
+    /** Whether {@link #structuredReadFromFile} can be used on this connection. */
+    boolean canSendFiles() {
+        return channel.canSendFiles();
+    }
+
+    /**
+     * A structured READ reply whose data the kernel sends from {@code src} ({@link NbdChannel#sendFile}):
+     * OFFSET_DATA chunks for the data runs (the whole range when {@code runs} is null), OFFSET_HOLE for
+     * the hole runs, then a NONE chunk with DONE. Content chunks never carry DONE, so that a file read
+     * failing after a chunk header went out can still be answered in protocol: the rest of that chunk
+     * goes out as zeros and an ERROR_OFFSET chunk with DONE ends the reply.
+     *
+     * @param src where byte {@code offsetBytes + i} of the request is byte {@code offsetBytes + i}
+     * @throws ReadFailedException when the file read failed and the client was told (the stream is in sync)
+     * @throws IOException         when the socket failed (every later write fails too)
+     */
+    void structuredReadFromFile(long cookie, long offsetBytes, int lengthBytes, FileChannel src, ReadRuns runs)
+            throws IOException {
+        lock.lock();
+        try {
+            begin();
+            int count = runs == null ? 1 : runs.count();
+            for (int i = 0; i < count; i++) {
+                int start = runs == null ? 0 : runs.startBytes(i);
+                int length = runs == null ? lengthBytes : runs.lengthBytes(i);
+                if (runs != null && runs.hole(i)) {
+                    chunkHeader(0, REPLY_TYPE_OFFSET_HOLE, cookie, HOLE_PAYLOAD_LENGTH);
+                    ByteBuffer p = header(HOLE_PAYLOAD_LENGTH);
+                    p.putLong(HOLE_OFFSET_OFFSET, offsetBytes + start);
+                    p.putInt(HOLE_SIZE_OFFSET, length);
+                    continue;
+                }
+                chunkHeader(0, REPLY_TYPE_OFFSET_DATA, cookie, DATA_PAYLOAD_HEADER_LENGTH + length);
+                header(DATA_PAYLOAD_HEADER_LENGTH).putLong(DATA_OFFSET_OFFSET, offsetBytes + start);
+                send(false);
+                begin();
+                sendFile(cookie, src, offsetBytes + start, length);
+            }
+            chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, 0);
+            send();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /** The file read of a {@link #structuredReadFromFile} failed; the client got an ERROR_OFFSET chunk. */
+    static final class ReadFailedException extends IOException {
+        ReadFailedException(String message, IOException cause) {
+            super(message, cause);
+        }
+    }
+
+    private void sendFile(long cookie, FileChannel src, long positionBytes, int lengthBytes) throws IOException {
+        NbdChannel.FileReadFailure readFailure;
+        deadlines.writing();
+        try {
+            channel.sendFile(src, positionBytes, lengthBytes);
+            return;
+        } catch (NbdChannel.FileReadFailure e) {
+            readFailure = e;
+        } catch (IOException e) {
+            failure = e;
+            throw e;
+        } finally {
+            deadlines.written();
+        }
+        long failedAt = positionBytes + readFailure.sentBytes();
+        add(ByteBuffer.allocate((int) (lengthBytes - readFailure.sentBytes()))); // the chunk's promised length
+        String message = "read at offset " + failedAt + " failed: " + readFailure.getMessage();
+        byte[] text = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES);
+        chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_ERROR_OFFSET, cookie,
+                ERROR_MESSAGE_OFFSET + text.length + ERROR_OFFSET_OFFSET_LENGTH);
+        ByteBuffer p = header(ERROR_MESSAGE_OFFSET);
+        p.putInt(ERROR_CODE_OFFSET, EIO);
+        p.putShort(ERROR_MESSAGE_LENGTH_OFFSET, (short) text.length);
+        add(ByteBuffer.wrap(text));
+        header(ERROR_OFFSET_OFFSET_LENGTH).putLong(0, failedAt);
+        send(false);
+        throw new ReadFailedException(message, (IOException) readFailure.getCause());
     }
 
     /** One BLOCK_STATUS chunk per payload (each already holds context id and descriptors); DONE on the last. */

@@ -9,15 +9,20 @@ import static org.blksnap.nbd.NbdTransmissionDescriptor.*;
 import java.io.IOException;
 import java.net.SocketAddress;
 import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.nbd.NbdTestClient.Reply;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -79,6 +84,68 @@ abstract class NbdTransportTest {
         structured.go("disk", true);
         assertThat(structured.read(BLOCK, data.length)).isEqualTo(data);
         assertThat(simple.read(BLOCK, data.length)).isEqualTo(data);
+    }
+
+    @Test
+    void largeStructuredReadsOfAFileGoOutFromItsPagesWithHolesAndZerosPastItsEnd() throws IOException {
+        exports.sparseReads = true;
+        exports.add(dir, "file", SIZE, false);
+        NbdTestClient simple = connect();
+        simple.go("file", false);
+        byte[] data = NbdProtocolTest.pattern(1 << 20, 12);
+        assertThat(simple.write(0, data, 0)).isZero();
+        assertThat(simple.write(3 << 20, data, 0)).isZero();
+        byte[] expected = new byte[4 << 20];
+        System.arraycopy(data, 0, expected, 0, data.length);
+        System.arraycopy(data, 0, expected, 3 << 20, data.length);
+
+        NbdTestClient structured = connect();
+        structured.go("file", true);
+        long cookie = structured.nextCookie();
+        structured.request(0, CMD_READ, cookie, 0, expected.length);
+        List<Reply> chunks = structured.readAllReplies(cookie);
+        assertThat(chunks).extracting(Reply::type).contains(REPLY_TYPE_OFFSET_DATA, REPLY_TYPE_OFFSET_HOLE)
+                .endsWith(REPLY_TYPE_NONE);
+        assertThat(structured.read(0, expected.length)).isEqualTo(expected);
+        assertThat(simple.read(0, expected.length)).isEqualTo(expected);
+
+        // A file shorter than the device reads as zeros past its end, as through a buffer.
+        try (FileChannel f = FileChannel.open(dir.resolve("file.img"), StandardOpenOption.WRITE)) {
+            f.truncate((3 << 20) + (512 << 10));
+        }
+        byte[] tail = new byte[1 << 20];
+        System.arraycopy(data, 0, tail, 0, 512 << 10);
+        assertThat(structured.read(3 << 20, tail.length, CMD_FLAG_DF)).as("one buffered chunk").isEqualTo(tail);
+        assertThat(structured.read(3 << 20, tail.length)).isEqualTo(tail);
+    }
+
+    @Test
+    void aFileReadFailingWhileItsDataIsSentEndsTheReplyWithAnErrorAndTheConnectionGoesOn() throws IOException {
+        BlockDevice file = BlockDevices.open(dir.resolve("bad.img"), SIZE, false);
+        long badAt = (1 << 20) + 12345;
+        FileChannel failing = new FailingFileChannel(file.sendableChannel(), badAt);
+        exports.add("bad", "", new ForwardingDevice(file) {
+            @Override
+            public FileChannel sendableChannel() {
+                return failing;
+            }
+        }, false);
+        NbdTestClient client = connect();
+        client.go("bad", true);
+        byte[] data = NbdProtocolTest.pattern(2 << 20, 13);
+        assertThat(client.write(0, data, 0)).isZero();
+
+        long cookie = client.nextCookie();
+        client.request(0, CMD_READ, cookie, 0, 2 << 20);
+        List<Reply> chunks = client.readAllReplies(cookie);
+        Reply last = chunks.get(chunks.size() - 1);
+        assertThat(last.type()).isEqualTo(REPLY_TYPE_ERROR_OFFSET);
+        assertThat(last.errorCode()).isEqualTo(EIO);
+        ByteBuffer p = ByteBuffer.wrap(last.payload());
+        assertThat(p.getLong(p.capacity() - Long.BYTES)).as("offset of the error").isEqualTo(badAt);
+        assertThat(chunks.get(0).payload()).as("the data chunk keeps its promised length").hasSize(8 + (2 << 20));
+
+        assertThat(client.read(0, 1 << 20)).as("the stream is in sync").isEqualTo(Arrays.copyOf(data, 1 << 20));
     }
 
     @Test

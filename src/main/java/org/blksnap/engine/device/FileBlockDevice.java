@@ -66,6 +66,12 @@ final class FileBlockDevice implements BlockDevice {
         return regularFile && nativeIo == NativeIo.system() ? nativeHandle : -1;
     }
 
+    /** Only a buffered regular file: its page cache holds what a read would return. */
+    @Override
+    public FileChannel sendableChannel() {
+        return regularFile && directChannel == null ? channel : null;
+    }
+
     @Override
     public long sizeBytes() {
         return sizeBytes;

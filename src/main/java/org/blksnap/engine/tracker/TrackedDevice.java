@@ -2,6 +2,7 @@ package org.blksnap.engine.tracker;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.Errno;
@@ -92,6 +93,13 @@ public final class TrackedDevice implements BlockDevice {
     @Override
     public int minimumIoBytes() {
         return backing.minimumIoBytes();
+    }
+
+    /** The backing file's, for reads of the live device (a snapshot's image never reads through here). */
+    @Override
+    public FileChannel sendableChannel() throws IOException {
+        checkPresent();
+        return backing.sendableChannel();
     }
 
     @Override
