@@ -64,24 +64,7 @@ class CliTest {
         assertThat(engine.snapshotCollect()).isEmpty();
         for (boolean older : List.of(false, true)) {
             if (older) {
-                server.serveAgent(new org.blksnap.ctrl.BackupAgent() {
-                    @Override
-                    public org.blksnap.ctrl.api.Replies.AgentJob start(org.blksnap.ctrl.AccessPolicy.Caller caller,
-                                                                      org.blksnap.ctrl.api.Requests.AgentStart q) {
-                        throw new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.ENOENT,
-                                "unknown operation POST /v1/agent/start");
-                    }
-
-                    @Override
-                    public org.blksnap.ctrl.api.Replies.AgentOutput await(org.blksnap.ctrl.api.Requests.AgentWait q) {
-                        throw new AssertionError("no job was started");
-                    }
-
-                    @Override
-                    public void cancel(org.blksnap.ctrl.api.Requests.AgentCancel q) {
-                        throw new AssertionError("no job was started");
-                    }
-                });
+                server.serveAgent(refusingAgent(q -> { }, "unknown operation POST /v1/agent/start"));
             }
             CliRun r = run("backup", "--repo", repo, "--device", "disk0", "--storage-dir", dir.toString(),
                     "--storage-limit", "16M");
@@ -107,24 +90,7 @@ class CliTest {
                 .as("every option of backup is forwarded to the agent or declared not to be")
                 .allMatch(declared::contains);
         List<List<String>> seen = new java.util.concurrent.CopyOnWriteArrayList<>();
-        server.serveAgent(new org.blksnap.ctrl.BackupAgent() {
-            @Override
-            public org.blksnap.ctrl.api.Replies.AgentJob start(org.blksnap.ctrl.AccessPolicy.Caller caller,
-                                                              org.blksnap.ctrl.api.Requests.AgentStart q) {
-                seen.add(q.args());
-                throw new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.ENOENT, "unknown operation");
-            }
-
-            @Override
-            public org.blksnap.ctrl.api.Replies.AgentOutput await(org.blksnap.ctrl.api.Requests.AgentWait q) {
-                throw new AssertionError("no job was started");
-            }
-
-            @Override
-            public void cancel(org.blksnap.ctrl.api.Requests.AgentCancel q) {
-                throw new AssertionError("no job was started");
-            }
-        });
+        server.serveAgent(refusingAgent(q -> seen.add(q.args()), "unknown operation"));
         Path cwd = Path.of("").toAbsolutePath();
         CliRun r = run("--json", "backup", "--repo", "target/agent-args-repo", "--key-file", "some.key", "--host", "h-1",
                 "--dedup-scope", "host", "--device", "disk0", "--device", "disk1", "--freeze", "mnt/a", "--freeze", "/mnt/b",
@@ -157,6 +123,32 @@ class CliTest {
                 .containsEntry("--debug-pause-after", List.of(Long.toString(3L << 20)));
         assertThat(args).doesNotContain("--agent", "--control", "--s3-endpoint");
         assertThat(engine.snapshotCollect()).as("the tool's own run after the refusal destroyed its snapshot").isEmpty();
+    }
+
+    /**
+     * An agent that refuses every job as a daemon predating the agent does (ENOENT with
+     * {@code message}), after showing the request to {@code seen}.
+     */
+    private static org.blksnap.ctrl.BackupAgent refusingAgent(
+            java.util.function.Consumer<org.blksnap.ctrl.api.Requests.AgentStart> seen, String message) {
+        return new org.blksnap.ctrl.BackupAgent() {
+            @Override
+            public org.blksnap.ctrl.api.Replies.AgentJob start(org.blksnap.ctrl.AccessPolicy.Caller caller,
+                                                              org.blksnap.ctrl.api.Requests.AgentStart q) {
+                seen.accept(q);
+                throw new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.ENOENT, message);
+            }
+
+            @Override
+            public org.blksnap.ctrl.api.Replies.AgentOutput await(org.blksnap.ctrl.api.Requests.AgentWait q) {
+                throw new AssertionError("no job was started");
+            }
+
+            @Override
+            public void cancel(org.blksnap.ctrl.api.Requests.AgentCancel q) {
+                throw new AssertionError("no job was started");
+            }
+        };
     }
 
     @Test
