@@ -22,12 +22,26 @@ public interface ImageReader extends AutoCloseable {
     @Override
     void close();
 
-    /** Opens the image a backup reads; given the image's export name and NBD URI. */
+    /**
+     * How a backup reaches what the daemon holds: opens the image it reads (given the image's
+     * export name and NBD URI) and, in the daemon's own process, reads a device's CBT map.
+     */
     @FunctionalInterface
     interface Opener {
-        /** Over NBD at the URI. */
+        /** Over NBD at the URI; CBT maps through the control API. */
         Opener NBD = (image, uri) -> NbdClient.connect(uri);
 
         ImageReader open(String image, String uri) throws RepositoryException;
+
+        /**
+         * The CBT map of {@code device} (one byte per tracking block, {@code blockCount} of them)
+         * read in this process, or null when this opener cannot (the caller then asks the
+         * daemon's control API, as a separate process must).
+         *
+         * @throws RepositoryException NBD: the map could not be read (named)
+         */
+        default byte[] cbtMap(String device, int blockCount) throws RepositoryException {
+            return null;
+        }
     }
 }

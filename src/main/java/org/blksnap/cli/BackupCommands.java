@@ -317,7 +317,10 @@ final class BackupCommands {
                                 opener != null ? opener : ImageReader.Opener.NBD, image.sizeBytes(),
                                 t.blockSizeBytes(), t.generationId().toString(), t.snapNumber());
                         AtomicReference<Repository.PointPhases> phases = new AtomicReference<>();
-                        Point p = repository.backup(source, () -> readMap(cli, device, t.blockCount()),
+                        Point p = repository.backup(source, () -> {
+                            byte[] local = opener != null ? opener.cbtMap(device, t.blockCount()) : null;
+                            return local != null ? local : readMap(cli, device, t.blockCount());
+                        },
                                 progress(cli, device, phases));
                         BackupPoint line = BackupPoint.of(p, phases.get());
                         done.add(line);
