@@ -141,9 +141,36 @@ public final class Main extends Tool {
         }
     }
 
+    /**
+     * The tool's process: runs the command, flushes its output and halts. Not {@link System#exit}
+     * when it can be helped: that asks {@link System#getLogger} whether to log the exit, and finding
+     * out searches every jar of lib/ for a logging backend (ServiceLoader), 40 ms of every call
+     * (async-profiler, wall clock). So a command removes the shutdown hooks it adds before it
+     * returns (backup and the agent run do). When a signal has begun the JVM's shutdown (its hooks
+     * are cancelling the work the command is returning from), the exit waits for them as before and
+     * the process ends with the signal's status. Killed between that check and the halt, the tool
+     * leaves what kill -9 would: the snapshot's lease and the next backup clean up.
+     */
     public static void main(String[] args) {
         int rc = run(args, System.out, System.err, System.getenv());
-        System.exit(rc);
+        System.out.flush();
+        System.err.flush();
+        if (shuttingDown()) {
+            System.exit(rc);
+        }
+        Runtime.getRuntime().halt(rc);
+    }
+
+    /** Whether the JVM's shutdown has begun (a signal): no hook can be added then. */
+    private static boolean shuttingDown() {
+        Thread probe = new Thread(() -> { });
+        try {
+            Runtime.getRuntime().addShutdownHook(probe);
+            Runtime.getRuntime().removeShutdownHook(probe);
+            return false;
+        } catch (IllegalStateException e) {
+            return true;
+        }
     }
 
     /** Runs the tool in-process (tests), writing to the given streams; returns the exit code. */
