@@ -52,6 +52,10 @@ public class ControlApiFuzzTest {
             try {
                 Path dir = Files.createTempDirectory("blksnap-ctl-fuzz");
                 Path s = dir.resolve("control.sock");
+                // the server lives as long as the fuzzing JVM: its socket and directory go at its exit
+                // (deleteOnExit removes in reverse order: the socket, then the directory)
+                dir.toFile().deleteOnExit();
+                s.toFile().deleteOnExit();
                 ControlServer.start(new FakeBlksnap(), new FakeDevices(), s, name -> "nbd://127.0.0.1:10809/" + name,
                         cmd -> new FreezeHooks.CommandRunner.Result(0, ""), ev -> {
                         });
@@ -60,7 +64,7 @@ public class ControlApiFuzzTest {
                 send(s, "GET", "/v1/version", new byte[0], WARM_UP_MILLIS);
                 send(s, "POST", "/v1/snapshot/create", "{\"devices\":[1]}".getBytes(StandardCharsets.UTF_8),
                         WARM_UP_MILLIS);
-                socket = s; // lives as long as the fuzzing JVM; the temp directory goes with the test's /tmp
+                socket = s;
             } catch (IOException e) {
                 throw new UncheckedIOException(e);
             }
