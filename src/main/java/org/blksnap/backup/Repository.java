@@ -828,9 +828,9 @@ public final class Repository implements AutoCloseable {
         session.checkAlive();
         List<ChunkStore.SealedPack> sealed = store().drainSealed();
         if (!sealed.isEmpty()) {
-            String indexKey = RepositoryLayout.indexKey(indexName(p.id()));
-            objects.put(indexKey, BlobIndexDescriptor.encode(sealed));
-            keptIndex.addCommitted(indexKey.substring(indexKey.lastIndexOf('/') + 1), sealed);
+            String name = indexName(p.id());
+            objects.put(RepositoryLayout.indexKey(name), BlobIndexDescriptor.encode(sealed));
+            keptIndex.add(name + RepositoryLayout.INDEX_SUFFIX, sealed);
         }
         String key = RepositoryLayout.pointKey(p.id());
         byte[] manifest = ManifestDescriptor.encode(p);

@@ -30,7 +30,7 @@ final class WriterIndex {
      * What was loaded: the refs, counts for the record (index objects listed, read from the
      * repository rather than the disk cache, decoded by this load rather than kept from an earlier
      * one), the condemned packs and the damaged copies ({@link DamagedCopies#normal}) left out, and
-     * the kept state the refs are (the writer adds what it commits: {@link WriterIndexCache.State#addCommitted}).
+     * the kept state the refs are (the writer adds what it commits: {@link WriterIndexCache.State#add}).
      */
     record Loaded(Map<Sha256, Ref> refs, int indexObjects, int fetched, int decoded, Set<PackId> condemned, Set<Ref> damaged,
                   WriterIndexCache.State state) {
@@ -178,13 +178,8 @@ final class WriterIndex {
                     warn.accept(x.getMessage() + "; its blobs are not reused");
                     continue;
                 }
-                for (ChunkStore.SealedPack p : packs) {
-                    if (!condemned.contains(p.id())) {
-                        BlobIndexDescriptor.addRefs(p, state.refs, damaged);
-                    }
-                }
+                state.add(name, packs);
                 decoded++;
-                state.names.add(name); // after its refs: a name in the set has all of them in the map
             }
         }
         if (cacheUsable && fresh) {

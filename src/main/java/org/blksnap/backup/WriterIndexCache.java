@@ -47,22 +47,25 @@ final class WriterIndexCache {
         }
 
         /**
-         * Adds the refs of an index object this process's writer has just committed (written
-         * durably, its packs durable before it), as a later load would decode them; so the next
-         * backup does not decode what the previous one wrote. The packs are new: no condemned list
-         * names them; a damaged record made later changes the damaged set, and the next load
-         * starts afresh.
+         * Adds the refs of the packs an index object lists, less the condemned packs and the
+         * damaged copies this state was built with, unless that object's refs are in already. A
+         * load adds the objects it decodes; a writer of this process adds the one it has just
+         * committed (written durably, its packs durable before it), as a later load would decode
+         * it, so the next backup does not decode what the previous one wrote (a damaged record
+         * made later changes the damaged set, and the next load starts afresh).
          *
          * @param indexObjectName the object's name ({@code <host>+<point id>.idx})
          */
-        synchronized void addCommitted(String indexObjectName, java.util.List<ChunkStore.SealedPack> packs) {
+        synchronized void add(String indexObjectName, java.util.List<ChunkStore.SealedPack> packs) {
             if (names.contains(indexObjectName)) {
                 return;
             }
             for (ChunkStore.SealedPack p : packs) {
-                BlobIndexDescriptor.addRefs(p, refs, damaged);
+                if (!condemned.contains(p.id())) {
+                    BlobIndexDescriptor.addRefs(p, refs, damaged);
+                }
             }
-            names.add(indexObjectName);
+            names.add(indexObjectName); // after its refs: a name in the set has all of them in the map
         }
 
         /** Whether a load that saw these condemned packs, damaged copies and index objects may grow this state. */
@@ -92,10 +95,5 @@ final class WriterIndexCache {
         State fresh = new State(condemned, damaged);
         states.put(key, new SoftReference<>(fresh));
         return fresh;
-    }
-
-    /** Drops every kept state (tests). */
-    void clear() {
-        states.clear();
     }
 }
