@@ -329,13 +329,8 @@ final class ReplyWriter {
         long failedAt = positionBytes + readFailure.sentBytes();
         add(ByteBuffer.allocate((int) (lengthBytes - readFailure.sentBytes()))); // the chunk's promised length
         String message = "read at offset " + failedAt + " failed: " + readFailure.getMessage();
-        byte[] text = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES);
-        chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_ERROR_OFFSET, cookie,
-                ERROR_MESSAGE_OFFSET + text.length + ERROR_OFFSET_OFFSET_LENGTH);
-        ByteBuffer p = header(ERROR_MESSAGE_OFFSET);
-        p.putInt(ERROR_CODE_OFFSET, EIO);
-        p.putShort(ERROR_MESSAGE_LENGTH_OFFSET, (short) text.length);
-        add(ByteBuffer.wrap(text));
+        errorChunk(cookie, REPLY_TYPE_ERROR_OFFSET, EIO, truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES),
+                ERROR_OFFSET_OFFSET_LENGTH);
         header(ERROR_OFFSET_OFFSET_LENGTH).putLong(0, failedAt);
         send(false);
         throw new ReadFailedException(message, (IOException) readFailure.getCause());
@@ -363,15 +358,23 @@ final class ReplyWriter {
         lock.lock();
         try {
             begin();
-            chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_ERROR, cookie, ERROR_MESSAGE_OFFSET + text.length);
-            ByteBuffer p = header(ERROR_MESSAGE_OFFSET);
-            p.putInt(ERROR_CODE_OFFSET, error);
-            p.putShort(ERROR_MESSAGE_LENGTH_OFFSET, (short) text.length);
-            add(ByteBuffer.wrap(text));
+            errorChunk(cookie, REPLY_TYPE_ERROR, error, text, 0);
             send();
         } finally {
             lock.unlock();
         }
+    }
+
+    /**
+     * Queues an error chunk with DONE: its header, error code and message; {@code tailBytes} more
+     * payload bytes follow the message, queued by the caller (ERROR_OFFSET's offset).
+     */
+    private void errorChunk(long cookie, int type, int error, byte[] text, int tailBytes) {
+        chunkHeader(REPLY_FLAG_DONE, type, cookie, ERROR_MESSAGE_OFFSET + text.length + tailBytes);
+        ByteBuffer p = header(ERROR_MESSAGE_OFFSET);
+        p.putInt(ERROR_CODE_OFFSET, error);
+        p.putShort(ERROR_MESSAGE_LENGTH_OFFSET, (short) text.length);
+        add(ByteBuffer.wrap(text));
     }
 
     private void begin() throws IOException {
