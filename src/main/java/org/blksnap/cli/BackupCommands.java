@@ -222,6 +222,11 @@ final class BackupCommands {
             Path socket = main.controlSocket();
             Path storageRoot = (storageDir != null ? storageDir : socket.toAbsolutePath().getParent()).toAbsolutePath().normalize();
             if (!Files.isDirectory(storageRoot)) {
+                if (storageDir == null) {
+                    // the default is the daemon's data directory: missing, the daemon is not there either
+                    throw new ControlClient.UnreachableException("cannot reach blksnapd at " + socket.toAbsolutePath()
+                            + ": its directory (the default --storage-dir) does not exist", null);
+                }
                 throw usage("--storage-dir " + storageRoot + " is not a directory");
             }
             long limit = storageLimit.bytes();
@@ -248,7 +253,9 @@ final class BackupCommands {
             if (!List.of("auto", "daemon", "off").contains(agent)) {
                 throw usage("--agent " + agent + " must be auto, daemon or off");
             }
-            if (!agent.equals("off")) {
+            // a relaunch for the optimizing compiler (Relaunch): the first process asked the agent already
+            boolean relaunched = agent.equals("auto") && main.env(Relaunch.IN_PROCESS_ENV) != null;
+            if (!agent.equals("off") && !relaunched) {
                 if (where instanceof RepositoryLocation.S3 && agent.equals("daemon")) {
                     throw usage("--agent daemon: an S3 repository is backed up by this process (its credentials are "
                             + "this process's environment, not the daemon's); use --agent off or auto");
@@ -260,6 +267,11 @@ final class BackupCommands {
                         return rc;
                     }
                 }
+            }
+            String launcher = main.env(Relaunch.LAUNCHER_ENV);
+            if (launcher != null && !launcher.isEmpty()) {
+                // this JVM was started for the agent's quick relay (C1 only): hash and compress in one with C2
+                return Relaunch.withFullCompiler(main, launcher, spec.root().commandLine().getParseResult().originalArgs());
             }
             try (Repository repository = Repository.openForWriting(where, repo.key(), hostName, packBytes, cli::warn)) {
                 repository.dedupScope(scope);

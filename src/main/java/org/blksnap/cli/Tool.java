@@ -104,6 +104,21 @@ class Tool {
         return env.get(name);
     }
 
+    /** This run's whole environment (the process's, or a test's); read-only. */
+    final Map<String, String> environment() {
+        return java.util.Collections.unmodifiableMap(env);
+    }
+
+    /** This run's standard output. */
+    final PrintWriter out() {
+        return out;
+    }
+
+    /** This run's standard error. */
+    final PrintWriter err() {
+        return err;
+    }
+
     /** The control socket of this run: --control, else $BLKSNAP_CONTROL, else the default. */
     final Path controlSocket() {
         if (control != null) {

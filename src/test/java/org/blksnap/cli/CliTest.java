@@ -129,6 +129,52 @@ class CliTest {
      * An agent that refuses every job as a daemon predating the agent does (ENOENT with
      * {@code message}), after showing the request to {@code seen}.
      */
+    /**
+     * A backup that runs in the tool although the launcher started a quick JVM for the agent's relay
+     * (C1 only, {@code BLKSNAP_QUICK_JVM_LAUNCHER} set) runs the launcher again with
+     * {@code BLKSNAP_IN_PROCESS_BACKUP=1} and the same arguments, relays its output and ends with its
+     * status; the quick process itself creates no snapshot. The relaunched run does not ask the
+     * agent again.
+     */
+    @Test
+    void aBackupInTheToolRunsInAJvmWithTheOptimizingCompiler() throws Exception {
+        Path record = dir.resolve("relaunch.txt");
+        Path launcher = dir.resolve("fake-launcher");
+        Files.writeString(launcher, "#!/bin/bash\n"
+                + "{ printf '%s\\n' \"$@\"; echo \"IN_PROCESS=${BLKSNAP_IN_PROCESS_BACKUP:-}\"; echo \"QUICK=${BLKSNAP_QUICK_JVM_LAUNCHER:-unset}\";"
+                + " echo \"KEPT=${KEPT:-}\"; } > " + record + "\n"
+                + "echo 'the full JVM backed up'; echo 'its warning' >&2; exit 7\n");
+        Files.setPosixFilePermissions(launcher, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+        java.util.Map<String, String> env = java.util.Map.of(Relaunch.LAUNCHER_ENV, launcher.toString(), "KEPT", "yes");
+        String repo = dir.resolve("repo").toString();
+        List<String> seen = new java.util.concurrent.CopyOnWriteArrayList<>();
+        server.serveAgent(refusingAgent(q -> seen.add("agent asked"), "unknown operation POST /v1/agent/start"));
+        for (String agent : List.of("auto", "off")) {
+            Files.deleteIfExists(record);
+            CliRun r = CliRun.run(env, socket, "backup", "--repo", repo, "--device", "disk0", "--agent", agent);
+            assertThat(r.exitCode()).as(r.toString()).isEqualTo(7);
+            assertThat(r.out()).as(r.toString()).contains("the full JVM backed up");
+            assertThat(r.err()).as(r.toString()).contains("its warning");
+            assertThat(Files.readAllLines(record)).as("the same arguments, a full JVM, the launcher's name dropped")
+                    .containsExactly("--control", socket.toString(), "backup", "--repo", repo, "--device", "disk0",
+                            "--agent", agent, "IN_PROCESS=1", "QUICK=unset", "KEPT=yes");
+            assertThat(engine.snapshotCollect()).as("the quick process made no snapshot").isEmpty();
+        }
+        assertThat(seen).as("--agent auto asked the agent first, --agent off did not").hasSize(1);
+        CliRun child = CliRun.run(java.util.Map.of(Relaunch.IN_PROCESS_ENV, "1"), socket, "backup", "--repo", repo,
+                "--device", "disk0", "--storage-limit", "16M");
+        assertThat(seen).as("the relaunched run does not ask the agent again: %s", child).hasSize(1);
+        assertThat(child.exitCode()).as("it backs up itself (and fails to read the fake image): %s", child).isEqualTo(74);
+        assertThat(engine.snapshotCollect()).isEmpty();
+        CliRun usage = CliRun.run(env, socket, "backup", "--repo", repo, "--device", "disk0", "--agent", "sometimes");
+        assertThat(usage.exitCode()).as("bad input is refused by the quick process: %s", usage).isEqualTo(64);
+        Files.deleteIfExists(record);
+        CliRun missing = CliRun.run(java.util.Map.of(Relaunch.LAUNCHER_ENV, dir.resolve("no-such-launcher").toString()),
+                socket, "backup", "--repo", repo, "--device", "disk0", "--agent", "off");
+        assertThat(missing.exitCode()).as(missing.toString()).isEqualTo(74);
+        assertThat(missing.err()).contains("no-such-launcher");
+    }
+
     private static org.blksnap.ctrl.BackupAgent refusingAgent(
             java.util.function.Consumer<org.blksnap.ctrl.api.Requests.AgentStart> seen, String message) {
         return new org.blksnap.ctrl.BackupAgent() {
@@ -277,6 +323,11 @@ class CliTest {
         CliRun r = CliRun.run(nowhere, "version");
         assertThat(r.exitCode()).isEqualTo(111);
         assertThat(r.err()).contains("cannot reach blksnapd at " + nowhere);
+        Path noDataDir = dir.resolve("no-such-data-dir/control.sock");
+        CliRun backup = CliRun.run(noDataDir, "backup", "--repo", dir.resolve("repo").toString(), "--device", "disk0");
+        assertThat(backup.exitCode()).as("a backup whose default storage directory, the daemon's, is missing: %s", backup)
+                .isEqualTo(111);
+        assertThat(backup.err()).contains("cannot reach blksnapd at " + noDataDir).contains("default --storage-dir");
     }
 
     @Test
