@@ -205,6 +205,36 @@ class DistributionIT {
                 .isGreaterThanOrEqualTo(Files.getLastModifiedTime(jar).toMillis());
     }
 
+    /**
+     * The launcher's JVM per call: a backup the resident agent may run gets the quick JVM (C1, the
+     * serial collector); one that runs in the tool (S3, --agent off, or the tool's relaunch with
+     * BLKSNAP_IN_PROCESS_BACKUP, cli/Relaunch.java), restore and verify get the optimizing compiler
+     * and the throughput collector.
+     */
+    @Test
+    void theLauncherGivesInProcessBackupsTheOptimizingCompiler() throws Exception {
+        String blksnap = tree.resolve("bin/blksnap").toString();
+        record Call(List<String> args, Map<String, String> env, boolean quick) {
+        }
+        List<Call> calls = List.of(
+                new Call(List.of("backup", "--repo", "/r", "--help"), Map.of(), true),
+                new Call(List.of("backup", "--repo", "s3://bucket/p", "--help"), Map.of(), false),
+                new Call(List.of("backup", "--agent", "off", "--help"), Map.of(), false),
+                new Call(List.of("backup", "--repo", "/r", "--help"), Map.of("BLKSNAP_IN_PROCESS_BACKUP", "1"), false),
+                new Call(List.of("restore", "--help"), Map.of(), false),
+                new Call(List.of("version", "--help"), Map.of(), true));
+        for (Call c : calls) {
+            Map<String, String> env = new java.util.HashMap<>(c.env());
+            env.put("BLKSNAP_JAVA_OPTS", "-XX:+PrintFlagsFinal");
+            List<String> cmd = new java.util.ArrayList<>(List.of(blksnap));
+            cmd.addAll(c.args());
+            String out = run(cmd, noJdk(env), 120);
+            assertThat(out).as("%s %s", c.args(), c.env())
+                    .containsPattern("TieredStopAtLevel += " + (c.quick() ? "1" : "4") + " ")
+                    .containsPattern((c.quick() ? "UseSerialGC" : "UseParallelGC") + " += true ");
+        }
+    }
+
     private static BlockingQueue<String> lines(Process p) {
         BlockingQueue<String> q = new LinkedBlockingQueue<>();
         Thread.ofVirtual().start(() -> {
