@@ -140,7 +140,7 @@ final class ChunkStore implements AutoCloseable {
      */
     Ref[] putAll(List<Blob> blobs) throws RepositoryException {
         Ref[] refs = new Ref[blobs.size()];
-        ByteBuffer[] encoded = new ByteBuffer[blobs.size()];
+        ByteBuffer[][] encoded = new ByteBuffer[blobs.size()][];
         for (int i = 0; i < refs.length; i++) {
             Blob b = blobs.get(i);
             Ref found = lookup(b.hash());
@@ -189,7 +189,7 @@ final class ChunkStore implements AutoCloseable {
                 throw broken;
             }
             try {
-                Ref ref = appendLocked(new Blob(kind, hash, null), stored.slice());
+                Ref ref = appendLocked(new Blob(kind, hash, null), new ByteBuffer[] {stored.slice()});
                 if (open != null && open.positionBytes >= targetPackBytes) {
                     sealLocked();
                 }
@@ -217,38 +217,31 @@ final class ChunkStore implements AutoCloseable {
     }
 
     /**
-     * The blob as stored: header, then the payload compressed straight behind it (no copy), or the
-     * raw bytes when zstd does not shrink them or {@link #looksIncompressible} says it would not.
-     * In an encrypted repository the payload is then sealed in place ({@link CryptoDescriptor}:
-     * key id, nonce, ciphertext, tag; the header is its associated data).
+     * The blob as stored, in the buffers to append one after the other: header, then the payload
+     * compressed straight behind it (no copy), or the header alone followed by the raw bytes
+     * themselves when zstd does not shrink them or {@link #looksIncompressible} says it would not
+     * (no copy of an incompressible chunk either). In an encrypted repository the payload is then
+     * sealed in place ({@link CryptoDescriptor}: key id, nonce, ciphertext, tag; the header is its
+     * associated data).
      */
-    private ByteBuffer encode(Blob b) {
+    private ByteBuffer[] encode(Blob b) {
         byte[] raw = b.raw();
         if (raw.length > PackDescriptor.MAX_RAW_BYTES) {
             throw new IllegalArgumentException("raw.length (" + raw.length + ") must be <= " + PackDescriptor.MAX_RAW_BYTES);
         }
         if (key != null) {
-            return encodeSealed(b);
+            return new ByteBuffer[] {encodeSealed(b)};
         }
         int h = PackDescriptor.BLOB_HEADER_BYTES;
-        byte[] out = null;
-        int payloadLength = raw.length;
         Compressed c = compress(raw, h, 0);
-        if (c != null) {
-            out = c.out();
-            payloadLength = c.length();
-        }
-        boolean useZstd = out != null;
-        if (!useZstd) {
-            out = new byte[h + raw.length];
-            System.arraycopy(raw, 0, out, h, raw.length);
-        }
-        ByteBuffer blob = ByteBuffer.wrap(out, 0, h + payloadLength);
-        blob.putInt(PackDescriptor.BLOB_MAGIC).put((byte) b.kind())
+        boolean useZstd = c != null;
+        int payloadLength = useZstd ? c.length() : raw.length;
+        ByteBuffer header = useZstd ? ByteBuffer.wrap(c.out(), 0, h + payloadLength) : ByteBuffer.allocate(h);
+        header.putInt(PackDescriptor.BLOB_MAGIC).put((byte) b.kind())
                 .put((byte) (useZstd ? PackDescriptor.COMP_ZSTD : PackDescriptor.COMP_NONE)).putShort((short) 0)
                 .putInt(raw.length).putInt(payloadLength);
-        b.hash().write(blob);
-        return blob.position(0);
+        b.hash().write(header);
+        return useZstd ? new ByteBuffer[] {header.position(0)} : new ByteBuffer[] {header.flip(), ByteBuffer.wrap(raw)};
     }
 
     /**
@@ -342,7 +335,8 @@ final class ChunkStore implements AutoCloseable {
         }
     }
 
-    private Ref appendLocked(Blob b, ByteBuffer blob) throws RepositoryException {
+    /** Appends a blob given as consecutive buffers (the first holds its header; {@link #encode}). */
+    private Ref appendLocked(Blob b, ByteBuffer[] blob) throws RepositoryException {
         Ref found = lookup(b.hash());
         if (found != null && found.kind() == b.kind()) {
             return found; // another thread stored it meanwhile
@@ -351,18 +345,23 @@ final class ChunkStore implements AutoCloseable {
             open = openPack();
         }
         long at = open.positionBytes;
-        writeFully(open, blob, at);
-        open.positionBytes += blob.limit();
-        Ref ref = new Ref(b.kind(), b.hash(), open.id, at, blob.limit());
+        byte comp = blob[0].get(blob[0].position() + PackDescriptor.BLOB_COMP_OFFSET);
+        int length = 0;
+        for (ByteBuffer part : blob) {
+            int n = part.remaining();
+            writeFully(open, part, at + length);
+            length += n;
+        }
+        open.positionBytes += length;
+        Ref ref = new Ref(b.kind(), b.hash(), open.id, at, length);
         ByteBuffer entry = ByteBuffer.allocate(PackDescriptor.ENTRY_BYTES);
         b.hash().write(entry);
-        entry.put((byte) b.kind()).put(blob.get(PackDescriptor.BLOB_COMP_OFFSET)).putShort((short) 0)
-                .putInt((int) at).putInt(blob.limit());
+        entry.put((byte) b.kind()).put(comp).putShort((short) 0).putInt((int) at).putInt(length);
         open.entries.add(entry.array());
         if (found == null) {
             added.put(b.hash(), ref);
         }
-        newBytes.addAndGet(blob.limit());
+        newBytes.addAndGet(length);
         newBlobs.incrementAndGet();
         return ref;
     }

@@ -246,7 +246,8 @@ final class DeviceBackup {
             if (Arrays.equals(data, at, at + len, zeros, 0, len)) {
                 newRefs[c] = Ref.HOLE;
             } else {
-                byte[] chunk = Arrays.copyOfRange(data, at, at + len);
+                // a run of one chunk (an incremental's scattered changes) is its own buffer: no copy
+                byte[] chunk = at == 0 && len == data.length ? data : Arrays.copyOfRange(data, at, at + len);
                 blobs.add(new ChunkStore.Blob(NodeDescriptor.KIND_CHUNK, store.name(chunk), chunk));
                 chunks.add(c);
             }
