@@ -254,7 +254,11 @@ final class BackupCommands {
                 throw usage("--agent " + agent + " must be auto, daemon or off");
             }
             // a relaunch for the optimizing compiler (Relaunch): the first process asked the agent already
-            boolean relaunched = agent.equals("auto") && main.env(Relaunch.IN_PROCESS_ENV) != null;
+            String relaunchedBy = main.env(Relaunch.IN_PROCESS_ENV);
+            if (relaunchedBy != null) {
+                Relaunch.endWithParent(main, relaunchedBy);
+            }
+            boolean relaunched = agent.equals("auto") && relaunchedBy != null;
             if (!agent.equals("off") && !relaunched) {
                 if (where instanceof RepositoryLocation.S3 && agent.equals("daemon")) {
                     throw usage("--agent daemon: an S3 repository is backed up by this process (its credentials are "

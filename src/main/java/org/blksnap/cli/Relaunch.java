@@ -34,8 +34,9 @@ final class Relaunch {
     /** Set by the launcher when it started a quick JVM: the launcher's path. */
     static final String LAUNCHER_ENV = "BLKSNAP_QUICK_JVM_LAUNCHER";
     /**
-     * Set (to {@code 1}) in the child's environment: the launcher starts the optimizing compiler and
-     * keeps the first launch's clock, and {@code backup --agent auto} runs in the process.
+     * Set in the child's environment to the first process's pid: the launcher starts the optimizing
+     * compiler and keeps the first launch's clock, {@code backup --agent auto} runs in the process,
+     * and the child ends with the first process ({@link #endWithParent}).
      */
     static final String IN_PROCESS_ENV = "BLKSNAP_IN_PROCESS_BACKUP";
     /** How long a signalled parent waits for its child to clean up, in seconds. */
@@ -62,7 +63,7 @@ final class Relaunch {
         env.clear();
         env.putAll(tool.environment());
         env.remove(LAUNCHER_ENV);
-        env.put(IN_PROCESS_ENV, "1");
+        env.put(IN_PROCESS_ENV, Long.toString(ProcessHandle.current().pid()));
         boolean inherit = tool.terminal() instanceof Main.Terminal.Local local && local.systemOut();
         if (inherit) {
             out.flush();
@@ -91,6 +92,36 @@ final class Relaunch {
             } catch (IllegalStateException e) {
                 // the JVM is shutting down: the hook stops the child
             }
+        }
+    }
+
+    /**
+     * In the relaunched process: when the process that started it ends first (killed outright, as
+     * kill -9 of the tool), this one stops as a signalled backup does (its shutdown hooks destroy
+     * the snapshot; no point is written), instead of backing up on as an orphan. {@code parentPid}
+     * is {@link #IN_PROCESS_ENV}'s value; a value that is not a live process's pid (that process
+     * already gone) stops this one at once.
+     */
+    static void endWithParent(Tool tool, String parentPid) {
+        long pid;
+        try {
+            pid = Long.parseLong(parentPid.trim());
+        } catch (NumberFormatException e) {
+            return; // not set by this class: nothing to follow
+        }
+        if (pid == ProcessHandle.current().pid()) {
+            return; // not set by this class either: a process is not its own parent
+        }
+        java.util.Optional<ProcessHandle> parent = ProcessHandle.of(pid).filter(ProcessHandle::isAlive);
+        Runnable stop = () -> {
+            tool.err().println("blksnap: backup: the tool that started this backup (pid " + pid + ") ended; stopping");
+            tool.err().flush();
+            System.exit(143);
+        };
+        if (parent.isEmpty()) {
+            stop.run();
+        } else {
+            parent.get().onExit().thenRun(stop);
         }
     }
 

@@ -132,7 +132,7 @@ class CliTest {
     /**
      * A backup that runs in the tool although the launcher started a quick JVM for the agent's relay
      * (C1 only, {@code BLKSNAP_QUICK_JVM_LAUNCHER} set) runs the launcher again with
-     * {@code BLKSNAP_IN_PROCESS_BACKUP=1} and the same arguments, relays its output and ends with its
+     * {@code BLKSNAP_IN_PROCESS_BACKUP} (its pid) and the same arguments, relays its output and ends with its
      * status; the quick process itself creates no snapshot. The relaunched run does not ask the
      * agent again.
      */
@@ -157,11 +157,13 @@ class CliTest {
             assertThat(r.err()).as(r.toString()).contains("its warning");
             assertThat(Files.readAllLines(record)).as("the same arguments, a full JVM, the launcher's name dropped")
                     .containsExactly("--control", socket.toString(), "backup", "--repo", repo, "--device", "disk0",
-                            "--agent", agent, "IN_PROCESS=1", "QUICK=unset", "KEPT=yes");
+                            "--agent", agent, "IN_PROCESS=" + ProcessHandle.current().pid(), "QUICK=unset", "KEPT=yes");
             assertThat(engine.snapshotCollect()).as("the quick process made no snapshot").isEmpty();
         }
         assertThat(seen).as("--agent auto asked the agent first, --agent off did not").hasSize(1);
-        CliRun child = CliRun.run(java.util.Map.of(Relaunch.IN_PROCESS_ENV, "1"), socket, "backup", "--repo", repo,
+        // as a relaunch from this JVM's parent would be (this JVM itself cannot be watched for its end)
+        CliRun child = CliRun.run(java.util.Map.of(Relaunch.IN_PROCESS_ENV,
+                Long.toString(ProcessHandle.current().parent().orElseThrow().pid())), socket, "backup", "--repo", repo,
                 "--device", "disk0", "--storage-limit", "16M");
         assertThat(seen).as("the relaunched run does not ask the agent again: %s", child).hasSize(1);
         assertThat(child.exitCode()).as("it backs up itself (and fails to read the fake image): %s", child).isEqualTo(74);

@@ -381,6 +381,58 @@ class BackupRestoreTest {
         }
     }
 
+    /**
+     * A backup the tool relaunched for the optimizing compiler (cli/Relaunch) follows the process
+     * that started it: that one killed outright (SIGKILL), the relaunched backup stops as on SIGTERM
+     * (its snapshot destroyed at once, not when the lease runs out; no point) instead of going on
+     * as an orphan. Here a shell stands in for the first process.
+     */
+    @Test
+    void aRelaunchedBackupStopsWhenTheToolThatStartedItIsKilled() throws Exception {
+        ExternalTool.require("nbdcopy");
+        Path repo = dir.resolve("repo");
+        try (DaemonHarness d = DaemonHarness.start(dir, List.of("disk0=64M"), List.of())) {
+            nbdcopy(initialImage().toString(), d.uri("disk0"));
+            Path log = dir.resolve("relaunched.log");
+            Path err = dir.resolve("relaunched.err");
+            List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                    "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
+                    "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
+                    "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K", "--debug-pause-after", "8M",
+                    "--device", "disk0");
+            StringBuilder quoted = new StringBuilder();
+            for (String a : cmd) {
+                quoted.append(" '").append(a.replace("'", "'\\''")).append('\'');
+            }
+            // the shell keeps its stdin for the backup (a paused backup waits for a line there), prints
+            // the backup's pid and waits; the backup's lease (60 s) outlives this test's patience
+            Process parent = new ProcessBuilder("bash", "-c", "exec 3<&0; BLKSNAP_IN_PROCESS_BACKUP=$$" + quoted
+                    + " <&3 >'" + log + "' 2>'" + err + "' & echo $!; wait").start();
+            long pid;
+            try {
+                pid = Long.parseLong(parent.inputReader().readLine().trim());
+                await().atMost(Duration.ofSeconds(60)).until(() -> Files.exists(err)
+                        && Files.readString(err).contains("paused after"));
+                assertThat(d.ok("snapshot", "collect")).as("the paused backup holds its snapshot").isNotEmpty();
+            } finally {
+                parent.destroyForcibly(); // SIGKILL: the first process gives the backup no word
+            }
+            parent.waitFor();
+            try {
+                ProcessHandle backup = ProcessHandle.of(pid).orElse(null);
+                if (backup != null) {
+                    assertThat(backup.onExit().get(30, java.util.concurrent.TimeUnit.SECONDS).isAlive()).isFalse();
+                }
+                assertThat(Files.readString(err)).contains("the tool that started this backup (pid ").contains(") ended; stopping");
+                assertThat(d.ok("snapshot", "collect")).as("destroyed by the backup itself, long before its lease ran out")
+                        .isEmpty();
+                assertThat(repo.resolve("points")).isEmptyDirectory();
+            } finally {
+                ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly); // an orphan when this failed
+            }
+        }
+    }
+
     @Test
     void aBackupKilledMidwayLeavesNoPointAndTheNextBackupAndVerifySucceed() throws Exception {
         ExternalTool.require("nbdcopy");
