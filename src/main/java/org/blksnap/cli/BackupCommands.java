@@ -295,7 +295,7 @@ final class BackupCommands {
                         cli.warn("backup: " + e.getMessage());
                     }
                 };
-                Thread hook = new Thread(session::end, "blksnap-backup-cleanup");
+                Thread hook = new Thread(session::endBySignal, "blksnap-backup-cleanup");
                 Runtime.getRuntime().addShutdownHook(hook);
                 try {
                     Files.createDirectories(storage);
@@ -346,6 +346,12 @@ final class BackupCommands {
                         }
                     }
                     lap[5] = laps.lap();
+                } catch (Exception e) {
+                    if (session.signalled) {
+                        // the failure is the signal's cleanup pulling the snapshot away: endBySignal said so
+                        return ExitCodes.SIGNALLED;
+                    }
+                    throw e;
                 } finally {
                     session.end();
                     lap[6] = laps.lap();
@@ -516,11 +522,26 @@ final class BackupCommands {
         volatile Thread renewer;
         /** Runs once the snapshot and storage are gone (clears the repository's record of them). */
         volatile Runnable afterEnd = () -> { };
+        /** Set by {@link #endBySignal} before it ends the session. */
+        volatile boolean signalled;
 
         Session(Cli cli, UUID id, Path storage) {
             this.cli = cli;
             this.id = id;
             this.storage = storage;
+        }
+
+        /**
+         * The shutdown hook's end (SIGTERM, Ctrl-C): ends the session and says so, once; the reads it
+         * pulls the snapshot from under fail, and the command then reports nothing more.
+         */
+        void endBySignal() {
+            signalled = true;
+            if (ended.get()) {
+                return;
+            }
+            end();
+            cli.warn("backup: stopped by a signal: snapshot " + id + " destroyed, no point written");
         }
 
         void end() {

@@ -26,6 +26,8 @@ final class ExitCodes {
     static final int PROTOCOL = 76;
     /** The daemon is not reachable at the control socket (ECONNREFUSED). */
     static final int UNREACHABLE = 111;
+    /** Stopped by SIGTERM or Ctrl-C after cleaning up (128 + 15, as a shell reports it). */
+    static final int SIGNALLED = 143;
 
     /** The exit code for an engine error the daemon reported: its errno number (ESRCH 3, EBUSY 16, ...). */
     static int ofErrno(int errno) {

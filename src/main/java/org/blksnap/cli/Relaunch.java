@@ -116,7 +116,7 @@ final class Relaunch {
         Runnable stop = () -> {
             tool.err().println("blksnap: backup: the tool that started this backup (pid " + pid + ") ended; stopping");
             tool.err().flush();
-            System.exit(143);
+            System.exit(ExitCodes.SIGNALLED);
         };
         if (parent.isEmpty()) {
             stop.run();
