@@ -212,13 +212,18 @@ class BackupRestoreTest {
         return pausedBackup(d, repo, pauseAfter, log, List.of(), devices);
     }
 
-    private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log, List<String> options,
-                                 String... devices) throws Exception {
-        List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+    /** {@code blksnap backup} in a JVM of its own that pauses after {@code pauseAfter} bytes read (no device yet). */
+    private static List<String> pausingBackupCommand(DaemonHarness d, Path repo, String pauseAfter) {
+        return new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
                 "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
                 "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K",
                 "--debug-pause-after", pauseAfter));
+    }
+
+    private Process pausedBackup(DaemonHarness d, Path repo, String pauseAfter, Path log, List<String> options,
+                                 String... devices) throws Exception {
+        List<String> cmd = pausingBackupCommand(d, repo, pauseAfter);
         if (!options.contains("--agent")) {
             cmd.addAll(List.of("--agent", "off")); // resumed by a line on this process's stdin
         }
@@ -397,11 +402,8 @@ class BackupRestoreTest {
             nbdcopy(initialImage().toString(), d.uri("disk0"));
             Path log = dir.resolve("relaunched.log");
             Path err = dir.resolve("relaunched.err");
-            List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
-                    "--enable-native-access=ALL-UNNAMED", "-cp", System.getProperty("java.class.path"),
-                    "org.blksnap.cli.Main", "--control", d.control().toString(), "backup", "--repo", repo.toString(),
-                    "--storage-size", "16M", "--storage-limit", "16M", "--pack-size", "256K", "--debug-pause-after", "8M",
-                    "--device", "disk0");
+            List<String> cmd = pausingBackupCommand(d, repo, "8M");
+            cmd.addAll(List.of("--device", "disk0"));
             StringBuilder quoted = new StringBuilder();
             for (String a : cmd) {
                 quoted.append(" '").append(a.replace("'", "'\\''")).append('\'');
