@@ -46,9 +46,10 @@ public interface BlockDevice extends AutoCloseable {
     /**
      * How the kernel may send this device's bytes without copying them through a buffer of the
      * caller's, or null when reads must go through {@link #read}: not a buffered regular file (O_DIRECT,
-     * a block device node, no file at all), or a wrapper that must see every read (a snapshot image,
-     * whose bytes must not change after the read is answered). The sender belongs to the device and is
-     * valid until the device is closed. Thread-safe.
+     * a block device node, no file at all), or a wrapper that must see every read. A snapshot image
+     * has one: it hands its copied chunks as ranges of the difference storage and the rest as bytes it
+     * read itself (see {@link Sender}). The sender belongs to the device and is valid until the device
+     * is closed. Thread-safe.
      */
     default Sender sender() {
         return null;
