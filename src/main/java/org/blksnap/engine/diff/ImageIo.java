@@ -22,7 +22,7 @@ import org.blksnap.engine.Errno;
  * {@link #send}); a done chunk not in the chunk cache is handed as a range of its region.
  *
  * <p>Thread-safe. Errors: {@link BlksnapException} EIO once the area or the snapshot is corrupted
- * (checked before and, for reads, after the transfer) or for a failed chunk; a failed first write
+ * (checked before and, for reads and sends, after the transfer) or for a failed chunk; a failed first write
  * of a chunk corrupts the area. Other failures of the original or the storage are thrown as they
  * come ({@link IOException}) and corrupt nothing.
  */
@@ -142,14 +142,15 @@ final class ImageIo {
             long e = Math.min(end, geometry.chunkStart(idx + 1));
             int length = (int) (e - pos);
             Chunk c = existingDone(idx);
-            Region region;
+            Region uncached = null; // the region to hand, when the chunk has no buffer
             c.lock.lock();
             try {
                 if (c.state != Chunk.State.STORED) {
                     throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
                 }
-                region = c.buffer == null ? c.region : null;
-                if (region == null) {
+                if (c.buffer == null) {
+                    uncached = c.region;
+                } else {
                     if (scratch == null) {
                         scratch = sink.scratch();
                     }
@@ -158,9 +159,9 @@ final class ImageIo {
             } finally {
                 c.lock.unlock();
             }
-            if (region != null) {
+            if (uncached != null) {
                 handHeld(sink, scratch, offsetBytes, held, pos);
-                region.send(sink, geometry.offsetInChunk(pos), length);
+                uncached.send(sink, geometry.offsetInChunk(pos), length);
                 held = e;
             }
             pos = e;
