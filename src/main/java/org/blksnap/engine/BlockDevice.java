@@ -44,18 +44,70 @@ public interface BlockDevice extends AutoCloseable {
     }
 
     /**
-     * A channel from which the kernel may send this device's bytes straight to a socket
-     * ({@link FileChannel#transferTo}: sendfile, no copy through user memory), or null when reads
-     * must go through {@link #read}: not a buffered regular file, or a wrapper that must see every
-     * read (a snapshot image, whose bytes must not change after the read is answered). Byte
-     * {@code b} of the device is byte {@code b} of the channel; bytes past the channel's end read as
-     * zeros, as {@link #read} gives them. The channel belongs to the device: never closed by the
-     * caller, valid until the device is closed. Thread-safe.
-     *
-     * @throws IOException when the device can no longer be read (removed)
+     * How the kernel may send this device's bytes without copying them through a buffer of the
+     * caller's, or null when reads must go through {@link #read}: not a buffered regular file (O_DIRECT,
+     * a block device node, no file at all), or a wrapper that must see every read. A snapshot image
+     * has one: it hands its copied chunks as ranges of the difference storage and the rest as bytes it
+     * read itself (see {@link Sender}). The sender belongs to the device and is valid until the device
+     * is closed. Thread-safe.
      */
-    default FileChannel sendableChannel() throws IOException {
+    default Sender sender() {
         return null;
+    }
+
+    /**
+     * Sends one range of a device through a {@link ByteSink}: the device hands the range's bytes in
+     * order, each exactly once, as file ranges the kernel may send by itself ({@link ByteSink#file})
+     * or as bytes in memory ({@link ByteSink#bytes}). What is handed is what {@link #read} of the same
+     * range would have returned at that moment. Thread-safe: any number of sends may run at once, each
+     * with its own sink.
+     */
+    @FunctionalInterface
+    interface Sender {
+        /**
+         * Hands {@code [offsetBytes, offsetBytes+lengthBytes)} to {@code sink}, in order, covering it
+         * exactly once. The range lies inside the device (callers check; implementations reject others
+         * with {@link IllegalArgumentException}). A failure of the device is thrown as {@link #read}
+         * would throw it; what the sink threw is passed on (possibly wrapped); in both cases part of
+         * the range may have been handed already.
+         *
+         * @throws IOException the device or the sink failed
+         */
+        void send(long offsetBytes, int lengthBytes, ByteSink sink) throws IOException;
+    }
+
+    /**
+     * Where a {@link Sender}'s bytes go, for one send: file ranges and buffers, in the order of the
+     * device's bytes. Each call sends at once, before it returns. Not thread-safe: one send, on the
+     * thread that runs it.
+     */
+    interface ByteSink {
+        /**
+         * Sends {@code lengthBytes} of {@code file} from {@code positionBytes}; the kernel may move them
+         * itself (sendfile), so the file's pages may be read after this returns, when the receiver takes
+         * them: hand only ranges that nothing writes until the read is answered (see the senders).
+         * Bytes past the file's end go out as zeros. The channel stays the caller's.
+         *
+         * @throws IOException the file could not be read or the bytes could not be sent
+         */
+        void file(FileChannel file, long positionBytes, int lengthBytes) throws IOException;
+
+        /**
+         * Sends {@code src}'s remaining bytes; its position advances to its limit. The bytes are copied
+         * out before this returns, so src may be reused (or its lock released) right after.
+         *
+         * @throws IOException the bytes could not be sent
+         */
+        void bytes(ByteBuffer src) throws IOException;
+
+        /**
+         * A buffer the device may read the range into before handing it to {@link #bytes}: position 0,
+         * limit the send's length in bytes, capacity at least that. The same buffer on every call of one
+         * send; it belongs to the sink and is valid until the send returns.
+         *
+         * @throws IOException no memory could be had for it
+         */
+        ByteBuffer scratch() throws IOException;
     }
 
     /** Writes {@code src.remaining()} bytes at {@code offsetBytes}. Not durable until {@link #flush()}. */

@@ -16,7 +16,9 @@ import static org.blksnap.nbd.NbdTransmissionDescriptor.DATA_OFFSET_OFFSET;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.DATA_PAYLOAD_HEADER_LENGTH;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.ERROR_CODE_OFFSET;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.ERROR_MESSAGE_LENGTH_OFFSET;
+import static org.blksnap.nbd.NbdTransmissionDescriptor.EINVAL;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.EIO;
+import static org.blksnap.nbd.NbdTransmissionDescriptor.ENOMEM;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.ERROR_MESSAGE_OFFSET;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.ERROR_OFFSET_OFFSET_LENGTH;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.HOLE_OFFSET_OFFSET;
@@ -42,6 +44,8 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.locks.ReentrantLock;
+import org.blksnap.engine.BlksnapException;
+import org.blksnap.engine.BlockDevice;
 
 /**
  * Writes whole messages (option replies, simple replies, all chunks of a structured reply) to a
@@ -260,80 +264,281 @@ final class ReplyWriter {
         }
     }
 
-    /** Whether {@link #structuredReadFromFile} can be used on this connection. */
+    /** Whether {@link #structuredReadFromSender} can be used on this connection. */
     boolean canSendFiles() {
         return channel.canSendFiles();
     }
 
     /**
-     * A structured READ reply whose data the kernel sends from {@code src} ({@link NbdChannel#sendFile}):
-     * OFFSET_DATA chunks for the data runs (the whole range when {@code runs} is null), OFFSET_HOLE for
-     * the hole runs, then a NONE chunk with DONE. Content chunks never carry DONE, so that a file read
-     * failing after a chunk header went out can still be answered in protocol: the rest of that chunk
-     * goes out as zeros and an ERROR_OFFSET chunk with DONE ends the reply.
+     * A structured READ reply whose data a device's {@link BlockDevice.Sender} hands over: an
+     * OFFSET_DATA chunk per data run (the whole range when {@code runs} is null) carrying the run's
+     * bytes as the sender hands them (file ranges the kernel sends, {@link NbdChannel#sendFile}, and
+     * buffers), OFFSET_HOLE chunks for the hole runs, then a NONE chunk with DONE. Content chunks never
+     * carry DONE, so that a device failing after part of the reply went out can still be answered in
+     * protocol: the rest of the open chunk goes out as zeros and an ERROR_OFFSET chunk with DONE ends
+     * the reply at the failing offset (a plain ERROR chunk when every byte had gone out).
      *
-     * @param src where byte {@code offsetBytes + i} of the request is byte {@code offsetBytes + i}
-     * @throws ReadFailedException when the file read failed and the client was told (the stream is in sync)
-     * @throws IOException         when the socket failed (every later write fails too)
+     * <p>The writer lock is taken when the first byte of the reply goes out, not before, so that a
+     * device that reads into the scratch buffer first does not hold up other replies while it reads;
+     * from then on it is held to the end of the reply.
+     *
+     * @param pool where the sink's scratch buffer ({@code lengthBytes}) comes from when the sender asks
+     *             for it; it goes back before this returns
+     * @throws ReadFailedException when the device failed after part of the reply went out and the
+     *                             client was told (the stream is in sync)
+     * @throws IOException         when the socket failed (every later write fails too), or what the device
+     *                             threw before any of the reply went out (nothing was sent: the caller
+     *                             answers it as any failed request)
      */
-    void structuredReadFromFile(long cookie, long offsetBytes, int lengthBytes, FileChannel src, ReadRuns runs)
-            throws IOException {
-        lock.lock();
+    void structuredReadFromSender(long cookie, long offsetBytes, int lengthBytes, BlockDevice.Sender sender,
+                                  ReadRuns runs, BufferPool pool) throws IOException {
+        SenderReply reply = new SenderReply(cookie, offsetBytes, lengthBytes, runs, pool);
         try {
-            begin();
-            int count = runs == null ? 1 : runs.count();
-            for (int i = 0; i < count; i++) {
-                int start = runs == null ? 0 : runs.startBytes(i);
-                int length = runs == null ? lengthBytes : runs.lengthBytes(i);
-                if (runs != null && runs.hole(i)) {
-                    chunkHeader(0, REPLY_TYPE_OFFSET_HOLE, cookie, HOLE_PAYLOAD_LENGTH);
-                    ByteBuffer p = header(HOLE_PAYLOAD_LENGTH);
-                    p.putLong(HOLE_OFFSET_OFFSET, offsetBytes + start);
-                    p.putInt(HOLE_SIZE_OFFSET, length);
-                    continue;
-                }
-                chunkHeader(0, REPLY_TYPE_OFFSET_DATA, cookie, DATA_PAYLOAD_HEADER_LENGTH + length);
-                header(DATA_PAYLOAD_HEADER_LENGTH).putLong(DATA_OFFSET_OFFSET, offsetBytes + start);
-                send(false);
-                begin();
-                sendFile(cookie, src, offsetBytes + start, length);
-            }
-            chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, 0);
-            send();
+            reply.answer(sender);
         } finally {
-            lock.unlock();
+            reply.release();
         }
     }
 
-    /** The file read of a {@link #structuredReadFromFile} failed; the client got an ERROR_OFFSET chunk. */
+    /** The device failed during a {@link #structuredReadFromSender}; the client got an error chunk. */
     static final class ReadFailedException extends IOException {
-        ReadFailedException(String message, IOException cause) {
+        ReadFailedException(String message, Exception cause) {
             super(message, cause);
         }
     }
 
-    private void sendFile(long cookie, FileChannel src, long positionBytes, int lengthBytes) throws IOException {
-        NbdChannel.FileReadFailure readFailure;
-        deadlines.writing();
-        try {
-            channel.sendFile(src, positionBytes, lengthBytes);
-            return;
-        } catch (NbdChannel.FileReadFailure e) {
-            readFailure = e;
-        } catch (IOException e) {
-            failure = e;
-            throw e;
-        } finally {
-            deadlines.written();
+    /**
+     * One {@link #structuredReadFromSender} reply and the sink its sender hands bytes to. Tells a
+     * failure of the socket (recorded in {@link #failure} by {@link #send(boolean)} and by
+     * {@link #file}) from one of the device (anything else the sender throws). Not thread-safe: the
+     * request's thread only.
+     */
+    private final class SenderReply implements BlockDevice.ByteSink {
+        private final long cookie;
+        private final long offsetBytes;
+        private final int lengthBytes;
+        private final ReadRuns runs;
+        private final BufferPool pool;
+        private ByteBuffer scratch;
+        private boolean locked;
+        /** Whether part of the reply reached the socket (then a failure must be answered inside it). */
+        private boolean written;
+        /** Runs before this index went out (hole chunks) or are going out (data). */
+        private int emittedRuns;
+        private int run;
+        private int runStartBytes;
+        private int runLengthBytes;
+        private int sentInRunBytes;
+        private boolean headerSent;
+        /** What a sink call threw: the sender must not go on after it. */
+        private IOException sinkFailure;
+
+        SenderReply(long cookie, long offsetBytes, int lengthBytes, ReadRuns runs, BufferPool pool) {
+            this.cookie = cookie;
+            this.offsetBytes = offsetBytes;
+            this.lengthBytes = lengthBytes;
+            this.runs = runs;
+            this.pool = pool;
         }
-        long failedAt = positionBytes + readFailure.sentBytes();
-        add(ByteBuffer.allocate((int) (lengthBytes - readFailure.sentBytes()))); // the chunk's promised length
-        String message = "read at offset " + failedAt + " failed: " + readFailure.getMessage();
-        errorChunk(cookie, REPLY_TYPE_ERROR_OFFSET, EIO, truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES),
-                ERROR_OFFSET_OFFSET_LENGTH);
-        header(ERROR_OFFSET_OFFSET_LENGTH).putLong(0, failedAt);
-        send(false);
-        throw new ReadFailedException(message, (IOException) readFailure.getCause());
+
+        private int runCount() {
+            return runs == null ? 1 : runs.count();
+        }
+
+        private boolean hole(int i) {
+            return runs != null && runs.hole(i);
+        }
+
+        /** Runs the sender over every data run and ends the reply. */
+        void answer(BlockDevice.Sender sender) throws IOException {
+            for (int i = 0; i < runCount(); i++) {
+                if (hole(i)) {
+                    continue;
+                }
+                run = i;
+                runStartBytes = runs == null ? 0 : runs.startBytes(i);
+                runLengthBytes = runs == null ? lengthBytes : runs.lengthBytes(i);
+                sentInRunBytes = 0;
+                headerSent = false;
+                try {
+                    sender.send(offsetBytes + runStartBytes, runLengthBytes, this);
+                    if (sinkFailure != null) {
+                        throw sinkFailure; // swallowed by the sender: the run is not whole
+                    }
+                    if (sentInRunBytes != runLengthBytes) {
+                        throw new IllegalStateException("the device handed " + sentInRunBytes + " of " + runLengthBytes
+                                + " bytes at offset " + (offsetBytes + runStartBytes));
+                    }
+                } catch (IOException | RuntimeException e) {
+                    failed(e);
+                }
+            }
+            take(runCount());
+            chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_NONE, cookie, 0);
+            send();
+        }
+
+        /**
+         * Takes the writer lock if this reply does not hold it yet and queues the chunks of the runs
+         * before {@code upTo} that have not gone out (holes: data runs go out with their bytes).
+         */
+        private void take(int upTo) throws IOException {
+            if (!locked) {
+                lock.lock();
+                locked = true;
+            }
+            begin();
+            for (; emittedRuns < upTo; emittedRuns++) {
+                if (hole(emittedRuns)) {
+                    chunkHeader(0, REPLY_TYPE_OFFSET_HOLE, cookie, HOLE_PAYLOAD_LENGTH);
+                    ByteBuffer p = header(HOLE_PAYLOAD_LENGTH);
+                    p.putLong(HOLE_OFFSET_OFFSET, offsetBytes + runs.startBytes(emittedRuns));
+                    p.putInt(HOLE_SIZE_OFFSET, runs.lengthBytes(emittedRuns));
+                }
+            }
+        }
+
+        /** Queues what must precede the current run's next bytes: earlier holes, the run's chunk header. */
+        private void startData() throws IOException {
+            take(run);
+            if (!headerSent) {
+                chunkHeader(0, REPLY_TYPE_OFFSET_DATA, cookie, DATA_PAYLOAD_HEADER_LENGTH + runLengthBytes);
+                header(DATA_PAYLOAD_HEADER_LENGTH).putLong(DATA_OFFSET_OFFSET, offsetBytes + runStartBytes);
+                headerSent = true;
+                emittedRuns = run + 1;
+            }
+        }
+
+        /** Checks that {@code bytes} more fit in the current run. */
+        private void claim(long bytes) {
+            if (sinkFailure != null) {
+                throw new IllegalStateException("the device went on sending after the connection's sink failed",
+                        sinkFailure);
+            }
+            if (bytes < 0 || bytes > runLengthBytes - sentInRunBytes) {
+                throw new IllegalStateException("the device handed " + bytes + " bytes at offset "
+                        + (offsetBytes + runStartBytes + sentInRunBytes) + " with "
+                        + (runLengthBytes - sentInRunBytes) + " left of its range");
+            }
+        }
+
+        @Override
+        public void bytes(ByteBuffer src) throws IOException {
+            int n = src.remaining();
+            claim(n);
+            if (n == 0) {
+                return;
+            }
+            try {
+                startData();
+                add(src);
+                send(false);
+            } catch (IOException e) {
+                sinkFailure = e;
+                throw e;
+            }
+            written = true;
+            sentInRunBytes += n;
+        }
+
+        @Override
+        public void file(FileChannel file, long positionBytes, int lengthBytes) throws IOException {
+            claim(lengthBytes);
+            if (lengthBytes == 0) {
+                return;
+            }
+            try {
+                startData();
+                if (vectorLength > 0) {
+                    send(false);
+                }
+                written = true;
+                begin();
+            } catch (IOException e) {
+                sinkFailure = e;
+                throw e;
+            }
+            deadlines.writing();
+            try {
+                channel.sendFile(file, positionBytes, lengthBytes);
+            } catch (NbdChannel.FileReadFailure e) {
+                sentInRunBytes += (int) e.sentBytes();
+                sinkFailure = new IOException("reading " + lengthBytes + " bytes of a file from position " + positionBytes
+                        + " failed after " + e.sentBytes() + ": " + e.getMessage(), e.getCause());
+                throw sinkFailure;
+            } catch (IOException e) {
+                failure = e;
+                sinkFailure = e;
+                throw e;
+            } finally {
+                deadlines.written();
+            }
+            sentInRunBytes += lengthBytes;
+        }
+
+        @Override
+        public ByteBuffer scratch() throws IOException {
+            if (scratch == null) {
+                scratch = pool.acquire(lengthBytes); // every run fits: a run is part of the request
+            }
+            return scratch.clear().limit(runLengthBytes);
+        }
+
+        /**
+         * The sender threw {@code e}: the socket's failure is thrown on as a broken connection; a device
+         * failure before any of the reply went out is thrown as it is (the caller answers it); after,
+         * the open chunk is padded to its promised length and an error chunk ends the reply.
+         */
+        private void failed(Exception e) throws IOException {
+            if (failure != null) {
+                throw new IOException("cannot write to " + channel.describe() + ": " + failure.getMessage(), failure);
+            }
+            if (!written) {
+                if (e instanceof IOException io) {
+                    throw io;
+                }
+                throw (RuntimeException) e;
+            }
+            begin();
+            long failedAt = offsetBytes + runStartBytes + sentInRunBytes;
+            if (headerSent && sentInRunBytes < runLengthBytes) {
+                add(ByteBuffer.allocate(runLengthBytes - sentInRunBytes)); // the chunk's promised length
+            }
+            String message = "read at offset " + failedAt + " failed: " + e.getMessage();
+            byte[] text = truncateUtf8(message, MAX_ERROR_MESSAGE_BYTES);
+            if (failedAt < offsetBytes + lengthBytes) {
+                errorChunk(cookie, REPLY_TYPE_ERROR_OFFSET, errorOf(e), text, ERROR_OFFSET_OFFSET_LENGTH);
+                header(ERROR_OFFSET_OFFSET_LENGTH).putLong(0, failedAt);
+            } else {
+                errorChunk(cookie, REPLY_TYPE_ERROR, errorOf(e), text, 0); // every byte went out; the check after failed
+            }
+            send(false);
+            throw new ReadFailedException(message, e);
+        }
+
+        /** Gives the writer lock and the scratch buffer back. */
+        void release() {
+            if (locked) {
+                locked = false;
+                lock.unlock();
+            }
+            pool.release(scratch);
+            scratch = null;
+        }
+    }
+
+    /** The NBD error for what a device threw, as {@link RequestHandler} maps the errors of a whole request. */
+    private static int errorOf(Exception e) {
+        if (e instanceof BlksnapException b) {
+            return NbdTransmissionDescriptor.errorOf(b.errno());
+        }
+        if (e instanceof BufferPool.NoMemoryException) {
+            return ENOMEM;
+        }
+        if (e instanceof IllegalArgumentException) {
+            return EINVAL;
+        }
+        return EIO;
     }
 
     /** One BLOCK_STATUS chunk per payload (each already holds context id and descriptors); DONE on the last. */

@@ -4,7 +4,6 @@ import static org.blksnap.nbd.NbdTransmissionDescriptor.*;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import java.util.List;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.BlockDevice;
@@ -29,9 +28,10 @@ final class RequestHandler {
     }
 
     /**
-     * READs from this size on are sent from the device's file by the kernel when it can
-     * ({@link ReplyWriter#structuredReadFromFile}); smaller ones cost fewer syscalls through a buffer
-     * (one pread, and a reply that may be batched, against a header write, sendfile and a last chunk).
+     * READs from this size on go through the device's {@link BlockDevice#sender()} when it has one, so
+     * the kernel sends file ranges by itself ({@link ReplyWriter#structuredReadFromSender}); smaller
+     * ones cost fewer syscalls through a buffer (one pread, and a reply that may be batched, against a
+     * header write, sendfile and a last chunk).
      */
     static final int SEND_FILE_MIN_BYTES = 64 * 1024;
 
@@ -198,13 +198,14 @@ final class RequestHandler {
             return;
         }
         boolean mayFragment = (r.flags() & CMD_FLAG_DF) == 0;
-        FileChannel file = structured && mayFragment && length >= SEND_FILE_MIN_BYTES && out.canSendFiles()
-                ? device.sendableChannel() : null;
-        if (file != null) {
-            // No copy through this process: the kernel sends the file's pages (about 40 % less CPU per
-            // 256 KiB READ of nbdcopy, 65 % per 1 MiB READ of fio, measured on tmpfs).
+        BlockDevice.Sender sender = structured && mayFragment && length >= SEND_FILE_MIN_BYTES && out.canSendFiles()
+                ? device.sender() : null;
+        if (sender != null) {
+            // No copy through this process where the device hands file ranges: the kernel sends the
+            // file's pages (about 40 % less CPU per 256 KiB READ of nbdcopy, 65 % per 1 MiB READ of fio,
+            // measured on tmpfs); what it hands as bytes goes out as from a buffer.
             ReadRuns runs = sparseReads && length >= holeDetectionMinBytes ? ReadRuns.map(device, offset, length) : null;
-            out.structuredReadFromFile(r.cookie(), offset, length, file, runs);
+            out.structuredReadFromSender(r.cookie(), offset, length, sender, runs, pool);
             stats.bytesRead.add(length);
             return;
         }

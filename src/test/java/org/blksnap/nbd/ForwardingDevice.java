@@ -2,7 +2,6 @@ package org.blksnap.nbd;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import org.blksnap.engine.BlockDevice;
 
 /** A device that forwards everything to another; tests override what they fake. Thread-safe as the other. */
@@ -34,8 +33,8 @@ class ForwardingDevice implements BlockDevice {
     }
 
     @Override
-    public FileChannel sendableChannel() throws IOException {
-        return target.sendableChannel();
+    public Sender sender() {
+        return target.sender();
     }
 
     @Override

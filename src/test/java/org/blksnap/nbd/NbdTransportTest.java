@@ -123,11 +123,18 @@ abstract class NbdTransportTest {
     void aFileReadFailingWhileItsDataIsSentEndsTheReplyWithAnErrorAndTheConnectionGoesOn() throws IOException {
         BlockDevice file = BlockDevices.open(dir.resolve("bad.img"), SIZE, false);
         long badAt = (1 << 20) + 12345;
-        FileChannel failing = new FailingFileChannel(file.sendableChannel(), badAt);
+        FileChannel failing = new FailingFileChannel(FileChannel.open(dir.resolve("bad.img"), StandardOpenOption.READ),
+                badAt);
         exports.add("bad", "", new ForwardingDevice(file) {
             @Override
-            public FileChannel sendableChannel() {
-                return failing;
+            public Sender sender() {
+                return (offsetBytes, lengthBytes, sink) -> sink.file(failing, offsetBytes, lengthBytes);
+            }
+
+            @Override
+            public void close() throws IOException {
+                failing.close();
+                super.close();
             }
         }, false);
         NbdTestClient client = connect();
@@ -146,6 +153,79 @@ abstract class NbdTransportTest {
         assertThat(chunks.get(0).payload()).as("the data chunk keeps its promised length").hasSize(8 + (2 << 20));
 
         assertThat(client.read(0, 1 << 20)).as("the stream is in sync").isEqualTo(Arrays.copyOf(data, 1 << 20));
+    }
+
+    /**
+     * A device's sender that hands its first MiB as bytes (read into the scratch buffer), the rest as
+     * ranges of its file, and fails at a given offset: whatever was handed before the failure stays
+     * in the reply, which ends with the device's error at the failing offset.
+     */
+    @Test
+    void aDeviceFailingPartWayThroughItsSendEndsTheReplyWithItsErrorAtThatOffsetAndTheStreamStaysInSync()
+            throws IOException {
+        BlockDevice file = BlockDevices.open(dir.resolve("mixed.img"), SIZE, false);
+        BlockDevice.Sender fileSender = file.sender();
+        long failAt = (1 << 20) + 4096 + 100;
+        java.util.concurrent.atomic.AtomicReference<Exception> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        exports.add("mixed", "", new ForwardingDevice(file) {
+            @Override
+            public Sender sender() {
+                return (offset, length, sink) -> {
+                    long end = offset + length;
+                    long stop = Math.min(end, Math.max(offset, failAt));
+                    long bytesEnd = Math.min(stop, offset + (1 << 20));
+                    if (bytesEnd > offset) {
+                        ByteBuffer scratch = sink.scratch();
+                        scratch.limit((int) (bytesEnd - offset));
+                        file.read(scratch, offset);
+                        sink.bytes(scratch.flip());
+                    }
+                    if (stop > bytesEnd) {
+                        fileSender.send(bytesEnd, (int) (stop - bytesEnd), sink);
+                    }
+                    if (stop < end) {
+                        Exception e = failure.get();
+                        if (e instanceof IOException io) {
+                            throw io;
+                        }
+                        throw (RuntimeException) e;
+                    }
+                };
+            }
+        }, false);
+        NbdTestClient client = connect();
+        client.go("mixed", true);
+        byte[] data = NbdProtocolTest.pattern(2 << 20, 14);
+        assertThat(client.write(0, data, 0)).isZero();
+
+        failure.set(new IOException("test: the device fails here"));
+        List<Reply> chunks = readReplies(client, 0, 2 << 20);
+        assertThat(chunks).extracting(Reply::type).containsExactly(REPLY_TYPE_OFFSET_DATA, REPLY_TYPE_ERROR_OFFSET);
+        assertThat(chunks.get(0).payload()).as("the data chunk keeps its promised length").hasSize(8 + (2 << 20));
+        assertThat(Arrays.copyOfRange(chunks.get(0).payload(), 8, 8 + (int) failAt)).as("what was handed")
+                .isEqualTo(Arrays.copyOf(data, (int) failAt));
+        assertThat(chunks.get(1).errorCode()).isEqualTo(EIO);
+        assertThat(chunks.get(1).errorMessage()).isEqualTo("read at offset " + failAt + " failed: test: the device fails here");
+        ByteBuffer p = ByteBuffer.wrap(chunks.get(1).payload());
+        assertThat(p.getLong(p.capacity() - Long.BYTES)).as("offset of the error").isEqualTo(failAt);
+
+        failure.set(new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.ENODEV, "test: removed"));
+        chunks = readReplies(client, 1 << 20, 1 << 20);
+        assertThat(chunks).extracting(Reply::type).containsExactly(REPLY_TYPE_OFFSET_DATA, REPLY_TYPE_ERROR_OFFSET);
+        assertThat(chunks.get(1).errorCode()).as("the engine's errno, mapped as for any request").isEqualTo(ESHUTDOWN);
+
+        chunks = readReplies(client, failAt + 4096, 1 << 20);
+        assertThat(chunks).as("nothing was handed: an ordinary error reply").extracting(Reply::type)
+                .containsExactly(REPLY_TYPE_ERROR);
+        assertThat(chunks.get(0).errorCode()).isEqualTo(ESHUTDOWN);
+
+        assertThat(client.read(0, 1 << 20)).as("the stream is in sync").isEqualTo(Arrays.copyOf(data, 1 << 20));
+    }
+
+    private static List<Reply> readReplies(NbdTestClient client, long offset, int length) throws IOException {
+        long cookie = client.nextCookie();
+        client.request(0, CMD_READ, cookie, offset, length);
+        return client.readAllReplies(cookie);
     }
 
     @Test

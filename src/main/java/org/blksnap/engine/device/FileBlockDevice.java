@@ -25,6 +25,8 @@ final class FileBlockDevice implements BlockDevice {
     private final boolean regularFile;
     private final NativeIo nativeIo;
     private final int nativeHandle;
+    /** {@link #send}, or null when the kernel may not send this device's bytes (see {@link #sender()}). */
+    private final Sender sender;
     /**
      * A range known to be all data, from an earlier SEEK_HOLE: writes never turn data into holes, so
      * it stays true until a hole is punched here (discard, writeZeroes), which resets it. On tmpfs a
@@ -54,6 +56,7 @@ final class FileBlockDevice implements BlockDevice {
         this.regularFile = regularFile;
         this.nativeIo = nativeIo;
         this.nativeHandle = nativeHandle;
+        this.sender = regularFile && directChannel == null ? this::send : null;
     }
 
     @Override
@@ -66,10 +69,19 @@ final class FileBlockDevice implements BlockDevice {
         return regularFile && nativeIo == NativeIo.system() ? nativeHandle : -1;
     }
 
-    /** Only a buffered regular file: its page cache holds what a read would return. */
+    /**
+     * Only a buffered regular file: its page cache holds what a read would return. One file range per
+     * send; bytes past the file's end (a file shorter than the device) go out as zeros, as reads give
+     * them.
+     */
     @Override
-    public FileChannel sendableChannel() {
-        return regularFile && directChannel == null ? channel : null;
+    public Sender sender() {
+        return sender;
+    }
+
+    private void send(long offsetBytes, int lengthBytes, ByteSink sink) throws IOException {
+        checkRange(offsetBytes, lengthBytes);
+        sink.file(channel, offsetBytes, lengthBytes);
     }
 
     @Override

@@ -10,7 +10,9 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <p>All fields but {@link #index} are guarded by {@link #lock}: a copy-on-write, an image read and an
  * image write of the same chunk are serialised by it, and each chunk is copied at most once. The
- * state only moves forward: {@code NEW → STORED} or {@code NEW → FAILED}.
+ * state only moves forward: {@code NEW → STORED} or {@code NEW → FAILED}, and a STORED chunk keeps its
+ * region, so an image send that saw it STORED under the lock may hand the region after releasing it
+ * ({@link ImageIo#send}).
  */
 final class Chunk {
     /** Where the chunk's snapshot content is. */

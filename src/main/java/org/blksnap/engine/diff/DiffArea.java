@@ -190,6 +190,27 @@ public final class DiffArea implements AutoCloseable {
     }
 
     /**
+     * Hands the image's {@code [offsetBytes, offsetBytes+lengthBytes)} to {@code sink}: the bytes a
+     * {@link #imageRead} would give, with copied chunks as ranges of the difference storage the kernel
+     * may send by itself and the rest as bytes read into the sink's buffer (see {@link ImageIo#send}).
+     *
+     * @throws BlksnapException EIO once the snapshot is corrupted, ENODEV once destroyed; part of the
+     *                          range may have been handed
+     * @throws IOException      a read of the original or of the storage failed (the snapshot stays
+     *                          intact), or the sink failed
+     */
+    public void imageSend(long offsetBytes, int lengthBytes, BlockDevice.ByteSink sink) throws IOException {
+        try {
+            image.send(offsetBytes, lengthBytes, sink);
+        } catch (IOException | RuntimeException e) {
+            if (state.isClosed()) {
+                throw state.destroyedDuring(e);
+            }
+            throw e;
+        }
+    }
+
+    /**
      * Writes to the image: the data lands in the difference storage, never on the original. The first
      * write to a chunk copies its take-time content into a region first.
      *

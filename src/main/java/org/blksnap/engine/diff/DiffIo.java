@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import org.blksnap.engine.BlockDevice;
 
 /**
  * Positional I/O of the difference storage: loops until the buffer is drained and names the file,
@@ -12,9 +13,10 @@ import java.nio.file.Path;
  */
 final class DiffIo {
     /**
-     * A test seam: asked before every storage read, write and flush, it may fail the operation. It
-     * is null in production, where it costs one static volatile read per storage I/O. Set by tests
-     * only (through the test helper {@code StorageFaults}); it must be thread-safe.
+     * A test seam: asked before every storage read (a range handed to a sink for sending included),
+     * write and flush, it may fail the operation. It is null in production, where it costs one static
+     * volatile read per storage I/O. Set by tests only (through the test helper {@code StorageFaults});
+     * it must be thread-safe.
      */
     static volatile Fault fault;
 
@@ -52,6 +54,22 @@ final class DiffIo {
             throw new IOException("difference storage read of " + path + " at offset " + offsetBytes + " length "
                     + length + " failed: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * Hands a range of a storage file to {@code sink} ({@link BlockDevice.ByteSink#file}): a read the
+     * kernel makes while it sends. The fault seam is asked first, as for a read; what the sink throws
+     * (the file or the socket failed during the send) is passed on as it is.
+     */
+    static void sendFully(FileChannel channel, Path path, BlockDevice.ByteSink sink, long offsetBytes, int lengthBytes)
+            throws IOException {
+        try {
+            check(Fault.Op.READ, path, offsetBytes, lengthBytes);
+        } catch (IOException e) {
+            throw new IOException("difference storage read of " + path + " at offset " + offsetBytes + " length "
+                    + lengthBytes + " failed: " + e.getMessage(), e);
+        }
+        sink.file(channel, offsetBytes, lengthBytes);
     }
 
     static void writeFully(FileChannel channel, Path path, ByteBuffer src, long offsetBytes) throws IOException {

@@ -16,8 +16,13 @@ import org.blksnap.engine.Errno;
  * the chunk lock. Writes: the first write to a chunk copies its take-time content into a region with
  * the new data applied; later ones write through to the region. The original is never written.
  *
+ * <p>Sends ({@link #send}, for a server that lets the kernel send file pages): the same protocol, with
+ * the bytes handed to a {@link BlockDevice.ByteSink}. Chunks not done are read into the sink's buffer
+ * and checked exactly as a read checks them, never handed as pages of the original (see
+ * {@link #send}); a done chunk not in the chunk cache is handed as a range of its region.
+ *
  * <p>Thread-safe. Errors: {@link BlksnapException} EIO once the area or the snapshot is corrupted
- * (checked before and, for reads, after the transfer) or for a failed chunk; a failed first write
+ * (checked before and, for reads and sends, after the transfer) or for a failed chunk; a failed first write
  * of a chunk corrupts the area. Other failures of the original or the storage are thrown as they
  * come ({@link IOException}) and corrupt nothing.
  */
@@ -76,13 +81,124 @@ final class ImageIo {
         state.checkUsable();
     }
 
-    /** Copies {@code lengthBytes} at device offset {@code offsetBytes} of a done chunk into dst at {@code dstPos}. */
-    private void readDone(long idx, ByteBuffer dst, int dstPos, long offsetBytes, int lengthBytes) throws IOException {
+    /**
+     * Hands the image's {@code [offsetBytes, offsetBytes+lengthBytes)} to {@code sink}, in order, each
+     * byte once, with the checks and errors of {@link #read}.
+     *
+     * <p>A run of chunks not done is read from the original into the sink's scratch buffer and never
+     * handed as a range of the original's file: sendfile to a socket (TCP; AF_UNIX with
+     * MSG_SPLICE_PAGES on Linux 6.x) hands page references, and the bytes are read when the receiver
+     * copies them, after a later write to the live device may have changed them. The protocol of the
+     * class comment needs the bytes in our memory: read them, check the done bits again and re-read
+     * chunks that became done from their region, check the area is usable (a failed copy lets new data
+     * reach the original), and only then hand them. Pieces of cached chunks are copied into the same
+     * buffer under the chunk lock; consecutive pieces in the buffer go out in one {@code bytes} call.
+     *
+     * <p>A done chunk that is not cached is handed as a range of its region ({@code sink.file}), so the
+     * kernel sends the storage file's pages. That is safe for a copied chunk: the original's later
+     * writes never touch the storage (copy-on-write wrote the region once, before the original
+     * changed); image writes to the chunk write its region under the chunk lock, taken here to see the
+     * chunk STORED and get its region, and a client's read concurrent with its own overlapping image
+     * write reads undefined content anyway (NBD does not order requests in flight); and a region is
+     * never handed to another chunk while the snapshot lives. The region is sent after the lock is
+     * released: sendfile reads the pages when the receiver takes them, so holding the lock would order
+     * nothing, and a client that stops reading would keep other clients' reads and writes of the chunk
+     * waiting for its reply timeout.
+     *
+     * @throws BlksnapException EIO once the area or the snapshot is corrupted (checked before and after),
+     *                          or for a failed chunk; part of the range may have been handed by then
+     * @throws IOException      a read of the original or of the storage failed, or the sink failed
+     */
+    void send(long offsetBytes, int lengthBytes, BlockDevice.ByteSink sink) throws IOException {
+        state.checkUsable();
+        long end = offsetBytes + lengthBytes;
+        long pos = offsetBytes;
+        long held = offsetBytes; // [held, pos) is in the scratch buffer, not handed yet
+        ByteBuffer scratch = null;
+        while (pos < end) {
+            long idx = geometry.chunkIndex(pos);
+            if (!done.isDone(idx)) {
+                long runEnd = pos;
+                long j = idx;
+                while (runEnd < end && !done.isDone(j)) {
+                    runEnd = Math.min(end, geometry.chunkStart(j + 1));
+                    j++;
+                }
+                if (scratch == null) {
+                    scratch = sink.scratch();
+                }
+                int from = (int) (pos - offsetBytes);
+                original.read(scratch.duplicate().limit(from + (int) (runEnd - pos)).position(from), pos);
+                for (long k = idx; k < j; k++) {
+                    if (done.isDone(k)) {
+                        long s = Math.max(pos, geometry.chunkStart(k));
+                        long e = Math.min(runEnd, geometry.chunkStart(k + 1));
+                        readDone(k, scratch, (int) (s - offsetBytes), s, (int) (e - s));
+                    }
+                }
+                pos = runEnd;
+                continue;
+            }
+            long e = Math.min(end, geometry.chunkStart(idx + 1));
+            int length = (int) (e - pos);
+            Chunk c = existingDone(idx);
+            Region uncached = null; // the region to hand, when the chunk has no buffer
+            c.lock.lock();
+            try {
+                if (c.state != Chunk.State.STORED) {
+                    throw new BlksnapException(Errno.EIO, device + ": chunk " + idx + " failed");
+                }
+                if (c.buffer == null) {
+                    uncached = c.region;
+                } else {
+                    if (scratch == null) {
+                        scratch = sink.scratch();
+                    }
+                    table.readStored(c, scratch, (int) (pos - offsetBytes), geometry.offsetInChunk(pos), length);
+                }
+            } finally {
+                c.lock.unlock();
+            }
+            if (uncached != null) {
+                handHeld(sink, scratch, offsetBytes, held, pos);
+                uncached.send(sink, geometry.offsetInChunk(pos), length);
+                held = e;
+            }
+            pos = e;
+        }
+        handHeld(sink, scratch, offsetBytes, held, end);
+        // After the transfer, as a read checks (the bytes handed from the original were checked before
+        // they went, by handHeld).
+        state.checkUsable();
+    }
+
+    /**
+     * Hands the image bytes {@code [from, to)}, held in {@code scratch} (which starts at image offset
+     * {@code base}), once the area is seen usable after they were read: a copy that failed meanwhile
+     * may have let new data reach the original under them. Nothing if the range is empty.
+     */
+    private void handHeld(BlockDevice.ByteSink sink, ByteBuffer scratch, long base, long from, long to)
+            throws IOException {
+        if (from == to) {
+            return;
+        }
+        state.checkUsable();
+        sink.bytes(scratch.duplicate().limit((int) (to - base)).position((int) (from - base)));
+    }
+
+    /** The descriptor of done chunk {@code idx}; destroy may have released it (then ENODEV). */
+    private Chunk existingDone(long idx) {
         Chunk c = table.existing(idx);
         if (c == null) {
             state.checkUsable(); // released by destroy meanwhile
             throw new IllegalStateException(device + ": chunk " + idx + " is done but has no descriptor");
         }
+        return c;
+    }
+
+    /** Copies {@code lengthBytes} at device offset {@code offsetBytes} of a done chunk into dst at {@code dstPos}. */
+    private void readDone(long idx, ByteBuffer dst, int dstPos, long offsetBytes, int lengthBytes) throws IOException {
+        Chunk c = existingDone(idx);
         c.lock.lock();
         try {
             if (c.state != Chunk.State.STORED) {

@@ -4,6 +4,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.NativeIo;
 
 /**
@@ -55,6 +56,15 @@ final class StorageFile implements AutoCloseable {
 
     void read(ByteBuffer dst, long offsetBytes) throws IOException {
         DiffIo.readFully(channel, path, dst, offsetBytes);
+    }
+
+    /**
+     * Hands {@code lengthBytes} from {@code offsetBytes} to {@code sink} as a range of this file, which
+     * the kernel may send from its page cache (the storage is always written through it, never with
+     * O_DIRECT, so the page cache holds what a read would return).
+     */
+    void send(BlockDevice.ByteSink sink, long offsetBytes, int lengthBytes) throws IOException {
+        DiffIo.sendFully(channel, path, sink, offsetBytes, lengthBytes);
     }
 
     void write(ByteBuffer src, long offsetBytes) throws IOException {

@@ -25,6 +25,7 @@ final class SnapImage implements BlockDevice {
     private final Tracker tracker;
     private final int logicalBlockSize;
     private volatile boolean removed;
+    private final Sender sender = this::send;
 
     SnapImage(ImageInfo info, DiffArea area, Tracker tracker, int logicalBlockSize) {
         this.info = info;
@@ -73,6 +74,21 @@ final class SnapImage implements BlockDevice {
         checkPresent();
         checkRange(offsetBytes, dst.remaining());
         area.imageRead(dst, offsetBytes);
+    }
+
+    /**
+     * Copied chunks go out as ranges of the difference storage, the rest as bytes the image read
+     * itself (DiffArea.imageSend): never as pages of the original, which may change before they are sent.
+     */
+    @Override
+    public Sender sender() {
+        return sender;
+    }
+
+    private void send(long offsetBytes, int lengthBytes, ByteSink sink) throws IOException {
+        checkPresent();
+        checkRange(offsetBytes, lengthBytes);
+        area.imageSend(offsetBytes, lengthBytes, sink);
     }
 
     @Override

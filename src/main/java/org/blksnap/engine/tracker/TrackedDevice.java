@@ -2,7 +2,6 @@ package org.blksnap.engine.tracker;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.Errno;
@@ -22,10 +21,17 @@ public final class TrackedDevice implements BlockDevice {
     private final TakeBarrier barrier = new TakeBarrier();
     private volatile Tracker tracker;
     private volatile boolean removed;
+    /** The backing device's sender behind {@link #checkPresent()}, or null when it has none. */
+    private final Sender sender;
 
     public TrackedDevice(String name, BlockDevice backing) {
         this.name = name;
         this.backing = backing;
+        Sender b = backing.sender();
+        this.sender = b == null ? null : (offsetBytes, lengthBytes, sink) -> {
+            checkPresent();
+            b.send(offsetBytes, lengthBytes, sink);
+        };
     }
 
     @Override
@@ -95,11 +101,14 @@ public final class TrackedDevice implements BlockDevice {
         return backing.minimumIoBytes();
     }
 
-    /** The backing file's, for reads of the live device (a snapshot's image never reads through here). */
+    /**
+     * The backing device's, behind the removal check, for reads of the live device (a snapshot's image
+     * never reads through here). What it hands may change right after (a write that follows), as with
+     * any read of a live device.
+     */
     @Override
-    public FileChannel sendableChannel() throws IOException {
-        checkPresent();
-        return backing.sendableChannel();
+    public Sender sender() {
+        return sender;
     }
 
     @Override

@@ -37,6 +37,7 @@ class DiffAreaTest {
     private DiffStorage storage;
     private final RecordingOwner owner = new RecordingOwner();
     private DiffArea area;
+    private Params params;
 
     @BeforeEach
     void up() throws IOException {
@@ -45,7 +46,7 @@ class DiffAreaTest {
         storagePath = dir.resolve("diff.img").toAbsolutePath();
         storage = new DiffStorage("s", new EventQueue("s"), 64, NativeIo.system());
         storage.append(StorageSpec.create(storagePath, 2 * CAPACITY), p -> false);
-        Params params = new Params(ParamValues.DEFAULTS.with("chunk_minimum_shift", 16));
+        params = new Params(ParamValues.DEFAULTS.with("chunk_minimum_shift", 16));
         area = new DiffArea("d0", original, params.values(), params, storage, owner);
     }
 
@@ -203,6 +204,30 @@ class DiffAreaTest {
         area.copyOnWrite(0, 10);
         assertThat(area.chunksCopied()).isZero();
         assertThat(errnoOf(() -> area.imageRead(ByteBuffer.allocate(10), 0))).isEqualTo(Errno.ENODEV);
+        assertThat(errnoOf(() -> area.imageSend(0, 10, new RecordingSink(10)))).isEqualTo(Errno.ENODEV);
         assertThat(errnoOf(area::flush)).isEqualTo(Errno.ENODEV);
+    }
+
+    /**
+     * A destroy while a copied chunk's region is being sent closes the storage under the send: the
+     * send fails with ENODEV (destroyed), not with the closed channel's error.
+     */
+    @Test
+    void aDestroyDuringAnImageSendFailsItWithEnodev() {
+        params.set("chunk_maximum_in_cache", 1);
+        area.copyOnWrite(0, 2 * CHUNK); // chunk 1's copy evicts chunk 0 from the cache: it is sent from its region
+        RecordingSink destroying = new RecordingSink(CHUNK) {
+            @Override
+            public void file(java.nio.channels.FileChannel file, long positionBytes, int lengthBytes) {
+                area.close();
+                storage.close();
+                try {
+                    file.read(ByteBuffer.allocate(lengthBytes), positionBytes);
+                } catch (IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            }
+        };
+        assertThat(errnoOf(() -> area.imageSend(0, CHUNK, destroying))).isEqualTo(Errno.ENODEV);
     }
 }
