@@ -53,23 +53,7 @@ final class ImageIo {
         while (pos < end) {
             long idx = geometry.chunkIndex(pos);
             if (!done.isDone(idx)) {
-                long runEnd = pos;
-                long j = idx;
-                while (runEnd < end && !done.isDone(j)) {
-                    runEnd = Math.min(end, geometry.chunkStart(j + 1));
-                    j++;
-                }
-                int from = startPos + (int) (pos - offsetBytes);
-                ByteBuffer slice = dst.duplicate().limit(from + (int) (runEnd - pos)).position(from);
-                original.read(slice, pos);
-                for (long k = idx; k < j; k++) {
-                    if (done.isDone(k)) {
-                        long s = Math.max(pos, geometry.chunkStart(k));
-                        long e = Math.min(runEnd, geometry.chunkStart(k + 1));
-                        readDone(k, dst, startPos + (int) (s - offsetBytes), s, (int) (e - s));
-                    }
-                }
-                pos = runEnd;
+                pos = readNotDoneRun(idx, pos, end, dst, startPos + (int) (pos - offsetBytes));
             } else {
                 long e = Math.min(end, geometry.chunkStart(idx + 1));
                 readDone(idx, dst, startPos + (int) (pos - offsetBytes), pos, (int) (e - pos));
@@ -118,25 +102,10 @@ final class ImageIo {
         while (pos < end) {
             long idx = geometry.chunkIndex(pos);
             if (!done.isDone(idx)) {
-                long runEnd = pos;
-                long j = idx;
-                while (runEnd < end && !done.isDone(j)) {
-                    runEnd = Math.min(end, geometry.chunkStart(j + 1));
-                    j++;
-                }
                 if (scratch == null) {
                     scratch = sink.scratch();
                 }
-                int from = (int) (pos - offsetBytes);
-                original.read(scratch.duplicate().limit(from + (int) (runEnd - pos)).position(from), pos);
-                for (long k = idx; k < j; k++) {
-                    if (done.isDone(k)) {
-                        long s = Math.max(pos, geometry.chunkStart(k));
-                        long e = Math.min(runEnd, geometry.chunkStart(k + 1));
-                        readDone(k, scratch, (int) (s - offsetBytes), s, (int) (e - s));
-                    }
-                }
-                pos = runEnd;
+                pos = readNotDoneRun(idx, pos, end, scratch, (int) (pos - offsetBytes));
                 continue;
             }
             long e = Math.min(end, geometry.chunkStart(idx + 1));
@@ -194,6 +163,32 @@ final class ImageIo {
             throw new IllegalStateException(device + ": chunk " + idx + " is done but has no descriptor");
         }
         return c;
+    }
+
+    /**
+     * Reads the run of chunks not done that starts at device offset {@code pos} (in chunk
+     * {@code idx}) and ends before {@code end} or at the next done chunk into {@code dst} at
+     * {@code dstPos}, by the lock-free protocol of the class comment: from the original, then every
+     * chunk of the run that became done meanwhile again from its region (shared by read and send).
+     *
+     * @return the device offset where the run ends (bytes)
+     */
+    private long readNotDoneRun(long idx, long pos, long end, ByteBuffer dst, int dstPos) throws IOException {
+        long runEnd = pos;
+        long j = idx;
+        while (runEnd < end && !done.isDone(j)) {
+            runEnd = Math.min(end, geometry.chunkStart(j + 1));
+            j++;
+        }
+        original.read(dst.duplicate().limit(dstPos + (int) (runEnd - pos)).position(dstPos), pos);
+        for (long k = idx; k < j; k++) {
+            if (done.isDone(k)) {
+                long s = Math.max(pos, geometry.chunkStart(k));
+                long e = Math.min(runEnd, geometry.chunkStart(k + 1));
+                readDone(k, dst, dstPos + (int) (s - pos), s, (int) (e - s));
+            }
+        }
+        return runEnd;
     }
 
     /** Copies {@code lengthBytes} at device offset {@code offsetBytes} of a done chunk into dst at {@code dstPos}. */
