@@ -222,6 +222,8 @@ class DistributionIT {
                 new Call(List.of("backup", "--agent", "off", "--help"), Map.of(), false),
                 new Call(List.of("backup", "--repo", "/r", "--help"), Map.of("BLKSNAP_IN_PROCESS_BACKUP", "1"), false),
                 new Call(List.of("restore", "--help"), Map.of(), false),
+                new Call(List.of("--json", "--control", "/c.sock", "restore", "--repo", "backup", "--help"), Map.of(), false),
+                new Call(List.of("--json", "--control", "/c.sock", "backup", "--repo", "/r", "--help"), Map.of(), true),
                 new Call(List.of("version", "--help"), Map.of(), true));
         for (Call c : calls) {
             Map<String, String> env = new java.util.HashMap<>(c.env());
