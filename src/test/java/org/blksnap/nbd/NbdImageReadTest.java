@@ -31,6 +31,7 @@ import org.blksnap.engine.diff.StorageFaults;
 import org.blksnap.engine.module.BlksnapModule;
 import org.blksnap.engine.scenario.ShmTempDir;
 import org.blksnap.engine.testing.FaultPlan;
+import org.blksnap.engine.testing.ForwardingDevice;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;

@@ -13,6 +13,7 @@ import org.blksnap.engine.Errno;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.scenario.ShmTempDir;
 import org.blksnap.engine.testing.FaultPlan.Op;
+import org.blksnap.engine.testing.ForwardingDevice;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -184,13 +185,12 @@ class ImageSendTest {
      * Forwards to another device, runs {@link #beforeRead} (if set) before each read, and offers the
      * sender it is given.
      */
-    private static final class HookedDevice implements BlockDevice {
-        private final BlockDevice target;
+    private static final class HookedDevice extends ForwardingDevice {
         private final Sender sender;
         volatile ThrowingRunnable beforeRead;
 
         HookedDevice(BlockDevice target, Sender sender) {
-            this.target = target;
+            super(target);
             this.sender = sender;
         }
 
@@ -205,51 +205,17 @@ class ImageSendTest {
         }
 
         @Override
-        public String name() {
-            return target.name();
-        }
-
-        @Override
-        public long sizeBytes() {
-            return target.sizeBytes();
-        }
-
-        @Override
-        public int logicalBlockSize() {
-            return target.logicalBlockSize();
-        }
-
-        @Override
         public void read(ByteBuffer dst, long offsetBytes) throws IOException {
             ThrowingRunnable hook = beforeRead;
             if (hook != null) {
                 hook.run();
             }
-            target.read(dst, offsetBytes);
-        }
-
-        @Override
-        public void write(ByteBuffer src, long offsetBytes) throws IOException {
-            target.write(src, offsetBytes);
-        }
-
-        @Override
-        public void flush() throws IOException {
-            target.flush();
-        }
-
-        @Override
-        public void discard(long offsetBytes, long lengthBytes) throws IOException {
-            target.discard(offsetBytes, lengthBytes);
-        }
-
-        @Override
-        public void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) throws IOException {
-            target.writeZeroes(offsetBytes, lengthBytes, mayUnmap);
+            super.read(dst, offsetBytes);
         }
 
         @Override
         public void close() {
+            // the fixture closes the device it wraps
         }
     }
 }

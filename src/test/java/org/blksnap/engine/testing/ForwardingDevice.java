@@ -1,14 +1,14 @@
-package org.blksnap.nbd;
+package org.blksnap.engine.testing;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import org.blksnap.engine.BlockDevice;
 
 /** A device that forwards everything to another; tests override what they fake. Thread-safe as the other. */
-class ForwardingDevice implements BlockDevice {
+public class ForwardingDevice implements BlockDevice {
     private final BlockDevice target;
 
-    ForwardingDevice(BlockDevice target) {
+    public ForwardingDevice(BlockDevice target) {
         this.target = target;
     }
 
