@@ -225,8 +225,7 @@ final class ReplyWriter {
         lock.lock();
         try {
             begin();
-            chunkHeader(REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, cookie, DATA_PAYLOAD_HEADER_LENGTH + data.remaining());
-            header(DATA_PAYLOAD_HEADER_LENGTH).putLong(DATA_OFFSET_OFFSET, offsetBytes);
+            dataChunkHeader(REPLY_FLAG_DONE, cookie, offsetBytes, data.remaining());
             add(data);
             send();
         } finally {
@@ -248,13 +247,9 @@ final class ReplyWriter {
                 int start = runs.startBytes(i);
                 int length = runs.lengthBytes(i);
                 if (runs.hole(i)) {
-                    chunkHeader(flags, REPLY_TYPE_OFFSET_HOLE, cookie, HOLE_PAYLOAD_LENGTH);
-                    ByteBuffer p = header(HOLE_PAYLOAD_LENGTH);
-                    p.putLong(HOLE_OFFSET_OFFSET, offsetBytes + start);
-                    p.putInt(HOLE_SIZE_OFFSET, length);
+                    holeChunk(flags, cookie, offsetBytes + start, length);
                 } else {
-                    chunkHeader(flags, REPLY_TYPE_OFFSET_DATA, cookie, DATA_PAYLOAD_HEADER_LENGTH + length);
-                    header(DATA_PAYLOAD_HEADER_LENGTH).putLong(DATA_OFFSET_OFFSET, offsetBytes + start);
+                    dataChunkHeader(flags, cookie, offsetBytes + start, length);
                     add(data.slice(start, length));
                 }
             }
@@ -390,10 +385,7 @@ final class ReplyWriter {
             begin();
             for (; emittedRuns < upTo; emittedRuns++) {
                 if (hole(emittedRuns)) {
-                    chunkHeader(0, REPLY_TYPE_OFFSET_HOLE, cookie, HOLE_PAYLOAD_LENGTH);
-                    ByteBuffer p = header(HOLE_PAYLOAD_LENGTH);
-                    p.putLong(HOLE_OFFSET_OFFSET, offsetBytes + runs.startBytes(emittedRuns));
-                    p.putInt(HOLE_SIZE_OFFSET, runs.lengthBytes(emittedRuns));
+                    holeChunk(0, cookie, offsetBytes + runs.startBytes(emittedRuns), runs.lengthBytes(emittedRuns));
                 }
             }
         }
@@ -402,8 +394,7 @@ final class ReplyWriter {
         private void startData() throws IOException {
             take(run);
             if (!headerSent) {
-                chunkHeader(0, REPLY_TYPE_OFFSET_DATA, cookie, DATA_PAYLOAD_HEADER_LENGTH + runLengthBytes);
-                header(DATA_PAYLOAD_HEADER_LENGTH).putLong(DATA_OFFSET_OFFSET, offsetBytes + runStartBytes);
+                dataChunkHeader(0, cookie, offsetBytes + runStartBytes, runLengthBytes);
                 headerSent = true;
                 emittedRuns = run + 1;
             }
@@ -604,6 +595,20 @@ final class ReplyWriter {
         h.putShort(CHUNK_TYPE_OFFSET, (short) type);
         h.putLong(CHUNK_COOKIE_OFFSET, cookie);
         h.putInt(CHUNK_LENGTH_OFFSET, payloadLength);
+    }
+
+    /** Queues an OFFSET_HOLE chunk: {@code lengthBytes} of zeros at {@code offsetBytes}. */
+    private void holeChunk(int flags, long cookie, long offsetBytes, int lengthBytes) {
+        chunkHeader(flags, REPLY_TYPE_OFFSET_HOLE, cookie, HOLE_PAYLOAD_LENGTH);
+        ByteBuffer p = header(HOLE_PAYLOAD_LENGTH);
+        p.putLong(HOLE_OFFSET_OFFSET, offsetBytes);
+        p.putInt(HOLE_SIZE_OFFSET, lengthBytes);
+    }
+
+    /** Queues the header of an OFFSET_DATA chunk for {@code lengthBytes} at {@code offsetBytes}; the data follows. */
+    private void dataChunkHeader(int flags, long cookie, long offsetBytes, int lengthBytes) {
+        chunkHeader(flags, REPLY_TYPE_OFFSET_DATA, cookie, DATA_PAYLOAD_HEADER_LENGTH + lengthBytes);
+        header(DATA_PAYLOAD_HEADER_LENGTH).putLong(DATA_OFFSET_OFFSET, offsetBytes);
     }
 
     /** Reserves {@code bytes} of header space and appends it to the message. */
