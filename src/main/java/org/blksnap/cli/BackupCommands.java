@@ -532,21 +532,21 @@ final class BackupCommands {
         }
 
         /**
-         * The shutdown hook's end (SIGTERM, Ctrl-C): ends the session and says so, once; the reads it
-         * pulls the snapshot from under fail, and the command then reports nothing more.
+         * The shutdown hook's end (SIGTERM, Ctrl-C): ends the session and says so when it was this
+         * call that ended it; the reads it pulls the snapshot from under fail, and the command then
+         * reports nothing more. Points finished before stay (each is complete on its own).
          */
         void endBySignal() {
             signalled = true;
-            if (ended.get()) {
-                return;
+            if (end()) {
+                cli.warn("backup: stopped by a signal: snapshot " + id + " destroyed, the point being written was not");
             }
-            end();
-            cli.warn("backup: stopped by a signal: snapshot " + id + " destroyed, no point written");
         }
 
-        void end() {
+        /** Ends the session unless it has ended; returns whether this call ended it. */
+        boolean end() {
             if (!ended.compareAndSet(false, true)) {
-                return;
+                return false;
             }
             Thread r = renewer;
             if (r != null) {
@@ -562,6 +562,7 @@ final class BackupCommands {
                     Thread.currentThread().interrupt();
                 }
             }
+            return true;
         }
 
         private void endNow() {

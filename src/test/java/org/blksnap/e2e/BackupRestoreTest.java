@@ -348,7 +348,7 @@ class BackupRestoreTest {
             p.destroy(); // SIGTERM: the shutdown hook destroys the snapshot
             assertThat(p.waitFor()).isEqualTo(143);
             assertThat(Files.readString(dir.resolve("term.log.err"))).contains("backup: stopped by a signal: snapshot ")
-                    .contains("destroyed, no point written");
+                    .contains("destroyed, the point being written was not");
             assertThat(d.ok("snapshot", "collect")).isEmpty();
             try (var left = Files.list(dir)) {
                 assertThat(left.map(x -> x.getFileName().toString())).noneMatch(n -> n.startsWith("backup-"));
