@@ -82,14 +82,20 @@ def summarize_medium(rows, units, p, sfx, where):
         servers = ["raw-psync", "blksnapd", "nbdkit", "qemu-nbd", "qemu-nbd-nocache"]
         p.append(f"### NBD servers, same backing file on {where}, Unix sockets (medians)\n")
         p.append("fio `ioengine=nbd`, numjobs=1; 1 MiB jobs in MiB/s, 4 KiB jobs in IOPS; nbdcopy in MiB/s "
-                 "(whole export to `null:`). raw-psync = fio psync on the file (QD1; the physical limit).\n")
+                 "(whole export to `null:`). raw-psync = fio psync on the file (QD1; the physical limit)."
+                 + (" Each job starts with the whole file in the page cache (read in before each server's"
+                    " turn); the `_uncached` row drops the file's pages before each server's turn instead,"
+                    " so its reads reach the virtio disk." if sfx else "") + "\n")
         p.append("| job | " + " | ".join(servers) + " | blksnapd / nbdkit | goal ≥ 1.2 |")
         p.append("|---|" + "---|" * (len(servers) + 2))
         for k in keys:
             u = units[(P, k)]
             cells = [fmt(med(rows.get((P, k, s), {})), u) for s in servers]
             r = ratio(rows.get((P, k, "blksnapd"), {}), rows.get((P, k, "nbdkit"), {}))
-            p.append(f"| {k} ({u}) | " + " | ".join(cells) + f" | {fr(r)} | {verdict(r, 1.2)} |")
+            # the uncached row is there to show the disk's share, not a goal: its reads wait for the
+            # virtio disk, whose latency moves with the host (1-2 ms to 75 us within minutes here)
+            vd = "(no goal: disk-bound)" if k.endswith("_uncached") else verdict(r, 1.2)
+            p.append(f"| {k} ({u}) | " + " | ".join(cells) + f" | {fr(r)} | {vd} |")
         p.append("")
 
     # ---- scenarios ----
