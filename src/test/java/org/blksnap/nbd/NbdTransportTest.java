@@ -157,6 +157,57 @@ abstract class NbdTransportTest {
     }
 
     /**
+     * A device whose reads take milliseconds (a disk): a request alone in flight runs on the
+     * connection's reader thread (a hand-off would only add wake-ups), and requests that are in
+     * flight together run at the same time on platform threads, not on virtual threads that would pin
+     * their carriers while they wait in the kernel.
+     */
+    @Test
+    void slowSmallRequestsRunOnTheReaderWhenAloneAndTogetherOnPlatformThreads() throws Exception {
+        List<Thread> readers = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.concurrent.atomic.AtomicInteger running = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicInteger mostAtOnce = new java.util.concurrent.atomic.AtomicInteger();
+        exports.add("slow", "", new ForwardingDevice(disk) {
+            @Override
+            public void read(ByteBuffer dst, long offsetBytes) throws IOException {
+                readers.add(Thread.currentThread());
+                mostAtOnce.accumulateAndGet(running.incrementAndGet(), Math::max);
+                try {
+                    Thread.sleep(3);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException();
+                } finally {
+                    running.decrementAndGet();
+                }
+                super.read(dst, offsetBytes);
+            }
+        }, false);
+        NbdTestClient c = connect();
+        c.go("slow", true);
+        byte[] data = NbdProtocolTest.pattern(BLOCK, 7);
+        assertThat(c.write(0, data, 0)).isZero();
+
+        for (int i = 0; i < 12; i++) {
+            assertThat(c.read(0, BLOCK)).isEqualTo(data);
+        }
+        assertThat(readers).as("depth 1: every read ran on the reader thread, the slow ones too")
+                .allSatisfy(t -> assertThat(t.getName()).startsWith("nbd-conn-"));
+
+        readers.clear();
+        int n = 16;
+        CompletableFuture<List<Reply>> replies = CompletableFuture.supplyAsync(() -> readN(c, n));
+        for (int i = 0; i < n; i++) {
+            c.request(0, CMD_READ, 3_000_000 + i, 0, BLOCK);
+        }
+        assertThat(replies.get(30, TimeUnit.SECONDS)).hasSize(n)
+                .allSatisfy(r -> assertThat(Arrays.copyOfRange(r.payload(), 8, r.payload().length)).isEqualTo(data));
+        assertThat(readers).filteredOn(t -> t.getName().startsWith("nbd-slow-") && !t.isVirtual())
+                .as("reads in flight together ran on platform threads").hasSizeGreaterThanOrEqualTo(n / 2);
+        assertThat(mostAtOnce.get()).as("reads in flight together ran at the same time").isGreaterThanOrEqualTo(2);
+    }
+
+    /**
      * A device's sender that hands its first MiB as bytes (read into the scratch buffer), the rest as
      * ranges of its file, and fails at a given offset: whatever was handed before the failure stays
      * in the reply, which ends with the device's error at the failing offset.
