@@ -293,6 +293,8 @@ run_peers() {
 # for random writes; time-based random reads. Depth 8 as upstream tests/fio.
 scn() {  # scn SERVER ROUND KEY RW BS URI MODE
   local v
+  # on the disk, write back what the steps before left dirty, so that it is not written back during this one
+  [ "$SFX" = -disk ] && sync -f "$D"
   v=$(fio_job "s$SFX$2-$1-$3" "$4" "$5" 8 "$7" --ioengine=nbd --uri="$6")
   record "scenarios$SFX" "$3" "$1" "$2" "$v" "$([ "$5" = 4k ] && echo IOPS || echo MiB/s)"
   echo "  round $2 $1 $3: $v" >&2
