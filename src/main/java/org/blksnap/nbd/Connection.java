@@ -19,7 +19,7 @@ import org.slf4j.LoggerFactory;
  * are decoded (and WRITE payloads received) on the reader thread, then executed either inline —
  * small requests while they are quick (a moving average of their service time), and any small
  * request that is alone in flight, saving thread hand-offs — or on a thread of their own (a
- * platform thread of {@link SlowRequestThreads} for small requests found slow, a virtual thread
+ * platform thread of {@link SlowRequestThreads} for small READs found slow, a virtual thread
  * otherwise), so that up to {@link NbdServer.Config#maxRequestsInFlight()} requests run
  * concurrently and reply out of order.
  * The number of requests and the payload bytes in flight are bounded; the reader waits for room
@@ -328,7 +328,7 @@ final class Connection implements Runnable {
             if (quick(r)) {
                 if (quickNanos < INLINE_MAX_NANOS || alone()) {
                     timed(handler, r);
-                } else if (r.lengthBytes() <= SlowRequestThreads.MAX_BYTES) {
+                } else if (r.type() == CMD_READ && r.lengthBytes() <= SlowRequestThreads.MAX_BYTES) {
                     SlowRequestThreads.shared().start(() -> timed(handler, r));
                 } else {
                     requestThreads.newThread(() -> timed(handler, r)).start();

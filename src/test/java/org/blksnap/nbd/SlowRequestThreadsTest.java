@@ -53,7 +53,6 @@ class SlowRequestThreadsTest {
 
         // Once they are idle, the platform threads take requests again.
         Thread[] next = new Thread[1];
-        CountDownLatch done = new CountDownLatch(1);
         for (int attempt = 0; attempt < 100 && (next[0] == null || next[0].isVirtual()); attempt++) {
             CountDownLatch one = new CountDownLatch(1);
             threads.start(() -> {
@@ -63,7 +62,6 @@ class SlowRequestThreadsTest {
             one.await();
             Thread.sleep(10); // the finished tasks' threads go back to waiting for work
         }
-        done.countDown();
         assertThat(next[0].isVirtual()).as("an idle platform thread is reused").isFalse();
     }
 }
