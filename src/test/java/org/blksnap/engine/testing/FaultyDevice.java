@@ -11,11 +11,12 @@ import org.blksnap.engine.BlockDevice;
  *
  * <p>Thread-safe as the wrapped device is; the plan may change while I/O runs.
  */
-public final class FaultyDevice implements BlockDevice {
+public final class FaultyDevice extends ForwardingDevice {
     private final BlockDevice delegate;
     private final FaultPlan faults;
 
     public FaultyDevice(BlockDevice delegate) {
+        super(delegate);
         this.delegate = delegate;
         this.faults = new FaultPlan(delegate.name());
     }
@@ -26,21 +27,6 @@ public final class FaultyDevice implements BlockDevice {
     }
 
     @Override
-    public String name() {
-        return delegate.name();
-    }
-
-    @Override
-    public long sizeBytes() {
-        return delegate.sizeBytes();
-    }
-
-    @Override
-    public int logicalBlockSize() {
-        return delegate.logicalBlockSize();
-    }
-
-    @Override
     public int minimumIoBytes() {
         return delegate.minimumIoBytes();
     }
@@ -48,46 +34,42 @@ public final class FaultyDevice implements BlockDevice {
     @Override
     public void read(ByteBuffer dst, long offsetBytes) throws IOException {
         faults.check(FaultPlan.Op.READ, offsetBytes, dst.remaining());
-        delegate.read(dst, offsetBytes);
+        super.read(dst, offsetBytes);
+    }
+
+    /** None: every read must go through {@link #read}, where the faults are. */
+    @Override
+    public Sender sender() {
+        return null;
     }
 
     @Override
     public void write(ByteBuffer src, long offsetBytes) throws IOException {
         faults.check(FaultPlan.Op.WRITE, offsetBytes, src.remaining());
-        delegate.write(src, offsetBytes);
+        super.write(src, offsetBytes);
     }
 
     @Override
     public void flush() throws IOException {
         faults.check(FaultPlan.Op.FLUSH, 0, 0);
-        delegate.flush();
+        super.flush();
     }
 
     @Override
     public void discard(long offsetBytes, long lengthBytes) throws IOException {
         faults.check(FaultPlan.Op.WRITE, offsetBytes, lengthBytes);
-        delegate.discard(offsetBytes, lengthBytes);
+        super.discard(offsetBytes, lengthBytes);
     }
 
     @Override
     public void writeZeroes(long offsetBytes, long lengthBytes, boolean mayUnmap) throws IOException {
         faults.check(FaultPlan.Op.WRITE, offsetBytes, lengthBytes);
-        delegate.writeZeroes(offsetBytes, lengthBytes, mayUnmap);
+        super.writeZeroes(offsetBytes, lengthBytes, mayUnmap);
     }
 
     @Override
     public boolean fastZeroes() {
         return delegate.fastZeroes();
-    }
-
-    @Override
-    public void mapAllocation(long offsetBytes, long lengthBytes, ExtentSink sink) throws IOException {
-        delegate.mapAllocation(offsetBytes, lengthBytes, sink);
-    }
-
-    @Override
-    public void close() throws IOException {
-        delegate.close();
     }
 
     @Override
