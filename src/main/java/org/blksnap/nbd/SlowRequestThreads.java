@@ -22,7 +22,7 @@ import java.util.concurrent.TimeUnit;
  * for the copy-on-write of a chunk that another request is copying). Thread-safe.
  */
 final class SlowRequestThreads {
-    /** Requests up to this many bytes are moved off virtual threads once their connection is slow. */
+    /** READs up to this many bytes are moved off virtual threads once their connection is slow. */
     static final int MAX_BYTES = 64 * 1024;
     static final int MAX_THREADS = 64;
     private static final SlowRequestThreads SHARED = new SlowRequestThreads(MAX_THREADS, 60, TimeUnit.SECONDS);

@@ -7,6 +7,7 @@ import static org.blksnap.nbd.NbdHandshakeDescriptor.*;
 import static org.blksnap.nbd.NbdTransmissionDescriptor.*;
 
 import java.io.IOException;
+import java.io.InterruptedIOException;
 import java.net.SocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -19,8 +20,10 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.testing.ForwardingDevice;
@@ -164,9 +167,9 @@ abstract class NbdTransportTest {
      */
     @Test
     void slowSmallRequestsRunOnTheReaderWhenAloneAndTogetherOnPlatformThreads() throws Exception {
-        List<Thread> readers = new java.util.concurrent.CopyOnWriteArrayList<>();
-        java.util.concurrent.atomic.AtomicInteger running = new java.util.concurrent.atomic.AtomicInteger();
-        java.util.concurrent.atomic.AtomicInteger mostAtOnce = new java.util.concurrent.atomic.AtomicInteger();
+        List<Thread> readers = new CopyOnWriteArrayList<>();
+        AtomicInteger running = new AtomicInteger();
+        AtomicInteger mostAtOnce = new AtomicInteger();
         exports.add("slow", "", new ForwardingDevice(disk) {
             @Override
             public void read(ByteBuffer dst, long offsetBytes) throws IOException {
@@ -176,7 +179,7 @@ abstract class NbdTransportTest {
                     Thread.sleep(3);
                 } catch (InterruptedException e) {
                     Thread.currentThread().interrupt();
-                    throw new java.io.InterruptedIOException();
+                    throw new InterruptedIOException();
                 } finally {
                     running.decrementAndGet();
                 }
