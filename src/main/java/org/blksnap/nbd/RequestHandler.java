@@ -69,15 +69,68 @@ final class RequestHandler {
         };
     }
 
+    /** What a request does once counted, before its reply is known to be an error. */
+    @FunctionalInterface
+    private interface Body {
+        void run() throws NbdError, IOException;
+    }
+
     /** Executes the request and replies; never throws; releases what the request holds. */
     void handle(Request r) {
+        handle(r, () -> execute(r));
+    }
+
+    /**
+     * The device's receiver when this WRITE may leave its payload in the stream for the device to
+     * read straight into its memory ({@link BlockDevice#receiver()}): a WRITE without flags, inside a
+     * writable export, on a range the receiver accepts; else null, and the payload goes through a
+     * buffer. Never throws.
+     */
+    BlockDevice.Receiver receiverFor(int flags, long offsetBytes, long lengthBytes) {
+        BlockDevice.Receiver receiver = device.receiver();
+        if (receiver == null || flags != 0 || negotiated.readOnly() || connection.terminating() || lengthBytes <= 0
+                || offsetBytes < 0 || offsetBytes > device.sizeBytes() - lengthBytes) {
+            return null;
+        }
+        try {
+            return receiver.accepts(offsetBytes, (int) lengthBytes) ? receiver : null;
+        } catch (RuntimeException e) {
+            LOG.debug("{}: receiver refused offset {} length {}: {}", connection, offsetBytes, lengthBytes, e.toString());
+            return null;
+        }
+    }
+
+    /**
+     * Executes a WRITE (from {@link #receiverFor}) whose payload is still in {@code in}: the receiver
+     * reads it into the device. Replies and releases as {@link #handle} does; when the device fails
+     * before it took the payload, the payload is skipped and the error replied.
+     *
+     * @param owed run before the stream is read (the client owes the bytes from then on)
+     * @throws IOException the stream failed inside the payload (as the stream threw it): nothing was
+     *                     replied, and the connection must end
+     */
+    void receive(Request r, BlockDevice.Receiver receiver, NbdInput in, Runnable owed) throws IOException {
+        PayloadSource source = new PayloadSource(in, r.lengthBytes(), owed);
+        handle(r, () -> {
+            try {
+                receiver.receive(r.offsetBytes(), (int) r.lengthBytes(), source);
+            } finally {
+                source.skipRest();
+            }
+            stats.bytesWritten.add(r.lengthBytes());
+            out.simple(r.cookie(), 0);
+        });
+        source.throwIfLost();
+    }
+
+    private void handle(Request r, Body body) {
         long startNanos = System.nanoTime();
         try {
             stats.requests.increment();
             int error;
             String message;
             try {
-                execute(r);
+                body.run();
                 return;
             } catch (NbdError e) {
                 error = e.error;
@@ -100,7 +153,7 @@ final class RequestHandler {
                 logs.memoryShortage.log("{}: {} at offset {} length {} refused with ENOMEM: {}", connection,
                         commandName(r.type()), r.offsetBytes(), r.lengthBytes(), e.getMessage());
             } catch (IOException e) {
-                if (out.isBroken()) {
+                if (out.isBroken() || e instanceof PayloadSource.LostException) {
                     return;
                 }
                 error = EIO;

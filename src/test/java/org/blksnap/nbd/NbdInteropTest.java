@@ -276,4 +276,72 @@ class NbdInteropTest {
         ExternalTool.run(Duration.ofSeconds(120), Map.of(), dir, List.of("fio", "--name=trim", "--ioengine=nbd", "--uri=" + uri("disk"),
                 "--rw=trim", "--bs=64k", "--size=8M")).assertSuccess();
     }
+
+    /**
+     * On tmpfs a WRITE's payload is read from the socket straight into a mapping of the file; fio
+     * verifies what it wrote (4 KiB at depth 32, 1 MiB at depth 8, across data and holes, where the
+     * writes take the ordinary way), nbdcopy copies a file in, and the file holds exactly that.
+     */
+    @Test
+    void onTmpfsWritesReadFromTheSocketIntoTheFilesMappingVerifyWithFioAndNbdcopy() throws Exception {
+        ExternalTool.require("fio", "nbdcopy", "cmp");
+        Path shm = Path.of("/dev/shm");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isDirectory(shm)
+                && "tmpfs".equals(Files.getFileStore(shm).type()), "/dev/shm is tmpfs");
+        Path tmp = Files.createTempDirectory(shm, "blksnap-interop-");
+        try {
+            Path file = tmp.resolve("mem.img");
+            byte[] half = new byte[32 * (int) MiB];
+            new java.util.Random(7).nextBytes(half);
+            Files.write(file, half);
+            try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(file.toFile(), "rw")) {
+                f.setLength(64 * MiB); // the second half a hole
+            }
+            org.blksnap.engine.BlockDevice device = org.blksnap.engine.device.BlockDevices.open(file, 0, false);
+            java.util.concurrent.atomic.AtomicLong received = new java.util.concurrent.atomic.AtomicLong();
+            org.blksnap.engine.BlockDevice.Receiver receiver = device.receiver();
+            assertThat(receiver).isNotNull();
+            exports.add("mem", "", new org.blksnap.engine.testing.ForwardingDevice(device) {
+                @Override
+                public Receiver receiver() {
+                    return new Receiver() {
+                        @Override
+                        public boolean accepts(long offsetBytes, int lengthBytes) {
+                            return receiver.accepts(offsetBytes, lengthBytes);
+                        }
+
+                        @Override
+                        public void receive(long offsetBytes, int lengthBytes, ByteSource source) throws java.io.IOException {
+                            receiver.receive(offsetBytes, lengthBytes, source);
+                            received.addAndGet(lengthBytes);
+                        }
+                    };
+                }
+            }, false);
+            for (List<String> job : List.of(
+                    List.of("--rw=randwrite", "--bs=4k", "--iodepth=32"),
+                    List.of("--rw=write", "--bs=1M", "--iodepth=8"))) {
+                List<String> cmd = new java.util.ArrayList<>(List.of("fio", "--name=verify", "--ioengine=nbd",
+                        "--uri=" + uri("mem"), "--size=64M", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1"));
+                cmd.addAll(job);
+                Result r = ExternalTool.run(Duration.ofSeconds(120), Map.of(), tmp, cmd).assertSuccess();
+                assertThat(r.stdout()).as(job.toString()).contains("err= 0");
+            }
+            assertThat(received.get()).as("bytes read straight into the mapping").isGreaterThan(16 * MiB);
+            Path in = tmp.resolve("in.img");
+            byte[] random = new byte[64 * (int) MiB];
+            new java.util.Random(43).nextBytes(random);
+            Files.write(in, random);
+            long before = received.get();
+            ExternalTool.run(T, "nbdcopy", "--flush", in.toString(), uri("mem")).assertSuccess();
+            assertThat(received.get()).as("nbdcopy's writes too").isGreaterThan(before);
+            ExternalTool.run(T, "cmp", file.toString(), in.toString()).assertSuccess();
+        } finally {
+            try (java.util.stream.Stream<Path> s = Files.walk(tmp)) {
+                for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                    Files.deleteIfExists(p);
+                }
+            }
+        }
+    }
 }

@@ -79,13 +79,25 @@ public final class BlockDevices {
                     handle = -1;
                 }
             }
-            return new FileBlockDevice(path, channel, directChannel, size, logical, ioMin, regular, nativeIo, handle);
+            boolean pagesInMemory = regular && directChannel == null && handle >= 0 && inMemory(path);
+            return new FileBlockDevice(path, channel, directChannel, size, logical, ioMin, regular, nativeIo, handle,
+                    pagesInMemory);
         } catch (IOException | RuntimeException e) {
             channel.close();
             if (directChannel != null) {
                 directChannel.close();
             }
             throw e;
+        }
+    }
+
+    /** Whether the file lives on a file system whose pages are memory only (tmpfs, ramfs). */
+    private static boolean inMemory(Path path) {
+        try {
+            String type = Files.getFileStore(path).type();
+            return "tmpfs".equals(type) || "ramfs".equals(type);
+        } catch (IOException | RuntimeException e) {
+            return false;
         }
     }
 

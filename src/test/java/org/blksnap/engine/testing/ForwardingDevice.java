@@ -43,6 +43,11 @@ public class ForwardingDevice implements BlockDevice {
     }
 
     @Override
+    public Receiver receiver() {
+        return target.receiver();
+    }
+
+    @Override
     public void flush() throws IOException {
         target.flush();
     }
