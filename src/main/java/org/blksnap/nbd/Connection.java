@@ -281,7 +281,9 @@ final class Connection implements Runnable {
                 BlockDevice.Receiver receiver = handler.receiverFor(flags, offset, length);
                 if (receiver != null) {
                     // The device reads the payload from the stream into its memory: one copy, no
-                    // buffer; replied here, the slot released by the handler.
+                    // buffer; replied here, the slot released by the handler. The client owes the
+                    // payload from the device's first read on, not while the range is prepared.
+                    deadlines.idle();
                     handler.receive(new Request(flags, type, cookie, offset, length, null, 0), receiver, in,
                             deadlines::requestStarted);
                     continue;

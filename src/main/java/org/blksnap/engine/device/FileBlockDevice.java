@@ -83,7 +83,7 @@ final class FileBlockDevice implements BlockDevice {
         this.nativeHandle = nativeHandle;
         this.sender = regularFile && directChannel == null ? this::send : null;
         boolean mapped = pagesInMemory && regularFile && directChannel == null && nativeHandle >= 0;
-        this.windows = mapped ? new MappedWindows(path.toString(), channel, sizeBytes) : null;
+        this.windows = mapped ? new MappedWindows(path.toString(), channel, sizeBytes, nativeIo) : null;
         this.receiver = mapped ? new Receiver() {
             @Override
             public boolean accepts(long offsetBytes, int lengthBytes) {

@@ -214,7 +214,7 @@ class FileReceiverTest {
         byte[] zeros = new byte[(int) (4 * MiB)];
         Path p = file(shm, 4 * GiB, zeros, 0, GiB, 2 * GiB, 3 * GiB);
         try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ, StandardOpenOption.WRITE);
-             MappedWindows w = new MappedWindows(p.toString(), ch, 4 * GiB)) {
+             MappedWindows w = new MappedWindows(p.toString(), ch, 4 * GiB, NativeIo.system())) {
             CountDownLatch start = new CountDownLatch(1);
             AtomicReference<Throwable> failure = new AtomicReference<>();
             List<Thread> ts = new ArrayList<>();
@@ -256,6 +256,35 @@ class FileReceiverTest {
             }
             w.close();
             assertThat(w.slice(0, 4096)).as("closed: nothing more").isNull();
+        }
+    }
+
+    private static long minorFaults() throws IOException {
+        String stat = Files.readString(Path.of("/proc/self/stat"));
+        String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+        return Long.parseLong(f[7]); // field 10, minflt
+    }
+
+    /** A slice covering whole granules comes with its pages in the page tables: writing it faults no more. */
+    @Test
+    void aSliceOfWholeGranulesIsPopulatedSoWritingItTakesNoPageFaults() throws Exception {
+        assumeThat(NativeIo.system().available()).isTrue();
+        byte[] data = pattern((int) (8 * MiB), 7);
+        Path p = file(shm, 8 * MiB, data, 0);
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ, StandardOpenOption.WRITE);
+             MappedWindows w = new MappedWindows(p.toString(), ch, 8 * MiB, NativeIo.system())) {
+            MemorySegment whole = w.slice(MiB, (int) MiB);
+            long before = minorFaults();
+            whole.fill((byte) 1);
+            long populated = minorFaults() - before;
+
+            MemorySegment partial = w.slice(4 * MiB + 4096, 60 * 1024); // inside one granule: not populated
+            before = minorFaults();
+            partial.fill((byte) 2);
+            long faulted = minorFaults() - before;
+            assertThat(faulted).as("15 pages written one by one fault in").isGreaterThanOrEqualTo(15);
+            assertThat(populated).as("256 pages populated in the slice").isLessThan(15);
+            assertThat(readFile(p, MiB, 4096)).containsOnly(1);
         }
     }
 }
