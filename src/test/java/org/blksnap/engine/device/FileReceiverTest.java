@@ -21,6 +21,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.stream.Stream;
 import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.testing.CountingSource;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -86,17 +87,6 @@ class FileReceiverTest {
         }
     }
 
-    /** A source handing {@code bytes} in order, counting its reads. */
-    private static BlockDevice.ByteSource source(byte[] bytes, AtomicInteger calls) {
-        int[] at = {0};
-        return dst -> {
-            calls.incrementAndGet();
-            int n = dst.remaining();
-            dst.put(bytes, at[0], n);
-            at[0] += n;
-        };
-    }
-
     @Test
     void onlyABufferedFileOnTmpfsHasAReceiver() throws Exception {
         try (BlockDevice d = BlockDevices.open(shm.resolve("a.img"), 8 * MiB, false)) {
@@ -133,7 +123,7 @@ class FileReceiverTest {
 
             byte[] fresh = pattern(256 * 1024, 2);
             AtomicInteger calls = new AtomicInteger();
-            r.receive(4 * MiB + 65536, fresh.length, source(fresh, calls));
+            r.receive(4 * MiB + 65536, fresh.length, new CountingSource(fresh, calls));
             assertThat(calls).as("one mapping window: one read").hasValue(1);
             byte[] expected = old.clone();
             System.arraycopy(fresh, 0, expected, 65536, fresh.length);
@@ -158,7 +148,7 @@ class FileReceiverTest {
             assertThat(r.accepts(GiB - MiB / 2, (int) MiB)).isTrue();
             byte[] fresh = pattern(256 * 1024, 4);
             AtomicInteger calls = new AtomicInteger();
-            r.receive(GiB - 65536, fresh.length, source(fresh, calls));
+            r.receive(GiB - 65536, fresh.length, new CountingSource(fresh, calls));
             assertThat(calls).as("one read per window").hasValue(2);
             assertThat(readFile(p, GiB - 65536, fresh.length)).isEqualTo(fresh);
 
@@ -192,12 +182,12 @@ class FileReceiverTest {
             BlockDevice.Receiver r = d.receiver();
             for (int i = 0; i < windows - 1; i++) {
                 assertThat(r.accepts(at[i], 4096)).as("window %d", i).isTrue();
-                r.receive(at[i], 4096, source(pattern(4096, 100 + i), new AtomicInteger()));
+                r.receive(at[i], 4096, new CountingSource(pattern(4096, 100 + i), new AtomicInteger()));
             }
             assertThat(r.accepts(at[windows - 1], 4096)).as("the limit is reached").isFalse();
             assertThat(r.accepts(at[3], 4096)).as("a mapped window still takes writes").isTrue();
             byte[] last = pattern(4096, 999);
-            r.receive(at[windows - 1], 4096, source(last, new AtomicInteger()));
+            r.receive(at[windows - 1], 4096, new CountingSource(last, new AtomicInteger()));
             for (int i = 0; i < windows - 1; i++) {
                 assertThat(readFile(p, at[i], 4096)).as("window %d", i).isEqualTo(pattern(4096, 100 + i));
             }

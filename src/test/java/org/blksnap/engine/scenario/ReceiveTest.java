@@ -20,6 +20,7 @@ import java.util.concurrent.atomic.AtomicReference;
 import org.blksnap.engine.BlksnapException;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlockDevice;
+import org.blksnap.engine.testing.CountingSource;
 import org.blksnap.engine.Errno;
 import org.blksnap.engine.Params;
 import org.blksnap.engine.SnapshotEvent;
@@ -69,17 +70,6 @@ class ReceiveTest {
         return id;
     }
 
-    /** A source that hands {@code bytes} in order, in as many reads as the receiver makes. */
-    private static BlockDevice.ByteSource source(byte[] bytes, AtomicInteger calls) {
-        int[] at = {0};
-        return dst -> {
-            calls.incrementAndGet();
-            int n = dst.remaining();
-            dst.put(bytes, at[0], n);
-            at[0] += n;
-        };
-    }
-
     @Test
     void aReceivedWriteIsCopiedOnWriteForTheSnapshotAndMarkedInTheChangeMap() throws Exception {
         byte[] before = pattern((int) DEVICE_BYTES, 1);
@@ -94,7 +84,7 @@ class ReceiveTest {
             long at = 4 * MiB + 4096;
             assertThat(r.accepts(at, after.length)).isTrue();
             AtomicInteger calls = new AtomicInteger();
-            r.receive(at, after.length, source(after, calls));
+            r.receive(at, after.length, new CountingSource(after, calls));
             assertThat(calls).hasValue(1);
             assertThat(Io.read(d, at, after.length)).isEqualTo(after);
             assertThat(Io.read(image, at - 4096, (int) MiB + 8192)).as("the image keeps what was there")
@@ -121,11 +111,11 @@ class ReceiveTest {
             BlockDevice d = device(e, "d0", pattern((int) DEVICE_BYTES, 3));
             BlockDevice.Receiver r = d.receiver();
             AtomicInteger calls = new AtomicInteger();
-            assertThatThrownBy(() -> r.receive(DEVICE_BYTES - 4096, 8192, source(new byte[8192], calls)))
+            assertThatThrownBy(() -> r.receive(DEVICE_BYTES - 4096, 8192, new CountingSource(new byte[8192], calls)))
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("outside");
             e.removeDevice("d0", false);
             assertThat(r.accepts(0, 4096)).as("a removed device accepts nothing").isFalse();
-            assertThatThrownBy(() -> r.receive(0, 4096, source(new byte[4096], calls)))
+            assertThatThrownBy(() -> r.receive(0, 4096, new CountingSource(new byte[4096], calls)))
                     .isInstanceOfSatisfying(BlksnapException.class, x -> assertThat(x.errno()).isEqualTo(Errno.ENODEV));
             assertThat(calls).as("the source was never asked").hasValue(0);
         }
