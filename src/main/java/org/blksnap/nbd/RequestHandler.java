@@ -83,14 +83,15 @@ final class RequestHandler {
     /**
      * The device's receiver when this WRITE may leave its payload in the stream for the device to
      * read straight into its memory ({@link BlockDevice#receiver()}): a WRITE without flags, inside a
-     * writable export, on a range the receiver accepts; else null, and the payload goes through a
-     * buffer. Never throws.
+     * writable export and aligned to its minimum block size, on a range the receiver accepts; else
+     * null, and the payload goes through a buffer (where the request is refused if it must be).
+     * Never throws.
      */
     BlockDevice.Receiver receiverFor(int flags, long offsetBytes, long lengthBytes) {
         BlockDevice.Receiver receiver = device.receiver();
         if (receiver == null || flags != 0 || negotiated.readOnly() || connection.terminating() || lengthBytes <= 0
-                || offsetBytes < 0 || offsetBytes > device.sizeBytes() - lengthBytes) {
-            return null;
+                || !inside(offsetBytes, lengthBytes) || !negotiated.sizes().aligned(offsetBytes, lengthBytes)) {
+            return null; // the buffered path refuses what checkRange refuses, with its messages
         }
         try {
             return receiver.accepts(offsetBytes, (int) lengthBytes) ? receiver : null;
@@ -385,11 +386,15 @@ final class RequestHandler {
         checkRange(r, ENOSPC);
     }
 
+    /** Whether the range lies inside the export. */
+    private boolean inside(long offsetBytes, long lengthBytes) {
+        return offsetBytes >= 0 && offsetBytes <= device.sizeBytes() - lengthBytes;
+    }
+
     private void checkRange(Request r, int error) throws NbdError {
-        long size = device.sizeBytes();
-        if (r.offsetBytes() < 0 || r.offsetBytes() > size - r.lengthBytes()) {
+        if (!inside(r.offsetBytes(), r.lengthBytes())) {
             throw new NbdError(error, "range offset " + Long.toUnsignedString(r.offsetBytes()) + " length "
-                    + r.lengthBytes() + " is outside the export of " + size + " bytes");
+                    + r.lengthBytes() + " is outside the export of " + device.sizeBytes() + " bytes");
         }
         if (!negotiated.sizes().aligned(r.offsetBytes(), r.lengthBytes())) {
             throw new NbdError(EINVAL, "range offset " + r.offsetBytes() + " length " + r.lengthBytes()

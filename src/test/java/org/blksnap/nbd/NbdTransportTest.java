@@ -333,6 +333,7 @@ abstract class NbdTransportTest {
         MemoryDevice memory = new MemoryDevice("recv", SIZE);
         ReceivingDevice device = new ReceivingDevice(memory);
         exports.add("recv", "", device, false);
+        exports.minimumBlockBytes = 512;
         NbdTestClient client = connect();
         client.go("recv", true);
 
@@ -353,6 +354,10 @@ abstract class NbdTransportTest {
         assertThat(client.read((3 << 20) - 4096, more.length)).isEqualTo(more);
         device.acceptsBelow = Long.MAX_VALUE;
         assertThat(client.write(SIZE - 4096, more, 0)).as("outside the export").isEqualTo(ENOSPC);
+        assertThat(client.write(100, Arrays.copyOf(more, 512), 0)).as("not aligned to the minimum block size")
+                .isEqualTo(EINVAL);
+        assertThat(device.receives).as("refused the ordinary way, never received").hasValue(1);
+        assertThat(client.read(0, 4096)).as("nothing written").isEqualTo(Arrays.copyOf(data, 4096));
 
         // The device refuses before it takes a byte: the payload is skipped, the error replied.
         device.failFirst = new org.blksnap.engine.BlksnapException(org.blksnap.engine.Errno.ENODEV, "test: removed");

@@ -52,6 +52,8 @@ final class TestExports implements ExportProvider, AutoCloseable {
     private volatile String defaultName;
     /** Whether exports announce {@link Export#sparseReads()}. */
     volatile boolean sparseReads;
+    /** The {@link Export#minimumBlockBytes()} of every export. */
+    volatile int minimumBlockBytes = 1;
 
     /** Adds an export over a new sparse file {@code dir/name.img} of {@code sizeBytes}. */
     Entry add(Path dir, String name, long sizeBytes, boolean readOnly, DirtyBitmap... bitmaps) {
@@ -145,6 +147,11 @@ final class TestExports implements ExportProvider, AutoCloseable {
             @Override
             public boolean sparseReads() {
                 return sparseReads;
+            }
+
+            @Override
+            public int minimumBlockBytes() {
+                return minimumBlockBytes;
             }
 
             @Override
