@@ -52,8 +52,7 @@ final class PayloadSource implements BlockDevice.ByteSource {
         try {
             in.readFully(dst);
         } catch (IOException | RuntimeException e) {
-            lost = new LostException(e);
-            throw lost;
+            throw lose(e);
         }
         remainingBytes -= n;
     }
@@ -67,10 +66,15 @@ final class PayloadSource implements BlockDevice.ByteSource {
         try {
             in.skip(remainingBytes);
         } catch (IOException | RuntimeException e) {
-            lost = new LostException(e);
-            throw lost;
+            throw lose(e);
         }
         remainingBytes = 0;
+    }
+
+    /** Remembers that the stream failed, for {@link #throwIfLost} and every later call. */
+    private LostException lose(Exception cause) {
+        lost = new LostException(cause);
+        return lost;
     }
 
     /**

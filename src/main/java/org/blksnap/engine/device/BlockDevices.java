@@ -79,7 +79,7 @@ public final class BlockDevices {
                     handle = -1;
                 }
             }
-            boolean pagesInMemory = regular && directChannel == null && handle >= 0 && inMemory(path);
+            boolean pagesInMemory = regular && inMemory(path); // the device decides what it makes of it
             return new FileBlockDevice(path, channel, directChannel, size, logical, ioMin, regular, nativeIo, handle,
                     pagesInMemory);
         } catch (IOException | RuntimeException e) {

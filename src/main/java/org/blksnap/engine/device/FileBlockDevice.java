@@ -41,6 +41,17 @@ final class FileBlockDevice implements BlockDevice {
 
     private record KnownData(long startBytes, long endBytes) {
         static final KnownData NONE = new KnownData(0, 0);
+
+        boolean covers(long start, long end) {
+            return startBytes <= start && end <= endBytes;
+        }
+    }
+
+    /** Remembers {@code [start, end)} as data, unless what is known changed since {@code seen} was read. */
+    private void rememberData(KnownData seen, long start, long end) {
+        if (knownData == seen) {
+            knownData = new KnownData(start, end);
+        }
     }
 
     /**
@@ -206,7 +217,7 @@ final class FileBlockDevice implements BlockDevice {
             return false;
         }
         KnownData known = knownData;
-        if (known.startBytes() <= offsetBytes && end <= known.endBytes()) {
+        if (known.covers(offsetBytes, end)) {
             return true;
         }
         long now = System.nanoTime();
@@ -228,9 +239,7 @@ final class FileBlockDevice implements BlockDevice {
             if (hole <= offsetBytes) {
                 return false; // changed between the two calls
             }
-            if (knownData == known) {
-                knownData = new KnownData(offsetBytes, hole);
-            }
+            rememberData(known, offsetBytes, hole);
             if (end <= hole) {
                 return true;
             }
@@ -316,7 +325,7 @@ final class FileBlockDevice implements BlockDevice {
             return;
         }
         KnownData known = knownData;
-        if (known.startBytes() <= offsetBytes && end <= known.endBytes()) {
+        if (known.covers(offsetBytes, end)) {
             sink.extent(known.endBytes() - offsetBytes, false); // as SEEK_HOLE would: up to the hole
             return;
         }
@@ -350,9 +359,7 @@ final class FileBlockDevice implements BlockDevice {
             if (hole <= pos) {
                 hole = sizeBytes;
             }
-            if (knownData == known) {
-                knownData = new KnownData(pos, Math.min(hole, fileEnd));
-            }
+            rememberData(known, pos, Math.min(hole, fileEnd));
             if (!sink.extent(hole - pos, false)) {
                 return;
             }

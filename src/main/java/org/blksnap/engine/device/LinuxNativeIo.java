@@ -121,7 +121,7 @@ final class LinuxNativeIo implements NativeIo {
                 return true;
             }
             int errno = errno(state);
-            if (errno == 22) { // EINVAL: a kernel without MADV_POPULATE_WRITE
+            if (errno == EINVAL) { // a kernel without MADV_POPULATE_WRITE
                 populateWorks = false;
                 LOG.info("madvise(MADV_POPULATE_WRITE) is not supported here; mapped pages fault in one by one");
             } else {

@@ -62,8 +62,7 @@ final class MappedWindows implements AutoCloseable {
     private final NativeIo nativeIo;
     private final ConcurrentHashMap<Long, Window> windows = new ConcurrentHashMap<>();
     private final AtomicInteger count = new AtomicInteger();
-    private final java.util.concurrent.atomic.AtomicBoolean closing = new java.util.concurrent.atomic.AtomicBoolean();
-    private volatile boolean closed;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     /**
      * @param name      for messages
@@ -87,7 +86,7 @@ final class MappedWindows implements AutoCloseable {
      * @throws IOException the mapping failed
      */
     MemorySegment slice(long offsetBytes, int lengthBytes) throws IOException {
-        if (closed) {
+        if (closed.get()) {
             return null;
         }
         long index = offsetBytes / WINDOW_BYTES;
@@ -127,7 +126,7 @@ final class MappedWindows implements AutoCloseable {
 
     /** Whether a slice of this window could be had without going over the limit. */
     boolean available(long offsetBytes) {
-        return !closed && (windows.containsKey(offsetBytes / WINDOW_BYTES) || count.get() < MAX_WINDOWS);
+        return !closed.get() && (windows.containsKey(offsetBytes / WINDOW_BYTES) || count.get() < MAX_WINDOWS);
     }
 
     /** Windows mapped now (for tests). */
@@ -136,7 +135,7 @@ final class MappedWindows implements AutoCloseable {
     }
 
     private Window map(long index, long start) throws IOException {
-        if (closed) {
+        if (closed.get()) {
             return null;
         }
         if (count.incrementAndGet() > MAX_WINDOWS) {
@@ -160,15 +159,15 @@ final class MappedWindows implements AutoCloseable {
     }
 
     /**
-     * Unmaps every window; later calls do nothing. Waits up to a second for receives still running into them; if one still
-     * is, its windows stay mapped (memory of the process, not of the file) and a warning says so.
+     * Unmaps every window; later calls do nothing. Waits up to a second for receives still running
+     * into them; if one still is, its windows stay mapped (memory of the process, not of the file)
+     * and a warning says so.
      */
     @Override
     public void close() {
-        if (!closing.compareAndSet(false, true)) {
+        if (!closed.compareAndSet(false, true)) {
             return;
         }
-        closed = true;
         for (int i = 0; ; i++) {
             try {
                 arena.close();
