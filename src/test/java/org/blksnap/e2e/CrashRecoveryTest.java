@@ -25,7 +25,8 @@ import org.blksnap.testing.NbdTestClient;
 import org.blksnap.testing.TestSector;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Tag;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 import org.slf4j.Logger;
@@ -71,6 +72,13 @@ class CrashRecoveryTest {
     @TempDir
     Path dir;
     Path data;
+    /**
+     * The device file: in {@link #data} on the disk, or in {@link #shmDevice}, written full of zeros
+     * first so that every page exists and every plain WRITE takes the receive path.
+     */
+    Path device;
+    /** A directory of this test in /dev/shm for the device, apart from {@link #shm} (checked to empty). */
+    Path shmDevice;
     Process daemon;
     int starts;
     /** Whether the taker is inside a take call right now (to count kills that fall in one). */
@@ -119,30 +127,43 @@ class CrashRecoveryTest {
             daemon.destroyForcibly();
             daemon.waitFor(30, TimeUnit.SECONDS);
         }
-        if (shm != null && Files.exists(shm)) {
-            try (var files = Files.list(shm)) {
-                for (Path p : files.toList()) {
-                    Files.deleteIfExists(p);
+        for (Path d : new Path[] {shm, shmDevice}) {
+            if (d != null && Files.exists(d)) {
+                try (var files = Files.list(d)) {
+                    for (Path p : files.toList()) {
+                        Files.deleteIfExists(p);
+                    }
                 }
+                Files.deleteIfExists(d);
             }
-            Files.deleteIfExists(shm);
         }
     }
 
-    @Test
+    /**
+     * Once with the device on the disk and once on /dev/shm, where the daemon reads WRITE payloads
+     * straight into a mapping of the device file (the receive path) once its pages exist.
+     */
+    @ParameterizedTest(name = "device on {0}")
+    @ValueSource(strings = {"disk", "shm"})
     @Timeout(value = 1, unit = TimeUnit.DAYS) // the run's own limit below grows with the number of cycles
-    void noAcknowledgedWriteIsUnderReportedAfterAKillNineAtARandomMoment() {
+    void noAcknowledgedWriteIsUnderReportedAfterAKillNineAtARandomMoment(String medium) {
         int cycles = Integer.getInteger("blksnap.crash.cycles", 4);
-        assertTimeoutPreemptively(Duration.ofSeconds(120 + 45L * cycles), () -> killCycles(cycles));
+        assertTimeoutPreemptively(Duration.ofSeconds(120 + 45L * cycles), () -> killCycles(cycles, medium));
     }
 
-    private void killCycles(int cycles) throws Exception {
+    private void killCycles(int cycles, String medium) throws Exception {
         long seed = Long.getLong("blksnap.crash.seed", System.nanoTime());
         LOG.info("crash test: {} cycles, seed {} (-Dblksnap.crash.seed={} replays the choices)", cycles, seed, seed);
         Random rnd = new Random(seed);
         data = dir.resolve("data");
         Files.createDirectories(data);
         shm = Files.createTempDirectory(Path.of("/dev/shm"), "blksnap-crash-");
+        device = data.resolve("d0.img");
+        if (medium.equals("shm")) {
+            shmDevice = Files.createTempDirectory(Path.of("/dev/shm"), "blksnap-crash-device-");
+            device = shmDevice.resolve("d0.img");
+            Files.write(device, new byte[(int) DEVICE_BYTES]);
+        }
         List<WriterLog> logs = new ArrayList<>();
         for (int w = 0; w < WRITERS; w++) {
             logs.add(new WriterLog(w, rnd.nextLong()));
@@ -226,7 +247,7 @@ class CrashRecoveryTest {
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-Xmx512m", "-cp", System.getProperty("java.class.path"),
                 "org.blksnap.daemon.Blksnapd", "--data-dir", data.toString(),
-                "--device", "d0=" + data.resolve("d0.img") + ":64M", "--listen", "none",
+                "--device", "d0=" + device + ":64M", "--listen", "none",
                 "--socket", data.resolve("nbd.sock").toString(), "--control", data.resolve("control.sock").toString(),
                 "--param", "diff_storage_minimum=16384", "--checkpoint-interval", "0.02", "--cbt-region", "1M"));
         daemon = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
