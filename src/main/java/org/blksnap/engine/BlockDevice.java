@@ -117,7 +117,9 @@ public interface BlockDevice extends AutoCloseable {
      * How a write's bytes may be taken straight from where they arrive (a socket) into the device's
      * own memory, one copy instead of two (into a buffer, then into the device), or null when writes
      * must go through {@link #write}: only a file whose pages live in memory and stay mapped without
-     * faults (tmpfs), and the filter over one. The receiver belongs to the device and is valid until
+     * faults (tmpfs) opened with it asked for, and the filter over one. A receive cut part-way (the
+     * process killed, the source gone) leaves a torn sector, which a disk never does, so the daemon
+     * opens no device this way (see {@code BlockDevices.open(..., receiveIntoMapping)}). The receiver belongs to the device and is valid until
      * the device is closed. Thread-safe.
      */
     default Receiver receiver() {

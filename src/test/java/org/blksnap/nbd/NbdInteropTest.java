@@ -297,7 +297,7 @@ class NbdInteropTest {
             try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(file.toFile(), "rw")) {
                 f.setLength(64 * MiB); // the second half a hole
             }
-            org.blksnap.engine.BlockDevice device = org.blksnap.engine.device.BlockDevices.open(file, 0, false);
+            org.blksnap.engine.BlockDevice device = org.blksnap.engine.device.BlockDevices.open(file, 0, false, org.blksnap.engine.device.NativeIo.system(), true);
             java.util.concurrent.atomic.AtomicLong received = new java.util.concurrent.atomic.AtomicLong();
             org.blksnap.engine.BlockDevice.Receiver receiver = device.receiver();
             assertThat(receiver).isNotNull();

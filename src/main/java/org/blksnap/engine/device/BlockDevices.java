@@ -40,6 +40,18 @@ public final class BlockDevices {
 
     /** As {@link #open(Path, long, boolean)}, with the given native calls (tests pass a fake). */
     public static BlockDevice open(Path path, long createSizeBytes, boolean direct, NativeIo nativeIo) throws IOException {
+        return open(path, createSizeBytes, direct, nativeIo, false);
+    }
+
+    /**
+     * As {@link #open(Path, long, boolean, NativeIo)}; with {@code receiveIntoMapping} a buffered file
+     * on tmpfs gets a {@link BlockDevice#receiver()}. Off everywhere but in its tests: a payload read
+     * from a socket straight into the file is torn at any byte when the daemon is killed or the client
+     * leaves part-way, so a sector can hold half an unacknowledged write, where a disk (and the
+     * buffered path) keeps each sector old or new (found by {@code CrashRecoveryTest} on /dev/shm).
+     */
+    public static BlockDevice open(Path path, long createSizeBytes, boolean direct, NativeIo nativeIo,
+                                   boolean receiveIntoMapping) throws IOException {
         if (!Files.exists(path)) {
             if (createSizeBytes <= 0) {
                 throw new IOException(path + " does not exist (give a size to create it)");
@@ -79,7 +91,7 @@ public final class BlockDevices {
                     handle = -1;
                 }
             }
-            boolean pagesInMemory = regular && inMemory(path); // the device decides what it makes of it
+            boolean pagesInMemory = receiveIntoMapping && regular && inMemory(path);
             return new FileBlockDevice(path, channel, directChannel, size, logical, ioMin, regular, nativeIo, handle,
                     pagesInMemory);
         } catch (IOException | RuntimeException e) {

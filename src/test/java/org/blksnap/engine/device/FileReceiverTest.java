@@ -88,17 +88,24 @@ class FileReceiverTest {
     }
 
     @Test
+    void noDeviceHasAReceiverUnlessAskedFor() throws Exception {
+        try (BlockDevice d = BlockDevices.open(shm.resolve("plain.img"), 8 * MiB, false)) {
+            assertThat(d.receiver()).as("a torn payload would break sector atomicity on a crash").isNull();
+        }
+    }
+
+    @Test
     void onlyABufferedFileOnTmpfsHasAReceiver() throws Exception {
-        try (BlockDevice d = BlockDevices.open(shm.resolve("a.img"), 8 * MiB, false)) {
+        try (BlockDevice d = BlockDevices.open(shm.resolve("a.img"), 8 * MiB, false, NativeIo.system(), true)) {
             assertThat(d.receiver()).isNotNull();
         }
         assumeThat(Files.getFileStore(diskDir).type()).as("java.io.tmpdir is not in memory").isNotIn("tmpfs", "ramfs");
-        try (BlockDevice d = BlockDevices.open(diskDir.resolve("a.img"), 8 * MiB, false)) {
+        try (BlockDevice d = BlockDevices.open(diskDir.resolve("a.img"), 8 * MiB, false, NativeIo.system(), true)) {
             assertThat(d.receiver()).as("on a disk file system a mapping faults again after every write-back").isNull();
         }
         BlockDevice direct;
         try {
-            direct = BlockDevices.open(shm.resolve("b.img"), 8 * MiB, true);
+            direct = BlockDevices.open(shm.resolve("b.img"), 8 * MiB, true, NativeIo.system(), true);
         } catch (IOException e) {
             return; // a tmpfs without O_DIRECT (before Linux 6.6)
         }
@@ -111,7 +118,7 @@ class FileReceiverTest {
     void itAcceptsOnlyRangesThatHoldDataAndWritesWhatTheSourceHands() throws Exception {
         byte[] old = pattern((int) MiB, 1);
         Path p = file(shm, 64 * MiB, old, 4 * MiB);
-        try (BlockDevice d = BlockDevices.open(p, 0, false)) {
+        try (BlockDevice d = BlockDevices.open(p, 0, false, NativeIo.system(), true)) {
             BlockDevice.Receiver r = d.receiver();
             assertThat(r.accepts(4 * MiB, (int) MiB)).isTrue();
             assertThat(r.accepts(4 * MiB + 4096, 8192)).isTrue();
@@ -143,7 +150,7 @@ class FileReceiverTest {
     void aReceiveAcrossTwoMappingWindowsTakesBothPartsAndAFailingSourcesErrorPassesAsItCame() throws Exception {
         byte[] old = pattern((int) MiB, 3);
         Path p = file(shm, 2 * GiB + MiB, old, GiB - MiB / 2);
-        try (BlockDevice d = BlockDevices.open(p, 0, false)) {
+        try (BlockDevice d = BlockDevices.open(p, 0, false, NativeIo.system(), true)) {
             BlockDevice.Receiver r = d.receiver();
             assertThat(r.accepts(GiB - MiB / 2, (int) MiB)).isTrue();
             byte[] fresh = pattern(256 * 1024, 4);
@@ -178,7 +185,7 @@ class FileReceiverTest {
             at[i] = i * GiB + 8192;
         }
         Path p = file(shm, windows * GiB, old, at);
-        try (BlockDevice d = BlockDevices.open(p, 0, false)) {
+        try (BlockDevice d = BlockDevices.open(p, 0, false, NativeIo.system(), true)) {
             BlockDevice.Receiver r = d.receiver();
             for (int i = 0; i < windows - 1; i++) {
                 assertThat(r.accepts(at[i], 4096)).as("window %d", i).isTrue();

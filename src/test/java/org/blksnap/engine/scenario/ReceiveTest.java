@@ -57,7 +57,7 @@ class ReceiveTest {
 
     /** A device of {@link #DEVICE_BYTES} filled with {@code fill} (data everywhere: a receiver accepts it all). */
     private BlockDevice device(Blksnap e, String name, byte[] fill) throws IOException {
-        e.addDevice(name, BlockDevices.open(dir.resolve(name + ".img"), DEVICE_BYTES, false));
+        e.addDevice(name, BlockDevices.open(dir.resolve(name + ".img"), DEVICE_BYTES, false, org.blksnap.engine.device.NativeIo.system(), true));
         BlockDevice d = e.device(name);
         d.write(ByteBuffer.wrap(fill), 0);
         return d;
