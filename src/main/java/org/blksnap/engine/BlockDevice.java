@@ -113,58 +113,6 @@ public interface BlockDevice extends AutoCloseable {
     /** Writes {@code src.remaining()} bytes at {@code offsetBytes}. Not durable until {@link #flush()}. */
     void write(ByteBuffer src, long offsetBytes) throws IOException;
 
-    /**
-     * How a write's bytes may be taken straight from where they arrive (a socket) into the device's
-     * own memory, one copy instead of two (into a buffer, then into the device), or null when writes
-     * must go through {@link #write}: only a file whose pages live in memory and stay mapped without
-     * faults (tmpfs) opened with it asked for, and the filter over one. A receive cut part-way (the
-     * process killed, the source gone) leaves a torn sector, which a disk never does, so the daemon
-     * opens no device this way (see {@code BlockDevices.open(..., receiveIntoMapping)}). The receiver belongs to the device and is valid until
-     * the device is closed. Thread-safe.
-     */
-    default Receiver receiver() {
-        return null;
-    }
-
-    /**
-     * Writes one range of a device from a {@link ByteSource}: the source fills the device's memory of
-     * the range directly. A write through here is a {@link #write} in every other respect (tracking,
-     * copy-on-write, not durable until {@link #flush()}).
-     */
-    interface Receiver {
-        /**
-         * Whether {@link #receive} may take this range now: false for a range the device would have
-         * to allocate first (a hole, where running out of space could not be told apart from a failed
-         * source). A hint, asked before each receive; answering costs no I/O once the device has
-         * seen the range. False is always safe: the caller then writes through {@link #write}.
-         */
-        boolean accepts(long offsetBytes, int lengthBytes);
-
-        /**
-         * Writes {@code [offsetBytes, offsetBytes+lengthBytes)} from {@code source}: checks and prepares
-         * the range as {@link #write} would (range, presence, change tracking, copy-on-write), then has
-         * the source fill it, in one or more {@link ByteSource#readFully} calls that together take
-         * exactly {@code lengthBytes} bytes. What the source throws is passed on as it came, and the
-         * range then holds part of the new bytes (as a disk does after a cut-off write); the device's
-         * own failures (a removed device, a range outside it, a failed copy-on-write) come before the
-         * source is asked for anything, so the caller can still skip the bytes and report the error.
-         *
-         * @throws IOException the device or the source failed
-         */
-        void receive(long offsetBytes, int lengthBytes, ByteSource source) throws IOException;
-    }
-
-    /** Where a {@link Receiver}'s bytes come from. Not thread-safe: one receive, on its thread. */
-    @FunctionalInterface
-    interface ByteSource {
-        /**
-         * Fills {@code dst} from its position to its limit, or throws.
-         *
-         * @throws IOException the bytes could not be had (the stream ended or failed)
-         */
-        void readFully(ByteBuffer dst) throws IOException;
-    }
-
     /** Makes every write that completed before this call durable. */
     void flush() throws IOException;
 

@@ -11,15 +11,12 @@ import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadFactory;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import org.blksnap.engine.BlockDevice;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * One client connection: handshake, then the transmission loop on the reader thread. Requests
- * are decoded (and WRITE payloads received) on the reader thread — a WRITE into a device with a
- * {@link BlockDevice#receiver() receiver} is executed there too, its payload read straight into the
- * device — then executed either inline —
+ * are decoded (and WRITE payloads received) on the reader thread, then executed either inline —
  * small requests while they are quick (a moving average of their service time), and any small
  * request that is alone in flight, saving thread hand-offs — or on a thread of their own (a
  * platform thread of {@link SlowRequestThreads} for small READs found slow, a virtual thread
@@ -277,18 +274,6 @@ final class Connection implements Runnable {
                 return;
             }
             acquire(slots, 1);
-            if (type == CMD_WRITE && length <= maxPayload) {
-                BlockDevice.Receiver receiver = handler.receiverFor(flags, offset, length);
-                if (receiver != null) {
-                    // The device reads the payload from the stream into its memory: one copy, no
-                    // buffer; replied here, the slot released by the handler. The client owes the
-                    // payload from the device's first read on, not while the range is prepared.
-                    deadlines.idle();
-                    handler.receive(new Request(flags, type, cookie, offset, length, null, 0), receiver, in,
-                            deadlines::requestStarted);
-                    continue;
-                }
-            }
             ByteBuffer payload = null;
             int held = 0;
             try {

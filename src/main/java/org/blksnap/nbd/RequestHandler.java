@@ -69,69 +69,15 @@ final class RequestHandler {
         };
     }
 
-    /** What a request does once counted, before its reply is known to be an error. */
-    @FunctionalInterface
-    private interface Body {
-        void run() throws NbdError, IOException;
-    }
-
     /** Executes the request and replies; never throws; releases what the request holds. */
     void handle(Request r) {
-        handle(r, () -> execute(r));
-    }
-
-    /**
-     * The device's receiver when this WRITE may leave its payload in the stream for the device to
-     * read straight into its memory ({@link BlockDevice#receiver()}): a WRITE without flags, inside a
-     * writable export and aligned to its minimum block size, on a range the receiver accepts; else
-     * null, and the payload goes through a buffer (where the request is refused if it must be).
-     * Never throws.
-     */
-    BlockDevice.Receiver receiverFor(int flags, long offsetBytes, long lengthBytes) {
-        BlockDevice.Receiver receiver = device.receiver();
-        if (receiver == null || flags != 0 || negotiated.readOnly() || connection.terminating() || lengthBytes <= 0
-                || !inside(offsetBytes, lengthBytes) || !negotiated.sizes().aligned(offsetBytes, lengthBytes)) {
-            return null; // the buffered path refuses what checkRange refuses, with its messages
-        }
-        try {
-            return receiver.accepts(offsetBytes, (int) lengthBytes) ? receiver : null;
-        } catch (RuntimeException e) {
-            LOG.debug("{}: receiver refused offset {} length {}: {}", connection, offsetBytes, lengthBytes, e.toString());
-            return null;
-        }
-    }
-
-    /**
-     * Executes a WRITE (from {@link #receiverFor}) whose payload is still in {@code in}: the receiver
-     * reads it into the device. Replies and releases as {@link #handle} does; when the device fails
-     * before it took the payload, the payload is skipped and the error replied.
-     *
-     * @param owed run before the stream is read (the client owes the bytes from then on)
-     * @throws IOException the stream failed inside the payload (as the stream threw it): nothing was
-     *                     replied, and the connection must end
-     */
-    void receive(Request r, BlockDevice.Receiver receiver, NbdInput in, Runnable owed) throws IOException {
-        PayloadSource source = new PayloadSource(in, r.lengthBytes(), owed);
-        handle(r, () -> {
-            try {
-                receiver.receive(r.offsetBytes(), (int) r.lengthBytes(), source);
-            } finally {
-                source.skipRest();
-            }
-            stats.bytesWritten.add(r.lengthBytes());
-            out.simple(r.cookie(), 0);
-        });
-        source.throwIfLost();
-    }
-
-    private void handle(Request r, Body body) {
         long startNanos = System.nanoTime();
         try {
             stats.requests.increment();
             int error;
             String message;
             try {
-                body.run();
+                execute(r);
                 return;
             } catch (NbdError e) {
                 error = e.error;
@@ -154,7 +100,7 @@ final class RequestHandler {
                 logs.memoryShortage.log("{}: {} at offset {} length {} refused with ENOMEM: {}", connection,
                         commandName(r.type()), r.offsetBytes(), r.lengthBytes(), e.getMessage());
             } catch (IOException e) {
-                if (out.isBroken() || e instanceof PayloadSource.LostException) {
+                if (out.isBroken()) {
                     return;
                 }
                 error = EIO;
@@ -386,15 +332,11 @@ final class RequestHandler {
         checkRange(r, ENOSPC);
     }
 
-    /** Whether the range lies inside the export. */
-    private boolean inside(long offsetBytes, long lengthBytes) {
-        return offsetBytes >= 0 && offsetBytes <= device.sizeBytes() - lengthBytes;
-    }
-
     private void checkRange(Request r, int error) throws NbdError {
-        if (!inside(r.offsetBytes(), r.lengthBytes())) {
+        long size = device.sizeBytes();
+        if (r.offsetBytes() < 0 || r.offsetBytes() > size - r.lengthBytes()) {
             throw new NbdError(error, "range offset " + Long.toUnsignedString(r.offsetBytes()) + " length "
-                    + r.lengthBytes() + " is outside the export of " + device.sizeBytes() + " bytes");
+                    + r.lengthBytes() + " is outside the export of " + size + " bytes");
         }
         if (!negotiated.sizes().aligned(r.offsetBytes(), r.lengthBytes())) {
             throw new NbdError(EINVAL, "range offset " + r.offsetBytes() + " length " + r.lengthBytes()

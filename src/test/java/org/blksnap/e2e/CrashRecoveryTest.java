@@ -74,7 +74,7 @@ class CrashRecoveryTest {
     Path data;
     /**
      * The device file: in {@link #data} on the disk, or in {@link #shmDevice}, written full of zeros
-     * first so that every page exists (where the receive path would take every plain WRITE).
+     * first so that every page exists (as a device in use has).
      */
     Path device;
     /** A directory of this test in /dev/shm for the device, apart from {@link #shm} (checked to empty). */
@@ -140,9 +140,10 @@ class CrashRecoveryTest {
     }
 
     /**
-     * Once with the device on the disk and once on /dev/shm. With payloads read straight into a
-     * mapping of a tmpfs file (the receive path, now off in the daemon) the /dev/shm run failed with a
-     * torn sector: a kill inside a payload left half of an unacknowledged write in a sector.
+     * Once with the device on the disk and once on /dev/shm, whose page cache is the device itself.
+     * With payloads read straight into a mapping of a tmpfs file (a receive path tried in the ninth
+     * session, then removed) the /dev/shm run failed with a torn sector: a kill inside a payload left
+     * half of an unacknowledged write in a sector.
      */
     @ParameterizedTest(name = "device on {0}")
     @ValueSource(strings = {"disk", "shm"})

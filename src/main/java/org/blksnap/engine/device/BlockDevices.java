@@ -40,18 +40,6 @@ public final class BlockDevices {
 
     /** As {@link #open(Path, long, boolean)}, with the given native calls (tests pass a fake). */
     public static BlockDevice open(Path path, long createSizeBytes, boolean direct, NativeIo nativeIo) throws IOException {
-        return open(path, createSizeBytes, direct, nativeIo, false);
-    }
-
-    /**
-     * As {@link #open(Path, long, boolean, NativeIo)}; with {@code receiveIntoMapping} a buffered file
-     * on tmpfs gets a {@link BlockDevice#receiver()}. Off everywhere but in its tests: a payload read
-     * from a socket straight into the file is torn at any byte when the daemon is killed or the client
-     * leaves part-way, so a sector can hold half an unacknowledged write, where a disk (and the
-     * buffered path) keeps each sector old or new (found by {@code CrashRecoveryTest} on /dev/shm).
-     */
-    public static BlockDevice open(Path path, long createSizeBytes, boolean direct, NativeIo nativeIo,
-                                   boolean receiveIntoMapping) throws IOException {
         if (!Files.exists(path)) {
             if (createSizeBytes <= 0) {
                 throw new IOException(path + " does not exist (give a size to create it)");
@@ -91,25 +79,13 @@ public final class BlockDevices {
                     handle = -1;
                 }
             }
-            boolean pagesInMemory = receiveIntoMapping && regular && inMemory(path);
-            return new FileBlockDevice(path, channel, directChannel, size, logical, ioMin, regular, nativeIo, handle,
-                    pagesInMemory);
+            return new FileBlockDevice(path, channel, directChannel, size, logical, ioMin, regular, nativeIo, handle);
         } catch (IOException | RuntimeException e) {
             channel.close();
             if (directChannel != null) {
                 directChannel.close();
             }
             throw e;
-        }
-    }
-
-    /** Whether the file lives on a file system whose pages are memory only (tmpfs, ramfs). */
-    private static boolean inMemory(Path path) {
-        try {
-            String type = Files.getFileStore(path).type();
-            return "tmpfs".equals(type) || "ramfs".equals(type);
-        } catch (IOException | RuntimeException e) {
-            return false;
         }
     }
 

@@ -1,7 +1,6 @@
 package org.blksnap.engine.device;
 
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
@@ -14,8 +13,6 @@ import org.blksnap.util.FirstFailure;
  * {@link FileChannel} I/O. Optionally O_DIRECT: aligned requests then go through a direct channel,
  * unaligned ones through a buffered channel on the same file (the kernel keeps the two coherent).
  * Regular files get holes punched on discard and an allocation map from SEEK_DATA/SEEK_HOLE.
- * A buffered regular file on tmpfs also has a {@link #receiver()}: writes into ranges that hold
- * data already are read from their socket straight into a mapping of the file ({@link MappedWindows}).
  */
 final class FileBlockDevice implements BlockDevice {
 
@@ -41,39 +38,6 @@ final class FileBlockDevice implements BlockDevice {
 
     private record KnownData(long startBytes, long endBytes) {
         static final KnownData NONE = new KnownData(0, 0);
-
-        boolean covers(long start, long end) {
-            return startBytes <= start && end <= endBytes;
-        }
-    }
-
-    /** Remembers {@code [start, end)} as data, unless what is known changed since {@code seen} was read. */
-    private void rememberData(KnownData seen, long start, long end) {
-        if (knownData == seen) {
-            knownData = new KnownData(start, end);
-        }
-    }
-
-    /**
-     * The mappings {@link #receiver()} writes into, or null when it has none (not a buffered regular
-     * file on tmpfs, or no native calls to tell data from holes).
-     */
-    private final MappedWindows windows;
-    private final Receiver receiver;
-    /**
-     * A range last found to be a hole (or past the file's end) by {@link #acceptsReceive}, and when:
-     * receives stay off it for {@link #HOLE_MEMORY_NANOS} without asking the file again (a write that
-     * fills it goes the ordinary way). A stale answer only sends a write the ordinary way.
-     */
-    private volatile KnownHole lastHole = KnownHole.NONE;
-    static final long HOLE_MEMORY_NANOS = 1_000_000_000L;
-
-    private record KnownHole(long startBytes, long endBytes, long foundNanos) {
-        static final KnownHole NONE = new KnownHole(0, 0, 0);
-
-        boolean holds(long start, long end, long nowNanos) {
-            return start < endBytes && startBytes < end && nowNanos - foundNanos < HOLE_MEMORY_NANOS;
-        }
     }
 
     /** Before and after punching a hole; a fresh object, so a lookup that began before sees a change. */
@@ -82,7 +46,7 @@ final class FileBlockDevice implements BlockDevice {
     }
 
     FileBlockDevice(Path path, FileChannel channel, FileChannel directChannel, long sizeBytes, int logicalBlockSize,
-                    int minimumIoBytes, boolean regularFile, NativeIo nativeIo, int nativeHandle, boolean pagesInMemory) {
+                    int minimumIoBytes, boolean regularFile, NativeIo nativeIo, int nativeHandle) {
         this.path = path;
         this.channel = channel;
         this.directChannel = directChannel;
@@ -93,19 +57,6 @@ final class FileBlockDevice implements BlockDevice {
         this.nativeIo = nativeIo;
         this.nativeHandle = nativeHandle;
         this.sender = regularFile && directChannel == null ? this::send : null;
-        boolean mapped = pagesInMemory && regularFile && directChannel == null && nativeHandle >= 0;
-        this.windows = mapped ? new MappedWindows(path.toString(), channel, sizeBytes, nativeIo) : null;
-        this.receiver = mapped ? new Receiver() {
-            @Override
-            public boolean accepts(long offsetBytes, int lengthBytes) {
-                return acceptsReceive(offsetBytes, lengthBytes);
-            }
-
-            @Override
-            public void receive(long offsetBytes, int lengthBytes, ByteSource source) throws IOException {
-                FileBlockDevice.this.receive(offsetBytes, lengthBytes, source);
-            }
-        } : null;
     }
 
     @Override
@@ -194,87 +145,6 @@ final class FileBlockDevice implements BlockDevice {
         }
     }
 
-    /**
-     * On tmpfs only (see {@link MappedWindows} for why not elsewhere); it accepts ranges that hold data
-     * already, so a receive never allocates a page (a full tmpfs would otherwise fail the socket read
-     * rather than the write).
-     */
-    @Override
-    public Receiver receiver() {
-        return receiver;
-    }
-
-    /**
-     * Whether the range lies in data, by {@link #knownData}, else by SEEK_DATA/SEEK_HOLE (which then
-     * extend what is known), and the windows it needs may be mapped.
-     */
-    private boolean acceptsReceive(long offsetBytes, int lengthBytes) {
-        if (lengthBytes <= 0 || offsetBytes < 0 || offsetBytes > sizeBytes - lengthBytes) {
-            return false;
-        }
-        long end = offsetBytes + lengthBytes;
-        if (!windows.available(offsetBytes) || !windows.available(end - 1)) {
-            return false;
-        }
-        KnownData known = knownData;
-        if (known.covers(offsetBytes, end)) {
-            return true;
-        }
-        long now = System.nanoTime();
-        if (lastHole.holds(offsetBytes, end, now)) {
-            return false;
-        }
-        try {
-            long fileEnd = channel.size();
-            if (end > fileEnd) {
-                lastHole = new KnownHole(fileEnd, Long.MAX_VALUE, now);
-                return false;
-            }
-            long data = nativeIo.seekData(nativeHandle, offsetBytes);
-            if (data != offsetBytes) {
-                lastHole = new KnownHole(offsetBytes, data < 0 ? fileEnd : data, now);
-                return false;
-            }
-            long hole = Math.min(nativeIo.seekHole(nativeHandle, offsetBytes), fileEnd);
-            if (hole <= offsetBytes) {
-                return false; // changed between the two calls
-            }
-            rememberData(known, offsetBytes, hole);
-            if (end <= hole) {
-                return true;
-            }
-            lastHole = new KnownHole(hole, end, now);
-            return false;
-        } catch (IOException e) {
-            return false; // the ordinary write will say what is wrong
-        }
-    }
-
-    /**
-     * Reads the range from the source into the file's mapping (at most two windows: requests are far
-     * smaller than one). When no window can be had (the limit reached since {@link #acceptsReceive},
-     * or closed), through a buffer and {@link #write}.
-     */
-    private void receive(long offsetBytes, int lengthBytes, ByteSource source) throws IOException {
-        checkRange(offsetBytes, lengthBytes);
-        long split = Math.min(offsetBytes + lengthBytes, (offsetBytes / MappedWindows.WINDOW_BYTES + 1)
-                * MappedWindows.WINDOW_BYTES);
-        int first = (int) (split - offsetBytes);
-        MemorySegment a = windows.slice(offsetBytes, first);
-        MemorySegment b = first == lengthBytes ? MemorySegment.NULL : windows.slice(split, lengthBytes - first);
-        if (a == null || b == null) {
-            ByteBuffer buf = ByteBuffer.allocate(lengthBytes);
-            source.readFully(buf);
-            buf.flip();
-            write(buf, offsetBytes);
-            return;
-        }
-        source.readFully(a.asByteBuffer());
-        if (b != MemorySegment.NULL) {
-            source.readFully(b.asByteBuffer());
-        }
-    }
-
     @Override
     public void flush() throws IOException {
         try {
@@ -325,7 +195,7 @@ final class FileBlockDevice implements BlockDevice {
             return;
         }
         KnownData known = knownData;
-        if (known.covers(offsetBytes, end)) {
+        if (known.startBytes() <= offsetBytes && end <= known.endBytes()) {
             sink.extent(known.endBytes() - offsetBytes, false); // as SEEK_HOLE would: up to the hole
             return;
         }
@@ -359,7 +229,9 @@ final class FileBlockDevice implements BlockDevice {
             if (hole <= pos) {
                 hole = sizeBytes;
             }
-            rememberData(known, pos, Math.min(hole, fileEnd));
+            if (knownData == known) {
+                knownData = new KnownData(pos, Math.min(hole, fileEnd));
+            }
             if (!sink.extent(hole - pos, false)) {
                 return;
             }
@@ -370,9 +242,6 @@ final class FileBlockDevice implements BlockDevice {
     @Override
     public void close() throws IOException {
         FirstFailure failures = new FirstFailure();
-        if (windows != null) {
-            failures.run(windows::close);
-        }
         failures.run(channel::close);
         if (directChannel != null) {
             failures.run(directChannel::close);

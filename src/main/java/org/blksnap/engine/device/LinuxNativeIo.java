@@ -54,9 +54,6 @@ final class LinuxNativeIo implements NativeIo {
     private final MethodHandle lseek;
     private final MethodHandle ioctl;
     private final MethodHandle copyFileRange;
-    private final MethodHandle madvise;
-    /** Cleared when the kernel refuses MADV_POPULATE_WRITE (before 5.14). */
-    private volatile boolean populateWorks = true;
     private final boolean available;
 
     private LinuxNativeIo() {
@@ -66,7 +63,6 @@ final class LinuxNativeIo implements NativeIo {
         MethodHandle l = null;
         MethodHandle io = null;
         MethodHandle cfr = null;
-        MethodHandle ma = null;
         boolean ok = false;
         try {
             Linker linker = Linker.nativeLinker();
@@ -90,9 +86,6 @@ final class LinuxNativeIo implements NativeIo {
                     FunctionDescriptor.of(ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
                             ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG, ValueLayout.JAVA_INT), errno))
                     .orElse(null);
-            ma = linker.downcallHandle(libc.find("madvise").orElseThrow(),
-                    FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_LONG,
-                            ValueLayout.JAVA_INT), errno);
             ok = System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).contains("linux");
         } catch (Throwable t) {
             LOG.info("native file calls unavailable ({}); holes and preallocation are not used", t.toString());
@@ -103,35 +96,7 @@ final class LinuxNativeIo implements NativeIo {
         lseek = l;
         ioctl = io;
         copyFileRange = cfr;
-        madvise = ma;
         available = ok;
-    }
-
-    private static final int MADV_POPULATE_WRITE = 23;
-
-    @Override
-    public boolean populateWrite(MemorySegment range) {
-        if (!available || madvise == null || !populateWorks || range.byteSize() == 0) {
-            return false;
-        }
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment state = arena.allocate(Linker.Option.captureStateLayout());
-            int rc = (int) madvise.invokeExact(state, range, range.byteSize(), MADV_POPULATE_WRITE);
-            if (rc == 0) {
-                return true;
-            }
-            int errno = errno(state);
-            if (errno == EINVAL) { // a kernel without MADV_POPULATE_WRITE
-                populateWorks = false;
-                LOG.info("madvise(MADV_POPULATE_WRITE) is not supported here; mapped pages fault in one by one");
-            } else {
-                LOG.debug("madvise(MADV_POPULATE_WRITE) of {} bytes failed: errno {}", range.byteSize(), errno);
-            }
-            return false;
-        } catch (Throwable t) {
-            LOG.debug("madvise(MADV_POPULATE_WRITE) failed", t);
-            return false;
-        }
     }
 
     @Override

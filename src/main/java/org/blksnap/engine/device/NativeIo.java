@@ -54,18 +54,6 @@ public interface NativeIo {
     }
 
     /** Whether the calls work on this system; when false every call throws. */
-    /**
-     * Maps every page of {@code range} (part of a shared mapping of a file) writable into the page
-     * tables at once (madvise MADV_POPULATE_WRITE, Linux 5.14), so that writes into it take no page
-     * fault each. Pages the file does not have yet are allocated: pass only ranges that hold data.
-     *
-     * @return false when the system cannot (no native calls, an older kernel); the pages then fault in
-     *         one by one as they are written
-     */
-    default boolean populateWrite(java.lang.foreign.MemorySegment range) {
-        return false;
-    }
-
     boolean available();
 
     /** The process-wide native implementation, probed once. */

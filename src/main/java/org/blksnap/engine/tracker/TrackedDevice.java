@@ -23,8 +23,6 @@ public final class TrackedDevice implements BlockDevice {
     private volatile boolean removed;
     /** The backing device's sender behind {@link #checkPresent()}, or null when it has none. */
     private final Sender sender;
-    /** The backing device's receiver behind the filter, or null when it has none. */
-    private final Receiver receiver;
 
     public TrackedDevice(String name, BlockDevice backing) {
         this.name = name;
@@ -33,18 +31,6 @@ public final class TrackedDevice implements BlockDevice {
         this.sender = b == null ? null : (offsetBytes, lengthBytes, sink) -> {
             checkPresent();
             b.send(offsetBytes, lengthBytes, sink);
-        };
-        Receiver r = backing.receiver();
-        this.receiver = r == null ? null : new Receiver() {
-            @Override
-            public boolean accepts(long offsetBytes, int lengthBytes) {
-                return !removed && r.accepts(offsetBytes, lengthBytes);
-            }
-
-            @Override
-            public void receive(long offsetBytes, int lengthBytes, ByteSource source) throws IOException {
-                filtered(offsetBytes, lengthBytes, () -> r.receive(offsetBytes, lengthBytes, source));
-            }
         };
     }
 
@@ -162,17 +148,6 @@ public final class TrackedDevice implements BlockDevice {
     @Override
     public void write(ByteBuffer src, long offsetBytes) throws IOException {
         filtered(offsetBytes, src.remaining(), () -> backing.write(src, offsetBytes));
-    }
-
-    /**
-     * The backing device's, behind the filter: CBT mark and copy-on-write happen before the source is
-     * asked for a byte. The take barrier is held while the bytes arrive, so a take waits for a write
-     * whose bytes are still on their way (a client that stops half-way holds it until its connection's
-     * request timeout ends the connection).
-     */
-    @Override
-    public Receiver receiver() {
-        return receiver;
     }
 
     @Override

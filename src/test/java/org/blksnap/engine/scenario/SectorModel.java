@@ -36,18 +36,7 @@ final class SectorModel {
         int s = gen.nextSeq();
         int sectors = (int) (lengthBytes / SECTOR);
         int first = (int) (offsetBytes / SECTOR);
-        ByteBuffer data = gen.sectors(first, sectors);
-        BlockDevice.Receiver receiver = dev.receiver();
-        if (receiver != null && (s & 1) == 0 && receiver.accepts(offsetBytes, data.remaining())) {
-            // Every other write as an NBD payload would come into a tmpfs device: straight from its source.
-            receiver.receive(offsetBytes, data.remaining(), dst -> {
-                ByteBuffer part = data.slice(data.position(), dst.remaining());
-                dst.put(part);
-                data.position(data.position() + part.capacity());
-            });
-        } else {
-            dev.write(data, offsetBytes);
-        }
+        dev.write(gen.sectors(first, sectors), offsetBytes);
         for (int i = 0; i < sectors; i++) {
             seq[first + i] = s;
         }

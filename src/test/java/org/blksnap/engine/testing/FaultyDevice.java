@@ -43,12 +43,6 @@ public final class FaultyDevice extends ForwardingDevice {
         return null;
     }
 
-    /** None: every write must go through {@link #write}, where the faults are. */
-    @Override
-    public Receiver receiver() {
-        return null;
-    }
-
     @Override
     public void write(ByteBuffer src, long offsetBytes) throws IOException {
         faults.check(FaultPlan.Op.WRITE, offsetBytes, src.remaining());

@@ -43,11 +43,6 @@ public class ForwardingDevice implements BlockDevice {
     }
 
     @Override
-    public Receiver receiver() {
-        return target.receiver();
-    }
-
-    @Override
     public void flush() throws IOException {
         target.flush();
     }
