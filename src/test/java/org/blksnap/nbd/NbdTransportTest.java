@@ -211,6 +211,43 @@ abstract class NbdTransportTest {
     }
 
     /**
+     * A slow device's WRITEs alone in flight: a small one runs on the reader, a 1 MiB one (whose
+     * payload was read past the input buffer, so what follows may be waiting in the client's socket)
+     * on another thread, and the reader goes on.
+     */
+    @Test
+    void aLargeWriteAloneInFlightRunsOffTheReaderAndASmallOneOnIt() throws Exception {
+        List<Thread> writers = new CopyOnWriteArrayList<>();
+        exports.add("slow", "", new ForwardingDevice(disk) {
+            @Override
+            public void write(ByteBuffer src, long offsetBytes) throws IOException {
+                writers.add(Thread.currentThread());
+                try {
+                    Thread.sleep(3);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new InterruptedIOException();
+                }
+                super.write(src, offsetBytes);
+            }
+        }, false);
+        NbdTestClient c = connect();
+        c.go("slow", true);
+        byte[] small = NbdProtocolTest.pattern(BLOCK, 8);
+        for (int i = 0; i < 4; i++) { // slower than the inline limit from the first on
+            assertThat(c.write((long) i * BLOCK, small, 0)).isZero();
+        }
+        assertThat(writers).as("small writes alone ran on the reader").hasSize(4)
+                .allSatisfy(t -> assertThat(t.getName()).startsWith("nbd-conn-"));
+        writers.clear();
+        byte[] large = NbdProtocolTest.pattern(1 << 20, 9);
+        assertThat(c.write(1 << 20, large, 0)).isZero();
+        assertThat(writers).as("a 1 MiB write alone ran off the reader").hasSize(1)
+                .allSatisfy(t -> assertThat(t.getName()).doesNotStartWith("nbd-conn-"));
+        assertThat(c.read(1 << 20, large.length)).isEqualTo(large);
+    }
+
+    /**
      * A device's sender that hands its first MiB as bytes (read into the scratch buffer), the rest as
      * ranges of its file, and fails at a given offset: whatever was handed before the failure stays
      * in the reply, which ends with the device's error at the failing offset.
