@@ -176,10 +176,7 @@ abstract class NbdTransportTest {
                 readers.add(Thread.currentThread());
                 mostAtOnce.accumulateAndGet(running.incrementAndGet(), Math::max);
                 try {
-                    Thread.sleep(3);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new InterruptedIOException();
+                    waitLikeADisk();
                 } finally {
                     running.decrementAndGet();
                 }
@@ -210,6 +207,16 @@ abstract class NbdTransportTest {
         assertThat(mostAtOnce.get()).as("reads in flight together ran at the same time").isGreaterThanOrEqualTo(2);
     }
 
+    /** Blocks for 3 ms, as a request to a disk does (slower than the inline limit). */
+    private static void waitLikeADisk() throws InterruptedIOException {
+        try {
+            Thread.sleep(3);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException();
+        }
+    }
+
     /**
      * A slow device's WRITEs alone in flight: a small one runs on the reader, a 1 MiB one (whose
      * payload was read past the input buffer, so what follows may be waiting in the client's socket)
@@ -222,12 +229,7 @@ abstract class NbdTransportTest {
             @Override
             public void write(ByteBuffer src, long offsetBytes) throws IOException {
                 writers.add(Thread.currentThread());
-                try {
-                    Thread.sleep(3);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                    throw new InterruptedIOException();
-                }
+                waitLikeADisk();
                 super.write(src, offsetBytes);
             }
         }, false);
@@ -342,10 +344,8 @@ abstract class NbdTransportTest {
         byte[] old = NbdProtocolTest.pattern(1 << 20, 23);
         assertThat(leaving.write(0, old, 0)).isZero();
         byte[] data = NbdProtocolTest.pattern(1 << 20, 24);
-        ByteBuffer b = ByteBuffer.allocate(28 + (768 << 10));
-        b.putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) CMD_WRITE).putLong(leaving.nextCookie())
-                .putLong(0).putInt(data.length).put(data, 0, 768 << 10);
-        leaving.send(b.flip());
+        leaving.request(0, CMD_WRITE, leaving.nextCookie(), 0, data.length);
+        leaving.send(ByteBuffer.wrap(data, 0, 768 << 10));
         leaving.close();
         await().atMost(Duration.ofSeconds(10)).until(() -> server.connectionCount() == 0);
 
