@@ -10,9 +10,9 @@ truncate -s 2G $D; fio --name=fill --filename=$D --rw=write --bs=1M --size=2G --
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 $ROOT/bin/blksnapd --data-dir $W/b.d --device disk0=$D --listen none --socket $W/b.sock --log-level WARN >$W/b.log 2>&1 &
 BP=$!
+trap 'kill $BP $(cat $W/k.pid 2>/dev/null) $(cat $W/n.pid 2>/dev/null) 2>/dev/null; wait; rm -rf $W' EXIT
 nbdkit -U $W/k.sock -P $W/k.pid file $D
 nbdkit -U $W/n.sock -P $W/n.pid null 2G
-trap 'kill $BP $(cat $W/k.pid) $(cat $W/n.pid) 2>/dev/null; wait; rm -rf $W' EXIT
 while [ ! -S $W/b.sock ]; do kill -0 $BP 2>/dev/null || { echo "blksnapd did not start:" >&2; cat $W/b.log >&2; exit 1; }; sleep 0.2; done; sleep 1
 declare -A U=([blksnapd]="nbd+unix:///disk0?socket=$W/b.sock" [nbdkit-file]="nbd+unix:///?socket=$W/k.sock" [nbdkit-null]="nbd+unix:///?socket=$W/n.sock")
 run() { fio --name=j --ioengine=nbd --uri="$1" --rw=$2 --bs=$3 --iodepth=$4 --runtime=${RT:-6} --time_based --norandommap --randrepeat=0 --output-format=json 2>/dev/null | sed -n '/^{/,$p' | jq -r '"\(.jobs[0].read.iops + .jobs[0].write.iops|floor) \(.jobs[0].usr_cpu+.jobs[0].sys_cpu|floor)"'; }
