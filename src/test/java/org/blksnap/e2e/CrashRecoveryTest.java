@@ -37,7 +37,8 @@ import tools.jackson.databind.json.JsonMapper;
 /**
  * The crash guarantees, with a real kill -9: blksnapd runs as its own JVM with checkpoints every
  * 20 ms and 1 MiB journal regions; three NBD clients write test sectors ({@link TestSector}) at
- * random, each in its own third of the device (some writes with FUA, some followed by a flush), a
+ * random, each in its own third of the device (some writes with FUA, some followed by a flush; a
+ * quarter of them 256 KiB to 1 MiB, whose payloads arrive in many socket reads), a
  * taker creates, takes, holds for up to 300 ms (a copy-on-write storm: every first write to a chunk
  * copies it) and destroys snapshots in a loop, with their difference storage in /dev/shm, and the
  * daemon is killed at a random moment (so also in the middle of takes, of copy-on-write and of
@@ -314,7 +315,9 @@ class CrashRecoveryTest {
     private void writeUntilKilled(Random rnd, WriterLog log, ConcurrentLinkedQueue<Acked> acked, AtomicBoolean run) {
         try (NbdTestClient nbd = NbdTestClient.connect(data.resolve("nbd.sock"), "d0")) {
             while (run.get()) {
-                int sectors = 1 + rnd.nextInt(rnd.nextBoolean() ? 8 : 512);
+                // a quarter of the writes are 256 KiB to 1 MiB: their payloads arrive in many socket reads
+                int kind = rnd.nextInt(4);
+                int sectors = kind == 3 ? 512 + rnd.nextInt(1537) : 1 + rnd.nextInt(kind < 2 ? 8 : 512);
                 int first = rnd.nextInt(AREA_SECTORS - sectors + 1);
                 long offset = (log.firstSector + first) * SECTOR;
                 boolean fua = rnd.nextInt(4) == 0 && nbd.fuaOffered();
