@@ -85,7 +85,7 @@ public final class Blksnapd implements Callable<Integer> {
     Boolean noPersist;
     @Option(names = "--max-connections", paramLabel = "N",
             description = "NBD connections served at once (default 256); further clients are refused with an error"
-                    + " reply; each connection holds 328 KiB of direct memory")
+                    + " reply; each connection holds 328 KiB of native memory")
     Integer maxConnections;
     @Option(names = "--max-control-connections", paramLabel = "N",
             description = "control API connections served at once (default " + ControlServer.DEFAULT_MAX_CONNECTIONS

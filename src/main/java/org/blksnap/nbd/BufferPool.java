@@ -21,8 +21,14 @@ import org.slf4j.LoggerFactory;
  * beyond the caps is freed at once (each buffer has its own {@link Arena}), not left to the garbage
  * collector, so the pool's native memory is what is in use plus at most the retained cap.
  *
+ * <p>The buffers are {@link Arena} memory, which the JVM does not count against
+ * {@code -XX:MaxDirectMemorySize}: what bounds them is the server's in-flight budget (buffers in use)
+ * and the caps above (free ones). {@link #close()} frees the free buffers, and every buffer released
+ * after it, so a closed server holds nothing.
+ *
  * <p>Thread-safe and lock-free. Forbidden outcomes (tested): a buffer handed out twice at once;
- * more retained than the caps; a buffer released beyond the caps that stays allocated.
+ * more retained than the caps; a buffer released beyond the caps, or after {@link #close()}, that
+ * stays allocated.
  */
 final class BufferPool {
     private static final Logger LOG = LoggerFactory.getLogger(BufferPool.class);
@@ -32,11 +38,10 @@ final class BufferPool {
     static final int RETAINED_BYTES_PER_CLASS = 32 * 1024 * 1024;
     static final long MAX_RETAINED_BYTES = 128L * 1024 * 1024;
 
-    /** {@link #acquire} found no direct memory within the JVM's limit ({@code -XX:MaxDirectMemorySize}). */
+    /** {@link #acquire} found no native memory for a new buffer (the system's, or the pool's test limit). */
     static final class NoMemoryException extends IOException {
         NoMemoryException(int bytes, OutOfMemoryError cause) {
-            super("no direct memory for a buffer of " + bytes + " bytes (-XX:MaxDirectMemorySize reached): "
-                    + cause.getMessage(), cause);
+            super("no native memory for a buffer of " + bytes + " bytes: " + cause.getMessage(), cause);
         }
     }
 
@@ -48,14 +53,15 @@ final class BufferPool {
     private final AtomicLong peakAllocatedBytes = new AtomicLong();
     /** The arena of every buffer allocated and not freed yet, by the address of its first byte. */
     private final ConcurrentHashMap<Long, Arena> arenas = new ConcurrentHashMap<>();
-    /** New buffers beyond this many allocated bytes fail as if the JVM's direct memory limit were reached. */
+    /** New buffers beyond this many allocated bytes fail as if the system had no memory left. */
     private final long maxAllocatedBytes;
+    private volatile boolean closed;
 
     BufferPool() {
         this(Long.MAX_VALUE);
     }
 
-    /** A pool that behaves as if direct memory ran out beyond {@code maxAllocatedBytes} (tests). */
+    /** A pool that behaves as if native memory ran out beyond {@code maxAllocatedBytes} (tests). */
     @SuppressWarnings({"unchecked", "rawtypes"})
     BufferPool(long maxAllocatedBytes) {
         this.maxAllocatedBytes = maxAllocatedBytes;
@@ -71,7 +77,7 @@ final class BufferPool {
     /**
      * A buffer with position 0 and limit {@code bytes}; {@code bytes} must be in [0, 32 MiB].
      *
-     * @throws NoMemoryException when a new buffer is needed and the direct memory limit leaves no room
+     * @throws NoMemoryException when a new buffer is needed and the system has no memory left (or the test limit is reached)
      */
     ByteBuffer acquire(int bytes) throws NoMemoryException {
         int cls = sizeClass(bytes);
@@ -113,15 +119,40 @@ final class BufferPool {
         }
         int cls = Integer.numberOfTrailingZeros(capacity) - MIN_SHIFT;
         int limit = Math.max(2, RETAINED_BYTES_PER_CLASS / capacity);
-        if (retained[cls].incrementAndGet() <= limit) {
-            if (retainedBytes.addAndGet(capacity) <= MAX_RETAINED_BYTES) {
-                free[cls].offer(b);
-                return;
+        if (!closed) {
+            if (retained[cls].incrementAndGet() <= limit) {
+                if (retainedBytes.addAndGet(capacity) <= MAX_RETAINED_BYTES) {
+                    free[cls].offer(b);
+                    if (closed) {
+                        freeRetained(); // close() ran since the check above and may have missed this one
+                    }
+                    return;
+                }
+                retainedBytes.addAndGet(-capacity);
             }
-            retainedBytes.addAndGet(-capacity);
+            retained[cls].decrementAndGet();
         }
-        retained[cls].decrementAndGet();
         free(b);
+    }
+
+    /**
+     * Frees the free buffers now and every buffer released from now on; buffers in use stay valid
+     * until released. {@link #acquire} still works (a late request of a closing server gets a fresh
+     * buffer, freed when released). Idempotent.
+     */
+    void close() {
+        closed = true;
+        freeRetained();
+    }
+
+    private void freeRetained() {
+        for (int cls = 0; cls < free.length; cls++) {
+            for (ByteBuffer b; (b = free[cls].poll()) != null; ) {
+                retained[cls].decrementAndGet();
+                retainedBytes.addAndGet(-b.capacity());
+                free(b);
+            }
+        }
     }
 
     private void free(ByteBuffer b) {

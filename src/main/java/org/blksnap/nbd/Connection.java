@@ -56,7 +56,7 @@ final class Connection implements Runnable {
     private volatile long quickNanos;
 
     /**
-     * @throws OutOfMemoryError when the direct memory limit leaves no room for its buffers (nothing stays allocated)
+     * @throws OutOfMemoryError when the system has no memory left for its buffers (nothing stays allocated)
      */
     Connection(long id, NbdServer server, NbdChannel channel, NbdServer.Config config, ThreadFactory requestThreads) {
         this.id = id;
@@ -239,7 +239,7 @@ final class Connection implements Runnable {
             out.batchRepliesOf(Thread.currentThread(), memory.allocateBatch());
         } catch (OutOfMemoryError e) {
             // Batching only saves syscalls: serve without it rather than refuse.
-            server.logs().memoryShortage.log("{}: no direct memory for the reply batch, replies are not batched: {}",
+            server.logs().memoryShortage.log("{}: no native memory for the reply batch, replies are not batched: {}",
                     this, e.getMessage());
         }
         in.beforeRead(out::flushBatch);

@@ -16,7 +16,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * ends (on every path). The arena is shared because request threads write replies through the
  * header area and the batch; {@link ReplyWriter#close()} must run first, so that no thread is inside
  * a write on these buffers. {@code live} counts the bytes of every open {@code ConnectionMemory} of a
- * server. Direct memory reservation counts these bytes against {@code -XX:MaxDirectMemorySize}.
+ * server. The JVM does not count arena memory against {@code -XX:MaxDirectMemorySize}: the server's
+ * connection limit bounds it.
  */
 final class ConnectionMemory implements AutoCloseable {
     /** Bytes held while the connection is in option haggling: input buffer plus reply headers. */
@@ -34,7 +35,7 @@ final class ConnectionMemory implements AutoCloseable {
     /**
      * Allocates the handshake buffers.
      *
-     * @throws OutOfMemoryError when the direct memory limit leaves no room (nothing stays allocated)
+     * @throws OutOfMemoryError when the system has no memory left (nothing stays allocated)
      */
     ConnectionMemory(AtomicLong live) {
         this.live = live;
@@ -68,7 +69,7 @@ final class ConnectionMemory implements AutoCloseable {
      * A reply batch of {@link ReplyWriter#BATCH_BYTES}, allocated by the connection thread when
      * transmission starts.
      *
-     * @throws OutOfMemoryError when the direct memory limit leaves no room
+     * @throws OutOfMemoryError when the system has no memory left
      */
     ByteBuffer allocateBatch() {
         return allocate(ReplyWriter.BATCH_BYTES);

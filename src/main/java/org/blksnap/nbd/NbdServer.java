@@ -39,10 +39,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Memory: each connection owns {@link #CONNECTION_BYTES} of native buffers from the moment it is
  * accepted, freed when it ends; payload buffers come from a pool that keeps at most 128 MiB of free
- * buffers and frees the rest at once. Connections beyond {@link Config#maxConnections()} are refused
- * politely (every option answered NBD_REP_ERR_POLICY, see {@code Refusal}), at most
- * {@link #MAX_REFUSING} at a time; further ones are closed at once. Lines about misbehaving clients
- * are rate-limited (see {@code ServerLogs}).
+ * buffers and frees the rest at once, and all of them when the server closes. Connections beyond
+ * {@link Config#maxConnections()} are refused politely (every option answered NBD_REP_ERR_POLICY, see
+ * {@code Refusal}), at most {@link #MAX_REFUSING} at a time; further ones are closed at once. Lines
+ * about misbehaving clients are rate-limited (see {@code ServerLogs}).
  *
  * <p>TLS: with {@link NbdTls} settings other than {@link NbdTls#OFF}, clients upgrade with
  * {@code NBD_OPT_STARTTLS} (or must, in {@link NbdTls.Mode#REQUIRE}); see {@code docs/nbd.md}.
@@ -465,8 +465,8 @@ public final class NbdServer implements AutoCloseable {
     }
 
     /**
-     * Serves one already-connected channel (in-memory tests use pipes); when the direct memory limit
-     * leaves no room for the connection's buffers, it is refused instead and null is returned.
+     * Serves one already-connected channel (in-memory tests use pipes); when the system has no memory
+     * left for the connection's buffers, it is refused instead and null is returned.
      */
     Connection serve(NbdChannel channel) {
         limit.serveAnyway();
@@ -480,7 +480,7 @@ public final class NbdServer implements AutoCloseable {
             c = new Connection(connectionIds.incrementAndGet(), this, channel, config, requestThreads);
         } catch (OutOfMemoryError e) {
             limit.release();
-            logs.memoryShortage.log("no direct memory for a connection from {}: {}", channel.describe(), e.getMessage());
+            logs.memoryShortage.log("no native memory for a connection from {}: {}", channel.describe(), e.getMessage());
             refuse(channel, "no memory for another connection", limit.refuse());
             return null;
         }
@@ -596,6 +596,7 @@ public final class NbdServer implements AutoCloseable {
             c.terminate();
         }
         awaitAll(all);
+        pool.close(); // buffers of requests still running are freed as they are released
         reaper.interrupt();
         logFlusher.interrupt();
         try {

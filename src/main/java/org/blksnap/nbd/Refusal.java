@@ -16,7 +16,7 @@ import java.time.Duration;
  * instead of a dropped connection: qemu-img prints the reason ("server reported: too many
  * connections to this server ..."), nbdinfo 1.14 that the server refused GO.
  *
- * <p>Uses a few hundred bytes of heap and no direct memory; runs on its own virtual thread, which
+ * <p>Uses a few hundred bytes of heap and no native memory; runs on its own virtual thread, which
  * always closes the channel. Not thread-safe (one per refused connection).
  */
 final class Refusal implements Runnable {

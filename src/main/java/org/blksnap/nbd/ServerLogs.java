@@ -28,7 +28,7 @@ final class ServerLogs {
     /** A request failed with an I/O error of the device. */
     final RateLimitedLog failedRequests = limited(Level.WARN, "requests failed with I/O errors");
     /** Direct memory ran out for a connection or a request. */
-    final RateLimitedLog memoryShortage = limited(Level.WARN, "requests or connections short of direct memory");
+    final RateLimitedLog memoryShortage = limited(Level.WARN, "requests or connections short of native memory");
     /** A connection ended while requests were still running (e.g. its client stopped reading replies). */
     final RateLimitedLog abandonedRequests = limited(Level.WARN, "connections closed with requests still running");
     /** A connection was dropped because its client took too long (handshake, request, reading a reply). */

@@ -119,4 +119,66 @@ class BufferPoolTest {
         assertThat(pool.retainedBytes()).isLessThanOrEqualTo(BufferPool.MAX_RETAINED_BYTES);
         assertThat(pool.allocatedBytes()).as("nothing but the free buffers stays allocated").isEqualTo(pool.retainedBytes());
     }
+
+    @Test
+    void closingFreesTheFreeBuffersAtOnceAndEveryBufferReleasedAfterIt() throws Exception {
+        BufferPool pool = new BufferPool();
+        ByteBuffer inUse = pool.acquire(4 * MIB);
+        pool.release(pool.acquire(MIB));
+        pool.release(pool.acquire(64 << 10));
+        assertThat(pool.retainedBytes()).isEqualTo(MIB + (64 << 10));
+
+        pool.close();
+        assertThat(pool.retainedBytes()).isZero();
+        assertThat(pool.allocatedBytes()).as("only the buffer in use").isEqualTo(4L * MIB);
+        inUse.putLong(inUse.limit() - 8, 42); // still valid until released
+        pool.release(inUse);
+        assertThat(pool.allocatedBytes()).isZero();
+
+        ByteBuffer late = pool.acquire(MIB);
+        assertThat(late.limit()).as("a request of a closing server still gets a buffer").isEqualTo(MIB);
+        pool.release(late);
+        assertThat(pool.allocatedBytes()).isZero();
+        assertThat(pool.retainedBytes()).isZero();
+        pool.close();
+    }
+
+    /**
+     * Forbidden outcome: a buffer released while {@link BufferPool#close()} runs that stays in the
+     * pool (allocated) after everything was released.
+     */
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void buffersReleasedConcurrentlyWithCloseAreAllFreed() throws Exception {
+        for (int round = 0; round < 50; round++) {
+            BufferPool pool = new BufferPool();
+            int threads = 4;
+            CountDownLatch go = new CountDownLatch(1);
+            AtomicReference<Throwable> failure = new AtomicReference<>();
+            List<Thread> all = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                long seed = round * 31L + t;
+                all.add(Thread.ofPlatform().start(() -> {
+                    SplittableRandom r = new SplittableRandom(seed);
+                    try {
+                        go.await();
+                        for (int i = 0; i < 200; i++) {
+                            pool.release(pool.acquire(r.nextInt(16, 256 << 10)));
+                        }
+                    } catch (Throwable e) {
+                        failure.compareAndSet(null, e);
+                    }
+                }));
+            }
+            go.countDown();
+            Thread.sleep(round % 3);
+            pool.close();
+            for (Thread t : all) {
+                t.join();
+            }
+            assertThat(failure.get()).isNull();
+            assertThat(pool.retainedBytes()).as("round %d", round).isZero();
+            assertThat(pool.allocatedBytes()).as("round %d: nothing stays allocated", round).isZero();
+        }
+    }
 }

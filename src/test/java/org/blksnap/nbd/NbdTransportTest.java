@@ -641,9 +641,12 @@ abstract class NbdTransportTest {
         assertThat(server.connectionMemoryBytes())
                 .as("a connection in handshake holds no reply batch")
                 .isEqualTo(NbdServer.CONNECTION_BYTES + ConnectionMemory.HANDSHAKE_BYTES);
+        assertThat(server.pool().retainedBytes()).as("payload buffers kept for reuse").isPositive();
         server.close();
         assertThat(server.connectionCount()).isZero();
         assertThat(server.connectionMemoryBytes()).isZero();
+        assertThat(server.nativeMemoryBytes()).as("a closed server holds no native memory, kept buffers included")
+                .isZero();
     }
 
     @Test
