@@ -126,6 +126,10 @@ public final class Blksnapd implements Callable<Integer> {
     @Option(names = "--max-bytes-in-flight-per-connection", paramLabel = "SIZE",
             description = "the same for one connection (default 64M, at least 32M)")
     String maxBytesInFlightPerConnection;
+    @Option(names = "--large-reads", paramLabel = "auto|sendfile|copy",
+            description = "how NBD READs of 64 KiB or more of file devices leave: auto (default: through a buffer for"
+                    + " a client on this host while few connections read, else by sendfile), sendfile, copy")
+    String largeReads;
     @Option(names = "--handshake-timeout", paramLabel = "SECONDS",
             description = "an NBD client that has not finished its handshake after this long is dropped"
                     + " (default 30; 0: never)")
@@ -339,8 +343,14 @@ public final class Blksnapd implements Callable<Integer> {
         int perConnection = inFlightBytes("--max-bytes-in-flight-per-connection",
                 pick(maxBytesInFlightPerConnection, file, "max-bytes-in-flight-per-connection", null),
                 d.maxBytesInFlight());
+        NbdServer.LargeReads reads;
+        try {
+            reads = NbdServer.LargeReads.parse(pick(largeReads, file, "large-reads", "auto"));
+        } catch (IllegalArgumentException e) {
+            throw new InvalidValueException(e.getMessage());
+        }
         return d.withMaxConnections(connections).withMaxConnectionsPerExport(Math.min(perExport, connections))
-                .withMaxBytesInFlight(perConnection, server)
+                .withMaxBytesInFlight(perConnection, server).withLargeReads(reads)
                 .withTimeouts(seconds("--handshake-timeout", pick(handshakeTimeout, file, "handshake-timeout", null),
                                 d.handshakeTimeout()),
                         seconds("--request-timeout", pick(requestTimeout, file, "request-timeout", null),
@@ -429,7 +439,7 @@ public final class Blksnapd implements Callable<Integer> {
                 "read-only-images", "log-level", "cbt-region", "checkpoint-interval", "no-persist", "max-connections",
                 "max-control-connections",
                 "max-connections-per-export", "max-bytes-in-flight", "max-bytes-in-flight-per-connection",
-                "handshake-timeout", "request-timeout", "reply-timeout",
+                "handshake-timeout", "request-timeout", "reply-timeout", "large-reads",
                 "tls", "tls-cert", "tls-key", "tls-ca", "tls-verify-peer", "tls-psk", "allow", "read-only",
                 "control-group", "allow-path");
         if (text.stripLeading().startsWith("{")) {

@@ -233,7 +233,7 @@ final class Connection implements Runnable {
 
     private void transmit(Negotiated n, StatsCounters stats) throws IOException, InterruptedException {
         RequestHandler handler = new RequestHandler(this, n, out, server.pool(), stats, server.logs(),
-                config.holeDetectionMinBytes());
+                config.holeDetectionMinBytes(), server.largeReadPath().reader(channel.clientOnThisHost()));
         int maxPayload = n.sizes().maximumBytes();
         try {
             out.batchRepliesOf(Thread.currentThread(), memory.allocateBatch());

@@ -62,6 +62,15 @@ interface NbdChannel extends Closeable {
         }
     }
 
+    /**
+     * Whether the client runs on this host (a Unix socket, or TCP from a loopback or this host's own
+     * address), so that it reads what the kernel hands it out of this host's memory; for
+     * {@link LargeReadPath}. Best effort: false when the addresses cannot be read.
+     */
+    default boolean clientOnThisHost() {
+        return false;
+    }
+
     /** The peer, for log messages. */
     String describe();
 
@@ -134,6 +143,20 @@ interface NbdChannel extends Closeable {
         @Override
         public boolean canSendFiles() {
             return tls == null;
+        }
+
+        @Override
+        public boolean clientOnThisHost() {
+            try {
+                if (socket.getRemoteAddress() instanceof InetSocketAddress remote) {
+                    return remote.getAddress().isLoopbackAddress()
+                            || socket.getLocalAddress() instanceof InetSocketAddress local
+                            && remote.getAddress().equals(local.getAddress());
+                }
+                return socket.getRemoteAddress() != null; // a Unix domain socket
+            } catch (IOException e) {
+                return false;
+            }
         }
 
         @Override

@@ -12,6 +12,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
@@ -59,6 +60,33 @@ public final class NbdServer implements AutoCloseable {
     static final int MAX_REFUSING = 64;
 
     /**
+     * How the data of READs of at least 64 KiB leave the server when the device is a file (or a
+     * snapshot image of files) and the connection is not under TLS; smaller READs, other devices and
+     * TLS always go through a buffer. See {@code LargeReadPath} for the measurements behind AUTO.
+     */
+    public enum LargeReads {
+        /** Through a buffer for a client on this host while few connections read large, else by sendfile. */
+        AUTO,
+        /** Always by sendfile: no copy in this process. */
+        SENDFILE,
+        /** Always through a buffer (pread, then write). */
+        COPY;
+
+        /**
+         * The mode a daemon flag names: auto, sendfile or copy (any case).
+         *
+         * @throws IllegalArgumentException naming {@code --large-reads} and the choices
+         */
+        public static LargeReads parse(String text) {
+            try {
+                return valueOf(text.trim().toUpperCase(Locale.ROOT));
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--large-reads '" + text + "' must be auto, sendfile or copy");
+            }
+        }
+    }
+
+    /**
      * Server settings.
      *
      * @param readOnly                serve every export read-only, whatever {@link Export#readOnly()} says
@@ -79,11 +107,12 @@ public final class NbdServer implements AutoCloseable {
      *                                included (zero: unlimited); idle time between requests is not limited
      * @param replyTimeout            how long one reply may take to be written, i.e. for the client to read it
      *                                (zero: unlimited)
+     * @param largeReads              how READs of at least 64 KiB of file-backed devices leave the server
      */
     public record Config(boolean readOnly, int maxConnections, int maxConnectionsPerExport, int maxRequestsInFlight,
                          int maxBytesInFlight, int maxServerBytesInFlight, int holeDetectionMinBytes,
                          Duration shutdownGrace, Duration handshakeTimeout, Duration requestTimeout,
-                         Duration replyTimeout) {
+                         Duration replyTimeout, LargeReads largeReads) {
         public Config {
             if (maxConnections < 1) {
                 throw new IllegalArgumentException("maxConnections (" + maxConnections + ") must be >= 1");
@@ -107,6 +136,7 @@ public final class NbdServer implements AutoCloseable {
                 throw new IllegalArgumentException("holeDetectionMinBytes (" + holeDetectionMinBytes + ") must be >= 0");
             }
             Objects.requireNonNull(shutdownGrace, "shutdownGrace");
+            Objects.requireNonNull(largeReads, "largeReads");
             for (Duration t : new Duration[] {handshakeTimeout, requestTimeout, replyTimeout}) {
                 if (t == null || t.isNegative()) {
                     throw new IllegalArgumentException("timeouts (" + handshakeTimeout + ", " + requestTimeout + ", "
@@ -134,7 +164,7 @@ public final class NbdServer implements AutoCloseable {
         public static Config defaults() {
             return new Config(false, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, 128, 64 * 1024 * 1024,
                     DEFAULT_MAX_SERVER_BYTES_IN_FLIGHT, 64 * 1024, Duration.ofSeconds(5), DEFAULT_HANDSHAKE_TIMEOUT,
-                    DEFAULT_REQUEST_TIMEOUT, DEFAULT_REPLY_TIMEOUT);
+                    DEFAULT_REQUEST_TIMEOUT, DEFAULT_REPLY_TIMEOUT, LargeReads.AUTO);
         }
 
         /**
@@ -145,47 +175,58 @@ public final class NbdServer implements AutoCloseable {
             int perExport = maxConnectionsPerExport >= maxConnections ? value : Math.min(maxConnectionsPerExport, value);
             return new Config(readOnly, value, Math.max(perExport, 1),
                     maxRequestsInFlight, maxBytesInFlight, maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace,
-                    handshakeTimeout, requestTimeout, replyTimeout);
+                    handshakeTimeout, requestTimeout, replyTimeout, largeReads);
         }
 
         public Config withMaxConnectionsPerExport(int value) {
             return new Config(readOnly, maxConnections, value, maxRequestsInFlight, maxBytesInFlight,
                     maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace, handshakeTimeout, requestTimeout,
-                    replyTimeout);
+                    replyTimeout, largeReads);
         }
 
         public Config withMaxBytesInFlight(int perConnection, int server) {
             return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, perConnection,
-                    server, holeDetectionMinBytes, shutdownGrace, handshakeTimeout, requestTimeout, replyTimeout);
+                    server, holeDetectionMinBytes, shutdownGrace, handshakeTimeout, requestTimeout, replyTimeout,
+                    largeReads);
         }
 
         public Config withReadOnly(boolean value) {
             return new Config(value, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
                     maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace, handshakeTimeout, requestTimeout,
-                    replyTimeout);
+                    replyTimeout, largeReads);
         }
 
         public Config withShutdownGrace(Duration value) {
             return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
                     maxServerBytesInFlight, holeDetectionMinBytes, value, handshakeTimeout, requestTimeout,
-                    replyTimeout);
+                    replyTimeout, largeReads);
         }
 
         public Config withHoleDetectionMinBytes(int value) {
             return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
-                    maxServerBytesInFlight, value, shutdownGrace, handshakeTimeout, requestTimeout, replyTimeout);
+                    maxServerBytesInFlight, value, shutdownGrace, handshakeTimeout, requestTimeout, replyTimeout,
+                    largeReads);
+        }
+
+        /** How large READs of file-backed devices leave the server ({@link LargeReads#AUTO} by default). */
+        public Config withLargeReads(LargeReads value) {
+            return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
+                    maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace, handshakeTimeout, requestTimeout,
+                    replyTimeout, value);
         }
 
         /** Handshake, request and reply timeouts (zero: unlimited). */
         public Config withTimeouts(Duration handshake, Duration request, Duration reply) {
             return new Config(readOnly, maxConnections, maxConnectionsPerExport, maxRequestsInFlight, maxBytesInFlight,
-                    maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace, handshake, request, reply);
+                    maxServerBytesInFlight, holeDetectionMinBytes, shutdownGrace, handshake, request, reply,
+                    largeReads);
         }
     }
 
     private final ExportProvider provider;
     private final Config config;
     private final BufferPool pool;
+    private final LargeReadPath largeReadPath;
     private final NbdTls tls;
     private final Set<Connection> connections = ConcurrentHashMap.newKeySet();
     private final Map<String, StatsCounters> stats = new ConcurrentHashMap<>();
@@ -236,6 +277,7 @@ public final class NbdServer implements AutoCloseable {
         this.provider = Objects.requireNonNull(provider, "provider");
         this.config = Objects.requireNonNull(config, "config");
         this.pool = Objects.requireNonNull(pool, "pool");
+        this.largeReadPath = new LargeReadPath(config.largeReads(), Runtime.getRuntime().availableProcessors());
         this.tls = Objects.requireNonNull(tls, "tls");
         this.limit = new ConnectionLimit(config.maxConnections(), MAX_REFUSING);
         this.bytesInFlight = new Semaphore(config.maxServerBytesInFlight(), true);
@@ -639,6 +681,10 @@ public final class NbdServer implements AutoCloseable {
 
     BufferPool pool() {
         return pool;
+    }
+
+    LargeReadPath largeReadPath() {
+        return largeReadPath;
     }
 
     AtomicLong connectionMemoryCounter() {

@@ -28,10 +28,10 @@ final class RequestHandler {
     }
 
     /**
-     * READs from this size on go through the device's {@link BlockDevice#sender()} when it has one, so
-     * the kernel sends file ranges by itself ({@link ReplyWriter#structuredReadFromSender}); smaller
-     * ones cost fewer syscalls through a buffer (one pread, and a reply that may be batched, against a
-     * header write, sendfile and a last chunk).
+     * READs from this size on may go through the device's {@link BlockDevice#sender()} when it has one,
+     * so that the kernel sends file ranges by itself ({@link ReplyWriter#structuredReadFromSender}), as
+     * {@link LargeReadPath} chooses; smaller ones cost fewer syscalls through a buffer (one pread, and a
+     * reply that may be batched, against a header write, sendfile and a last chunk).
      */
     static final int SEND_FILE_MIN_BYTES = 64 * 1024;
 
@@ -44,9 +44,10 @@ final class RequestHandler {
     private final ServerLogs logs;
     private final int holeDetectionMinBytes;
     private final boolean sparseReads;
+    private final LargeReadPath.Reader largeReads;
 
     RequestHandler(Connection connection, Negotiated negotiated, ReplyWriter out, BufferPool pool, StatsCounters stats,
-                   ServerLogs logs, int holeDetectionMinBytes) {
+                   ServerLogs logs, int holeDetectionMinBytes, LargeReadPath.Reader largeReads) {
         this.connection = connection;
         this.negotiated = negotiated;
         this.device = negotiated.export().device();
@@ -56,6 +57,7 @@ final class RequestHandler {
         this.logs = logs;
         this.holeDetectionMinBytes = holeDetectionMinBytes;
         this.sparseReads = negotiated.export().sparseReads();
+        this.largeReads = largeReads;
     }
 
     /** Flags each command accepts; FUA is accepted everywhere (a no-op where nothing is written). */
@@ -201,14 +203,30 @@ final class RequestHandler {
         BlockDevice.Sender sender = structured && mayFragment && length >= SEND_FILE_MIN_BYTES && out.canSendFiles()
                 ? device.sender() : null;
         if (sender != null) {
-            // No copy through this process where the device hands file ranges: the kernel sends the
-            // file's pages (about 40 % less CPU per 256 KiB READ of nbdcopy, 65 % per 1 MiB READ of fio,
-            // measured on tmpfs); what it hands as bytes goes out as from a buffer.
-            ReadRuns runs = sparseReads && length >= holeDetectionMinBytes ? ReadRuns.map(device, offset, length) : null;
-            out.structuredReadFromSender(r.cookie(), offset, length, sender, runs, pool);
-            stats.bytesRead.add(length);
+            boolean throughBuffer = largeReads.begin();
+            try {
+                if (!throughBuffer) {
+                    // No copy through this process where the device hands file ranges: the kernel sends
+                    // the file's pages (about 40 % less CPU per 256 KiB READ of nbdcopy, 65 % per 1 MiB
+                    // READ of fio, measured on tmpfs); what it hands as bytes goes out as from a buffer.
+                    ReadRuns runs = sparseReads && length >= holeDetectionMinBytes
+                            ? ReadRuns.map(device, offset, length) : null;
+                    out.structuredReadFromSender(r.cookie(), offset, length, sender, runs, pool);
+                    stats.bytesRead.add(length);
+                } else {
+                    readThroughBuffer(r, offset, length, structured, mayFragment);
+                }
+            } finally {
+                largeReads.end();
+            }
             return;
         }
+        readThroughBuffer(r, offset, length, structured, mayFragment);
+    }
+
+    /** A READ whose data the device copies into a payload buffer, which the reply then carries. */
+    private void readThroughBuffer(Request r, long offset, int length, boolean structured, boolean mayFragment)
+            throws IOException {
         ByteBuffer buf = pool.acquire(length);
         try {
             ReadRuns runs = null;

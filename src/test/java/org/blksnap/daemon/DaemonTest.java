@@ -19,6 +19,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.blksnap.cli.CliRun;
+import org.blksnap.nbd.NbdServer;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -154,7 +155,7 @@ class DaemonTest {
         Path data = dir.resolve("data");
         Path cfg = dir.resolve("blksnapd.properties");
         Files.writeString(cfg, "data-dir=" + data + "\nlisten=none\ndevice=a=" + dir.resolve("a.img") + ":4M,b="
-                + dir.resolve("b.img") + ":8M\nparam=diff_storage_minimum=8192\nlog-level=WARN\n");
+                + dir.resolve("b.img") + ":8M\nparam=diff_storage_minimum=8192\nlog-level=WARN\nlarge-reads=sendfile\n");
         Blksnapd d = new Blksnapd();
         StringWriter w = new StringWriter();
         assertThat(d.execute(new String[] {"--config", cfg.toString(), "--param", "chunk_minimum_shift=16"},
@@ -165,6 +166,7 @@ class DaemonTest {
                     .contains(" config " + dir.resolve("a.img"));
             assertThat(CliRun.run(control, "params", "diff_storage_minimum").line()).isEqualTo("8192");
             assertThat(CliRun.run(control, "params", "chunk_minimum_shift").line()).isEqualTo("16");
+            assertThat(d.daemon().config().nbd().largeReads()).isEqualTo(NbdServer.LargeReads.SENDFILE);
         } finally {
             d.daemon().close();
             Blksnapd.setLogLevel("INFO");
@@ -190,6 +192,10 @@ class DaemonTest {
         assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
                 "--param", "chunk_minimum_shift=abc"}, new PrintWriter(w4), new PrintWriter(w4), false)).isEqualTo(64);
         assertThat(w4.toString()).contains("value of chunk_minimum_shift ('abc') is not a whole number");
+        StringWriter w5 = new StringWriter();
+        assertThat(new Blksnapd().execute(new String[] {"--data-dir", dir.toString(), "--listen", "none",
+                "--large-reads", "splice"}, new PrintWriter(w5), new PrintWriter(w5), false)).isEqualTo(64);
+        assertThat(w5.toString()).contains("--large-reads 'splice' must be auto, sendfile or copy");
     }
 
     /** --device follows the rules of blksnap device add: a size is never ignored, directories are never made. */

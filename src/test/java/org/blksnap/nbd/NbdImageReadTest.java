@@ -79,7 +79,8 @@ abstract class NbdImageReadTest {
         write(live, 0, pattern(1, SIZE));
         exports = new TestExports();
         exports.add("live", "", live, false);
-        server = new NbdServer(exports, NbdServer.Config.defaults().withShutdownGrace(Duration.ofSeconds(2)));
+        server = new NbdServer(exports, NbdServer.Config.defaults().withShutdownGrace(Duration.ofSeconds(2))
+                .withLargeReads(NbdServer.LargeReads.SENDFILE));
         address = listen(server, dir);
     }
 

@@ -11,11 +11,13 @@ import java.io.InterruptedIOException;
 import java.net.SocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.EnumMap;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -60,7 +62,8 @@ abstract class NbdTransportTest {
         disk = new MemoryDevice("disk", SIZE);
         exports.add("disk", "", disk, false);
         exports.add("other", "", new MemoryDevice("other", SIZE), false);
-        server = new NbdServer(exports, NbdServer.Config.defaults().withShutdownGrace(Duration.ofSeconds(2)));
+        server = new NbdServer(exports, NbdServer.Config.defaults().withShutdownGrace(Duration.ofSeconds(2))
+                .withLargeReads(NbdServer.LargeReads.SENDFILE));
         address = listen(server, dir);
     }
 
@@ -157,6 +160,57 @@ abstract class NbdTransportTest {
         assertThat(chunks.get(0).payload()).as("the data chunk keeps its promised length").hasSize(8 + (2 << 20));
 
         assertThat(client.read(0, 1 << 20)).as("the stream is in sync").isEqualTo(Arrays.copyOf(data, 1 << 20));
+    }
+
+    /**
+     * How a large READ of a file leaves ({@link LargeReadPath}): a lone client on this host (every
+     * client here is one: a Unix socket or loopback TCP) gets it through a buffer by default, as with
+     * COPY; SENDFILE hands the file's pages to the kernel. The same bytes every way.
+     */
+    @Test
+    void largeReadsOfAFileGoThroughABufferForALoneLocalClientUnlessSendfileIsPinned() throws Exception {
+        BlockDevice file = BlockDevices.open(dir.resolve("path.img"), SIZE, false);
+        try {
+            AtomicInteger sends = new AtomicInteger();
+            exports.add("path", "", new ForwardingDevice(file) {
+                @Override
+                public Sender sender() {
+                    Sender real = file.sender();
+                    return (offsetBytes, lengthBytes, sink) -> {
+                        sends.incrementAndGet();
+                        real.send(offsetBytes, lengthBytes, sink);
+                    };
+                }
+            }, false);
+            byte[] data = NbdProtocolTest.pattern(1 << 20, 21);
+            NbdTestClient writer = connect();
+            writer.go("path", true);
+            assertThat(writer.write(0, data, 0)).isZero();
+
+            Map<NbdServer.LargeReads, Integer> sendsByMode = new EnumMap<>(NbdServer.LargeReads.class);
+            for (NbdServer.LargeReads mode : NbdServer.LargeReads.values()) {
+                NbdServer s = new NbdServer(exports, NbdServer.Config.defaults().withLargeReads(mode));
+                try {
+                    NbdTestClient c = NbdTestClient.connect(
+                            listen(s, Files.createDirectories(dir.resolve("mode-" + mode))));
+                    clients.add(c);
+                    c.go("path", true);
+                    int before = sends.get();
+                    assertThat(c.read(0, data.length)).as("%s: the data", mode).isEqualTo(data);
+                    sendsByMode.put(mode, sends.get() - before);
+                    await(mode + ": no read left counted (the reply goes out before the count drops)")
+                            .atMost(Duration.ofSeconds(10)).until(() -> s.largeReadPath().readers() == 0);
+                } finally {
+                    s.close();
+                }
+            }
+            assertThat(sendsByMode).as("sender calls per mode")
+                    .containsEntry(NbdServer.LargeReads.AUTO, 0)
+                    .containsEntry(NbdServer.LargeReads.COPY, 0);
+            assertThat(sendsByMode.get(NbdServer.LargeReads.SENDFILE)).isPositive();
+        } finally {
+            file.close();
+        }
     }
 
     /**

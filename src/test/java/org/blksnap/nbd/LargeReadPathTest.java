@@ -1,0 +1,125 @@
+package org.blksnap.nbd;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import org.blksnap.nbd.NbdServer.LargeReads;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+class LargeReadPathTest {
+    private static final boolean BUFFER = true;
+    private static final boolean SENDFILE = false;
+
+    @Test
+    void aLoneLocalReaderIsAnsweredThroughABufferWhateverItsDepth() {
+        LargeReadPath path = new LargeReadPath(LargeReads.AUTO, 2);
+        LargeReadPath.Reader fio = path.reader(true);
+        for (int depth = 0; depth < 8; depth++) {
+            assertThat(fio.begin()).as("request %d in flight", depth + 1).isEqualTo(BUFFER);
+        }
+        assertThat(path.readers()).as("one connection, however many requests").isEqualTo(1);
+        for (int depth = 0; depth < 8; depth++) {
+            fio.end();
+        }
+        assertThat(path.readers()).isZero();
+    }
+
+    @Test
+    void beyondHalfTheCpusOfReadingConnectionsTheKernelSendsTheFile() {
+        LargeReadPath twoCpus = new LargeReadPath(LargeReads.AUTO, 2);
+        LargeReadPath.Reader first = twoCpus.reader(true);
+        LargeReadPath.Reader second = twoCpus.reader(true);
+        assertThat(first.begin()).isEqualTo(BUFFER);
+        assertThat(second.begin()).as("two readers on two CPUs").isEqualTo(SENDFILE);
+        assertThat(first.begin()).as("the first one's next read too").isEqualTo(SENDFILE);
+        second.end();
+        assertThat(first.begin()).as("alone again").isEqualTo(BUFFER);
+        first.end();
+        first.end();
+        first.end();
+        assertThat(twoCpus.readers()).isZero();
+
+        LargeReadPath eightCpus = new LargeReadPath(LargeReads.AUTO, 8);
+        List<LargeReadPath.Reader> readers = new ArrayList<>();
+        for (int i = 0; i < 5; i++) {
+            readers.add(eightCpus.reader(true));
+        }
+        for (int i = 0; i < 4; i++) {
+            assertThat(readers.get(i).begin()).as("reader %d of 4 allowed on 8 CPUs", i + 1).isEqualTo(BUFFER);
+        }
+        assertThat(readers.get(4).begin()).as("the fifth").isEqualTo(SENDFILE);
+
+        LargeReadPath oneCpu = new LargeReadPath(LargeReads.AUTO, 1);
+        assertThat(oneCpu.reader(true).begin()).as("at least one reader copies").isEqualTo(BUFFER);
+    }
+
+    @Test
+    void aRemoteClientAlwaysGetsSendfileAndPinnedModesIgnoreTheCount() {
+        LargeReadPath auto = new LargeReadPath(LargeReads.AUTO, 64);
+        assertThat(auto.reader(false).begin()).as("remote: its copy is from the network card anyway")
+                .isEqualTo(SENDFILE);
+
+        LargeReadPath copy = new LargeReadPath(LargeReads.COPY, 2);
+        LargeReadPath sendfile = new LargeReadPath(LargeReads.SENDFILE, 64);
+        for (int i = 0; i < 4; i++) {
+            assertThat(copy.reader(i % 2 == 0).begin()).isEqualTo(BUFFER);
+            assertThat(sendfile.reader(true).begin()).isEqualTo(SENDFILE);
+        }
+        assertThat(copy.readers()).as("counted all the same").isEqualTo(4);
+    }
+
+    /**
+     * Forbidden outcome: a count of reading connections that does not return to zero once every
+     * read of every connection has ended, or one below zero or above what the threads can account
+     * for (each connection's requests begin and end on many threads).
+     */
+    @Test
+    @Timeout(value = 60, unit = TimeUnit.SECONDS)
+    void concurrentReadsOfManyConnectionsLeaveNoReaderCounted() throws Exception {
+        LargeReadPath path = new LargeReadPath(LargeReads.AUTO, 4);
+        int connections = 6;
+        int threadsPerConnection = 4;
+        CountDownLatch go = new CountDownLatch(1);
+        AtomicReference<Throwable> failure = new AtomicReference<>();
+        List<Thread> all = new ArrayList<>();
+        for (int c = 0; c < connections; c++) {
+            LargeReadPath.Reader reader = path.reader(c % 3 != 0);
+            for (int t = 0; t < threadsPerConnection; t++) {
+                long seed = c * 100L + t;
+                all.add(Thread.ofPlatform().start(() -> {
+                    SplittableRandom r = new SplittableRandom(seed);
+                    try {
+                        go.await();
+                        for (int i = 0; i < 20_000; i++) {
+                            reader.begin();
+                            int now = path.readers();
+                            // The count may lag either way by the threads between their two steps (one
+                            // uncounting a connection that another counts again, or counting it late).
+                            if (now < 0 || now > connections * threadsPerConnection) {
+                                throw new AssertionError(now + " reading connections");
+                            }
+                            if (r.nextInt(8) == 0) {
+                                Thread.yield();
+                            }
+                            reader.end();
+                        }
+                    } catch (Throwable e) {
+                        failure.compareAndSet(null, e);
+                    }
+                }));
+            }
+        }
+        go.countDown();
+        for (Thread t : all) {
+            t.join();
+        }
+        assertThat(failure.get()).isNull();
+        assertThat(path.readers()).isZero();
+    }
+}
