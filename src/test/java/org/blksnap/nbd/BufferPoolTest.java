@@ -6,9 +6,8 @@ import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
+import org.blksnap.testing.Concurrently;
 import org.blksnap.util.DirectBuffers;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -74,48 +73,32 @@ class BufferPoolTest {
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
     void concurrentAcquireAndReleaseNeverShareABufferAndEndWithOnlyTheCappedFreeBuffers() throws Exception {
         BufferPool pool = new BufferPool();
-        int threads = 8;
         int rounds = 4000;
-        CountDownLatch go = new CountDownLatch(1);
-        AtomicReference<Throwable> failure = new AtomicReference<>();
-        List<Thread> all = new ArrayList<>();
-        for (int t = 0; t < threads; t++) {
+        Concurrently.onPlatformThreads(8, t -> {
             long seed = t;
-            all.add(Thread.ofPlatform().start(() -> {
-                SplittableRandom r = new SplittableRandom(seed);
-                try {
-                    go.await();
-                    List<ByteBuffer> mine = new ArrayList<>();
-                    for (int i = 0; i < rounds; i++) {
-                        int bytes = r.nextInt(4) == 0 ? r.nextInt(16, 4 * MIB) : r.nextInt(16, 64 << 10);
-                        ByteBuffer b = pool.acquire(bytes);
-                        long stamp = (seed << 32) | i;
-                        b.putLong(0, stamp);
-                        b.putLong(b.limit() - 8, stamp);
-                        mine.add(b);
-                        if (mine.size() > 6 || r.nextBoolean()) {
-                            ByteBuffer old = mine.remove(r.nextInt(mine.size()));
-                            long s = old.getLong(0);
-                            Thread.yield();
-                            if (old.getLong(0) != s || old.getLong(old.limit() - 8) != s) {
-                                throw new AssertionError("a buffer was handed out twice");
-                            }
-                            pool.release(old);
-                        }
+            SplittableRandom r = new SplittableRandom(seed);
+            List<ByteBuffer> mine = new ArrayList<>();
+            for (int i = 0; i < rounds; i++) {
+                int bytes = r.nextInt(4) == 0 ? r.nextInt(16, 4 * MIB) : r.nextInt(16, 64 << 10);
+                ByteBuffer b = pool.acquire(bytes);
+                long stamp = (seed << 32) | i;
+                b.putLong(0, stamp);
+                b.putLong(b.limit() - 8, stamp);
+                mine.add(b);
+                if (mine.size() > 6 || r.nextBoolean()) {
+                    ByteBuffer old = mine.remove(r.nextInt(mine.size()));
+                    long s = old.getLong(0);
+                    Thread.yield();
+                    if (old.getLong(0) != s || old.getLong(old.limit() - 8) != s) {
+                        throw new AssertionError("a buffer was handed out twice");
                     }
-                    for (ByteBuffer b : mine) {
-                        pool.release(b);
-                    }
-                } catch (Throwable e) {
-                    failure.compareAndSet(null, e);
+                    pool.release(old);
                 }
-            }));
-        }
-        go.countDown();
-        for (Thread t : all) {
-            t.join();
-        }
-        assertThat(failure.get()).isNull();
+            }
+            for (ByteBuffer b : mine) {
+                pool.release(b);
+            }
+        });
         assertThat(pool.retainedBytes()).isLessThanOrEqualTo(BufferPool.MAX_RETAINED_BYTES);
         assertThat(pool.allocatedBytes()).as("nothing but the free buffers stays allocated").isEqualTo(pool.retainedBytes());
     }
@@ -152,31 +135,19 @@ class BufferPoolTest {
     void buffersReleasedConcurrentlyWithCloseAreAllFreed() throws Exception {
         for (int round = 0; round < 50; round++) {
             BufferPool pool = new BufferPool();
-            int threads = 4;
-            CountDownLatch go = new CountDownLatch(1);
-            AtomicReference<Throwable> failure = new AtomicReference<>();
-            List<Thread> all = new ArrayList<>();
-            for (int t = 0; t < threads; t++) {
-                long seed = round * 31L + t;
-                all.add(Thread.ofPlatform().start(() -> {
-                    SplittableRandom r = new SplittableRandom(seed);
-                    try {
-                        go.await();
-                        for (int i = 0; i < 200; i++) {
-                            pool.release(pool.acquire(r.nextInt(16, 256 << 10)));
-                        }
-                    } catch (Throwable e) {
-                        failure.compareAndSet(null, e);
-                    }
-                }));
-            }
-            go.countDown();
-            Thread.sleep(round % 3);
-            pool.close();
-            for (Thread t : all) {
-                t.join();
-            }
-            assertThat(failure.get()).isNull();
+            int closeAfterMillis = round % 3;
+            long seed = round * 31L;
+            Concurrently.onPlatformThreads(5, t -> {
+                if (t == 4) {
+                    Thread.sleep(closeAfterMillis);
+                    pool.close();
+                    return;
+                }
+                SplittableRandom r = new SplittableRandom(seed + t);
+                for (int i = 0; i < 200; i++) {
+                    pool.release(pool.acquire(r.nextInt(16, 256 << 10)));
+                }
+            });
             assertThat(pool.retainedBytes()).as("round %d", round).isZero();
             assertThat(pool.allocatedBytes()).as("round %d: nothing stays allocated", round).isZero();
         }

@@ -5,10 +5,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
 import org.blksnap.nbd.NbdServer.LargeReads;
+import org.blksnap.testing.Concurrently;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -85,41 +84,27 @@ class LargeReadPathTest {
         LargeReadPath path = new LargeReadPath(LargeReads.AUTO, 4);
         int connections = 6;
         int threadsPerConnection = 4;
-        CountDownLatch go = new CountDownLatch(1);
-        AtomicReference<Throwable> failure = new AtomicReference<>();
-        List<Thread> all = new ArrayList<>();
+        List<LargeReadPath.Reader> readers = new ArrayList<>();
         for (int c = 0; c < connections; c++) {
-            LargeReadPath.Reader reader = path.reader(c % 3 != 0);
-            for (int t = 0; t < threadsPerConnection; t++) {
-                long seed = c * 100L + t;
-                all.add(Thread.ofPlatform().start(() -> {
-                    SplittableRandom r = new SplittableRandom(seed);
-                    try {
-                        go.await();
-                        for (int i = 0; i < 20_000; i++) {
-                            reader.begin();
-                            int now = path.readers();
-                            // The count may lag either way by the threads between their two steps (one
-                            // uncounting a connection that another counts again, or counting it late).
-                            if (now < 0 || now > connections * threadsPerConnection) {
-                                throw new AssertionError(now + " reading connections");
-                            }
-                            if (r.nextInt(8) == 0) {
-                                Thread.yield();
-                            }
-                            reader.end();
-                        }
-                    } catch (Throwable e) {
-                        failure.compareAndSet(null, e);
-                    }
-                }));
+            readers.add(path.reader(c % 3 != 0));
+        }
+        Concurrently.onPlatformThreads(connections * threadsPerConnection, t -> {
+            LargeReadPath.Reader reader = readers.get(t / threadsPerConnection);
+            SplittableRandom r = new SplittableRandom(t);
+            for (int i = 0; i < 20_000; i++) {
+                reader.begin();
+                int now = path.readers();
+                // The count may lag either way by the threads between their two steps (one
+                // uncounting a connection that another counts again, or counting it late).
+                if (now < 0 || now > connections * threadsPerConnection) {
+                    throw new AssertionError(now + " reading connections");
+                }
+                if (r.nextInt(8) == 0) {
+                    Thread.yield();
+                }
+                reader.end();
             }
-        }
-        go.countDown();
-        for (Thread t : all) {
-            t.join();
-        }
-        assertThat(failure.get()).isNull();
+        });
         assertThat(path.readers()).isZero();
     }
 }
