@@ -3,6 +3,7 @@ package org.blksnap.nbd;
 import java.io.Closeable;
 import java.io.IOException;
 import java.net.InetSocketAddress;
+import java.net.SocketAddress;
 import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
@@ -148,12 +149,13 @@ interface NbdChannel extends Closeable {
         @Override
         public boolean clientOnThisHost() {
             try {
-                if (socket.getRemoteAddress() instanceof InetSocketAddress remote) {
+                SocketAddress peer = socket.getRemoteAddress();
+                if (peer instanceof InetSocketAddress remote) {
                     return remote.getAddress().isLoopbackAddress()
                             || socket.getLocalAddress() instanceof InetSocketAddress local
                             && remote.getAddress().equals(local.getAddress());
                 }
-                return socket.getRemoteAddress() != null; // a Unix domain socket
+                return peer != null; // a Unix domain socket
             } catch (IOException e) {
                 return false;
             }
