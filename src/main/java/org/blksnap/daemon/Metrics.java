@@ -39,6 +39,7 @@ import org.blksnap.engine.EngineListener;
 import org.blksnap.engine.SnapshotEvent;
 import org.blksnap.engine.Status;
 import org.blksnap.nbd.ExportStats;
+import org.blksnap.nbd.NbdServer;
 import org.blksnap.nbd.RequestObserver;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -56,6 +57,7 @@ import org.slf4j.LoggerFactory;
  *       {@link EngineListener#chunkCopied});</li>
  *   <li>sampled from the engine's status at each scrape: storage capacity, use and requests, chunks
  *       copied, snapshot states, ages and pending events, device sizes and snapshot numbers;</li>
+ *   <li>the NBD server's native memory and its large reads by path (sendfile or a buffer);</li>
  *   <li>events handed out; the JVM (heap, direct and mapped buffers, GC, threads, classes) and the
  *       process (CPU, open files, uptime, resident memory from {@code /proc/self/status}).</li>
  * </ul>
@@ -204,6 +206,21 @@ final class Metrics implements AutoCloseable {
             LOG.debug("reading {} failed: {}", PROC_STATUS, e.toString());
         }
         return Double.NaN;
+    }
+
+    /**
+     * The NBD server's own meters, read at each scrape: its native memory (connection and payload
+     * buffers, outside the JVM's heap and direct limits) and how many large reads took each path.
+     */
+    void nbdServer(NbdServer server) {
+        Gauge.builder("blksnap.nbd.native.memory", server, NbdServer::nativeMemoryBytes).baseUnit("bytes")
+                .description("native memory of the NBD server: connection buffers and payload buffers in use or kept")
+                .register(registry);
+        String what = "READs of at least 64 KiB of file-backed exports, by how they left the server";
+        FunctionCounter.builder("blksnap.nbd.large.reads", server, NbdServer::largeReadsBySendfile)
+                .tag("path", "sendfile").description(what).register(registry);
+        FunctionCounter.builder("blksnap.nbd.large.reads", server, NbdServer::largeReadsThroughBuffer)
+                .tag("path", "buffer").description(what).register(registry);
     }
 
     /** Where per-export I/O counters come from (the NBD server's own counters, so the data path pays nothing). */

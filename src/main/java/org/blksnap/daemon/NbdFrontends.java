@@ -65,6 +65,7 @@ final class NbdFrontends {
                 LOG.info("NBD on unix {}", unix);
             }
             metrics.exportStats(server::stats);
+            metrics.nbdServer(server);
             server.observeRequests(metrics::requestObserver);
             return new Frontend(server, tcp, unix, config.security().tlsMode() == org.blksnap.nbd.NbdTls.Mode.REQUIRE);
         } catch (IOException | RuntimeException e) {

@@ -1,6 +1,7 @@
 package org.blksnap.nbd;
 
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * Chooses how the data of a large READ (from {@link RequestHandler#SEND_FILE_MIN_BYTES}) of a device
@@ -23,6 +24,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * keeps about two CPUs busy, its client's and ours); by sendfile otherwise. The other modes pin one
  * path (tests, and hosts where one is known to be better).
  *
+ * <p>Counts the reads each path took ({@link #bySendfile()}, {@link #throughBuffer()}), so that an
+ * operator can see what AUTO chose before pinning a path.
+ *
  * <p>Thread-safe: counters only. The count of reading connections may lag by the request being
  * started on another thread; the choice is a heuristic for speed, never for correctness (both paths
  * send the same bytes).
@@ -33,6 +37,8 @@ final class LargeReadPath {
     private final int copyMaxReaders;
     /** Connections with at least one large read in flight. */
     private final AtomicInteger readers = new AtomicInteger();
+    private final LongAdder sent = new LongAdder();
+    private final LongAdder copied = new LongAdder();
 
     /** @param cpus the processors this process may use ({@link Runtime#availableProcessors()}) */
     LargeReadPath(NbdServer.LargeReads mode, int cpus) {
@@ -43,6 +49,16 @@ final class LargeReadPath {
     /** Connections in the middle of large reads now. */
     int readers() {
         return readers.get();
+    }
+
+    /** Large reads sent by sendfile so far (begun; a read that then failed counts too). */
+    long bySendfile() {
+        return sent.sum();
+    }
+
+    /** Large reads sent through a buffer so far (begun; a read that then failed counts too). */
+    long throughBuffer() {
+        return copied.sum();
     }
 
     /** The side of one connection; {@code clientOnThisHost} as {@link NbdChannel#clientOnThisHost()}. */
@@ -65,11 +81,13 @@ final class LargeReadPath {
          */
         boolean begin() {
             int reading = inFlight.getAndIncrement() == 0 ? readers.incrementAndGet() : readers.get();
-            return switch (mode) {
+            boolean buffer = switch (mode) {
                 case COPY -> true;
                 case SENDFILE -> false;
                 case AUTO -> local && reading <= copyMaxReaders;
             };
+            (buffer ? copied : sent).increment();
+            return buffer;
         }
 
         /** Ends a large read started by {@link #begin()}. */

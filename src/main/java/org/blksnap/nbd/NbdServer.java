@@ -597,6 +597,19 @@ public final class NbdServer implements AutoCloseable {
         return connectionMemory.get() + pool.allocatedBytes();
     }
 
+    /**
+     * READs of at least 64 KiB of devices that hand file ranges, so far, that left by sendfile (see
+     * {@link Config#largeReads()}). Thread-safe.
+     */
+    public long largeReadsBySendfile() {
+        return largeReadPath.bySendfile();
+    }
+
+    /** As {@link #largeReadsBySendfile()}, for those that left through a buffer (pread, then write). */
+    public long largeReadsThroughBuffer() {
+        return largeReadPath.throughBuffer();
+    }
+
     /** Native bytes held by the buffers of open connections (0 once every connection has ended). */
     long connectionMemoryBytes() {
         return connectionMemory.get();

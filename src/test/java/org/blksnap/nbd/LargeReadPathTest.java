@@ -71,12 +71,18 @@ class LargeReadPathTest {
             assertThat(sendfile.reader(true).begin()).isEqualTo(SENDFILE);
         }
         assertThat(copy.readers()).as("counted all the same").isEqualTo(4);
+        assertThat(copy.throughBuffer()).as("reads counted by path").isEqualTo(4);
+        assertThat(copy.bySendfile()).isZero();
+        assertThat(sendfile.bySendfile()).isEqualTo(4);
+        assertThat(sendfile.throughBuffer()).isZero();
+        assertThat(auto.bySendfile()).isEqualTo(1);
     }
 
     /**
      * Forbidden outcome: a count of reading connections that does not return to zero once every
      * read of every connection has ended, or one below zero or above what the threads can account
-     * for (each connection's requests begin and end on many threads).
+     * for (each connection's requests begin and end on many threads); a read not counted on
+     * exactly one path.
      */
     @Test
     @Timeout(value = 60, unit = TimeUnit.SECONDS)
@@ -106,5 +112,8 @@ class LargeReadPathTest {
             }
         });
         assertThat(path.readers()).isZero();
+        assertThat(path.bySendfile() + path.throughBuffer()).as("every read counted once, on one path")
+                .isEqualTo((long) connections * threadsPerConnection * 20_000);
+        assertThat(path.bySendfile()).as("the remote connections' reads at least").isPositive();
     }
 }
