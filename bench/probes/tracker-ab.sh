@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Tracker attached against no tracker, 1 MiB (or 4 KiB random) writes, one daemon, a 1 GiB device on
+# /dev/shm (docs/BENCHMARKS.md, "The fourteenth session"). Per round both states, the order swapped
+# every round, each pass time-based (T seconds, 1 s ramp) so no pass is shorter than the noise.
+#   R=8 T=5 bench/probes/tracker-ab.sh        BS=4k for random 4 KiB writes; OPTS for JVM properties
+#   DIR=/var/tmp/rt for the root disk
+set -uo pipefail
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=${DIR:-/dev/shm/rt}; mkdir -p $W; D=$W/disk.img
+[ -f $D ] || { truncate -s 1G $D; fio --name=fill --filename=$D --rw=write --bs=1M --size=1G --ioengine=psync --output=/dev/null >/dev/null; }
+BLKSNAPD_JAVA_OPTS="${OPTS:-}" $ROOT/bin/blksnapd --data-dir $W/b.d --device disk0=$D --listen none --socket $W/b.sock --log-level WARN ${ARGS:-} >$W/b.log 2>&1 &
+BP=$!
+trap 'kill $BP 2>/dev/null; wait; rm -rf $W' EXIT
+while [ ! -S $W/b.d/control.sock ]; do kill -0 $BP 2>/dev/null || { echo "blksnapd did not start:" >&2; cat $W/b.log >&2; exit 1; }; sleep 0.2; done; sleep 1
+bs() { BLKSNAP_CONTROL=$W/b.d/control.sock $ROOT/bin/blksnap "$@"; }
+U="nbd+unix:///disk0?socket=$W/b.sock"
+BS=${BS:-1M}
+if [ "$BS" = 1M ]; then RW=write; F='.jobs[0].write.bw_bytes/1048576|floor'; else RW=randwrite; F='.jobs[0].write.iops|floor'; fi
+job() {
+  [ -d $W ] && [ "$W" != /dev/shm/rt ] && sync -f $W
+  fio --name=j --ioengine=nbd --uri="$U" --rw=$RW --bs=$BS --iodepth=8 --size=1G --time_based --runtime=${T:-5} \
+    --ramp_time=1 --norandommap --randrepeat=0 --output-format=json --output=$W/j.json >/dev/null 2>&1
+  jq -r "$F" $W/j.json
+}
+untrack() { bs tracker remove --device disk0 >/dev/null 2>&1 || true; }
+track() { id=$(bs snapshot create --device disk0); bs snapshot destroy --id $id; }
+fio --name=w --ioengine=nbd --uri="$U" --rw=write --bs=1M --iodepth=8 --runtime=2 --time_based --output=/dev/null >/dev/null 2>&1
+for r in $(seq ${R:-8}); do
+  if [ $((r % 2)) = 1 ]; then untrack; b=$(job); track; t=$(job); else track; t=$(job); untrack; b=$(job); fi
+  echo "round $r none $b tracked $t ratio $(echo "scale=3; $t/$b" | bc)"
+done
