@@ -159,7 +159,11 @@ class MetricsTest {
         return body;
     }
 
-    /** The value of the sample {@code name{labels...}} whose labels start with {@code labels}; NaN if absent. */
+    /**
+     * The value of the sample {@code name{labels...}} whose labels start with {@code labels}. Fails if
+     * the scrape has no such sample: returning NaN let {@code isPositive()} pass (AssertJ orders NaN
+     * above every number, as {@link Double#compare} does).
+     */
     private static double count(String body, String name, String labels) {
         for (String line : body.lines().toList()) {
             if (line.startsWith(name + "{" + labels) || labels.isEmpty() && (line.startsWith(name + " ")
@@ -167,7 +171,8 @@ class MetricsTest {
                 return Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
             }
         }
-        return Double.NaN;
+        throw new AssertionError("no sample " + name + (labels.isEmpty() ? "" : "{" + labels + "...}")
+                + " in the scrape");
     }
 
     /** The names of the samples in a Prometheus text exposition. */
