@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # blksnap for Java — benchmark harness (project issue #6). See docs/BENCHMARKS.md.
 #
-#   bench/run.sh [--quick] [--rounds N] [--runtime S] [--size SIZE] [--scn-size SIZE]
+#   bench/run.sh [--quick] [--rounds N] [--runtime S] [--size SIZE] [--scn-size SIZE] [--scn-timed S]
 #                [--parts peers,scenarios,engine,jmh] [--ours-only] [--medium shm|disk|both] [--out DIR]
 #
 # --medium: where the devices and the difference storage live: shm (/dev/shm, the default), disk (a
@@ -14,7 +14,10 @@
 #              alternating within each round; fio psync on the raw file as the physical limit.
 #   scenarios  upstream tests/fio + perf-cow style: no tracker, tracker attached, snapshot taken
 #              (first / second 1 MiB pass, fresh random 4 KiB writes), image reads cold / after COW;
-#              for blksnapd and for QEMU (qemu-storage-daemon: copy-before-write + snapshot-access).
+#              passes that must touch each block once (the first copy-on-write pass, fresh random
+#              writes, and their bases) are one pass; the others loop over the device for
+#              --scn-timed seconds (default 4, after 1 s of ramp), so that no ratio rests on a
+#              0.4 s pass; for blksnapd and for QEMU (qemu-storage-daemon: copy-before-write + snapshot-access).
 #              The difference storage (ours) and the copy-before-write target (QEMU's) are written
 #              once before the snapshot, so the passes measure the engines, not the first touch of
 #              new pages; one more first pass per round on freshly allocated storage, labelled
@@ -40,6 +43,7 @@ RUNTIME=10
 SIZE=2G          # backing file of the peer comparison (fully written)
 SCN_SIZE=1G      # device of the snapshot scenarios (fully written)
 RND_SIZE=128M    # region of the random 4 KiB write pass (upstream random_write_4k: 128m)
+SCN_TIMED=4      # seconds of each scenario pass that loops over the device (--scn-timed)
 WARM=4G          # /dev/shm written once and freed before measuring (see warm_memory)
 PARTS=peers,scenarios,engine
 OUT=""
@@ -48,12 +52,13 @@ MEDIA=shm        # --medium
 OURS_ONLY=0      # --ours-only: scenarios without the QEMU peer (A/B of our own builds, half the time)
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) QUICK=1; ROUNDS=1; RUNTIME=3; SIZE=512M; SCN_SIZE=256M; RND_SIZE=32M ;;
+    --quick) QUICK=1; ROUNDS=1; RUNTIME=3; SIZE=512M; SCN_SIZE=256M; RND_SIZE=32M; SCN_TIMED=2 ;;
     --rounds) ROUNDS=$2; shift ;;
     --runtime) RUNTIME=$2; shift ;;
     --size) SIZE=$2; shift ;;
     --scn-size) SCN_SIZE=$2; shift ;;
     --rnd-size) RND_SIZE=$2; shift ;;
+    --scn-timed) SCN_TIMED=$2; shift ;;
     --warm) WARM=$2; shift ;;
     --parts) PARTS=$2; shift ;;
     --out) OUT=$2; shift ;;
@@ -123,7 +128,7 @@ trap 'exit 130' INT TERM
   echo "git: $(cd "$ROOT" && git rev-parse --short HEAD) ($(cd "$ROOT" && git rev-parse --abbrev-ref HEAD))"
   echo "java: $("$JAVA_HOME/bin/java" -version 2>&1 | head -1)"
   echo "fio: $(fio --version); nbdkit: $(nbdkit --version | head -1); qemu: $(qemu-nbd --version | head -1)"
-  echo "settings: rounds=$ROUNDS runtime=${RUNTIME}s size=$SIZE scn-size=$SCN_SIZE rnd-size=$RND_SIZE quick=$QUICK"
+  echo "settings: rounds=$ROUNDS runtime=${RUNTIME}s size=$SIZE scn-size=$SCN_SIZE rnd-size=$RND_SIZE scn-timed=${SCN_TIMED}s quick=$QUICK"
 } > "$OUT/env.txt"
 cat "$OUT/env.txt" >&2
 
@@ -153,13 +158,18 @@ fio_val() {
   case "$2" in write|randwrite|rw|randrw) dir=write ;; esac
   if [ "$3" = 4k ]; then jq -r ".jobs[0].$dir.iops" "$1"; else jq -r ".jobs[0].$dir.bw_bytes / 1048576" "$1"; fi
 }
-# fio_job LABEL RW BS QD MODE TARGET-ARGS...   MODE: time (RUNTIME s + 1 s ramp) or SIZE (one pass)
+# fio_job LABEL RW BS QD MODE TARGET-ARGS...   MODE: time (RUNTIME s + 1 s ramp), SIZE (one pass) or
+# loop:SIZE (over the first SIZE again and again for SCN_TIMED s + 1 s ramp)
 # prints the value; keeps the json in $OUT/fio/
 fio_job() {
   local label=$1 rw=$2 bs=$3 qd=$4 mode=$5; shift 5
   local js="$OUT/fio/$label.json"; mkdir -p "$OUT/fio"
   local run=(--runtime="$RUNTIME" --ramp_time=1 --time_based --norandommap --randrepeat=0)
-  [ "$mode" != time ] && run=(--size="$mode" --randrepeat=0)
+  case "$mode" in
+    time) ;;
+    loop:*) run=(--size="${mode#loop:}" --runtime="$SCN_TIMED" --ramp_time=1 --time_based --norandommap --randrepeat=0) ;;
+    *) run=(--size="$mode" --randrepeat=0) ;;
+  esac
   if ! fio --name="$label" "$@" --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs=1 "${run[@]}" \
       --output-format=json --output="$js" >/dev/null 2>"$OUT/fio/$label.err"; then
     echo "run.sh: fio $label failed: $(tail -2 "$OUT/fio/$label.err")" >&2; echo nan; return 0
@@ -289,8 +299,10 @@ run_peers() {
 # =================================================================================================
 # Part 2: blksnap scenarios (ours) and QEMU copy-before-write + snapshot-access (qemu)
 # =================================================================================================
-# One pass of SCN_SIZE for 1 MiB sequential jobs; RND_SIZE with a random map (each 4 KiB block once)
-# for random writes; time-based random reads. Depth 8 as upstream tests/fio.
+# Passes whose meaning is "each block once" are one pass: of SCN_SIZE for the first copy-on-write pass
+# (and its base), of RND_SIZE with a random map for fresh random writes (and its base). Every other
+# pass loops over the device for SCN_TIMED s (keys ending in -timed): one pass of 1 GiB lasts about
+# 0.4 s here, too short for a ratio. Random reads are time-based (RUNTIME). Depth 8 as upstream tests/fio.
 scn() {  # scn SERVER ROUND KEY RW BS URI MODE
   local v
   # on the disk, write back what the steps before left dirty, so that it is not written back during this one
@@ -305,19 +317,23 @@ scn_warm() {  # untimed 2 s of 1 MiB writes before each round's first measuremen
     --output=/dev/null >/dev/null 2>&1 || true
 }
 scn_common() {  # scn_common SERVER ROUND DEV-URI PHASE   (PHASE: base or tracked)
-  scn "$1" "$2" "$4-write1M" write 1M "$3" "$SCN_SIZE"
-  scn "$1" "$2" "$4-randwrite4k" randwrite 4k "$3" "$RND_SIZE"
+  if [ "$4" = base ]; then  # the bases of the first copy-on-write pass and of fresh random writes
+    scn "$1" "$2" base-write1M write 1M "$3" "$SCN_SIZE"
+    scn "$1" "$2" base-randwrite4k randwrite 4k "$3" "$RND_SIZE"
+  fi
+  scn "$1" "$2" "$4-write1M-timed" write 1M "$3" "loop:$SCN_SIZE"
+  scn "$1" "$2" "$4-randwrite4k-timed" randwrite 4k "$3" "loop:$RND_SIZE"
   if [ "$4" = base ]; then
-    scn "$1" "$2" "$4-read1M" read 1M "$3" "$SCN_SIZE"
-    scn "$1" "$2" "$4-randread4k" randread 4k "$3" time
+    scn "$1" "$2" base-read1M-timed read 1M "$3" "loop:$SCN_SIZE"
+    scn "$1" "$2" base-randread4k randread 4k "$3" time
   fi
 }
 scn_snapshot() {  # scn_snapshot SERVER ROUND DEV-URI IMG-URI
-  scn "$1" "$2" img-cold-read1M read 1M "$4" "$SCN_SIZE"
+  scn "$1" "$2" img-cold-read1M-timed read 1M "$4" "loop:$SCN_SIZE"
   scn "$1" "$2" img-cold-randread4k randread 4k "$4" time
   scn "$1" "$2" snap-write1M-pass1 write 1M "$3" "$SCN_SIZE"
-  scn "$1" "$2" snap-write1M-pass2 write 1M "$3" "$SCN_SIZE"
-  scn "$1" "$2" img-copied-read1M read 1M "$4" "$SCN_SIZE"
+  scn "$1" "$2" snap-write1M-pass2-timed write 1M "$3" "loop:$SCN_SIZE"
+  scn "$1" "$2" img-copied-read1M-timed read 1M "$4" "loop:$SCN_SIZE"
   scn "$1" "$2" img-copied-randread4k randread 4k "$4" time
 }
 

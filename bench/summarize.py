@@ -106,24 +106,37 @@ def summarize_medium(rows, units, p, sfx, where):
         p.append(f"### blksnap scenarios on {where} (fio nbd, iodepth 8) — blksnapd vs QEMU copy-before-write\n")
         p.append("Values are medians (MiB/s for 1 MiB passes, IOPS for 4 KiB); ratios are per-round, "
                  "relative to the same server with no tracker / no snapshot. Storage (ours) and target "
-                 "(QEMU's) written once before each snapshot, except the row marked fresh storage.\n")
+                 "(QEMU's) written once before each snapshot, except the row marked fresh storage. Rows marked "
+                 "timed loop over the device for --scn-timed seconds after 1 s of ramp; the others are one "
+                 "pass (each block once).\n")
         p.append("| scenario | blksnapd | blksnapd ratio | QEMU | QEMU ratio | goal | verdict |")
         p.append("|---|---|---|---|---|---|---|")
+        # Keys ending in -timed loop over the device for --scn-timed seconds (since 2026-12-04, the
+        # fourteenth session); the rest are one pass. Older runs' keys (one pass everywhere) keep
+        # their rows, so their raw.tsv still renders; a run has one set or the other.
         spec = [
-            ("no tracker, seq write 1M", "base-write1M", None, None),
-            ("no tracker, rand write 4k", "base-randwrite4k", None, None),
+            ("no tracker, seq write 1M, one pass", "base-write1M", None, None),
+            ("no tracker, seq write 1M, timed", "base-write1M-timed", None, None),
+            ("no tracker, rand write 4k, each block once", "base-randwrite4k", None, None),
+            ("no tracker, rand write 4k, timed", "base-randwrite4k-timed", None, None),
             ("no tracker, seq read 1M", "base-read1M", None, None),
+            ("no tracker, seq read 1M, timed", "base-read1M-timed", None, None),
             ("no tracker, rand read 4k", "base-randread4k", None, None),
             ("tracker attached, seq write 1M", "tracked-write1M", "base-write1M", 0.97),
+            ("tracker attached, seq write 1M, timed", "tracked-write1M-timed", "base-write1M-timed", 0.97),
             ("tracker attached, rand write 4k", "tracked-randwrite4k", "base-randwrite4k", 0.97),
+            ("tracker attached, rand write 4k, timed", "tracked-randwrite4k-timed", "base-randwrite4k-timed", 0.97),
             ("snapshot, 1st pass seq write 1M (COW)", "snap-write1M-pass1", "base-write1M", 0.7),
             ("snapshot, 1st pass seq write 1M (COW), fresh storage", "snap-write1M-pass1-freshstorage",
              "base-write1M", None),
             ("snapshot, 2nd pass seq write 1M", "snap-write1M-pass2", "base-write1M", 0.97),
+            ("snapshot, 2nd pass seq write 1M, timed", "snap-write1M-pass2-timed", "base-write1M-timed", 0.97),
             ("snapshot, fresh rand write 4k (COW)", "snap-randwrite4k-fresh", "base-randwrite4k", 0.6),
             ("image seq read 1M, cold", "img-cold-read1M", "base-read1M", 0.95),
+            ("image seq read 1M, cold, timed", "img-cold-read1M-timed", "base-read1M-timed", 0.95),
             ("image rand read 4k, cold", "img-cold-randread4k", "base-randread4k", 0.5),
             ("image seq read 1M, after COW", "img-copied-read1M", "base-read1M", 0.95),
+            ("image seq read 1M, after COW, timed", "img-copied-read1M-timed", "base-read1M-timed", 0.95),
             ("image rand read 4k, after COW", "img-copied-randread4k", "base-randread4k", 0.5),
         ]
         for label, key, base, goal in spec:
