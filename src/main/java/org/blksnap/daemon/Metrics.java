@@ -216,7 +216,8 @@ final class Metrics implements AutoCloseable {
         Gauge.builder("blksnap.nbd.native.memory", server, NbdServer::nativeMemoryBytes).baseUnit("bytes")
                 .description("native memory of the NBD server: connection buffers and payload buffers in use or kept")
                 .register(registry);
-        String what = "READs of at least 64 KiB of file-backed exports, by how they left the server";
+        String what = "READs of at least 64 KiB of file-backed exports that could leave either way (structured,"
+                + " no DF, no TLS), by how they left the server";
         FunctionCounter.builder("blksnap.nbd.large.reads", server, NbdServer::largeReadsBySendfile)
                 .tag("path", "sendfile").description(what).register(registry);
         FunctionCounter.builder("blksnap.nbd.large.reads", server, NbdServer::largeReadsThroughBuffer)

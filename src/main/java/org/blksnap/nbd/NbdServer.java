@@ -598,8 +598,9 @@ public final class NbdServer implements AutoCloseable {
     }
 
     /**
-     * READs of at least 64 KiB of devices that hand file ranges, so far, that left by sendfile (see
-     * {@link Config#largeReads()}). Thread-safe.
+     * READs so far that could leave either way and left by sendfile (see {@link Config#largeReads()}):
+     * of at least 64 KiB, of devices that hand file ranges, with structured replies, without DF and
+     * not under TLS (the others always go through a buffer and are not counted). Thread-safe.
      */
     public long largeReadsBySendfile() {
         return largeReadPath.bySendfile();

@@ -200,6 +200,10 @@ abstract class NbdTransportTest {
                     sendsByMode.put(mode, sends.get() - before);
                     await(mode + ": no read left counted (the reply goes out before the count drops)")
                             .atMost(Duration.ofSeconds(10)).until(() -> s.largeReadPath().readers() == 0);
+                    boolean sent = mode == NbdServer.LargeReads.SENDFILE;
+                    assertThat(sent ? s.largeReadsBySendfile() : s.largeReadsThroughBuffer())
+                            .as("%s: the one READ counted on the path it took", mode).isEqualTo(1);
+                    assertThat(sent ? s.largeReadsThroughBuffer() : s.largeReadsBySendfile()).isZero();
                 } finally {
                     s.close();
                 }
