@@ -408,31 +408,40 @@ class BackupRestoreTest {
             for (String a : cmd) {
                 quoted.append(" '").append(a.replace("'", "'\\''")).append('\'');
             }
-            // the shell keeps its stdin for the backup (a paused backup waits for a line there), prints
-            // the backup's pid and waits; the backup's lease (60 s) outlives this test's patience
-            Process parent = new ProcessBuilder("bash", "-c", "exec 3<&0; BLKSNAP_IN_PROCESS_BACKUP=$$" + quoted
-                    + " <&3 >'" + log + "' 2>'" + err + "' & echo $!; wait").start();
-            long pid;
-            try {
-                pid = Long.parseLong(parent.inputReader().readLine().trim());
-                await().atMost(Duration.ofSeconds(60)).until(() -> Files.exists(err)
-                        && Files.readString(err).contains("paused after"));
-                assertThat(d.ok("snapshot", "collect")).as("the paused backup holds its snapshot").isNotEmpty();
-            } finally {
-                parent.destroyForcibly(); // SIGKILL: the first process gives the backup no word
-            }
-            parent.waitFor();
-            try {
-                ProcessHandle backup = ProcessHandle.of(pid).orElse(null);
-                if (backup != null) {
-                    assertThat(backup.onExit().get(30, java.util.concurrent.TimeUnit.SECONDS).isAlive()).isFalse();
+            // The backup's stdin is a FIFO this test holds open, so that it outlives the shell: a paused
+            // backup resumes at the end of its stdin, and a shell's own stdin (a pipe from this JVM) is
+            // closed by destroyForcibly below, which once let the backup resume and finish before it
+            // noticed its parent was gone (CI, 2026-12-04). The shell prints the backup's pid and waits;
+            // the backup's lease (60 s) outlives this test's patience.
+            Path fifo = dir.resolve("relaunched.stdin");
+            assertThat(new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor()).isZero();
+            // read and write: the open does not wait for a reader (Linux), and this end stays open
+            try (var _ = java.nio.channels.FileChannel.open(fifo,
+                    java.nio.file.StandardOpenOption.READ, java.nio.file.StandardOpenOption.WRITE)) {
+                Process parent = new ProcessBuilder("bash", "-c", "BLKSNAP_IN_PROCESS_BACKUP=$$" + quoted
+                        + " <'" + fifo + "' >'" + log + "' 2>'" + err + "' & echo $!; wait").start();
+                long pid;
+                try {
+                    pid = Long.parseLong(parent.inputReader().readLine().trim());
+                    await().atMost(Duration.ofSeconds(60)).until(() -> Files.exists(err)
+                            && Files.readString(err).contains("paused after"));
+                    assertThat(d.ok("snapshot", "collect")).as("the paused backup holds its snapshot").isNotEmpty();
+                } finally {
+                    parent.destroyForcibly(); // SIGKILL: the first process gives the backup no word
                 }
-                assertThat(Files.readString(err)).contains("the tool that started this backup (pid ").contains(") ended; stopping");
-                assertThat(d.ok("snapshot", "collect")).as("destroyed by the backup itself, long before its lease ran out")
-                        .isEmpty();
-                assertThat(repo.resolve("points")).isEmptyDirectory();
-            } finally {
-                ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly); // an orphan when this failed
+                parent.waitFor();
+                try {
+                    ProcessHandle backup = ProcessHandle.of(pid).orElse(null);
+                    if (backup != null) {
+                        assertThat(backup.onExit().get(30, java.util.concurrent.TimeUnit.SECONDS).isAlive()).isFalse();
+                    }
+                    assertThat(Files.readString(err)).contains("the tool that started this backup (pid ").contains(") ended; stopping");
+                    assertThat(d.ok("snapshot", "collect")).as("destroyed by the backup itself, long before its lease ran out")
+                            .isEmpty();
+                    assertThat(repo.resolve("points")).isEmptyDirectory();
+                } finally {
+                    ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly); // an orphan when this failed
+                }
             }
         }
     }
