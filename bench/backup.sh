@@ -51,18 +51,7 @@ export RESTIC_PASSWORD=bench BORG_PASSPHRASE=bench BORG_UNKNOWN_UNENCRYPTED_REPO
 BYTES=$(numfmt --from=iec "$SIZE")
 
 echo "== data: $SIZE, half random, half text" >&2
-python3 - "$W/disk0.img" "$BYTES" <<'PY'
-import os, sys
-path, size = sys.argv[1], int(sys.argv[2])
-line = b"the quick brown fox jumps over the lazy dog; backup benchmark text line 0123456789\n"
-text = (line * (16 * 1024 * 1024 // len(line) + 1))[:16 * 1024 * 1024]
-with open(path, "wb") as f:
-    done = 0
-    while done < size:
-        n = min(16 << 20, size - done)
-        f.write(os.urandom(n) if done < size // 2 else text[:n])
-        done += n
-PY
+python3 "$ROOT/bench/backup-data.py" "$W/disk0.img" "$BYTES"
 # A fresh virtual machine backs its memory lazily: the first write to a guest page costs a fault in
 # the host (seen here as a 4 GiB restore into /dev/shm taking 20 s in a new VM and 8.5 s later).
 # Whoever runs first would pay it; so the memory the run will use is touched once before anything is

@@ -9,18 +9,7 @@ ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=/dev/shm/rb; mkdir -p $W; 
 SIZE=${SIZE:-2G}; BYTES=$(numfmt --from=iec $SIZE)
 BP=""
 trap '[ -n "$BP" ] && kill $BP 2>/dev/null; wait; rm -rf $W' EXIT
-python3 - $D $BYTES <<'PY'
-import os, sys
-path, size = sys.argv[1], int(sys.argv[2])
-line = b"the quick brown fox jumps over the lazy dog; backup benchmark text line 0123456789\n"
-text = (line * (16 * 1024 * 1024 // len(line) + 1))[:16 * 1024 * 1024]
-with open(path, "wb") as f:
-    done = 0
-    while done < size:
-        n = min(16 << 20, size - done)
-        f.write(os.urandom(n) if done < size // 2 else text[:n])
-        done += n
-PY
+python3 "$ROOT/bench/backup-data.py" $D $BYTES
 for r in $(seq ${R:-4}); do
   for m in ${MODES:-auto sendfile}; do
     rm -rf $W/b.d $W/repo
