@@ -97,8 +97,7 @@ class MetricsTest {
             }
             assertThat(failures).as("client failures").isEmpty();
             assertThat(during).contains("blksnap_nbd_request_seconds_bucket{");
-            // the NBD server's own meters: its buffers while clients are connected, and nbdcopy's
-            // 256 KiB READs of the image (a file device's) are large reads, whichever path they took
+            // the NBD server's own memory: its buffers while clients are connected
             assertThat(count(during, "blksnap_nbd_native_memory_bytes", "")).isPositive();
             System.gc(); // so that the GC meters exist (they appear with the first collection)
             String body = awaitScrape(d, "jvm_gc_pause_seconds_count");
@@ -122,6 +121,7 @@ class MetricsTest {
             assertThat(count(body, "blksnap_storage_capacity_bytes", "snapshot=\"" + id + "\""))
                     .isEqualTo(64 << 20);
             assertThat(count(body, "blksnap_snapshot_age_seconds", "snapshot=\"" + id + "\"")).isPositive();
+            // nbdcopy's 256 KiB READs of the image (a file device's) are large reads, whichever path they took
             assertThat(count(body, "blksnap_nbd_large_reads_total", "path=\"sendfile\"")
                     + count(body, "blksnap_nbd_large_reads_total", "path=\"buffer\"")).isPositive();
             // the JVM and the process
