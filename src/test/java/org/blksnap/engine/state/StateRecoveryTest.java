@@ -160,6 +160,27 @@ class StateRecoveryTest {
     }
 
     @Test
+    void afterACrashASequentialWriterOverReportsAtMostItsLookAheadAndNeverUnderReports() throws Exception {
+        Path state = dir.resolve("state");
+        Blksnap e = start(state);
+        byte[] first = cycle(e, "d0"); // S = 1, a new epoch
+        for (long off = 0; off < 5 * MiB; off += 256 << 10) {
+            write(e, "d0", off, 256 << 10); // regions 0-4
+        }
+        Path crashed = crashCopy(state);
+        e.close();
+
+        Blksnap again = start(crashed);
+        byte[] map = cycle(again, "d0");
+        for (int b = 0; b < map.length; b++) {
+            long region = ((long) b * BLOCK) / REGION;
+            // journaled: 0; 1-2 (one ahead); 3-6 (three ahead): 5 and 6 were never written
+            int expected = region <= 6 ? 2 : first[b];
+            assertThat(map[b]).as("block %d", b).isEqualTo((byte) expected);
+        }
+    }
+
+    @Test
     void anAttachedTrackerAndATakeAreDurableWhenTheCallsReturn() throws Exception {
         Path state = dir.resolve("state");
         Blksnap e = start(state);
