@@ -366,13 +366,46 @@ final class S3Store implements ObjectStore {
             for (var page : pages) {
                 count("LIST", 1);
                 for (S3Object o : page.contents()) {
-                    entries.add(new Entry(o.key().substring(keyPrefix.length()), o.size(), o.lastModified()));
+                    String key = o.key().substring(keyPrefix.length());
+                    if (o.lastModified() != null && o.size() != null) {
+                        entries.add(new Entry(key, o.size(), o.lastModified()));
+                    } else {
+                        Entry e = stat(key);
+                        if (e != null) {
+                            entries.add(e);
+                        }
+                    }
                 }
             }
         } catch (SdkException e) {
             throw failed("list", prefix, e);
         }
         return entries;
+    }
+
+    /**
+     * An entry a listing gave without its time or size (an S3-compatible server may; a CI run's gc
+     * against s3proxy met a writer session with a null time, which only that gives). Asks the object
+     * itself; null if it is gone meanwhile.
+     *
+     * @throws RepositoryException IO if the store cannot say when the object was written
+     */
+    private Entry stat(String key) throws RepositoryException {
+        try {
+            count("HEAD", 1);
+            var h = s3.headObject(r -> r.bucket(where.bucket()).key(objectKey(key)));
+            if (h.lastModified() == null || h.contentLength() == null) {
+                throw new RepositoryException(RepositoryException.Code.IO, "the store gives no time or size for "
+                        + describe(key) + (where.endpoint() != null ? " at " + where.endpoint() : ""));
+            }
+            return new Entry(key, h.contentLength(), h.lastModified());
+        } catch (SdkException e) {
+            RepositoryException f = failed("stat", key, e);
+            if (f.code() == RepositoryException.Code.NOT_FOUND) {
+                return null;
+            }
+            throw f;
+        }
     }
 
     @Override
