@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The first copy-on-write pass against no snapshot, one daemon, one pass of SZ MiB each (1 MiB
+# writes, QD8), on the root disk by default (docs/BENCHMARKS.md, "The fifteenth session"). Per round:
+# a base pass, then a snapshot onto storage written once (as the harness does) and the first pass.
+# The filesystem is written back (sync -f) before each pass.
+#   R=3 SZ=2048 bench/probes/first-pass.sh      DIR=/dev/shm/fp for tmpfs; OPTS for JVM properties,
+#   ARGS for daemon flags (e.g. ARGS=--no-persist, ARGS=--cbt-region=1G)
+set -uo pipefail
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=${DIR:-/var/tmp/fp}; SZ=${SZ:-2048}
+mkdir -p $W; D=$W/disk.img
+trap 'kill ${BP:-} 2>/dev/null; wait; rm -rf $W' EXIT
+fio --name=fill --filename=$D --rw=write --bs=1M --size=${SZ}M --ioengine=psync --output=/dev/null >/dev/null
+BLKSNAPD_JAVA_OPTS="${OPTS:-}" $ROOT/bin/blksnapd --data-dir $W/b.d --device disk0=$D --listen none --socket $W/b.sock --log-level WARN ${ARGS:-} >$W/b.log 2>&1 &
+BP=$!
+while [ ! -S $W/b.d/control.sock ]; do kill -0 $BP 2>/dev/null || { echo "blksnapd did not start:" >&2; cat $W/b.log >&2; exit 1; }; sleep 0.2; done; sleep 1
+bs() { BLKSNAP_CONTROL=$W/b.d/control.sock $ROOT/bin/blksnap "$@"; }
+U="nbd+unix:///disk0?socket=$W/b.sock"
+pass() {
+  sync -f $W
+  fio --name=j --ioengine=nbd --uri="$U" --rw=write --bs=1M --iodepth=8 --size=${SZ}M --output-format=json --output=$W/j.json >/dev/null 2>&1
+  jq -r '.jobs[0].write.bw_bytes/1048576|floor' $W/j.json
+}
+fio --name=w --ioengine=nbd --uri="$U" --rw=write --bs=1M --iodepth=8 --runtime=2 --time_based --output=/dev/null >/dev/null 2>&1
+for r in $(seq ${R:-3}); do
+  b=$(pass)
+  id=$(bs snapshot create --device disk0)
+  rm -f $W/diff.img; dd if=/dev/zero of=$W/diff.img bs=1M count=$((SZ + 256)) conv=fsync status=none
+  bs snapshot append-storage --id $id --file $W/diff.img >/dev/null; bs snapshot take --id $id
+  s=$(pass)
+  bs snapshot destroy --id $id; rm -f $W/diff.img
+  echo "round $r base $b first-pass $s ratio $(echo "scale=3; $s/$b" | bc)"
+done
