@@ -244,10 +244,12 @@ final class DeviceState implements WriteJournal {
      * on a disk waits behind the writeback of everything written before it. So, like readahead, the
      * regions right behind {@code first} that are recorded (or queued) in this epoch are a stream, and
      * as many regions ahead are recorded with it: the window doubles as the stream goes on (1, 2, 4,
-     * ... regions), never exceeds what the stream has already written in this epoch, and never
+     * ... regions), is never longer than the run of recorded regions right behind, and never
      * {@link #LOOK_AHEAD_BYTES}. Random writers rarely find their neighbour recorded, so they record
      * little ahead. The price is over-report after a crash only (a region recorded ahead and not
-     * written is marked changed at recovery); no write waits for a region it does not touch.
+     * written is marked changed at recovery: at most {@link #LOOK_AHEAD_BYTES} per sync, and for a
+     * sequential writer at most what it wrote in the epoch); no write waits for a region it does not
+     * touch.
      */
     private int lookAhead(long e, int first) {
         int run = 0;

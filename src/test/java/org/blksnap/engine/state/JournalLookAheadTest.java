@@ -4,16 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.TreeSet;
-import java.util.concurrent.CountDownLatch;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.Persistence;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.tracker.TrackedDevice;
 import org.blksnap.engine.tracker.Tracker;
+import org.blksnap.testing.Concurrently;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -138,35 +136,16 @@ class JournalLookAheadTest {
         try (StateStore store = store(region)) {
             DeviceState st = attach(store, "d0", streams * perStream * region);
             long epoch = st.epoch();
-            CountDownLatch go = new CountDownLatch(1);
-            List<String> violations = java.util.Collections.synchronizedList(new ArrayList<>());
-            List<Thread> threads = new ArrayList<>();
-            for (int s = 0; s < streams; s++) {
+            Concurrently.onPlatformThreads(streams, s -> {
                 long start = s * perStream * region;
-                threads.add(Thread.ofVirtual().start(() -> {
-                    try {
-                        go.await();
-                        for (long off = start; off < start + perStream * region; off += 32 * KiB) {
-                            st.recordWrite(off, 32 * KiB);
-                            long r = off / region;
-                            boolean found = false;
-                            for (JournalDescriptor.Entry e : st.journalRecords((int) (epoch & 1))) {
-                                found |= e.epoch() == epoch && e.regionIndex() == r;
-                            }
-                            if (!found) {
-                                violations.add("write at " + off + " returned before region " + r + " was journaled");
-                            }
-                        }
-                    } catch (Exception e) {
-                        violations.add(e.toString());
-                    }
-                }));
-            }
-            go.countDown();
-            for (Thread t : threads) {
-                t.join();
-            }
-            assertThat(violations).isEmpty();
+                for (long off = start; off < start + perStream * region; off += 32 * KiB) {
+                    st.recordWrite(off, 32 * KiB);
+                    long r = off / region;
+                    assertThat(st.journalRecords((int) (epoch & 1)))
+                            .as("write at %d returned before region %d was journaled", off, r)
+                            .anyMatch(e -> e.epoch() == epoch && e.regionIndex() == r);
+                }
+            });
             assertThat(recorded(st)).isEqualTo(range(0, streams * perStream - 1));
             assertThat(st.forces()).as("far fewer syncs than regions").isLessThan(streams * perStream / 4);
         }
