@@ -9,8 +9,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.blksnap.engine.BlockDevice;
@@ -19,6 +17,7 @@ import org.blksnap.engine.Persistence;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.tracker.TrackedDevice;
 import org.blksnap.engine.tracker.Tracker;
+import org.blksnap.testing.Concurrently;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -52,37 +51,21 @@ class JournalConcurrencyTest {
             DeviceState st = store.state("d0");
             long epoch = st.epoch();
             int writers = 256;
-            CountDownLatch go = new CountDownLatch(1);
-            ConcurrentLinkedQueue<String> violations = new ConcurrentLinkedQueue<>();
-            List<Thread> threads = new ArrayList<>();
-            for (int i = 0; i < writers; i++) {
-                threads.add(Thread.ofVirtual().start(() -> {
-                    try {
-                        go.await();
-                        long offset = ThreadLocalRandom.current().nextLong(8 * MiB - 4096);
-                        st.recordWrite(offset, 4096);
-                        // acknowledged: every region it touched must be in the journal file now
-                        Set<Long> journaled = new java.util.HashSet<>();
-                        for (JournalDescriptor.Entry e : st.journalRecords((int) (epoch & 1))) {
-                            if (e.epoch() == epoch) {
-                                journaled.add(e.regionIndex());
-                            }
-                        }
-                        for (long r = offset / MiB; r <= (offset + 4095) / MiB; r++) {
-                            if (!journaled.contains(r)) {
-                                violations.add("write at " + offset + " returned before region " + r + " was journaled");
-                            }
-                        }
-                    } catch (Exception e) {
-                        violations.add(e.toString());
+            Concurrently.onPlatformThreads(writers, i -> {
+                long offset = ThreadLocalRandom.current().nextLong(8 * MiB - 4096);
+                st.recordWrite(offset, 4096);
+                // acknowledged: every region it touched must be in the journal file now
+                Set<Long> journaled = new java.util.HashSet<>();
+                for (JournalDescriptor.Entry e : st.journalRecords((int) (epoch & 1))) {
+                    if (e.epoch() == epoch) {
+                        journaled.add(e.regionIndex());
                     }
-                }));
-            }
-            go.countDown();
-            for (Thread th : threads) {
-                th.join();
-            }
-            assertThat(violations).isEmpty();
+                }
+                for (long r = offset / MiB; r <= (offset + 4095) / MiB; r++) {
+                    assertThat(journaled).as("write at %d returned before region %d was journaled", offset, r)
+                            .contains(r);
+                }
+            });
             List<JournalDescriptor.Entry> records = st.journalRecords((int) (epoch & 1));
             assertThat(records).extracting(JournalDescriptor.Entry::regionIndex).doesNotHaveDuplicates()
                     .allMatch(r -> r >= 0 && r < 8);

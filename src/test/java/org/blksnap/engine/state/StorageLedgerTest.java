@@ -5,9 +5,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.CountDownLatch;
+import org.blksnap.testing.Concurrently;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -30,33 +29,16 @@ class StorageLedgerTest {
         StorageLedgerFile ledger = new StorageLedgerFile(dir);
         ledger.cleanUp();
         int snapshots = 32;
-        CountDownLatch go = new CountDownLatch(1);
-        List<Thread> threads = new ArrayList<>();
-        List<String> violations = java.util.Collections.synchronizedList(new ArrayList<>());
-        for (int s = 0; s < snapshots; s++) {
+        Concurrently.onPlatformThreads(snapshots, s -> {
             String owner = "snap-" + s;
-            boolean keep = s % 2 == 0;
-            threads.add(Thread.ofVirtual().start(() -> {
-                try {
-                    go.await();
-                    ledger.creating(owner, dir.resolve(owner + ".a"));
-                    if (onDisk().stream().noneMatch(e -> e.owner().equals(owner) && e.created())) {
-                        violations.add(owner + ": created file not on disk when creating() returned");
-                    }
-                    ledger.given(owner, dir.resolve(owner + ".b"));
-                    if (!keep) {
-                        ledger.released(owner);
-                    }
-                } catch (Exception e) {
-                    violations.add(e.toString());
-                }
-            }));
-        }
-        go.countDown();
-        for (Thread t : threads) {
-            t.join();
-        }
-        assertThat(violations).isEmpty();
+            ledger.creating(owner, dir.resolve(owner + ".a"));
+            assertThat(onDisk()).as("%s: created file on disk when creating() returned", owner)
+                    .anyMatch(e -> e.owner().equals(owner) && e.created());
+            ledger.given(owner, dir.resolve(owner + ".b"));
+            if (s % 2 != 0) {
+                ledger.released(owner);
+            }
+        });
         List<StorageLedgerDescriptor.Entry> left = onDisk();
         assertThat(left).hasSize(snapshots);
         assertThat(left).extracting(StorageLedgerDescriptor.Entry::owner).allMatch(o ->
