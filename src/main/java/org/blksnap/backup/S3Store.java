@@ -25,6 +25,7 @@ import software.amazon.awssdk.services.s3.S3ClientBuilder;
 import software.amazon.awssdk.services.s3.model.CompletedMultipartUpload;
 import software.amazon.awssdk.services.s3.model.CompletedPart;
 import software.amazon.awssdk.services.s3.model.GetObjectResponse;
+import software.amazon.awssdk.services.s3.model.HeadObjectResponse;
 import software.amazon.awssdk.services.s3.model.ListObjectsV2Request;
 import software.amazon.awssdk.services.s3.model.MultipartUpload;
 import software.amazon.awssdk.services.s3.model.NoSuchKeyException;
@@ -182,9 +183,14 @@ final class S3Store implements ObjectStore {
 
     @Override
     public long sizeBytes(String key) throws RepositoryException {
+        return head(key).contentLength();
+    }
+
+    /** @throws RepositoryException NOT_FOUND if there is no such object, IO otherwise */
+    private HeadObjectResponse head(String key) throws RepositoryException {
         try {
             count("HEAD", 1);
-            return s3.headObject(h -> h.bucket(where.bucket()).key(objectKey(key))).contentLength();
+            return s3.headObject(h -> h.bucket(where.bucket()).key(objectKey(key)));
         } catch (SdkException e) {
             throw failed("stat", key, e);
         }
@@ -391,21 +397,20 @@ final class S3Store implements ObjectStore {
      * @throws RepositoryException IO if the store cannot say when the object was written
      */
     private Entry stat(String key) throws RepositoryException {
+        HeadObjectResponse h;
         try {
-            count("HEAD", 1);
-            var h = s3.headObject(r -> r.bucket(where.bucket()).key(objectKey(key)));
-            if (h.lastModified() == null || h.contentLength() == null) {
-                throw new RepositoryException(RepositoryException.Code.IO, "the store gives no time or size for "
-                        + describe(key) + (where.endpoint() != null ? " at " + where.endpoint() : ""));
-            }
-            return new Entry(key, h.contentLength(), h.lastModified());
-        } catch (SdkException e) {
-            RepositoryException f = failed("stat", key, e);
-            if (f.code() == RepositoryException.Code.NOT_FOUND) {
+            h = head(key);
+        } catch (RepositoryException e) {
+            if (e.code() == RepositoryException.Code.NOT_FOUND) {
                 return null;
             }
-            throw f;
+            throw e;
         }
+        if (h.lastModified() == null || h.contentLength() == null) {
+            throw new RepositoryException(RepositoryException.Code.IO, "the store gives no time or size for "
+                    + describe(key) + (where.endpoint() != null ? " at " + where.endpoint() : ""));
+        }
+        return new Entry(key, h.contentLength(), h.lastModified());
     }
 
     @Override
