@@ -73,8 +73,6 @@ final class DeviceState implements WriteJournal {
     private final Path dir;
     private final TrackedDevice trackedDevice;
     private final int regionShift;
-    /** Most regions recorded ahead of a sequential writer's: {@link #LOOK_AHEAD_BYTES} of regions. */
-    private final int maxAhead;
     /** Per region: the epoch of its last durable record (0: none). Acquire/release through {@link #RECORDED}. */
     private final long[] recordedEpoch;
     private final FileChannel[] journals = new FileChannel[2];
@@ -125,7 +123,6 @@ final class DeviceState implements WriteJournal {
                     1L << shift, 1L << regionShift, MAX_REGIONS);
         }
         this.regionShift = shift;
-        this.maxAhead = (int) Math.min(Integer.MAX_VALUE, LOOK_AHEAD_BYTES >>> shift);
         this.recordedEpoch = new long[(int) Math.max(1, regionCount(trackedDevice.sizeBytes(), shift))];
         this.epoch = epoch;
         this.durableEpoch = epoch - 1;
@@ -252,6 +249,7 @@ final class DeviceState implements WriteJournal {
      * touch.
      */
     private int lookAhead(long e, int first) {
+        long maxAhead = LOOK_AHEAD_BYTES >>> regionShift;
         int run = 0;
         for (int r = first - 1; r >= 0 && run < maxAhead; r--) {
             if ((long) RECORDED.getAcquire(recordedEpoch, r) < e && !queuedBatchOf.containsKey(new QueuedRegion(e, r))) {
