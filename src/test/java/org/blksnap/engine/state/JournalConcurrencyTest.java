@@ -11,10 +11,8 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicBoolean;
-import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.ParamValues;
 import org.blksnap.engine.Persistence;
-import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.tracker.TrackedDevice;
 import org.blksnap.engine.tracker.Tracker;
 import org.blksnap.testing.Concurrently;
@@ -34,21 +32,17 @@ class JournalConcurrencyTest {
     Path dir;
 
     private StateStore store(Path state, long regionBytes) throws Exception {
-        return StateStore.open(new Persistence(state, regionBytes, Duration.ofHours(1)));
+        return StateStoreAccess.open(state, regionBytes);
     }
 
     private TrackedDevice device(String name, long sizeBytes) throws Exception {
-        BlockDevice backing = BlockDevices.open(dir.resolve(name + ".img"), sizeBytes, false);
-        return new TrackedDevice(name, backing);
+        return StateStoreAccess.device(dir, name, sizeBytes);
     }
 
     @Test
     void concurrentFirstWritesShareSyncsAndNoneReturnsBeforeItsRegionIsJournaled() throws Exception {
         try (StateStore store = store(dir.resolve("state"), MiB)) {
-            TrackedDevice d = device("d0", 8 * MiB);
-            Tracker t = store.attachNew(d, ParamValues.DEFAULTS);
-            d.setTracker(t);
-            DeviceState st = store.state("d0");
+            DeviceState st = StateStoreAccess.attachNew(store, device("d0", 8 * MiB));
             long epoch = st.epoch();
             int writers = 256;
             Concurrently.onPlatformThreads(writers, i -> {
@@ -100,8 +94,7 @@ class JournalConcurrencyTest {
         int checkpoints;
         try (StateStore store = store(state, 64 << 10)) {
             TrackedDevice d = device("d0", size);
-            d.setTracker(store.attachNew(d, ParamValues.DEFAULTS));
-            DeviceState st = store.state("d0");
+            DeviceState st = StateStoreAccess.attachNew(store, d);
             AtomicBoolean writing = new AtomicBoolean(true);
             int[] done = new int[2];
             Thread checkpointer = Thread.ofPlatform().start(() -> {

@@ -3,14 +3,7 @@ package org.blksnap.engine.state;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.TreeSet;
-import org.blksnap.engine.BlockDevice;
-import org.blksnap.engine.ParamValues;
-import org.blksnap.engine.Persistence;
-import org.blksnap.engine.device.BlockDevices;
-import org.blksnap.engine.tracker.TrackedDevice;
-import org.blksnap.engine.tracker.Tracker;
 import org.blksnap.testing.Concurrently;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -30,15 +23,11 @@ class JournalLookAheadTest {
     Path dir;
 
     private StateStore store(long regionBytes) throws Exception {
-        return StateStore.open(new Persistence(dir.resolve("state"), regionBytes, Duration.ofHours(1)));
+        return StateStoreAccess.open(dir.resolve("state"), regionBytes);
     }
 
     private DeviceState attach(StateStore store, String name, long sizeBytes) throws Exception {
-        BlockDevice backing = BlockDevices.open(dir.resolve(name + ".img"), sizeBytes, false);
-        TrackedDevice d = new TrackedDevice(name, backing);
-        Tracker t = store.attachNew(d, ParamValues.DEFAULTS);
-        d.setTracker(t);
-        return store.state(name);
+        return StateStoreAccess.attachNew(store, StateStoreAccess.device(dir, name, sizeBytes));
     }
 
     private static TreeSet<Long> recorded(DeviceState st) throws Exception {
