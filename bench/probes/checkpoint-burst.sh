@@ -7,12 +7,9 @@ set -uo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=${DIR:-/var/tmp/ck}; mkdir -p $W; D=$W/disk.img
 trap 'kill ${BP:-} 2>/dev/null; wait; rm -rf $W' EXIT
 truncate -s ${SZ:-64G} $D
-$ROOT/bin/blksnapd --data-dir $W/b.d --device disk0=$D --listen none --socket $W/b.sock --log-level WARN \
-  --checkpoint-interval ${CI:-60} ${ARGS:-} >$W/b.log 2>&1 &
-BP=$!
-while [ ! -S $W/b.d/control.sock ]; do kill -0 $BP 2>/dev/null || { echo "blksnapd did not start:" >&2; cat $W/b.log >&2; exit 1; }; sleep 0.2; done; sleep 1
-bs() { BLKSNAP_CONTROL=$W/b.d/control.sock $ROOT/bin/blksnap "$@"; }
+. "$ROOT/bench/probes/blksnapd.sh"
+start_blksnapd --checkpoint-interval ${CI:-60} ${ARGS:-}
 id=$(bs snapshot create --device disk0); bs snapshot destroy --id $id   # attaches the tracker
-fio --name=j --ioengine=nbd --uri="nbd+unix:///disk0?socket=$W/b.sock" --rw=randwrite --bs=4k --iodepth=32 \
+fio --name=j --ioengine=nbd --uri="$U" --rw=randwrite --bs=4k --iodepth=32 \
   --time_based --runtime=${T:-30} --ramp_time=1 --norandommap --randrepeat=0 --output-format=json --output=$W/j.json >/dev/null 2>&1
 jq -r '.jobs[0].write | "checkpoint-interval '"${CI:-60}"' s: \(.iops|floor) IOPS, p50 \(.clat_ns.percentile["50.000000"]/1000|floor) us, p99.9 \(.clat_ns.percentile["99.900000"]/1000|floor) us, max \(.clat_ns.max/1000|floor) us"' $W/j.json

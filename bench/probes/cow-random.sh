@@ -7,12 +7,9 @@
 set -uo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=/dev/shm/rc; mkdir -p $W; D=$W/disk.img
 [ -f $D ] || { truncate -s 1G $D; fio --name=fill --filename=$D --rw=write --bs=1M --size=1G --ioengine=psync --output=/dev/null >/dev/null; }
-BLKSNAPD_JAVA_OPTS="${OPTS:-}" $ROOT/bin/blksnapd --data-dir $W/b.d --device disk0=$D --listen none --socket $W/b.sock --log-level WARN --metrics=127.0.0.1:9619 >$W/b.log 2>&1 &
-BP=$!
-trap 'kill $BP 2>/dev/null; wait; rm -rf $W' EXIT
-while [ ! -S $W/b.d/control.sock ]; do kill -0 $BP 2>/dev/null || { echo "blksnapd did not start:" >&2; cat $W/b.log >&2; exit 1; }; sleep 0.2; done; sleep 1
-bs() { BLKSNAP_CONTROL=$W/b.d/control.sock $ROOT/bin/blksnap "$@"; }
-U="nbd+unix:///disk0?socket=$W/b.sock"
+trap 'kill ${BP:-} 2>/dev/null; wait; rm -rf $W' EXIT
+. "$ROOT/bench/probes/blksnapd.sh"
+start_blksnapd --metrics=127.0.0.1:9619
 if [ "${SEQ:-0}" = 1 ]; then
   job() { fio --name=j --ioengine=nbd --uri="$U" --rw=write --bs=1M --iodepth=8 --size=1G --output-format=json 2>/dev/null | sed -n '/^{/,$p' | jq -r '.jobs[0].write.bw_bytes/1048576|floor'; }
 else

@@ -10,11 +10,8 @@ ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=${DIR:-/var/tmp/fp}; SZ=${
 mkdir -p $W; D=$W/disk.img
 trap 'kill ${BP:-} 2>/dev/null; wait; rm -rf $W' EXIT
 fio --name=fill --filename=$D --rw=write --bs=1M --size=${SZ}M --ioengine=psync --output=/dev/null >/dev/null
-BLKSNAPD_JAVA_OPTS="${OPTS:-}" $ROOT/bin/blksnapd --data-dir $W/b.d --device disk0=$D --listen none --socket $W/b.sock --log-level WARN ${ARGS:-} >$W/b.log 2>&1 &
-BP=$!
-while [ ! -S $W/b.d/control.sock ]; do kill -0 $BP 2>/dev/null || { echo "blksnapd did not start:" >&2; cat $W/b.log >&2; exit 1; }; sleep 0.2; done; sleep 1
-bs() { BLKSNAP_CONTROL=$W/b.d/control.sock $ROOT/bin/blksnap "$@"; }
-U="nbd+unix:///disk0?socket=$W/b.sock"
+. "$ROOT/bench/probes/blksnapd.sh"
+start_blksnapd ${ARGS:-}
 pass() {
   sync -f $W
   fio --name=j --ioengine=nbd --uri="$U" --rw=write --bs=1M --iodepth=8 --size=${SZ}M --output-format=json --output=$W/j.json >/dev/null 2>&1
