@@ -390,7 +390,7 @@ final class DeviceState implements WriteJournal {
             CbtMap.Saved copy;
             long stamp = trackedDevice.closeBarrier();
             try {
-                copy = copyAndAdvance(advance);
+                copy = copyAndAdvance(advance, false);
             } finally {
                 trackedDevice.openBarrier(stamp);
             }
@@ -422,7 +422,7 @@ final class DeviceState implements WriteJournal {
         if (broken || closed) {
             return null;
         }
-        return copyAndAdvance(advance);
+        return copyAndAdvance(advance, true);
     }
 
     /**
@@ -458,8 +458,12 @@ final class DeviceState implements WriteJournal {
         }
     }
 
-    /** Barrier closed, checkpointLock held. */
-    private CbtMap.Saved copyAndAdvance(boolean advance) {
+    /**
+     * Barrier closed, checkpointLock held.
+     *
+     * @param atSwitch right after the map switched at a take ({@link CbtMap#saveSwitched()}: one copy)
+     */
+    private CbtMap.Saved copyAndAdvance(boolean advance, boolean atSwitch) {
         Tracker t = trackedDevice.tracker();
         if (t == null) {
             return null;
@@ -468,7 +472,7 @@ final class DeviceState implements WriteJournal {
             epoch = epoch + 1;
         }
         dirty = false;
-        return t.cbt().save();
+        return atSwitch ? t.cbt().saveSwitched() : t.cbt().save();
     }
 
     /**
@@ -483,7 +487,7 @@ final class DeviceState implements WriteJournal {
             ByteBuffer content = CheckpointDescriptor.encode(c);
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                     StandardOpenOption.TRUNCATE_EXISTING)) {
-                StateFiles.writeFully(ch, content, 0, tmp);
+                StateFiles.writeSkippingZeros(ch, content, tmp);
                 ch.force(true);
             }
             fileLock.lock();

@@ -103,7 +103,8 @@ public final class CbtMap {
     }
 
     /**
-     * Everything a checkpoint keeps of a map: a copy, owned by the holder.
+     * Everything a checkpoint keeps of a map: a copy, owned by the holder, who must not change it
+     * ({@link #saveSwitched()} gives the same array as both maps).
      *
      * @param blockShift log2 of the tracking block size in bytes
      * @param previous   the number of the last taken snapshot
@@ -122,6 +123,24 @@ public final class CbtMap {
         try {
             return new Saved(device, generationId, previous, active, blockShift, capacityBytes, reason, reasonDetail,
                     writeMap.clone(), readMap.clone());
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * {@link #save()} for a take, right after {@link #switchAtTake()} with the device's barrier still
+     * closed: the switch made the read map a copy of the write map, and until the barrier opens
+     * nothing can change either (writers wait at the barrier; mark-dirty and take are serialized by the
+     * engine; a device in a snapshot being taken has no image yet). So one copy serves as both maps:
+     * half the copying while writes wait. The two arrays of the result are the same array.
+     */
+    public Saved saveSwitched() {
+        lock.lock();
+        try {
+            byte[] copy = writeMap.clone();
+            return new Saved(device, generationId, previous, active, blockShift, capacityBytes, reason, reasonDetail,
+                    copy, copy);
         } finally {
             lock.unlock();
         }

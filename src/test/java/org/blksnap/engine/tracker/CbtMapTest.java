@@ -77,6 +77,21 @@ class CbtMapTest {
     }
 
     @Test
+    void theCopyAtASwitchIsOneArrayEqualToBothMaps() {
+        CbtMap m = CbtMap.create("a", GiB, D);
+        m.mark(0, 4096);
+        m.switchAtTake();
+        m.mark(3 * 65536, 4096);
+        m.switchAtTake();
+        CbtMap.Saved full = m.save();
+        CbtMap.Saved one = m.saveSwitched();
+        assertThat(one.writeMap()).isSameAs(one.readMap()).isEqualTo(full.writeMap()).isEqualTo(full.readMap());
+        assertThat(one).usingRecursiveComparison().ignoringFields("writeMap", "readMap").isEqualTo(full);
+        m.mark(7 * 65536, 4096);
+        assertThat(one.writeMap()[7]).as("a copy: later writes do not reach it").isZero();
+    }
+
+    @Test
     void theWrapAt255ZeroesBothMapsReportsZeroAndStartsANewGeneration() {
         CbtMap m = CbtMap.create("a", GiB, D);
         UUID gen = m.generationId();
