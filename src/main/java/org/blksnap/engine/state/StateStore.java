@@ -12,7 +12,9 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import org.blksnap.engine.GenerationReason;
 import org.blksnap.engine.ParamValues;
@@ -352,6 +354,9 @@ public final class StateStore implements AutoCloseable {
 
     /** One take's checkpoints; see {@link #beginTake}. Used by the taking thread only. */
     public static final class Take implements AutoCloseable {
+        /** Checkpoints of one take written at the same time (each holds its encoded file, 2 bytes per block, in heap). */
+        static final int PARALLEL_COMMITS = 8;
+
         private final List<String> names = new ArrayList<>();
         private final List<DeviceState> states = new ArrayList<>();
         private final List<Boolean> advance = new ArrayList<>();
@@ -375,10 +380,60 @@ public final class StateStore implements AutoCloseable {
             }
         }
 
-        /** After the barriers opened: every copy is durable when this returns (or its state invalidated). */
+        /**
+         * After the barriers opened: every copy is durable when this returns (or its state invalidated).
+         * The devices' checkpoints are written at the same time, at most {@link #PARALLEL_COMMITS} at
+         * once, each on its own virtual thread: the file system then commits their syncs together
+         * instead of one device after another (64 devices of 1 TiB marked all over, 8 MiB each, on
+         * ext4: a take of 491-535 ms before, 399-420 ms with this; docs/BENCHMARKS.md, cost curves).
+         */
         public void commit() {
+            if (states.size() == 1) {
+                states.getFirst().takeWrite(copies.getFirst());
+                return;
+            }
+            Semaphore room = new Semaphore(PARALLEL_COMMITS);
+            List<Thread> writers = new ArrayList<>(states.size());
+            List<Throwable> failures = new CopyOnWriteArrayList<>();
             for (int i = 0; i < states.size(); i++) {
-                states.get(i).takeWrite(copies.get(i));
+                DeviceState st = states.get(i);
+                CbtMap.Saved copy = copies.get(i);
+                room.acquireUninterruptibly();
+                try {
+                    writers.add(Thread.ofVirtual().name("checkpoint-" + names.get(i)).start(() -> {
+                        try {
+                            st.takeWrite(copy);
+                        } catch (Throwable t) {
+                            failures.add(t);
+                        } finally {
+                            room.release();
+                        }
+                    }));
+                } catch (Throwable t) {
+                    room.release();
+                    throw t;
+                }
+            }
+            boolean interrupted = false;
+            for (Thread w : writers) {
+                while (true) {
+                    try {
+                        w.join();
+                        break;
+                    } catch (InterruptedException e) {
+                        interrupted = true; // the copies must be durable (or invalidated) before the take goes on
+                    }
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+            if (!failures.isEmpty()) {
+                Throwable first = failures.getFirst();
+                if (first instanceof Error e) {
+                    throw e;
+                }
+                throw (RuntimeException) first;
             }
         }
 
