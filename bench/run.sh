@@ -29,7 +29,9 @@
 #              (1 GiB, 1 TiB, 10 TiB), in-process (org.blksnap.bench.EngineProbe, bench profile).
 #   scale      cost curves, in-process: take latency and heap for 1/16/64 devices of 1 TiB and for one
 #              device of 1 GiB to 64 TiB; first-pass copy-on-write with 1/4/16 writers and image reads
-#              with 1/4/16 readers, each thread on its own device of one snapshot (/dev/shm).
+#              with 1/4/16 readers, each thread on its own device of one snapshot (/dev/shm); then all
+#              of it again with persistent change tracking, the state on the root disk (-persist), and
+#              the device-count curve with every map changed all over (-persist-written).
 #   jmh        the JMH hot-path suite (bench/jmh.sh), short settings.
 #
 # Output: bench/results/<timestamp>/{raw.tsv,table.md,*.json,logs}; bench/results/latest -> it.
@@ -545,6 +547,12 @@ if has_part scale; then
   echo "== scale: take and heap by device count and size, copy-on-write and image reads by threads" >&2
   "$BENCH/engine-probe.sh" --dir "$W/scale" --only scale $([ "$QUICK" = 1 ] && echo --quick) --tsv "$RAW" \
     2> >(tee "$OUT/engine-scale.log" >&2)
+  # again with change tracking kept on the root disk, as the daemon keeps it (keys ending in -persist)
+  echo "== scale: the same with persistent change tracking (state in $WDISK)" >&2
+  mkdir -p "$WDISK"
+  "$BENCH/engine-probe.sh" --dir "$W/scale" --only scale --state "$WDISK/scale-state" \
+    $([ "$QUICK" = 1 ] && echo --quick) --tsv "$RAW" 2> >(tee "$OUT/engine-scale-persist.log" >&2)
+  rm -rf "$WDISK"
 fi
 if has_part jmh; then
   echo "== jmh" >&2

@@ -18,6 +18,8 @@ import java.util.concurrent.atomic.AtomicLong;
 import org.blksnap.engine.Blksnap;
 import org.blksnap.engine.BlockDevice;
 import org.blksnap.engine.Params;
+import org.blksnap.engine.Persistence;
+import org.blksnap.engine.SectorRange;
 import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.device.BlockDevices;
@@ -37,9 +39,16 @@ import org.blksnap.engine.module.BlksnapModule;
  * filesystem that holds sparse files that large (tmpfs does; ext4 stops at 16 TiB); {@code --only cow}
  * runs the copy-on-write and reader curves alone (for a directory on a disk).
  *
+ * <p>{@code --state DIR} gives every engine of the scale and cow curves persistent change tracking in
+ * {@code DIR} (as the daemon keeps it by default: a journal and a checkpoint per tracker, so a take
+ * also makes every tracker's checkpoint durable); their keys end in {@code -persist}. The device-count
+ * curve then runs a second time with every tracking block marked changed first (keys ending in
+ * {@code -persist-written}): a checkpoint leaves out the map pages that are all zero, so idle devices
+ * are its best case and devices written all over its worst.
+ *
  * <pre>
  * java -cp target/bench/benchmarks.jar org.blksnap.bench.EngineProbe --dir /dev/shm/probe [--quick] [--tsv FILE]
- *      [--only take,heap,scale]
+ *      [--only take,heap,scale] [--state DIR]
  * </pre>
  *
  * Heap is measured with G1 (run with -XX:+UseG1GC): used heap after System.gc(), before and after.
@@ -54,17 +63,24 @@ public final class EngineProbe {
     private final Path dir;
     private final boolean quick;
     private final PrintStream tsv;
+    /** Where the engines of the scale and cow curves keep their change tracking; null: in memory only. */
+    private final Path state;
+    /** Appended to the keys of the scale and cow curves: "-persist" with {@link #state}. */
+    private final String suffix;
 
-    private EngineProbe(Path dir, boolean quick, PrintStream tsv) {
+    private EngineProbe(Path dir, boolean quick, PrintStream tsv, Path state) {
         this.dir = dir;
         this.quick = quick;
         this.tsv = tsv;
+        this.state = state;
+        this.suffix = state == null ? "" : "-persist";
     }
 
     public static void main(String[] args) throws Exception {
         Path dir = Path.of("/dev/shm/blksnap-probe");
         boolean quick = false;
         Path tsvPath = null;
+        Path state = null;
         String only = "take,heap";
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
@@ -72,31 +88,37 @@ public final class EngineProbe {
                 case "--quick" -> quick = true;
                 case "--tsv" -> tsvPath = Path.of(args[++i]);
                 case "--only" -> only = args[++i];
+                case "--state" -> state = Path.of(args[++i]);
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + " (--dir DIR --quick --tsv FILE --only take,heap,scale,cow)");
+                        + " (--dir DIR --quick --tsv FILE --only take,heap,scale,cow --state DIR)");
             }
         }
         Files.createDirectories(dir);
         try (PrintStream tsv = tsvPath == null ? null : new PrintStream(Files.newOutputStream(tsvPath,
                 StandardOpenOption.CREATE, StandardOpenOption.APPEND), true)) {
-            EngineProbe p = new EngineProbe(dir, quick, tsv);
-            if (only.contains("take")) {
+            EngineProbe p = new EngineProbe(dir, quick, tsv, state);
+            if (only.contains("take") && state == null) {
                 for (int n : new int[] {1, 4, 16}) {
                     p.take(n, false);
                     p.take(n, true);
                 }
             }
-            if (only.contains("heap")) {
+            if (only.contains("heap") && state == null) {
                 p.heap(GIB, "1G");
                 p.heap(TIB, "1T");
                 p.heap(10 * TIB, "10T");
             }
             if (only.contains("scale")) {
                 for (int n : new int[] {1, 16, 64}) {
-                    p.scaleDevices(n, TIB, n + "dev-1T");
+                    p.scaleDevices(n, TIB, n + "dev-1T", false);
+                }
+                if (state != null) {
+                    for (int n : new int[] {1, 16, 64}) {
+                        p.scaleDevices(n, TIB, n + "dev-1T", true);
+                    }
                 }
                 for (long size : new long[] {GIB, 64 * GIB, TIB, 16 * TIB, 64 * TIB}) {
-                    p.scaleDevices(1, size, "1dev-" + label(size));
+                    p.scaleDevices(1, size, "1dev-" + label(size), false);
                 }
             }
             if (only.contains("scale") || only.contains("cow")) {
@@ -120,8 +142,18 @@ public final class EngineProbe {
         }
     }
 
+    /**
+     * An engine with {@code devices} sparse devices of {@code sizeBytes}; with {@link #state}, its change
+     * tracking kept in a fresh directory {@code state/tag} (see {@link #forgetState}).
+     */
     private Blksnap engineWith(int devices, long sizeBytes, String tag) throws IOException {
-        Blksnap engine = BlksnapModule.init(new Params());
+        Blksnap engine;
+        if (state == null) {
+            engine = BlksnapModule.init(new Params());
+        } else {
+            forgetState(tag);
+            engine = BlksnapModule.init(new Params(), Persistence.in(state.resolve(tag)));
+        }
         for (int i = 0; i < devices; i++) {
             Path f = dir.resolve(tag + "-dev" + i + ".img");
             Files.deleteIfExists(f);
@@ -129,6 +161,21 @@ public final class EngineProbe {
             engine.addDevice("d" + i, dev);
         }
         return engine;
+    }
+
+    /** Deletes what an engine of {@code tag} kept under {@link #state} (nothing without one). */
+    private void forgetState(String tag) throws IOException {
+        if (state == null) {
+            return;
+        }
+        Path root = state.resolve(tag);
+        if (Files.exists(root)) {
+            try (var all = Files.walk(root)) {
+                for (Path p : all.sorted(java.util.Comparator.reverseOrder()).toList()) {
+                    Files.delete(p);
+                }
+            }
+        }
     }
 
     private UUID createWithStorage(Blksnap engine, List<String> names, long storageBytes, String tag) {
@@ -244,12 +291,22 @@ public final class EngineProbe {
      * the heap of the trackers, and the heap one taken snapshot adds, for {@code devices} sparse
      * devices of {@code sizeBytes}.
      */
-    private void scaleDevices(int devices, long sizeBytes, String label) throws Exception {
+    private void scaleDevices(int devices, long sizeBytes, String label, boolean written) throws Exception {
         int reps = quick ? 5 : 11;
         String tag = "scale" + label;
+        label = label + suffix + (written ? "-written" : "");
         long before = usedHeapAfterGc();
         try (Blksnap engine = engineWith(devices, sizeBytes, tag)) {
             List<String> names = engine.deviceNames();
+            if (written) {
+                // Every tracking block changed (mark-dirty of the whole device: no data written), so no
+                // page of any map is zero: what a checkpoint of a device written all over costs.
+                UUID id = createWithStorage(engine, names, 64L << 20, tag); // attaches the trackers
+                engine.snapshotDestroy(id);
+                for (String name : names) {
+                    engine.trackerMarkDirty(name, List.of(new SectorRange(0, sizeBytes / SectorRange.SECTOR_BYTES)));
+                }
+            }
             double[] ms = new double[reps];
             double[] snapMiB = new double[reps];
             double trackerMiB = 0;
@@ -275,6 +332,8 @@ public final class EngineProbe {
             record(key, "p90", ms[(int) Math.ceil(reps * 0.9) - 1], "ms");
             record("scale-heap-trackers-" + label, "tracker", trackerMiB, "MiB");
             record("scale-heap-snapshot-" + label, "snapshot", snapMiB[reps / 2], "MiB");
+        } finally {
+            forgetState(tag);
         }
     }
 
@@ -312,13 +371,14 @@ public final class EngineProbe {
             }
         } finally {
             Files.deleteIfExists(dir.resolve(tag + "-diff.img"));
+            forgetState(tag);
         }
         Arrays.sort(cow);
         Arrays.sort(cold);
         Arrays.sort(copied);
-        record("scale-cow-1M-" + n + "writers", "median", cow[rounds / 2], "MiB/s");
-        record("scale-image-read-1M-cold-" + n + "readers", "median", cold[rounds / 2], "MiB/s");
-        record("scale-image-read-1M-copied-" + n + "readers", "median", copied[rounds / 2], "MiB/s");
+        record("scale-cow-1M-" + n + "writers" + suffix, "median", cow[rounds / 2], "MiB/s");
+        record("scale-image-read-1M-cold-" + n + "readers" + suffix, "median", cold[rounds / 2], "MiB/s");
+        record("scale-image-read-1M-copied-" + n + "readers" + suffix, "median", copied[rounds / 2], "MiB/s");
     }
 
     /** Writes {@code sizeBytes} of zeros to {@code file} (created or truncated), so its pages exist. */
