@@ -3,6 +3,7 @@ package org.blksnap.engine.state;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.blksnap.engine.Errnos.errnoOf;
 
+import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
@@ -26,8 +27,8 @@ import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.module.BlksnapModule;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -44,18 +45,8 @@ class StateRecoveryTest {
 
     @TempDir
     Path dir;
-    final List<Blksnap> open = new ArrayList<>();
-
-    @AfterEach
-    void closeAll() {
-        for (Blksnap e : open) {
-            try {
-                e.close();
-            } catch (RuntimeException ignored) {
-                // closed by the test already
-            }
-        }
-    }
+    @RegisterExtension
+    final StateStoreAccess.Engines open = new StateStoreAccess.Engines();
 
     Persistence persistence(Path state) {
         return new Persistence(state, REGION, Duration.ofHours(1));
@@ -95,15 +86,8 @@ class StateRecoveryTest {
         e.device(device).write(ByteBuffer.allocate(length), offset);
     }
 
-    /** What a kill -9 leaves of the state directory at this moment (the engine is quiescent). */
-    Path crashCopy(Path state) throws Exception {
-        Path copy = dir.resolve("crash-" + UUID.randomUUID());
-        try (var walk = Files.walk(state)) {
-            for (Path p : (Iterable<Path>) walk::iterator) {
-                Files.copy(p, copy.resolve(state.relativize(p).toString()), StandardCopyOption.COPY_ATTRIBUTES);
-            }
-        }
-        return copy;
+    Path crashCopy(Path state) throws IOException {
+        return StateStoreAccess.crashCopy(dir, state);
     }
 
     Path checkpointOf(Path state, String device) {

@@ -7,9 +7,7 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -24,8 +22,8 @@ import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.module.BlksnapModule;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -40,18 +38,8 @@ class TakeCheckpointTest {
 
     @TempDir
     Path dir;
-    final List<Blksnap> open = new ArrayList<>();
-
-    @AfterEach
-    void closeAll() {
-        for (Blksnap e : open) {
-            try {
-                e.close();
-            } catch (RuntimeException ignored) {
-                // closed by the test already
-            }
-        }
-    }
+    @RegisterExtension
+    final StateStoreAccess.Engines open = new StateStoreAccess.Engines();
 
     Blksnap start(Path state, int devices, long sizeBytes) throws IOException {
         Params p = new Params();
@@ -75,15 +63,8 @@ class TakeCheckpointTest {
         return id;
     }
 
-    /** What a kill -9 leaves of the state directory at this moment. */
     Path crashCopy(Path state) throws IOException {
-        Path copy = dir.resolve("crash-" + UUID.randomUUID());
-        try (var walk = Files.walk(state)) {
-            for (Path p : (Iterable<Path>) walk::iterator) {
-                Files.copy(p, copy.resolve(state.relativize(p).toString()), StandardCopyOption.COPY_ATTRIBUTES);
-            }
-        }
-        return copy;
+        return StateStoreAccess.crashCopy(dir, state);
     }
 
     @Test
