@@ -90,7 +90,7 @@ public final class EngineProbe {
                 case "--only" -> only = args[++i];
                 case "--state" -> state = Path.of(args[++i]);
                 default -> throw new IllegalArgumentException("unknown argument " + args[i]
-                        + " (--dir DIR --quick --tsv FILE --only take,heap,scale,cow --state DIR)");
+                        + " (--dir DIR --quick --tsv FILE --only take,heap,scale,devices,cow --state DIR)");
             }
         }
         Files.createDirectories(dir);
@@ -108,7 +108,7 @@ public final class EngineProbe {
                 p.heap(TIB, "1T");
                 p.heap(10 * TIB, "10T");
             }
-            if (only.contains("scale")) {
+            if (only.contains("scale") || only.contains("devices")) {
                 for (int n : new int[] {1, 16, 64}) {
                     p.scaleDevices(n, TIB, n + "dev-1T", false);
                 }
@@ -117,6 +117,8 @@ public final class EngineProbe {
                         p.scaleDevices(n, TIB, n + "dev-1T", true);
                     }
                 }
+            }
+            if (only.contains("scale")) {
                 for (long size : new long[] {GIB, 64 * GIB, TIB, 16 * TIB, 64 * TIB}) {
                     p.scaleDevices(1, size, "1dev-" + label(size), false);
                 }
@@ -161,6 +163,23 @@ public final class EngineProbe {
             engine.addDevice("d" + i, dev);
         }
         return engine;
+    }
+
+    /**
+     * Waits until the checkpoints {@code engine} writes in the background after a take are durable
+     * (nothing without persistence). The engine's state store is private to it, so reflection.
+     */
+    private static void awaitCheckpoints(Blksnap engine) {
+        try {
+            java.lang.reflect.Field f = engine.getClass().getDeclaredField("state");
+            f.setAccessible(true);
+            Object store = f.get(engine);
+            if (store instanceof org.blksnap.engine.state.StateStore s) {
+                s.awaitBackground();
+            }
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("the engine's state store is not where the probe looks: " + e, e);
+        }
     }
 
     /** Deletes what an engine of {@code tag} kept under {@link #state} (nothing without one). */
@@ -308,6 +327,7 @@ public final class EngineProbe {
                 }
             }
             double[] ms = new double[reps];
+            double[] settledMs = new double[reps];
             double[] snapMiB = new double[reps];
             double trackerMiB = 0;
             for (int r = -1; r < reps; r++) {
@@ -319,17 +339,26 @@ public final class EngineProbe {
                 long t0 = System.nanoTime();
                 engine.snapshotTake(id, TakeHooks.NONE);
                 long t1 = System.nanoTime();
+                awaitCheckpoints(engine);
+                long t2 = System.nanoTime();
                 if (r >= 0) {
                     ms[r] = (t1 - t0) / 1e6;
+                    settledMs[r] = (t2 - t0) / 1e6;
                     snapMiB[r] = (usedHeapAfterGc() - idle) / 1048576.0;
                 }
                 engine.snapshotDestroy(id);
             }
             Arrays.sort(ms);
+            Arrays.sort(settledMs);
             Arrays.sort(snapMiB);
             String key = "scale-take-" + label;
             record(key, "median", ms[reps / 2], "ms");
             record(key, "p90", ms[(int) Math.ceil(reps * 0.9) - 1], "ms");
+            if (state != null) {
+                // until the checkpoints a take leaves to the background are durable (what a take right
+                // after it would wait for)
+                record("scale-take-settled-" + label, "median", settledMs[reps / 2], "ms");
+            }
             record("scale-heap-trackers-" + label, "tracker", trackerMiB, "MiB");
             record("scale-heap-snapshot-" + label, "snapshot", snapMiB[reps / 2], "MiB");
         } finally {

@@ -13,6 +13,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.UUID;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
@@ -45,6 +46,14 @@ import org.slf4j.LoggerFactory;
  * either entered the barrier before the close, so its mark is in the copy, or after the open, so it
  * is journaled in the new epoch, which recovery replays. If a checkpoint fails the epoch does not
  * advance at the next attempt, so no journal file still needed is emptied.
+ *
+ * <p><b>Takes</b> advance the epoch too, with the barrier closed right after the switch, and queue a
+ * take record of the new epoch ({@link #takeSwitched}); the take returns once it is forced
+ * ({@link #takeWrite}), and the checkpoint of the new epoch is written after that (the store starts
+ * it). Recovery replays the switch between the records of the two epochs. A take falls back to
+ * copying the maps and writing them before it returns when the epoch cannot advance (the last
+ * checkpoint is not durable yet, e.g. a take right after another whose checkpoint failed) or the take
+ * started a new generation.
  *
  * <p><b>Failures.</b> If the journal cannot be written, the writer is never failed: the checkpoint
  * is renamed to {@code checkpoint.failed} (with the reason in {@code failed}) before any waiting
@@ -88,6 +97,14 @@ final class DeviceState implements WriteJournal {
     private volatile long epoch;
     /** Epoch of the last durable checkpoint; guarded by checkpointLock. */
     private long durableEpoch;
+    /** Generation and active number of the last durable checkpoint (null: none yet); guarded by checkpointLock. */
+    private UUID durableGeneration;
+    private int durableActive;
+    /**
+     * The idle journal (of the next epoch's parity) is empty: the epoch may advance without I/O.
+     * Guarded by checkpointLock (or set before the state is shared).
+     */
+    private boolean idleEmpty;
     /** A region was journaled since the last copy: a periodic checkpoint is due. */
     private volatile boolean dirty;
     /** The journal or a take's checkpoint failed: journaling and running checkpoints stopped. */
@@ -96,13 +113,15 @@ final class DeviceState implements WriteJournal {
 
     // group commit, guarded by commitLock
     private final long[] journalBytes = new long[2];
-    private List<JournalDescriptor.Entry> queue = new ArrayList<>();
+    private List<JournalDescriptor.Record> queue = new ArrayList<>();
     /** Region of an epoch → the batch it is queued in, until that batch is durable. */
     private final Map<QueuedRegion, Long> queuedBatchOf = new HashMap<>();
     private long queueBatch = 1;
     private long durableBatch;
     private boolean leader;
     private final AtomicLong forces = new AtomicLong();
+    /** Takes made durable as a journal record rather than a checkpoint (tests). */
+    private final AtomicLong journaledTakes = new AtomicLong();
 
     /**
      * Opens (creating) the directory and the journal files, leaving their content: they are emptied
@@ -162,6 +181,11 @@ final class DeviceState implements WriteJournal {
         return broken;
     }
 
+    /** Takes journaled as a record so far (tests: both ways of a take are taken). */
+    long journaledTakes() {
+        return journaledTakes.get();
+    }
+
     /** Journal forces so far (tests: group commit shares them). */
     long forces() {
         return forces.get();
@@ -219,15 +243,20 @@ final class DeviceState implements WriteJournal {
                     mine = Math.max(mine, batch);
                 }
             }
-            while (mine > durableBatch && !broken && !closed) {
-                if (leader) {
-                    committed.awaitUninterruptibly();
-                } else {
-                    lead();
-                }
-            }
+            awaitDurable(mine);
         } finally {
             commitLock.unlock();
+        }
+    }
+
+    /** commitLock held: until batch {@code batch} is durable (leading batches while no one else does), or the journal stopped. */
+    private void awaitDurable(long batch) {
+        while (batch > durableBatch && !broken && !closed) {
+            if (leader) {
+                committed.awaitUninterruptibly();
+            } else {
+                lead();
+            }
         }
     }
 
@@ -270,11 +299,11 @@ final class DeviceState implements WriteJournal {
     private void lead() {
         leader = true;
         long batch = queueBatch++;
-        List<JournalDescriptor.Entry> records = queue;
+        List<JournalDescriptor.Record> records = queue;
         queue = new ArrayList<>();
         long[] at = new long[2];
         int[] count = new int[2];
-        for (JournalDescriptor.Entry r : records) {
+        for (JournalDescriptor.Record r : records) {
             count[(int) (r.epoch() & 1)]++;
         }
         for (int f = 0; f < 2; f++) {
@@ -289,7 +318,7 @@ final class DeviceState implements WriteJournal {
                     continue;
                 }
                 ByteBuffer buf = ByteBuffer.allocate(count[f] * JournalDescriptor.RECORD_BYTES);
-                for (JournalDescriptor.Entry r : records) {
+                for (JournalDescriptor.Record r : records) {
                     if ((r.epoch() & 1) == f) {
                         JournalDescriptor.put(buf, r);
                     }
@@ -312,9 +341,11 @@ final class DeviceState implements WriteJournal {
             invalidate(GenerationReason.JOURNAL_FAILED, failure.getMessage());
         }
         commitLock.lock();
-        for (JournalDescriptor.Entry r : records) {
-            queuedBatchOf.remove(new QueuedRegion(r.epoch(), r.regionIndex()));
-            raiseRecorded((int) r.regionIndex(), r.epoch());
+        for (JournalDescriptor.Record r : records) {
+            if (r instanceof JournalDescriptor.Entry e) {
+                queuedBatchOf.remove(new QueuedRegion(e.epoch(), e.regionIndex()));
+                raiseRecorded((int) e.regionIndex(), e.epoch());
+            }
         }
         durableBatch = batch;
         leader = false;
@@ -328,6 +359,7 @@ final class DeviceState implements WriteJournal {
     void resetJournals() throws IOException {
         emptyJournal(0);
         emptyJournal(1);
+        idleEmpty = true;
     }
 
     /** Waits until no batch is being appended, then holds the commit (leader) role; no lock held on return. */
@@ -362,7 +394,8 @@ final class DeviceState implements WriteJournal {
             journals[f].truncate(0);
             journals[f].force(true);
         } catch (IOException e) {
-            throw new IOException("emptying " + journalPaths[f] + ": " + e.getMessage(), e);
+            throw new IOException("emptying " + journalPaths[f] + ": " + (e.getMessage() != null ? e.getMessage()
+                    : e.getClass().getSimpleName()), e);
         } finally {
             releaseCommitRole(() -> journalBytes[f] = 0);
         }
@@ -397,7 +430,11 @@ final class DeviceState implements WriteJournal {
             if (copy == null) {
                 return true;
             }
-            return write(new Checkpoint(copy, epoch, false, null), false) || broken || closed;
+            if (write(new Checkpoint(copy, epoch, false, null), false)) {
+                emptyIdle(); // now, so that the next take or checkpoint advances the epoch without I/O
+                return true;
+            }
+            return broken || closed;
         } finally {
             checkpointLock.unlock();
         }
@@ -417,24 +454,78 @@ final class DeviceState implements WriteJournal {
         return prepareAdvance();
     }
 
-    /** For a take, with the barrier closed, right after the switch: advance and copy. */
-    CbtMap.Saved takeSwitched(boolean advance) {
-        if (broken || closed) {
-            return null;
+    /**
+     * What a take still has to make durable for one device after its switch: a take record in the
+     * journal (batch {@code batch}), or a copy of the maps as a checkpoint; neither if the state is
+     * broken or closed.
+     */
+    record TakeStep(long batch, CbtMap.Saved copy) {
+        static final TakeStep NOTHING = new TakeStep(0, null);
+
+        /** Whether the take was journaled as a record, so a checkpoint of the new epoch is due. */
+        boolean journaled() {
+            return batch > 0;
         }
-        return copyAndAdvance(advance, true);
     }
 
     /**
-     * For a take, after the barriers opened and before the images appear: writes the copy durably;
-     * if that fails, invalidates the state (CHECKPOINT_FAILED), because the numbers on disk would now
-     * be behind the ones the backup tool is about to see.
+     * For a take, with the barrier closed, right after the switch. If the epoch may advance and the
+     * switch only moved the numbers on from the durable checkpoint's (same generation, active + 1),
+     * the epoch advances and a take record of the new epoch is queued: recovery replays the switch
+     * from the checkpoint and the journal, so no copy of the maps is needed now. Otherwise (the last
+     * checkpoint is not durable, or the take started a new generation) the maps are copied, to be
+     * written as the checkpoint.
      */
-    void takeWrite(CbtMap.Saved copy) {
-        if (copy == null || broken || closed) {
+    TakeStep takeSwitched(boolean advance) {
+        if (broken || closed) {
+            return TakeStep.NOTHING;
+        }
+        Tracker t = trackedDevice.tracker();
+        if (t == null) {
+            return TakeStep.NOTHING;
+        }
+        CbtMap m = t.cbt();
+        if (advance && m.generationId().equals(durableGeneration) && m.snapNumber() == durableActive
+                && m.activeNumber() == durableActive + 1) {
+            long e = epoch + 1;
+            epoch = e;
+            idleEmpty = false; // the journal of the epoch before is the idle one now
+            dirty = true; // the checkpoint of the new epoch is due
+            commitLock.lock();
+            try {
+                if (broken || closed) {
+                    return TakeStep.NOTHING;
+                }
+                queue.add(new JournalDescriptor.Take(e, m.snapNumber(), m.activeNumber(), m.generationId().hashCode()));
+                journaledTakes.incrementAndGet();
+                return new TakeStep(queueBatch, null);
+            } finally {
+                commitLock.unlock();
+            }
+        }
+        return new TakeStep(0, copyAndAdvance(advance, true));
+    }
+
+    /**
+     * For a take, after the barriers opened and before the images appear: makes the take durable,
+     * as its journal record (a failure invalidates the state with JOURNAL_FAILED, as for any write)
+     * or as a checkpoint; if the checkpoint fails, invalidates the state (CHECKPOINT_FAILED), because
+     * the numbers on disk would now be behind the ones the backup tool is about to see.
+     */
+    void takeWrite(TakeStep step) {
+        if (broken || closed) {
             return;
         }
-        if (!write(new Checkpoint(copy, epoch, false, null), false) && !broken) {
+        if (step.journaled()) {
+            commitLock.lock();
+            try {
+                awaitDurable(step.batch());
+            } finally {
+                commitLock.unlock();
+            }
+            return;
+        }
+        if (step.copy() != null && !write(new Checkpoint(step.copy(), epoch, false, null), false) && !broken) {
             invalidate(GenerationReason.CHECKPOINT_FAILED, "the checkpoint at a take could not be written");
         }
     }
@@ -444,16 +535,33 @@ final class DeviceState implements WriteJournal {
         checkpointLock.unlock();
     }
 
-    /** Whether the epoch may advance; if so, the idle journal is emptied. checkpointLock held. */
+    /** Whether the epoch may advance; if so, the idle journal is empty on return. checkpointLock held. */
     private boolean prepareAdvance() {
         if (durableEpoch != epoch) {
-            return false; // the last checkpoint failed: both journal files may still be needed
+            return false; // the last checkpoint failed or is not written yet: both journal files may still be needed
+        }
+        return emptyIdle();
+    }
+
+    /**
+     * With the checkpoint of the current epoch durable: empties the idle journal (its records are of
+     * epochs before that checkpoint) unless it is already empty. A failure invalidates the state
+     * (JOURNAL_FAILED). checkpointLock held.
+     *
+     * @return whether the idle journal is empty
+     */
+    private boolean emptyIdle() {
+        if (idleEmpty) {
+            return true;
         }
         try {
             emptyJournal((int) ((epoch + 1) & 1));
+            idleEmpty = true;
             return true;
         } catch (IOException e) {
-            invalidate(GenerationReason.JOURNAL_FAILED, e.getMessage());
+            if (!closed) {
+                invalidate(GenerationReason.JOURNAL_FAILED, e.getMessage());
+            }
             return false;
         }
     }
@@ -470,6 +578,7 @@ final class DeviceState implements WriteJournal {
         }
         if (advance) {
             epoch = epoch + 1;
+            idleEmpty = false;
         }
         dirty = false;
         return atSwitch ? t.cbt().saveSwitched() : t.cbt().save();
@@ -501,6 +610,8 @@ final class DeviceState implements WriteJournal {
                 fileLock.unlock();
             }
             durableEpoch = c.epoch();
+            durableGeneration = c.map().generationId();
+            durableActive = c.map().active();
             return true;
         } catch (IOException | RuntimeException e) {
             LOG.warn("{}: checkpoint of epoch {} not written: {}", device, c.epoch(), e.toString());
@@ -570,6 +681,7 @@ final class DeviceState implements WriteJournal {
                 }
                 long e = epoch + 1;
                 epoch = e;
+                idleEmpty = false;
                 if (write(new Checkpoint(copy, e, true, identity), true)) {
                     LOG.info("{}: tracker saved (generation {}, snapshot number {})", device, copy.generationId(),
                             copy.previous());
@@ -688,8 +800,13 @@ final class DeviceState implements WriteJournal {
         closeJournals();
     }
 
-    /** The valid records now in journal file {@code f} (tests). */
+    /** The valid region records now in journal file {@code f} (tests). */
     List<JournalDescriptor.Entry> journalRecords(int f) throws IOException {
+        return JournalDescriptor.regions(journalContent(f));
+    }
+
+    /** Every valid record now in journal file {@code f}, takes included (tests). */
+    List<JournalDescriptor.Record> journalContent(int f) throws IOException {
         ByteBuffer b = ByteBuffer.allocate((int) Files.size(journalPaths[f]));
         try (FileChannel ch = FileChannel.open(journalPaths[f], StandardOpenOption.READ)) {
             StateFiles.readFully(ch, b, 0, journalPaths[f]);

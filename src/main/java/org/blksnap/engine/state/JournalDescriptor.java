@@ -7,25 +7,38 @@ import java.util.List;
 import java.util.zip.CRC32C;
 
 /**
- * The layout of a tracker's write journal, {@code trackers/<device>/journal.0} and {@code journal.1},
- * version 1: a sequence of fixed 32-byte records, appended, each saying "region R of the device may
- * have been written in epoch E". Epochs alternate between the two files by parity (epoch E goes to
- * {@code journal.(E & 1)}); a file is emptied (truncated and forced) before the epoch that uses it
- * next begins, once the checkpoint of the epoch before is durable. Big-endian.
+ * The layout of a tracker's write journal, {@code trackers/<device>/journal.0} and {@code journal.1}:
+ * a sequence of fixed 32-byte records, appended. A region record (version 1) says "region R of the
+ * device may have been written in epoch E"; a take record (version 2) says "epoch E began with a
+ * take: the maps switched and the numbers became previous/active". Epochs alternate between the two
+ * files by parity (epoch E goes to {@code journal.(E & 1)}); a file is emptied (truncated and
+ * forced) before the epoch that uses it next begins, once the checkpoint of the epoch before is
+ * durable. Big-endian.
  *
  * <pre>
- * Record (32 bytes)
+ * Region record (32 bytes), version 1
  *   0         4       6   7   8                   16                  24        28        32
  *   +---------+-------+---+---+-------------------+-------------------+---------+---------+
- *   | u32 MAG | u16 v | s | 0 | u64 epoch         | u64 region index  | u32 0   | u32 CRC |
+ *   | u32 MAG | u16 1 | s | 0 | u64 epoch         | u64 region index  | u32 0   | u32 CRC |
  *   +---------+-------+---+---+-------------------+-------------------+---------+---------+
  *   s: u8 region shift (the region is bytes [index << s, (index + 1) << s) of the device)
- *   CRC: CRC32C of bytes [0, 28)
+ *
+ * Take record (32 bytes), version 2
+ *   0         4       6   7   8                   16        20        24        28        32
+ *   +---------+-------+---+---+-------------------+---------+---------+---------+---------+
+ *   | u32 MAG | u16 2 | 0 | 1 | u64 epoch         | u32 prev| u32 act | u32 gen | u32 CRC |
+ *   +---------+-------+---+---+-------------------+---------+---------+---------+---------+
+ *   prev, act: the snapshot numbers right after the switch (act = prev + 1)
+ *   gen: UUID.hashCode() of the generation, i.e. (int) (h >>> 32) ^ (int) h with h = msb ^ lsb
+ *
+ *   CRC (both): CRC32C of bytes [0, 28)
  * </pre>
  *
  * <p>A reader takes records from the start and stops at the first one that is short, has another
- * magic or version, or fails its CRC: a crash can only tear the batch being appended, whose writers
- * were not acknowledged yet, and everything after a torn record is of that batch or later.
+ * magic, an unknown version or kind, or fails its CRC: a crash can only tear the batch being
+ * appended, whose writers were not acknowledged yet, and everything after a torn record is of that
+ * batch or later. (A reader of version 1 only stops at the first take record: a journal holding one
+ * needs this version to be recovered.)
  */
 final class JournalDescriptor {
     private JournalDescriptor() {
@@ -33,24 +46,37 @@ final class JournalDescriptor {
 
     /** "BSJR". */
     static final int MAGIC = 0x42534A52;
+    /** Version of a region record. */
     static final int VERSION = 1;
+    /** Version of a take record (its kind byte is {@link #KIND_TAKE}). */
+    static final int TAKE_VERSION = 2;
+    static final int KIND_TAKE = 1;
 
     static final int MAGIC_OFFSET = 0;
     static final int VERSION_OFFSET = 4;
     static final int REGION_SHIFT_OFFSET = 6;
     static final int EPOCH_OFFSET = 8;
+    static final int KIND_OFFSET = 7;
     static final int REGION_OFFSET = 16;
+    static final int PREVIOUS_OFFSET = 16;
+    static final int ACTIVE_OFFSET = 20;
+    static final int GENERATION_OFFSET = 24;
     static final int CRC_OFFSET = 28;
     static final int RECORD_BYTES = 32;
     /** Largest journal file read (1 GiB of records): bounds the allocation of a reader. */
     static final long MAX_FILE_BYTES = 1L << 30;
 
+    /** A journal record: a region written, or a take. */
+    sealed interface Record permits Entry, Take {
+        long epoch();
+    }
+
     /**
-     * A journal record.
+     * A region record.
      *
      * @param regionShift log2 of the region size in bytes at the time it was written
      */
-    record Entry(long epoch, long regionIndex, int regionShift) {
+    record Entry(long epoch, long regionIndex, int regionShift) implements Record {
         /** First byte of the region. */
         long offsetBytes() {
             return regionIndex << regionShift;
@@ -61,8 +87,38 @@ final class JournalDescriptor {
         }
     }
 
-    /** Puts the record for {@code e} at {@code dst}'s position and advances it by {@link #RECORD_BYTES}. */
-    static void put(ByteBuffer dst, Entry e) {
+    /**
+     * A take record: epoch {@code epoch} began with the switch of a take, after which the numbers
+     * were {@code previous} and {@code active} in the generation whose {@code UUID.hashCode()} is
+     * {@code generationHash}.
+     */
+    record Take(long epoch, int previous, int active, int generationHash) implements Record {
+    }
+
+    /** Puts {@code r} at {@code dst}'s position and advances it by {@link #RECORD_BYTES}. */
+    static void put(ByteBuffer dst, Record r) {
+        switch (r) {
+            case Entry e -> put(dst, e);
+            case Take t -> put(dst, t);
+        }
+    }
+
+    private static void put(ByteBuffer dst, Take t) {
+        int at = dst.position();
+        ByteBuffer b = dst.duplicate().order(ByteOrder.BIG_ENDIAN);
+        b.putInt(at + MAGIC_OFFSET, MAGIC)
+                .putShort(at + VERSION_OFFSET, (short) TAKE_VERSION)
+                .put(at + REGION_SHIFT_OFFSET, (byte) 0)
+                .put(at + KIND_OFFSET, (byte) KIND_TAKE)
+                .putLong(at + EPOCH_OFFSET, t.epoch())
+                .putInt(at + PREVIOUS_OFFSET, t.previous())
+                .putInt(at + ACTIVE_OFFSET, t.active())
+                .putInt(at + GENERATION_OFFSET, t.generationHash());
+        b.putInt(at + CRC_OFFSET, crc(b, at));
+        dst.position(at + RECORD_BYTES);
+    }
+
+    private static void put(ByteBuffer dst, Entry e) {
         int at = dst.position();
         ByteBuffer b = dst.duplicate().order(ByteOrder.BIG_ENDIAN);
         b.putInt(at + MAGIC_OFFSET, MAGIC)
@@ -76,17 +132,38 @@ final class JournalDescriptor {
         dst.position(at + RECORD_BYTES);
     }
 
+    /** The region records of {@code records}, in order. */
+    static List<Entry> regions(List<Record> records) {
+        List<Entry> out = new ArrayList<>();
+        for (Record r : records) {
+            if (r instanceof Entry e) {
+                out.add(e);
+            }
+        }
+        return out;
+    }
+
     /**
      * The valid records of a journal file's content, in order, up to the first one that is short or
      * invalid.
      */
-    static List<Entry> scan(ByteBuffer content) {
+    static List<Record> scan(ByteBuffer content) {
         ByteBuffer b = content.duplicate().order(ByteOrder.BIG_ENDIAN);
-        List<Entry> out = new ArrayList<>();
+        List<Record> out = new ArrayList<>();
         for (int at = b.position(); at + RECORD_BYTES <= b.limit(); at += RECORD_BYTES) {
-            if (b.getInt(at + MAGIC_OFFSET) != MAGIC || Short.toUnsignedInt(b.getShort(at + VERSION_OFFSET)) != VERSION
+            int version = Short.toUnsignedInt(b.getShort(at + VERSION_OFFSET));
+            if (b.getInt(at + MAGIC_OFFSET) != MAGIC || (version != VERSION && version != TAKE_VERSION)
                     || b.getInt(at + CRC_OFFSET) != crc(b, at)) {
                 break;
+            }
+            if (version == TAKE_VERSION) {
+                int previous = b.getInt(at + PREVIOUS_OFFSET);
+                int active = b.getInt(at + ACTIVE_OFFSET);
+                if (b.get(at + KIND_OFFSET) != KIND_TAKE || previous < 0 || active != previous + 1) {
+                    break;
+                }
+                out.add(new Take(b.getLong(at + EPOCH_OFFSET), previous, active, b.getInt(at + GENERATION_OFFSET)));
+                continue;
             }
             int shift = Byte.toUnsignedInt(b.get(at + REGION_SHIFT_OFFSET));
             long index = b.getLong(at + REGION_OFFSET);

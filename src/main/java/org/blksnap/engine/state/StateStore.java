@@ -11,6 +11,7 @@ import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
@@ -53,6 +54,8 @@ public final class StateStore implements AutoCloseable {
     private final ConcurrentHashMap<String, DeviceState> states = new ConcurrentHashMap<>();
     private final CountDownLatch stop = new CountDownLatch(1);
     private final Thread checkpointer;
+    /** Checkpoints running after takes ({@link #checkpointInBackground}). */
+    private final Set<Thread> background = ConcurrentHashMap.newKeySet();
 
     private StateStore(Persistence persistence, StorageLedger ledger) {
         this.persistence = persistence;
@@ -207,7 +210,7 @@ public final class StateStore implements AutoCloseable {
             }
         }
         long maxEpoch = c == null ? 0 : c.epoch();
-        List<JournalDescriptor.Entry> records = new ArrayList<>();
+        List<JournalDescriptor.Record> records = new ArrayList<>();
         for (int f = 0; f < 2; f++) {
             Path jp = dir.resolve("journal." + f);
             try {
@@ -219,7 +222,7 @@ public final class StateStore implements AutoCloseable {
                 }
             }
         }
-        for (JournalDescriptor.Entry e : records) {
+        for (JournalDescriptor.Record e : records) {
             maxEpoch = Math.max(maxEpoch, e.epoch());
         }
         if (c != null && reason == null) {
@@ -256,24 +259,70 @@ public final class StateStore implements AutoCloseable {
                 LOG.info("{}: tracker restored after a clean stop: generation {}, snapshot number {}", name,
                         map.generationId(), map.snapNumber());
             } else {
-                int raised = 0;
-                for (JournalDescriptor.Entry e : records) {
-                    if (e.epoch() >= c.epoch()) {
-                        map.raise(e.offsetBytes(), e.lengthBytes());
-                        raised++;
-                    }
+                String wrong = replay(map, c.epoch(), records);
+                if (wrong != null) {
+                    return new Recovered(CbtMap.create(name, size, values, GenerationReason.STATE_CORRUPT,
+                            dir + ": " + wrong), maxEpoch + 1, true);
                 }
-                LOG.warn("{}: blksnapd did not stop cleanly; tracker restored (generation {}, snapshot number {}) and {}"
-                        + " journaled region(s) raised to {}", name, map.generationId(), map.snapNumber(), raised,
-                        map.activeNumber());
             }
             return new Recovered(map, maxEpoch + 1, false);
         }
         return new Recovered(CbtMap.create(name, size, values, reason, detail), maxEpoch + 1, true);
     }
 
+    /**
+     * After a crash: brings {@code map}, restored from the checkpoint of epoch {@code epoch}, up to
+     * what the journal says happened since. Every region record of the checkpoint's epoch raises its
+     * region to the checkpoint's active number; a take record of the next epoch (a take whose
+     * checkpoint was not durable yet) then switches the maps as that take did; every region record of
+     * a later epoch raises its region to the number after it. Takes of the checkpoint's epoch or
+     * earlier are in the checkpoint already.
+     *
+     * @return null, or what is wrong with the journal (a take that does not follow the checkpoint)
+     */
+    static String replay(CbtMap map, long epoch, List<JournalDescriptor.Record> records) {
+        JournalDescriptor.Take take = null;
+        for (JournalDescriptor.Record r : records) {
+            if (r instanceof JournalDescriptor.Take t && t.epoch() > epoch) {
+                if (take != null || t.epoch() != epoch + 1) {
+                    return "the journal holds a take of epoch " + t.epoch() + (take != null ? " besides one of epoch "
+                            + take.epoch() : "") + " after the checkpoint of epoch " + epoch;
+                }
+                take = t;
+            }
+        }
+        if (take != null && (take.previous() != map.activeNumber() || take.active() != map.activeNumber() + 1
+                || take.generationHash() != map.generationId().hashCode())) {
+            return "the journal's take of epoch " + take.epoch() + " (snapshot numbers " + take.previous() + "/"
+                    + take.active() + ") does not follow the checkpoint (" + map.snapNumber() + "/" + map.activeNumber()
+                    + ", generation " + map.generationId() + ")";
+        }
+        long lastBefore = take == null ? Long.MAX_VALUE : epoch;
+        int raised = raise(map, records, epoch, lastBefore);
+        if (take != null) {
+            map.switchAtTake();
+            raised += raise(map, records, take.epoch(), Long.MAX_VALUE);
+        }
+        LOG.warn("{}: blksnapd did not stop cleanly; tracker restored (generation {}, snapshot number {}{}) and {}"
+                + " journaled region(s) raised", map.device(), map.generationId(), map.snapNumber(),
+                take == null ? "" : ", from the journal's take of epoch " + take.epoch(), raised);
+        return null;
+    }
+
+    /** Raises the regions of every region record of an epoch in [from, to] to the map's active number. */
+    private static int raise(CbtMap map, List<JournalDescriptor.Record> records, long from, long to) {
+        int raised = 0;
+        for (JournalDescriptor.Record r : records) {
+            if (r instanceof JournalDescriptor.Entry e && e.epoch() >= from && e.epoch() <= to) {
+                map.raise(e.offsetBytes(), e.lengthBytes());
+                raised++;
+            }
+        }
+        return raised;
+    }
+
     /** The valid records of a journal file (none if it is missing). */
-    private static List<JournalDescriptor.Entry> readJournal(Path p) throws IOException {
+    private static List<JournalDescriptor.Record> readJournal(Path p) throws IOException {
         try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
             long size = Math.min(ch.size(), JournalDescriptor.MAX_FILE_BYTES);
             ByteBuffer b = ByteBuffer.allocate((int) size);
@@ -320,29 +369,51 @@ public final class StateStore implements AutoCloseable {
             } catch (InterruptedException e) {
                 return;
             }
+            List<DeviceState> due = new ArrayList<>();
             for (DeviceState st : states.values()) {
-                try {
-                    if (st.dirty() && !st.broken()) {
-                        st.checkpoint();
-                    }
-                } catch (RuntimeException e) {
-                    LOG.error("{}: periodic checkpoint failed", st.device(), e);
+                if (st.dirty() && !st.broken()) {
+                    due.add(st);
                 }
             }
+            checkpointAll(due, "periodic checkpoint");
         }
     }
 
     /**
-     * The checkpoint of a take, in three steps around the take's barrier: {@link #beginTake} before
-     * the barriers close (takes each device's checkpoint lock, in name order, and empties idle
-     * journals), {@link Take#switched} with the barriers closed right after the maps switched (the
-     * epoch advances and the maps are copied), {@link Take#commit} after they open and before the
-     * images appear (the copies are made durable), and {@link Take#close} (the locks go).
+     * Checkpoints {@code due} at the same time ({@link #runTogether}: the file system commits their
+     * syncs together). A failure is logged: the previous checkpoint and the journal still hold.
+     */
+    private static void checkpointAll(List<DeviceState> due, String what) {
+        List<String> names = new ArrayList<>(due.size());
+        List<Runnable> work = new ArrayList<>(due.size());
+        for (DeviceState st : due) {
+            names.add(st.device());
+            work.add(() -> {
+                try {
+                    st.checkpoint();
+                } catch (RuntimeException e) {
+                    LOG.error("{}: {} failed", st.device(), what, e);
+                }
+            });
+        }
+        if (!work.isEmpty()) {
+            runTogether("checkpoint-", names, work);
+        }
+    }
+
+    /**
+     * What a take makes durable, in steps around the take's barrier: {@link #beginTake} before the
+     * barriers close (takes each device's checkpoint lock, in name order, and empties idle journals),
+     * {@link Take#switched} with the barriers closed right after the maps switched (the epoch advances
+     * and a take record is queued in the journal, or the maps are copied), {@link Take#commit} after
+     * they open and before the images appear (the records or copies are made durable), and
+     * {@link Take#close} (the locks go; the checkpoints of the new epochs are written in the
+     * background).
      */
     public Take beginTake(List<TrackedDevice> devices) {
         List<TrackedDevice> order = new ArrayList<>(devices);
         order.sort(Comparator.comparing(TrackedDevice::name));
-        Take take = new Take();
+        Take take = new Take(this);
         for (TrackedDevice d : order) {
             DeviceState st = states.get(d.name());
             if (st != null) {
@@ -352,95 +423,150 @@ public final class StateStore implements AutoCloseable {
         return take;
     }
 
-    /** One take's checkpoints; see {@link #beginTake}. Used by the taking thread only. */
+    /** One take's durable part; see {@link #beginTake}. Used by the taking thread only. */
     public static final class Take implements AutoCloseable {
-        /** Checkpoints of one take written at the same time (each holds its encoded file, 2 bytes per block, in heap). */
+        /** Devices of one take made durable at the same time (a checkpoint holds its encoded file, 2 bytes per block, in heap). */
         static final int PARALLEL_COMMITS = 8;
 
+        private final StateStore store;
         private final List<String> names = new ArrayList<>();
         private final List<DeviceState> states = new ArrayList<>();
         private final List<Boolean> advance = new ArrayList<>();
-        private final List<CbtMap.Saved> copies = new ArrayList<>();
+        private final List<DeviceState.TakeStep> steps = new ArrayList<>();
 
-        private Take() {
+        private Take(StateStore store) {
+            this.store = store;
         }
 
         private void add(String name, DeviceState st) {
             names.add(name);
             states.add(st);
             advance.add(st.takeBegin());
-            copies.add(null);
+            steps.add(DeviceState.TakeStep.NOTHING);
         }
 
         /** With the device's barrier closed, right after its map switched. */
         public void switched(TrackedDevice d) {
             int i = names.indexOf(d.name());
             if (i >= 0) {
-                copies.set(i, states.get(i).takeSwitched(advance.get(i)));
+                steps.set(i, states.get(i).takeSwitched(advance.get(i)));
             }
         }
 
         /**
-         * After the barriers opened: every copy is durable when this returns (or its state invalidated).
-         * The devices' checkpoints are written at the same time, at most {@link #PARALLEL_COMMITS} at
-         * once, each on its own virtual thread: the file system then commits their syncs together
-         * instead of one device after another (64 devices of 1 TiB marked all over, 8 MiB each, on
-         * ext4: a take of 491-535 ms before, 399-420 ms with this; docs/BENCHMARKS.md, cost curves).
+         * After the barriers opened: every device's take is durable when this returns (its journal
+         * record forced, or its checkpoint written), or its state invalidated. The devices are done at
+         * the same time, at most {@link #PARALLEL_COMMITS} at once, each on its own virtual thread: the
+         * file system then commits their syncs together instead of one device after another.
          */
         public void commit() {
-            if (states.size() == 1) {
-                states.getFirst().takeWrite(copies.getFirst());
-                return;
-            }
-            Semaphore room = new Semaphore(PARALLEL_COMMITS);
-            List<Thread> writers = new ArrayList<>(states.size());
-            List<Throwable> failures = new CopyOnWriteArrayList<>();
+            List<Runnable> work = new ArrayList<>(states.size());
             for (int i = 0; i < states.size(); i++) {
                 DeviceState st = states.get(i);
-                CbtMap.Saved copy = copies.get(i);
-                room.acquireUninterruptibly();
-                try {
-                    writers.add(Thread.ofVirtual().name("checkpoint-" + names.get(i)).start(() -> {
-                        try {
-                            st.takeWrite(copy);
-                        } catch (Throwable t) {
-                            failures.add(t);
-                        } finally {
-                            room.release();
-                        }
-                    }));
-                } catch (Throwable t) {
-                    room.release();
-                    throw t;
-                }
+                DeviceState.TakeStep step = steps.get(i);
+                work.add(() -> st.takeWrite(step));
             }
-            boolean interrupted = false;
-            for (Thread w : writers) {
-                while (true) {
-                    try {
-                        w.join();
-                        break;
-                    } catch (InterruptedException e) {
-                        interrupted = true; // the copies must be durable (or invalidated) before the take goes on
-                    }
-                }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
-            }
-            if (!failures.isEmpty()) {
-                Throwable first = failures.getFirst();
-                if (first instanceof Error e) {
-                    throw e;
-                }
-                throw (RuntimeException) first;
-            }
+            runTogether("take-", names, work);
         }
 
+        /** Releases the checkpoint locks; the devices whose take went to the journal are checkpointed in the background. */
         @Override
         public void close() {
+            List<DeviceState> due = new ArrayList<>();
             for (int i = states.size() - 1; i >= 0; i--) {
                 states.get(i).takeDone();
+                if (steps.get(i).journaled()) {
+                    due.add(states.get(i));
+                }
+            }
+            if (!due.isEmpty()) {
+                store.checkpointInBackground(due);
+            }
+        }
+    }
+
+    /**
+     * Runs {@code work} (one task per device of {@code names}) at most {@link Take#PARALLEL_COMMITS}
+     * at once, each on a virtual thread, and returns when all are done, uninterruptibly (one task
+     * runs on the caller). An Error or RuntimeException of a task is rethrown after all finished.
+     */
+    static void runTogether(String prefix, List<String> names, List<Runnable> work) {
+        if (work.size() == 1) {
+            work.getFirst().run();
+            return;
+        }
+        Semaphore room = new Semaphore(Take.PARALLEL_COMMITS);
+        List<Thread> threads = new ArrayList<>(work.size());
+        List<Throwable> failures = new CopyOnWriteArrayList<>();
+        for (int i = 0; i < work.size(); i++) {
+            Runnable task = work.get(i);
+            room.acquireUninterruptibly();
+            try {
+                threads.add(Thread.ofVirtual().name(prefix + names.get(i)).start(() -> {
+                    try {
+                        task.run();
+                    } catch (Throwable t) {
+                        failures.add(t);
+                    } finally {
+                        room.release();
+                    }
+                }));
+            } catch (Throwable t) {
+                room.release();
+                throw t;
+            }
+        }
+        boolean interrupted = false;
+        for (Thread w : threads) {
+            while (true) {
+                try {
+                    w.join();
+                    break;
+                } catch (InterruptedException e) {
+                    interrupted = true; // what the tasks make durable must be so before the caller goes on
+                }
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+        if (!failures.isEmpty()) {
+            Throwable first = failures.getFirst();
+            if (first instanceof Error e) {
+                throw e;
+            }
+            throw (RuntimeException) first;
+        }
+    }
+
+    /**
+     * Checkpoints {@code due} on a background virtual thread (after a take journaled as records), so
+     * that the next take can again advance the epoch with a record instead of a copy. A failure only
+     * logs: the previous checkpoint and the journal still hold.
+     */
+    private void checkpointInBackground(List<DeviceState> due) {
+        Thread t = Thread.ofVirtual().name("blksnap-take-checkpoints").unstarted(() -> {
+            try {
+                checkpointAll(due, "checkpoint after a take");
+            } finally {
+                background.remove(Thread.currentThread());
+            }
+        });
+        background.add(t);
+        t.start();
+    }
+
+    /**
+     * Waits until the checkpoints started after takes are written ({@link #close}; tests and the
+     * engine probe, which times how long after a take they land).
+     */
+    public void awaitBackground() {
+        for (Thread t : List.copyOf(background)) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
             }
         }
     }
@@ -493,6 +619,7 @@ public final class StateStore implements AutoCloseable {
                 Thread.currentThread().interrupt();
             }
         }
+        awaitBackground();
         for (DeviceState st : states.values()) {
             st.close();
         }

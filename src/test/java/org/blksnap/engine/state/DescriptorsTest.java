@@ -140,14 +140,26 @@ class DescriptorsTest {
     @Test
     void journalRecordsRoundTripAndAReaderStopsAtTheFirstTornOrForeignRecord() {
         ByteBuffer b = ByteBuffer.allocate(10 * JournalDescriptor.RECORD_BYTES);
+        JournalDescriptor.Take take = new JournalDescriptor.Take(105, 41, 42, UUID.randomUUID().hashCode());
         for (int i = 0; i < 10; i++) {
-            JournalDescriptor.put(b, new JournalDescriptor.Entry(100 + i, 1000L * i, 26));
+            JournalDescriptor.put(b, i == 5 ? take : new JournalDescriptor.Entry(100 + i, 1000L * i, 26));
         }
         b.flip();
-        List<JournalDescriptor.Entry> all = JournalDescriptor.scan(b);
+        List<JournalDescriptor.Record> all = JournalDescriptor.scan(b);
         assertThat(all).hasSize(10);
         assertThat(all.get(3)).isEqualTo(new JournalDescriptor.Entry(103, 3000, 26));
-        assertThat(all.get(3).offsetBytes()).isEqualTo(3000L << 26);
+        assertThat(((JournalDescriptor.Entry) all.get(3)).offsetBytes()).isEqualTo(3000L << 26);
+        assertThat(all.get(5)).isEqualTo(take);
+        assertThat(JournalDescriptor.regions(all)).hasSize(9).contains((JournalDescriptor.Entry) all.get(6));
+        // a take record is version 2: a reader of version 1 stops there rather than misread it as a region
+        assertThat(Short.toUnsignedInt(b.getShort(5 * 32 + JournalDescriptor.VERSION_OFFSET))).isEqualTo(2);
+        // one flipped bit in the take record: the reader stops there too
+        for (int bit = 0; bit < 32 * 8; bit++) {
+            ByteBuffer c = ByteBuffer.allocate(b.limit()).put(b.duplicate()).flip();
+            int at = 5 * 32 + bit / 8;
+            c.put(at, (byte) (c.get(at) ^ (1 << (bit % 8))));
+            assertThat(JournalDescriptor.scan(c)).as("take record, bit %d", bit).hasSize(5);
+        }
         // a torn tail: only whole records count
         assertThat(JournalDescriptor.scan(b.duplicate().limit(7 * 32 + 31))).hasSize(7);
         // one flipped bit in record 4: the reader stops there, records after it are not trusted

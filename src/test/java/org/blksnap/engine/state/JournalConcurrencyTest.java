@@ -170,6 +170,158 @@ class JournalConcurrencyTest {
         }
     }
 
+    /**
+     * Takes racing writers, crashes at random moments: a taker switches the maps as a snapshot does
+     * (barrier closed, switch, {@link StateStore.Take}), so takes go to the journal as records while
+     * their checkpoints land in the background, or, when the one before has not landed yet, are
+     * written as a checkpoint. Each write notes the number of takes that had returned before it
+     * started; every block is written once and a region is one tracking block. Each crash copy,
+     * recovered, must have a snapshot number between the takes returned and the takes begun at that
+     * moment, and mark every acknowledged block above the number of the takes that had returned
+     * before its write began (the number a backup tool holding that take asks for changes since).
+     */
+    @Test
+    void takesRacingWritersNeverUnderReportWhereverTheCrashFalls() throws Exception {
+        Path state = dir.resolve("state");
+        long size = 32L << 30; // sparse: maps of 512 Ki blocks, so a checkpoint lands a while after its take
+        long written = 128 * MiB;
+        int writerCount = 8;
+        java.util.Map<Long, Integer> acked = new ConcurrentHashMap<>();
+        java.util.concurrent.atomic.AtomicInteger begun = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicInteger returned = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicInteger heldBack = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+        List<Path> crashes = new ArrayList<>();
+        List<java.util.Map<Long, Integer>> ackedAtCrash = new ArrayList<>();
+        List<int[]> takesAtCrash = new ArrayList<>();
+        long journaled;
+        int takes;
+        try (StateStore store = store(state, 64 << 10)) {
+            TrackedDevice d = device("d0", size);
+            DeviceState st = StateStoreAccess.attachNew(store, d);
+            AtomicBoolean writing = new AtomicBoolean(true);
+            DeviceState.FrozenAction crash = () -> {
+                synchronized (crashes) {
+                    Path copy = dir.resolve("crash-" + crashes.size());
+                    st.whileFrozen(() -> {
+                        int before = returned.get();
+                        ackedAtCrash.add(java.util.Map.copyOf(acked));
+                        copyTree(state, copy);
+                        takesAtCrash.add(new int[] {before, begun.get()});
+                    });
+                    crashes.add(copy);
+                }
+            };
+            Thread taker = Thread.ofPlatform().start(() -> {
+                try {
+                    Path tmp = state.resolve(StateStore.TRACKERS).resolve("d0").resolve(DeviceState.CHECKPOINT + ".tmp");
+                    while (writing.get() && begun.get() < 200) {
+                        // Every other take: its checkpoint held back (checkpoint.tmp cannot be created where a
+                        // directory stands), the writers go on after the take, a crash, then it lands.
+                        boolean holdBack = begun.get() % 2 == 1;
+                        if (holdBack) {
+                            store.awaitBackground(); // the checkpoint of the take before lands first
+                            java.nio.file.Files.createDirectory(tmp);
+                        }
+                        begun.incrementAndGet();
+                        try (StateStore.Take take = store.beginTake(List.of(d))) {
+                            long stamp = d.closeBarrier();
+                            try {
+                                d.tracker().cbt().switchAtTake();
+                                take.switched(d);
+                            } finally {
+                                d.openBarrier(stamp);
+                            }
+                            take.commit();
+                        }
+                        returned.incrementAndGet();
+                        if (holdBack) {
+                            Thread.sleep(5 + ThreadLocalRandom.current().nextInt(20));
+                            crash.run();
+                            store.awaitBackground();
+                            java.nio.file.Files.delete(tmp);
+                            assertThat(st.checkpoint()).as("the checkpoint held back").isTrue();
+                            heldBack.incrementAndGet();
+                        }
+                        Thread.sleep(ThreadLocalRandom.current().nextInt(3));
+                    }
+                } catch (Exception | AssertionError e) {
+                    failure.compareAndSet(null, e);
+                }
+            });
+            Thread observer = Thread.ofPlatform().start(() -> {
+                try {
+                    while (writing.get()) {
+                        Thread.sleep(ThreadLocalRandom.current().nextInt(20));
+                        crash.run();
+                    }
+                } catch (Exception e) {
+                    throw new AssertionError(e);
+                }
+            });
+            assertThat(d.tracker().cbt().blockSizeBytes()).isEqualTo(64 << 10);
+            List<Thread> writers = new ArrayList<>();
+            long blocks = written >>> 16;
+            for (int w = 0; w < writerCount; w++) {
+                List<Long> mine = new ArrayList<>();
+                for (long b = w; b < blocks; b += writerCount) {
+                    mine.add(b);
+                }
+                java.util.Collections.shuffle(mine);
+                writers.add(Thread.ofVirtual().start(() -> {
+                    ByteBuffer buf = ByteBuffer.allocate(4096);
+                    for (long block : mine) {
+                        int takenBefore = returned.get();
+                        try {
+                            d.write(buf.clear(), block << 16);
+                        } catch (java.io.IOException e) {
+                            throw new java.io.UncheckedIOException(e);
+                        }
+                        acked.put(block, takenBefore);
+                    }
+                }));
+            }
+            for (Thread w : writers) {
+                w.join();
+            }
+            writing.set(false);
+            taker.join();
+            observer.join();
+            store.awaitBackground();
+            assertThat(failure.get()).as("the taker's failure").isNull();
+            assertThat(st.broken()).isFalse();
+            journaled = st.journaledTakes();
+            takes = returned.get();
+            d.backing().close();
+        }
+        assertThat(acked).hasSize((int) (written >>> 16));
+        assertThat(takes).as("takes during the writes").isGreaterThan(2);
+        assertThat(journaled).as("takes journaled as a record (of %d)", takes).isPositive();
+        assertThat(heldBack.get()).as("takes whose checkpoint was held back past a crash").isPositive();
+        assertThat(crashes).as("crash points").isNotEmpty();
+        TrackedDevice d = device("d0", size);
+        try {
+            for (int c = 0; c < crashes.size(); c++) {
+                try (StateStore again = StateStore.open(new Persistence(crashes.get(c), 64 << 10, Duration.ofHours(1)))) {
+                    Tracker t = again.restore(d, ParamValues.DEFAULTS);
+                    assertThat(t).isNotNull();
+                    assertThat(t.cbt().reason()).isEqualTo(org.blksnap.engine.GenerationReason.NEW_TRACKER);
+                    int[] at = takesAtCrash.get(c);
+                    assertThat(t.cbt().snapNumber()).as("crash %d: takes returned %d, begun %d", c, at[0], at[1])
+                            .isBetween(at[0], at[1]);
+                    for (var e : ackedAtCrash.get(c).entrySet()) {
+                        assertThat(t.cbt().writeValue((int) (long) e.getKey()))
+                                .as("crash %d: block %d, written after %d takes returned", c, e.getKey(), e.getValue())
+                                .isGreaterThan(e.getValue());
+                    }
+                    d.setTracker(null);
+                }
+            }
+        } finally {
+            d.backing().close();
+        }
+    }
+
     private static void copyTree(Path from, Path to) throws java.io.IOException {
         try (var walk = java.nio.file.Files.walk(from)) {
             for (Path p : (Iterable<Path>) walk::iterator) {

@@ -86,8 +86,8 @@ class StateRecoveryTest {
         e.device(device).write(ByteBuffer.allocate(length), offset);
     }
 
-    Path crashCopy(Path state) throws IOException {
-        return StateStoreAccess.crashCopy(dir, state);
+    Path crashCopy(Blksnap e, Path state) throws IOException {
+        return StateStoreAccess.crashCopy(dir, e, state);
     }
 
     Path checkpointOf(Path state, String device) {
@@ -127,7 +127,7 @@ class StateRecoveryTest {
         write(e, "d0", 2 * MiB + 100_000, 4096);
         write(e, "d0", 9 * MiB + 5, 1);
         CbtInfo info = e.cbtInfo("d0");
-        Path crashed = crashCopy(state);
+        Path crashed = crashCopy(e, state);
         e.close();
 
         Blksnap again = start(crashed);
@@ -151,7 +151,7 @@ class StateRecoveryTest {
         for (long off = 0; off < 5 * MiB; off += 256 << 10) {
             write(e, "d0", off, 256 << 10); // regions 0-4
         }
-        Path crashed = crashCopy(state);
+        Path crashed = crashCopy(e, state);
         e.close();
 
         Blksnap again = start(crashed);
@@ -169,10 +169,10 @@ class StateRecoveryTest {
         Path state = dir.resolve("state");
         Blksnap e = start(state);
         UUID id = e.snapshotCreate(List.of("d0"));
-        Path afterAttach = crashCopy(state);
+        Path afterAttach = crashCopy(e, state);
         e.snapshotAppendStorage(id, StorageSpec.create(dir.resolve("ds"), 16 * MiB));
         e.snapshotTake(id, TakeHooks.NONE);
-        Path afterTake = crashCopy(state);
+        Path afterTake = crashCopy(e, state);
         CbtInfo info = e.cbtInfo("d0");
         e.snapshotDestroy(id);
         e.close();
@@ -191,7 +191,7 @@ class StateRecoveryTest {
         Blksnap e = start(state);
         UUID id = take(e, "d0");
         e.image("blksnap-image0").write(ByteBuffer.allocate(4096), 5 * MiB);
-        Path crashed = crashCopy(state);
+        Path crashed = crashCopy(e, state);
         e.snapshotDestroy(id);
         e.close();
         byte[] map = cycle(start(crashed), "d0");
@@ -205,7 +205,7 @@ class StateRecoveryTest {
         Blksnap e = start(state);
         UUID held = take(e, "d0");
         e.trackerMarkDirty("d0", List.of(new SectorRange(100 * 128, 1)));
-        Path crashed = crashCopy(state);
+        Path crashed = crashCopy(e, state);
         e.snapshotDestroy(held);
         e.close();
 
@@ -388,7 +388,7 @@ class StateRecoveryTest {
         cycle(e, "d0");
         write(e, "d0", 4 * MiB, 4096);
         CbtInfo info = e.cbtInfo("d0");
-        Path crashed = crashCopy(state);
+        Path crashed = crashCopy(e, state);
         e.close();
         Path trackerDir = crashed.resolve(StateStore.TRACKERS).resolve("d0");
         for (String j : List.of("journal.0", "journal.1")) {
@@ -409,7 +409,7 @@ class StateRecoveryTest {
         StateStoreAccess.state(e, "d0").closeJournalFilesUnderneath();
         write(e, "d0", 6 * MiB, 4096); // must not fail
         write(e, "d0", 7 * MiB, 4096);
-        Path crashed = crashCopy(state);
+        Path crashed = crashCopy(e, state);
         e.close();
         // a crash after the failure: a new generation that says why
         Blksnap afterCrash = start(crashed);
@@ -457,7 +457,7 @@ class StateRecoveryTest {
         e.snapshotAppendStorage(id, StorageSpec.whole(given));
         e.snapshotAppendStorage(id, StorageSpec.create(created, 16 * MiB));
         e.snapshotTake(id, TakeHooks.NONE);
-        Path crashed = crashCopy(state);
+        Path crashed = crashCopy(e, state);
         e.snapshotDestroy(id);
         e.close();
         start(crashed).close();

@@ -50,10 +50,14 @@ final class StateStoreAccess {
     }
 
     /**
-     * What a kill -9 leaves of the state directory {@code state} at this moment (the engine is
-     * quiescent): a copy of it in a new directory under {@code dir}.
+     * What a kill -9 leaves of the state directory {@code state} of {@code engine} at this moment: a
+     * copy of it in a new directory under {@code dir}, once the checkpoints the engine writes in the
+     * background after a take are durable (the test holds the engine otherwise quiescent; a copy
+     * made file by file while a checkpoint lands and its idle journal is emptied could pair the old
+     * checkpoint with the emptied journal, which no crash can leave).
      */
-    static Path crashCopy(Path dir, Path state) throws IOException {
+    static Path crashCopy(Path dir, Blksnap engine, Path state) throws IOException {
+        store(engine).awaitBackground();
         Path copy = dir.resolve("crash-" + UUID.randomUUID());
         try (var walk = Files.walk(state)) {
             for (Path p : (Iterable<Path>) walk::iterator) {
