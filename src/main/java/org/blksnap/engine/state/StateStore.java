@@ -33,11 +33,12 @@ import org.slf4j.LoggerFactory;
  * {@link Persistence#NONE} every method keeps the old in-memory behaviour and writes nothing.
  *
  * <p>The engine calls it at each point where a tracker's life touches the disk: a tracker restored
- * when its device is added ({@link #restore}), attached ({@link #attachNew}), checkpointed at a take
- * ({@link #beginTake}) and after mark-dirty ({@link #checkpoint}), forgotten when the tracker or the
- * device is removed ({@link #forget}), saved at exit ({@link #saveAtExit}). A background virtual
- * thread checkpoints written trackers every {@link Persistence#checkpointInterval()}; {@link #close}
- * stops it.
+ * when its device is added ({@link #restore}), attached ({@link #attachNew}), made durable at a take
+ * ({@link #beginTake}: a take record in the journal, the checkpoint after it in the background) and
+ * checkpointed after mark-dirty ({@link #checkpoint}), forgotten when the tracker or the device is
+ * removed ({@link #forget}), saved at exit ({@link #saveAtExit}). A background virtual thread
+ * checkpoints written trackers every {@link Persistence#checkpointInterval()}; {@link #close} stops
+ * it and waits for the checkpoints after takes.
  *
  * <p>Thread-safe. Failures of the disk never fail an engine operation: they are logged and turn
  * into a new generation with a reason after a crash.
