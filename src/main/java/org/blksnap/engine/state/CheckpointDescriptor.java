@@ -104,16 +104,37 @@ final class CheckpointDescriptor {
         return headerBytes + 2 * blockCount + CRC_BYTES * 2 * pageCount(blockCount, pageBytes);
     }
 
-    /** The whole file for {@code c}, ready to write from position 0. */
+    /** The whole file for {@code c} in one buffer, ready to write from position 0 (tests; the engine writes {@link #encodeParts}). */
     static ByteBuffer encode(Checkpoint c) {
+        ByteBuffer[] parts = encodeParts(c);
+        int length = 0;
+        for (ByteBuffer p : parts) {
+            length = Math.addExact(length, p.remaining());
+        }
+        ByteBuffer all = ByteBuffer.allocate(length);
+        for (ByteBuffer p : parts) {
+            all.put(p.duplicate());
+        }
+        return all.flip();
+    }
+
+    /**
+     * {@link #encode} as the file's consecutive parts, without copying the maps: the header, the write
+     * map and the read map (wrapping the arrays of {@code c.map()}, which must not change while the
+     * parts are in use), and the pages' CRCs.
+     */
+    static ByteBuffer[] encodeParts(Checkpoint c) {
         CbtMap.Saved m = c.map();
         byte[] name = utf8(m.device(), MAX_DEVICE_NAME_BYTES);
         byte[] reason = utf8(m.reason().name(), MAX_REASON_BYTES);
         byte[] detail = utf8(m.detail(), MAX_DETAIL_BYTES);
         int header = STRINGS_OFFSET + 2 + name.length + 2 + reason.length + 2 + detail.length + CRC_BYTES;
         int blocks = m.writeMap().length;
+        if (m.readMap().length != blocks) {
+            throw new IllegalArgumentException("maps of " + blocks + " and " + m.readMap().length + " blocks");
+        }
         long length = fileLength(header, blocks, PAGE_BYTES);
-        ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(length)).order(ByteOrder.BIG_ENDIAN);
+        ByteBuffer b = ByteBuffer.allocate(header).order(ByteOrder.BIG_ENDIAN);
         BackingIdentity id = c.identity() == null ? BackingIdentity.sizeOnly(0) : c.identity();
         b.putLong(MAGIC_OFFSET, MAGIC)
                 .putShort(VERSION_OFFSET, (short) VERSION)
@@ -140,19 +161,25 @@ final class CheckpointDescriptor {
         putString(b, reason);
         putString(b, detail);
         b.putInt(crc(b, 0, header - CRC_BYTES));
-        b.put(m.writeMap()).put(m.readMap());
         long pages = pageCount(blocks, PAGE_BYTES);
-        for (int map = 0; map < 2; map++) {
+        ByteBuffer crcs = ByteBuffer.allocate(Math.toIntExact(2 * pages * CRC_BYTES)).order(ByteOrder.BIG_ENDIAN);
+        for (byte[] map : new byte[][] {m.writeMap(), m.readMap()}) {
+            ByteBuffer whole = ByteBuffer.wrap(map);
             for (long p = 0; p < pages; p++) {
-                int from = header + map * blocks + (int) (p * PAGE_BYTES);
+                int from = (int) (p * PAGE_BYTES);
                 int len = (int) Math.min(PAGE_BYTES, blocks - p * PAGE_BYTES);
-                b.putInt(crc(b, from, len));
+                crcs.putInt(crc(whole, from, len));
             }
         }
-        if (b.position() != length) {
-            throw new IllegalStateException("checkpoint of " + length + " bytes encoded as " + b.position());
+        ByteBuffer[] parts = {b.flip(), ByteBuffer.wrap(m.writeMap()), ByteBuffer.wrap(m.readMap()), crcs.flip()};
+        long encoded = 0;
+        for (ByteBuffer p : parts) {
+            encoded += p.remaining();
         }
-        return b.flip();
+        if (encoded != length) {
+            throw new IllegalStateException("checkpoint of " + length + " bytes encoded as " + encoded);
+        }
+        return parts;
     }
 
     /**

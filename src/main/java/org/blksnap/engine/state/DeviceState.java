@@ -593,7 +593,7 @@ final class DeviceState implements WriteJournal {
         Path target = dir.resolve(CHECKPOINT);
         Path tmp = dir.resolve(CHECKPOINT + ".tmp");
         try {
-            ByteBuffer content = CheckpointDescriptor.encode(c);
+            ByteBuffer[] content = CheckpointDescriptor.encodeParts(c);
             try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                     StandardOpenOption.TRUNCATE_EXISTING)) {
                 StateFiles.writeSkippingZeros(ch, content, tmp);

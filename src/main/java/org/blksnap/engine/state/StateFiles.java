@@ -72,28 +72,68 @@ final class StateFiles {
 
     /**
      * Writes {@code src} (a heap buffer, from its position to its limit) at offset 0 of an empty file,
-     * leaving out every piece of {@link #SPARSE_PIECE_BYTES} that is all zeros but the last: the file
-     * gets its full length and reads back the same, with holes where the zeros were. A checkpoint of
-     * a CBT map that is mostly unwritten (an idle device, a young generation) then costs its written
-     * pages and not 2 bytes per tracking block (8 MiB for a device of 1 TiB). A file system without
-     * holes writes the zeros itself.
+     * leaving out every all-zero piece but the last; see {@link #writeSkippingZeros(FileChannel, ByteBuffer[], Path)}.
      */
     static void writeSkippingZeros(FileChannel ch, ByteBuffer src, Path path) throws IOException {
-        byte[] a = src.array();
-        int base = src.arrayOffset() + src.position();
-        int length = src.remaining();
-        int runStart = -1;
-        for (int off = 0; off < length; off += SPARSE_PIECE_BYTES) {
-            int len = Math.min(SPARSE_PIECE_BYTES, length - off);
-            boolean last = off + len == length;
-            boolean zero = !last && Arrays.mismatch(a, base + off, base + off + len, ZEROS, 0, len) < 0;
+        writeSkippingZeros(ch, new ByteBuffer[] {src}, path);
+    }
+
+    /**
+     * Writes the concatenation of {@code parts} (heap buffers, each from its position to its limit; not
+     * changed) at offset 0 of an empty file, leaving out every piece of {@link #SPARSE_PIECE_BYTES}
+     * (at offsets that are multiples of it) that is all zeros but the last: the file gets its full
+     * length and reads back the same, with holes where the zeros were. A checkpoint of a CBT map that
+     * is mostly unwritten (an idle device, a young generation) then costs its written pages and not 2
+     * bytes per tracking block (8 MiB for a device of 1 TiB), and its maps are written from their own
+     * arrays, not copied into one buffer first. A file system without holes writes the zeros itself.
+     */
+    static void writeSkippingZeros(FileChannel ch, ByteBuffer[] parts, Path path) throws IOException {
+        long[] starts = new long[parts.length + 1];
+        for (int i = 0; i < parts.length; i++) {
+            starts[i + 1] = starts[i] + parts[i].remaining();
+        }
+        long length = starts[parts.length];
+        long runStart = -1;
+        for (long off = 0; off < length; off += SPARSE_PIECE_BYTES) {
+            long end = Math.min(off + SPARSE_PIECE_BYTES, length);
+            boolean last = end == length;
+            boolean zero = !last && allZero(parts, starts, off, end);
             if (!zero && runStart < 0) {
                 runStart = off;
             }
             if ((zero || last) && runStart >= 0) {
-                int end = zero ? off : length;
-                writeFully(ch, src.slice(src.position() + runStart, end - runStart), runStart, path);
+                writeRange(ch, parts, starts, runStart, zero ? off : length, path);
                 runStart = -1;
+            }
+        }
+    }
+
+    /** Whether bytes [from, to) of the concatenation are all zero. */
+    private static boolean allZero(ByteBuffer[] parts, long[] starts, long from, long to) {
+        for (int i = 0; i < parts.length; i++) {
+            long a = Math.max(from, starts[i]);
+            long b = Math.min(to, starts[i + 1]);
+            if (a < b) {
+                ByteBuffer p = parts[i];
+                int at = p.arrayOffset() + p.position() + (int) (a - starts[i]);
+                int n = (int) (b - a);
+                if (Arrays.mismatch(p.array(), at, at + n, ZEROS, 0, n) >= 0) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+
+    /** Writes bytes [from, to) of the concatenation at the same offsets of the file. */
+    private static void writeRange(FileChannel ch, ByteBuffer[] parts, long[] starts, long from, long to, Path path)
+            throws IOException {
+        for (int i = 0; i < parts.length; i++) {
+            long a = Math.max(from, starts[i]);
+            long b = Math.min(to, starts[i + 1]);
+            if (a < b) {
+                ByteBuffer p = parts[i];
+                writeFully(ch, p.slice(p.position() + (int) (a - starts[i]), (int) (b - a)), a, path);
             }
         }
     }
