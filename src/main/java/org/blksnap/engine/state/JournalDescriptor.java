@@ -55,8 +55,8 @@ final class JournalDescriptor {
     static final int MAGIC_OFFSET = 0;
     static final int VERSION_OFFSET = 4;
     static final int REGION_SHIFT_OFFSET = 6;
-    static final int EPOCH_OFFSET = 8;
     static final int KIND_OFFSET = 7;
+    static final int EPOCH_OFFSET = 8;
     static final int REGION_OFFSET = 16;
     static final int PREVIOUS_OFFSET = 16;
     static final int ACTIVE_OFFSET = 20;
