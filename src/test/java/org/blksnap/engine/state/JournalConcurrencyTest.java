@@ -117,26 +117,8 @@ class JournalConcurrencyTest {
                     throw new AssertionError(e);
                 }
             });
-            List<Thread> writers = new ArrayList<>();
-            long blocks = size >>> 16;
-            for (int w = 0; w < writerCount; w++) {
-                List<Long> mine = new ArrayList<>();
-                for (long b = w; b < blocks; b += writerCount) {
-                    mine.add(b);
-                }
-                java.util.Collections.shuffle(mine);
-                writers.add(Thread.ofVirtual().start(() -> {
-                    ByteBuffer buf = ByteBuffer.allocate(4096);
-                    for (long block : mine) {
-                        try {
-                            d.write(buf.clear(), block << 16);
-                        } catch (java.io.IOException e) {
-                            throw new java.io.UncheckedIOException(e);
-                        }
-                        acked.add(block);
-                    }
-                }));
-            }
+            List<Thread> writers = writeEachBlockOnce(d, size >>> 16, writerCount, () -> 0,
+                    (block, unused) -> acked.add(block));
             for (Thread w : writers) {
                 w.join();
             }
@@ -260,27 +242,7 @@ class JournalConcurrencyTest {
                 }
             });
             assertThat(d.tracker().cbt().blockSizeBytes()).isEqualTo(64 << 10);
-            List<Thread> writers = new ArrayList<>();
-            long blocks = written >>> 16;
-            for (int w = 0; w < writerCount; w++) {
-                List<Long> mine = new ArrayList<>();
-                for (long b = w; b < blocks; b += writerCount) {
-                    mine.add(b);
-                }
-                java.util.Collections.shuffle(mine);
-                writers.add(Thread.ofVirtual().start(() -> {
-                    ByteBuffer buf = ByteBuffer.allocate(4096);
-                    for (long block : mine) {
-                        int takenBefore = returned.get();
-                        try {
-                            d.write(buf.clear(), block << 16);
-                        } catch (java.io.IOException e) {
-                            throw new java.io.UncheckedIOException(e);
-                        }
-                        acked.put(block, takenBefore);
-                    }
-                }));
-            }
+            List<Thread> writers = writeEachBlockOnce(d, written >>> 16, writerCount, returned::get, acked::put);
             for (Thread w : writers) {
                 w.join();
             }
@@ -320,6 +282,37 @@ class JournalConcurrencyTest {
         } finally {
             d.backing().close();
         }
+    }
+
+    /**
+     * Virtual threads that together write 4 KiB at the start of each of the first {@code blocks} 64 KiB
+     * blocks of {@code d} once, each thread its share in a random order; {@code acknowledged} gets each
+     * block after its write returned, with what {@code before} gave right before the write began.
+     */
+    private static List<Thread> writeEachBlockOnce(TrackedDevice d, long blocks, int writerCount,
+                                                   java.util.function.IntSupplier before,
+                                                   java.util.function.BiConsumer<Long, Integer> acknowledged) {
+        List<Thread> writers = new ArrayList<>();
+        for (int w = 0; w < writerCount; w++) {
+            List<Long> mine = new ArrayList<>();
+            for (long b = w; b < blocks; b += writerCount) {
+                mine.add(b);
+            }
+            java.util.Collections.shuffle(mine);
+            writers.add(Thread.ofVirtual().start(() -> {
+                ByteBuffer buf = ByteBuffer.allocate(4096);
+                for (long block : mine) {
+                    int token = before.getAsInt();
+                    try {
+                        d.write(buf.clear(), block << 16);
+                    } catch (java.io.IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                    acknowledged.accept(block, token);
+                }
+            }));
+        }
+        return writers;
     }
 
     private static void copyTree(Path from, Path to) throws java.io.IOException {
