@@ -24,6 +24,7 @@ import org.blksnap.engine.StorageSpec;
 import org.blksnap.engine.TakeHooks;
 import org.blksnap.engine.device.BlockDevices;
 import org.blksnap.engine.module.BlksnapModule;
+import org.blksnap.util.FileTrees;
 
 /**
  * In-process engine measurements that fio cannot make: the latency of SNAPSHOT_TAKE for 1, 4 and
@@ -187,14 +188,7 @@ public final class EngineProbe {
         if (state == null) {
             return;
         }
-        Path root = state.resolve(tag);
-        if (Files.exists(root)) {
-            try (var all = Files.walk(root)) {
-                for (Path p : all.sorted(java.util.Comparator.reverseOrder()).toList()) {
-                    Files.delete(p);
-                }
-            }
-        }
+        FileTrees.deleteRecursively(state.resolve(tag));
     }
 
     private UUID createWithStorage(Blksnap engine, List<String> names, long storageBytes, String tag) {

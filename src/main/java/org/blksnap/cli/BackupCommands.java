@@ -5,13 +5,11 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.stream.Stream;
 import org.blksnap.backup.ImageReader;
 import org.blksnap.backup.Point;
 import org.blksnap.backup.Repository;
@@ -22,6 +20,7 @@ import org.blksnap.ctrl.api.Replies;
 import org.blksnap.ctrl.api.Requests;
 import org.blksnap.ctrl.api.Size;
 import org.blksnap.backup.RepositoryLocation;
+import org.blksnap.util.FileTrees;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -585,10 +584,8 @@ final class BackupCommands {
                 }
             }
             if (storage != null && Files.isDirectory(storage)) {
-                try (Stream<Path> files = Files.walk(storage)) {
-                    for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
-                        Files.deleteIfExists(p);
-                    }
+                try {
+                    FileTrees.deleteRecursively(storage);
                 } catch (IOException e) {
                     cli.warn("backup: cannot remove the storage " + storage + ": " + e.getMessage());
                 }

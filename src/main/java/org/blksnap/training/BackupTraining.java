@@ -7,15 +7,14 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import java.util.stream.Stream;
 import org.blksnap.cli.Main;
 import org.blksnap.daemon.Daemon;
 import org.blksnap.daemon.DaemonConfig;
 import org.blksnap.daemon.DeviceSpec;
+import org.blksnap.util.FileTrees;
 
 /**
  * The backup part of the tool's class-data training ({@code bin/blksnap} runs it after the command
@@ -87,11 +86,7 @@ public final class BackupTraining {
             }
             return failures;
         } finally {
-            try (Stream<Path> files = Files.walk(dir)) {
-                for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
-                    Files.deleteIfExists(p);
-                }
-            }
+            FileTrees.deleteRecursively(dir);
         }
     }
 

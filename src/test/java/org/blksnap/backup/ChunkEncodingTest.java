@@ -73,9 +73,7 @@ class ChunkEncodingTest {
             assertThat(refs[1].lengthBytes()).isLessThan(CHUNK / 20);
             assertThat(refs[3].lengthBytes()).isLessThan(CHUNK * 3 / 4);
         } finally {
-            try (var files = java.nio.file.Files.walk(dir)) {
-                files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-            }
+            org.blksnap.util.FileTrees.deleteRecursively(dir);
         }
     }
 }

@@ -9,11 +9,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 import org.awaitility.core.ConditionTimeoutException;
+import org.blksnap.util.FileTrees;
 
 /**
  * A real kernel filesystem on any NBD export, without the nbd kernel module:
@@ -282,13 +282,8 @@ public final class NbdFuseMount implements AutoCloseable {
     }
 
     private static void deleteTree(Path root) {
-        if (!Files.exists(root)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(root)) {
-            for (Path p : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
+        try {
+            FileTrees.deleteRecursively(root);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }

@@ -4,9 +4,8 @@ import java.io.IOException;
 import java.net.URI;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Comparator;
 import java.util.List;
-import java.util.stream.Stream;
+import org.blksnap.util.FileTrees;
 import org.junit.jupiter.api.extension.AfterAllCallback;
 import org.junit.jupiter.api.extension.BeforeAllCallback;
 import org.junit.jupiter.api.extension.ExtensionContext;
@@ -38,10 +37,8 @@ public final class S3ServerExtension implements BeforeAllCallback, AfterAllCallb
         } finally {
             server = null;
             if (dir != null) {
-                try (Stream<Path> files = Files.walk(dir)) {
-                    for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
-                        Files.deleteIfExists(p);
-                    }
+                try {
+                    FileTrees.deleteRecursively(dir);
                 } catch (IOException e) {
                     // a leftover temporary directory must not fail the class
                 }
