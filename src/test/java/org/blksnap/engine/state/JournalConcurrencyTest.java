@@ -133,23 +133,11 @@ class JournalConcurrencyTest {
         assertThat(acked).hasSize((int) (size >>> 16));
         assertThat(checkpoints).as("checkpoints ran during the writes").isPositive();
         assertThat(crashes).as("crash points").isNotEmpty();
-        TrackedDevice d = device("d0", size);
-        try {
-            for (int c = 0; c < crashes.size(); c++) {
-                try (StateStore again = StateStore.open(new Persistence(crashes.get(c), 64 << 10, Duration.ofHours(1)))) {
-                    Tracker t = again.restore(d, ParamValues.DEFAULTS);
-                    assertThat(t).isNotNull();
-                    assertThat(t.cbt().reason()).isEqualTo(org.blksnap.engine.GenerationReason.NEW_TRACKER);
-                    for (long b : ackedAtCrash.get(c)) {
-                        assertThat(t.cbt().writeValue((int) b)).as("crash %d: block %d was acknowledged", c, b)
-                                .isEqualTo(1);
-                    }
-                    d.setTracker(null);
-                }
+        forEachRecovered(crashes, size, (map, c) -> {
+            for (long b : ackedAtCrash.get(c)) {
+                assertThat(map.writeValue((int) b)).as("crash %d: block %d was acknowledged", c, b).isEqualTo(1);
             }
-        } finally {
-            d.backing().close();
-        }
+        });
     }
 
     /**
@@ -261,21 +249,33 @@ class JournalConcurrencyTest {
         assertThat(journaled).as("takes journaled as a record (of %d)", takes).isPositive();
         assertThat(heldBack.get()).as("takes whose checkpoint was held back past a crash").isPositive();
         assertThat(crashes).as("crash points").isNotEmpty();
-        TrackedDevice d = device("d0", size);
+        forEachRecovered(crashes, size, (map, c) -> {
+            int[] at = takesAtCrash.get(c);
+            assertThat(map.snapNumber()).as("crash %d: takes returned %d, begun %d", c, at[0], at[1])
+                    .isBetween(at[0], at[1]);
+            for (var e : ackedAtCrash.get(c).entrySet()) {
+                assertThat(map.writeValue((int) (long) e.getKey()))
+                        .as("crash %d: block %d, written after %d takes returned", c, e.getKey(), e.getValue())
+                        .isGreaterThan(e.getValue());
+            }
+        });
+    }
+
+    /**
+     * Restores device d0 of {@code sizeBytes} from each crash copy (regions of 64 KiB), checks it
+     * stayed in its generation, and hands its map and the copy's index to {@code check}.
+     */
+    private void forEachRecovered(List<Path> crashes, long sizeBytes,
+                                  java.util.function.ObjIntConsumer<org.blksnap.engine.tracker.CbtMap> check)
+            throws Exception {
+        TrackedDevice d = device("d0", sizeBytes);
         try {
             for (int c = 0; c < crashes.size(); c++) {
                 try (StateStore again = StateStore.open(new Persistence(crashes.get(c), 64 << 10, Duration.ofHours(1)))) {
                     Tracker t = again.restore(d, ParamValues.DEFAULTS);
-                    assertThat(t).isNotNull();
-                    assertThat(t.cbt().reason()).isEqualTo(org.blksnap.engine.GenerationReason.NEW_TRACKER);
-                    int[] at = takesAtCrash.get(c);
-                    assertThat(t.cbt().snapNumber()).as("crash %d: takes returned %d, begun %d", c, at[0], at[1])
-                            .isBetween(at[0], at[1]);
-                    for (var e : ackedAtCrash.get(c).entrySet()) {
-                        assertThat(t.cbt().writeValue((int) (long) e.getKey()))
-                                .as("crash %d: block %d, written after %d takes returned", c, e.getKey(), e.getValue())
-                                .isGreaterThan(e.getValue());
-                    }
+                    assertThat(t).as("crash %d", c).isNotNull();
+                    assertThat(t.cbt().reason()).as("crash %d", c).isEqualTo(org.blksnap.engine.GenerationReason.NEW_TRACKER);
+                    check.accept(t.cbt(), c);
                     d.setTracker(null);
                 }
             }
