@@ -404,12 +404,13 @@ public final class StateStore implements AutoCloseable {
 
     /**
      * What a take makes durable, in steps around the take's barrier: {@link #beginTake} before the
-     * barriers close (takes each device's checkpoint lock, in name order, and empties idle journals),
-     * {@link Take#switched} with the barriers closed right after the maps switched (the epoch advances
-     * and a take record is queued in the journal, or the maps are copied), {@link Take#commit} after
-     * they open and before the images appear (the records or copies are made durable), and
-     * {@link Take#close} (the locks go; the checkpoints of the new epochs are written in the
-     * background).
+     * barriers close (takes each device's checkpoint lock, in name order, waiting for a checkpoint
+     * being written, and sees that the idle journals are empty: normally they were emptied right after
+     * the last checkpoint), {@link Take#switched} with the barriers closed right after the maps
+     * switched (the epoch advances and a take record is queued in the journal, or the maps are
+     * copied), {@link Take#commit} after they open and before the images appear (the records or
+     * copies are made durable), and {@link Take#close} (the locks go; the checkpoints of the new
+     * epochs are written in the background).
      */
     public Take beginTake(List<TrackedDevice> devices) {
         List<TrackedDevice> order = new ArrayList<>(devices);
@@ -426,7 +427,7 @@ public final class StateStore implements AutoCloseable {
 
     /** One take's durable part; see {@link #beginTake}. Used by the taking thread only. */
     public static final class Take implements AutoCloseable {
-        /** Devices of one take made durable at the same time (a checkpoint holds its encoded file, 2 bytes per block, in heap). */
+        /** Devices of one take made durable at the same time (a checkpoint holds its copy of the maps, 2 bytes per block, in heap). */
         static final int PARALLEL_COMMITS = 8;
 
         private final StateStore store;
