@@ -104,24 +104,10 @@ final class CheckpointDescriptor {
         return headerBytes + 2 * blockCount + CRC_BYTES * 2 * pageCount(blockCount, pageBytes);
     }
 
-    /** The whole file for {@code c} in one buffer, ready to write from position 0 (tests; the engine writes {@link #encodeParts}). */
-    static ByteBuffer encode(Checkpoint c) {
-        ByteBuffer[] parts = encodeParts(c);
-        int length = 0;
-        for (ByteBuffer p : parts) {
-            length = Math.addExact(length, p.remaining());
-        }
-        ByteBuffer all = ByteBuffer.allocate(length);
-        for (ByteBuffer p : parts) {
-            all.put(p.duplicate());
-        }
-        return all.flip();
-    }
-
     /**
-     * {@link #encode} as the file's consecutive parts, without copying the maps: the header, the write
-     * map and the read map (wrapping the arrays of {@code c.map()}, which must not change while the
-     * parts are in use), and the pages' CRCs.
+     * The file for {@code c} as its consecutive parts, to write from position 0 without copying the
+     * maps: the header, the write map and the read map (wrapping the arrays of {@code c.map()}, which
+     * must not change while the parts are in use), and the pages' CRCs.
      */
     static ByteBuffer[] encodeParts(Checkpoint c) {
         CbtMap.Saved m = c.map();

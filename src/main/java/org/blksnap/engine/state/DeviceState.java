@@ -487,9 +487,7 @@ final class DeviceState implements WriteJournal {
         CbtMap m = t.cbt();
         if (advance && m.generationId().equals(durableGeneration) && m.snapNumber() == durableActive
                 && m.activeNumber() == durableActive + 1) {
-            long e = epoch + 1;
-            epoch = e;
-            idleEmpty = false; // the journal of the epoch before is the idle one now
+            long e = advanceEpoch();
             dirty = true; // the checkpoint of the new epoch is due
             commitLock.lock();
             try {
@@ -535,6 +533,19 @@ final class DeviceState implements WriteJournal {
         checkpointLock.unlock();
     }
 
+    /**
+     * The epoch moves on; the journal of the epoch before becomes the idle one, so it is not empty.
+     * checkpointLock held (and, but at the clean stop, the barrier closed).
+     *
+     * @return the new epoch
+     */
+    private long advanceEpoch() {
+        long e = epoch + 1;
+        epoch = e;
+        idleEmpty = false;
+        return e;
+    }
+
     /** Whether the epoch may advance; if so, the idle journal is empty on return. checkpointLock held. */
     private boolean prepareAdvance() {
         if (durableEpoch != epoch) {
@@ -577,8 +588,7 @@ final class DeviceState implements WriteJournal {
             return null;
         }
         if (advance) {
-            epoch = epoch + 1;
-            idleEmpty = false;
+            advanceEpoch();
         }
         dirty = false;
         return atSwitch ? t.cbt().saveSwitched() : t.cbt().save();
@@ -679,9 +689,7 @@ final class DeviceState implements WriteJournal {
                     LOG.warn("{}: identity of the backing store not readable ({}); saved as size only", device, e.toString());
                     identity = BackingIdentity.sizeOnly(trackedDevice.backing().sizeBytes());
                 }
-                long e = epoch + 1;
-                epoch = e;
-                idleEmpty = false;
+                long e = advanceEpoch();
                 if (write(new Checkpoint(copy, e, true, identity), true)) {
                     LOG.info("{}: tracker saved (generation {}, snapshot number {})", device, copy.generationId(),
                             copy.previous());

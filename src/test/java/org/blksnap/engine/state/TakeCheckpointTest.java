@@ -65,6 +65,12 @@ class TakeCheckpointTest {
         return id;
     }
 
+    /** Takes a snapshot of {@code devices} and destroys it, then waits until the checkpoints after the take landed. */
+    void takeAndSettle(Blksnap e, List<String> devices) {
+        e.snapshotDestroy(take(e, devices));
+        StateStoreAccess.store(e).awaitBackground();
+    }
+
     Path crashCopy(Blksnap e, Path state) throws IOException {
         return StateStoreAccess.crashCopy(dir, e, state);
     }
@@ -84,8 +90,7 @@ class TakeCheckpointTest {
         long size = 64L << 30; // sparse; maps of 1 Mi blocks, marked all over: 2 MiB per checkpoint
         Blksnap e = start(state, DEVICES, size);
         List<String> names = e.deviceNames();
-        e.snapshotDestroy(take(e, names)); // take 1 attaches the trackers
-        StateStoreAccess.store(e).awaitBackground();
+        takeAndSettle(e, names); // take 1 attaches the trackers
         for (int i = 0; i < DEVICES; i++) {
             e.trackerMarkDirty(name(i), List.of(new SectorRange(0, size / SectorRange.SECTOR_BYTES)));
             blockCheckpoints(state, name(i)); // so the checkpoints after take 2 cannot land: recovery needs the journal
@@ -159,8 +164,7 @@ class TakeCheckpointTest {
         long size = 256 * MiB;
         Blksnap e = start(state, 1, size);
         String n = name(0);
-        e.snapshotDestroy(take(e, List.of(n))); // take 1: numbers 1/2
-        StateStoreAccess.store(e).awaitBackground();
+        takeAndSettle(e, List.of(n)); // take 1: numbers 1/2
         blockCheckpoints(state, n);
         e.device(n).write(ByteBuffer.allocate(4096), 10 * MiB); // epoch of take 1's checkpoint, number 2
         e.snapshotDestroy(take(e, List.of(n))); // take 2, journaled: numbers 2/3
@@ -201,11 +205,9 @@ class TakeCheckpointTest {
         Path state = dir.resolve("state");
         Blksnap e = start(state, 1, 16 * MiB);
         String n = name(0);
-        e.snapshotDestroy(take(e, List.of(n)));
-        StateStoreAccess.store(e).awaitBackground();
+        takeAndSettle(e, List.of(n));
         blockCheckpoints(state, n);
-        e.snapshotDestroy(take(e, List.of(n))); // journaled, its checkpoint does not land
-        StateStoreAccess.store(e).awaitBackground();
+        takeAndSettle(e, List.of(n)); // journaled, its checkpoint does not land
         long epoch = StateStoreAccess.state(e, n).epoch();
         UUID generation = e.cbtInfo(n).generationId();
         Path crashed = crashCopy(e, state);
@@ -227,14 +229,12 @@ class TakeCheckpointTest {
         Path state = dir.resolve("state");
         Blksnap e = start(state, DEVICES, 16 * MiB);
         List<String> names = e.deviceNames();
-        e.snapshotDestroy(take(e, names));
-        StateStoreAccess.store(e).awaitBackground();
+        takeAndSettle(e, names);
         String noJournal = name(3);
         String noCheckpoint = name(7);
         StateStoreAccess.state(e, noJournal).closeJournalFilesUnderneath(); // its take record cannot be written
         blockCheckpoints(state, noCheckpoint);
-        e.snapshotDestroy(take(e, names)); // take 2: noCheckpoint's record is durable, its checkpoint after it fails
-        StateStoreAccess.store(e).awaitBackground();
+        takeAndSettle(e, names); // take 2: noCheckpoint's record is durable, its checkpoint after it fails
         UUID id = take(e, names); // take 3: noCheckpoint's last checkpoint is not durable: a copy, which fails
         Path crashed = crashCopy(e, state);
         Map<String, CbtInfo> infos = new HashMap<>();
