@@ -809,17 +809,17 @@ final class DeviceState implements WriteJournal {
     }
 
     /** The valid region records now in journal file {@code f} (tests). */
-    List<JournalDescriptor.Entry> journalRecords(int f) throws IOException {
+    List<JournalDescriptor.Entry> journalRecords(int f) throws IOException, StateCorruptException {
         return JournalDescriptor.regions(journalContent(f));
     }
 
     /** Every valid record now in journal file {@code f}, takes included (tests). */
-    List<JournalDescriptor.Record> journalContent(int f) throws IOException {
+    List<JournalDescriptor.Record> journalContent(int f) throws IOException, StateCorruptException {
         ByteBuffer b = ByteBuffer.allocate((int) Files.size(journalPaths[f]));
         try (FileChannel ch = FileChannel.open(journalPaths[f], StandardOpenOption.READ)) {
             StateFiles.readFully(ch, b, 0, journalPaths[f]);
         }
-        return JournalDescriptor.scan(b.flip());
+        return JournalDescriptor.scan(b.flip(), journalPaths[f].toString());
     }
 
     private void closeJournals() {

@@ -35,10 +35,14 @@ import java.util.zip.CRC32C;
  * </pre>
  *
  * <p>A reader takes records from the start and stops at the first one that is short, has another
- * magic, an unknown version or kind, or fails its CRC: a crash can only tear the batch being
- * appended, whose writers were not acknowledged yet, and everything after a torn record is of that
- * batch or later. (A reader of version 1 only stops at the first take record: a journal holding one
- * needs this version to be recovered.)
+ * magic or fails its CRC: a crash can only tear the batch being appended, whose writers were not
+ * acknowledged yet, and everything after a torn record is of that batch or later. A record whose
+ * magic and CRC are right but whose version is unknown, or whose fields are impossible, was not
+ * torn: it was written so, by a newer blksnapd or by someone else. Stopping there would drop the
+ * regions after it and under-report, so the reader refuses the journal instead
+ * ({@link StateCorruptException}; recovery then starts a new generation). (The reader of version 1,
+ * written before this rule, stops at the first take record: a journal holding one needs this
+ * version or a newer one to be recovered.)
  */
 final class JournalDescriptor {
     private JournalDescriptor() {
@@ -144,33 +148,42 @@ final class JournalDescriptor {
     }
 
     /**
-     * The valid records of a journal file's content, in order, up to the first one that is short or
-     * invalid.
+     * The valid records of a journal file's content, in order, up to the first one that is short,
+     * of another magic, or fails its CRC (a torn tail).
+     *
+     * @param where the file, for the message
+     * @throws StateCorruptException a record whose magic and CRC are right is of an unknown version or
+     *     holds impossible fields: it was not torn, and the records after it cannot be dropped
      */
-    static List<Record> scan(ByteBuffer content) {
+    static List<Record> scan(ByteBuffer content, String where) throws StateCorruptException {
         ByteBuffer b = content.duplicate().order(ByteOrder.BIG_ENDIAN);
         List<Record> out = new ArrayList<>();
-        for (int at = b.position(); at + RECORD_BYTES <= b.limit(); at += RECORD_BYTES) {
-            int version = Short.toUnsignedInt(b.getShort(at + VERSION_OFFSET));
-            if (b.getInt(at + MAGIC_OFFSET) != MAGIC || (version != VERSION && version != TAKE_VERSION)
-                    || b.getInt(at + CRC_OFFSET) != crc(b, at)) {
+        int start = b.position();
+        for (int at = start; at + RECORD_BYTES <= b.limit(); at += RECORD_BYTES) {
+            if (b.getInt(at + MAGIC_OFFSET) != MAGIC || b.getInt(at + CRC_OFFSET) != crc(b, at)) {
                 break;
             }
+            int version = Short.toUnsignedInt(b.getShort(at + VERSION_OFFSET));
+            String record = where + ": journal record " + ((at - start) / RECORD_BYTES) + " (byte " + (at - start) + ")";
             if (version == TAKE_VERSION) {
                 int previous = b.getInt(at + PREVIOUS_OFFSET);
                 int active = b.getInt(at + ACTIVE_OFFSET);
                 if (b.get(at + KIND_OFFSET) != KIND_TAKE || previous < 0 || active != previous + 1) {
-                    break;
+                    throw new StateCorruptException(record + ": a take record of kind " + b.get(at + KIND_OFFSET)
+                            + " with snapshot numbers " + previous + "/" + active);
                 }
                 out.add(new Take(b.getLong(at + EPOCH_OFFSET), previous, active, b.getInt(at + GENERATION_OFFSET)));
-                continue;
+            } else if (version == VERSION) {
+                int shift = Byte.toUnsignedInt(b.get(at + REGION_SHIFT_OFFSET));
+                long index = b.getLong(at + REGION_OFFSET);
+                if (shift > 62 || index < 0 || index > (Long.MAX_VALUE >>> shift)) {
+                    throw new StateCorruptException(record + ": region " + index + " of 2^" + shift + " bytes");
+                }
+                out.add(new Entry(b.getLong(at + EPOCH_OFFSET), index, shift));
+            } else {
+                throw new StateCorruptException(record + ": version " + version + " (this blksnapd reads versions "
+                        + VERSION + " and " + TAKE_VERSION + "; the journal was written by a newer one)");
             }
-            int shift = Byte.toUnsignedInt(b.get(at + REGION_SHIFT_OFFSET));
-            long index = b.getLong(at + REGION_OFFSET);
-            if (shift > 62 || index < 0 || index > (Long.MAX_VALUE >>> shift)) {
-                break;
-            }
-            out.add(new Entry(b.getLong(at + EPOCH_OFFSET), index, shift));
         }
         return out;
     }

@@ -221,6 +221,11 @@ public final class StateStore implements AutoCloseable {
                     reason = GenerationReason.STATE_CORRUPT;
                     detail = jp + ": cannot be read: " + e.getMessage();
                 }
+            } catch (StateCorruptException e) {
+                if (c != null && !c.clean() && reason == null) {
+                    reason = GenerationReason.STATE_CORRUPT;
+                    detail = e.getMessage();
+                }
             }
         }
         for (JournalDescriptor.Record e : records) {
@@ -323,12 +328,12 @@ public final class StateStore implements AutoCloseable {
     }
 
     /** The valid records of a journal file (none if it is missing). */
-    private static List<JournalDescriptor.Record> readJournal(Path p) throws IOException {
+    private static List<JournalDescriptor.Record> readJournal(Path p) throws IOException, StateCorruptException {
         try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
             long size = Math.min(ch.size(), JournalDescriptor.MAX_FILE_BYTES);
             ByteBuffer b = ByteBuffer.allocate((int) size);
             StateFiles.readFully(ch, b, 0, p);
-            return JournalDescriptor.scan(b.flip());
+            return JournalDescriptor.scan(b.flip(), p.toString());
         } catch (NoSuchFileException e) {
             return List.of();
         }

@@ -11,6 +11,8 @@ import java.nio.file.StandardOpenOption;
 import java.util.List;
 import java.util.Random;
 import java.util.UUID;
+import java.util.function.Consumer;
+import java.util.zip.CRC32C;
 import org.blksnap.engine.GenerationReason;
 import org.blksnap.engine.tracker.CbtMap;
 import org.junit.jupiter.api.Test;
@@ -141,14 +143,14 @@ class DescriptorsTest {
     }
 
     @Test
-    void journalRecordsRoundTripAndAReaderStopsAtTheFirstTornOrForeignRecord() {
+    void journalRecordsRoundTripAndAReaderStopsAtTheFirstTornRecordAndRefusesAnUnknownOne() throws Exception {
         ByteBuffer b = ByteBuffer.allocate(10 * JournalDescriptor.RECORD_BYTES);
         JournalDescriptor.Take take = new JournalDescriptor.Take(105, 41, 42, UUID.randomUUID().hashCode());
         for (int i = 0; i < 10; i++) {
             JournalDescriptor.put(b, i == 5 ? take : new JournalDescriptor.Entry(100 + i, 1000L * i, 26));
         }
         b.flip();
-        List<JournalDescriptor.Record> all = JournalDescriptor.scan(b);
+        List<JournalDescriptor.Record> all = JournalDescriptor.scan(b, "j");
         assertThat(all).hasSize(10);
         assertThat(all.get(3)).isEqualTo(new JournalDescriptor.Entry(103, 3000, 26));
         assertThat(((JournalDescriptor.Entry) all.get(3)).offsetBytes()).isEqualTo(3000L << 26);
@@ -161,19 +163,42 @@ class DescriptorsTest {
             ByteBuffer c = ByteBuffer.allocate(b.limit()).put(b.duplicate()).flip();
             int at = 5 * 32 + bit / 8;
             c.put(at, (byte) (c.get(at) ^ (1 << (bit % 8))));
-            assertThat(JournalDescriptor.scan(c)).as("take record, bit %d", bit).hasSize(5);
+            assertThat(JournalDescriptor.scan(c, "j")).as("take record, bit %d", bit).hasSize(5);
         }
         // a torn tail: only whole records count
-        assertThat(JournalDescriptor.scan(b.duplicate().limit(7 * 32 + 31))).hasSize(7);
+        assertThat(JournalDescriptor.scan(b.duplicate().limit(7 * 32 + 31), "j")).hasSize(7);
         // one flipped bit in record 4: the reader stops there, records after it are not trusted
         for (int bit = 0; bit < 32 * 8; bit++) {
             ByteBuffer c = ByteBuffer.allocate(b.limit()).put(b.duplicate()).flip();
             int at = 4 * 32 + bit / 8;
             c.put(at, (byte) (c.get(at) ^ (1 << (bit % 8))));
-            assertThat(JournalDescriptor.scan(c)).as("bit %d", bit).hasSize(4);
+            assertThat(JournalDescriptor.scan(c, "j")).as("bit %d", bit).hasSize(4);
         }
         // zeros (a hole after a truncation) are not records
-        assertThat(JournalDescriptor.scan(ByteBuffer.allocate(64))).isEmpty();
+        assertThat(JournalDescriptor.scan(ByteBuffer.allocate(64), "j")).isEmpty();
+        // a record that was not torn (magic and CRC right) but is of an unknown version or impossible:
+        // refused, since dropping the records after it would under-report
+        assertThat(refused(b, 4, c -> c.putShort(4 * 32 + JournalDescriptor.VERSION_OFFSET, (short) 3)))
+                .contains("j: journal record 4 (byte 128): version 3").contains("written by a newer one");
+        assertThat(refused(b, 5, c -> c.putInt(5 * 32 + JournalDescriptor.ACTIVE_OFFSET, 44)))
+                .contains("journal record 5").contains("snapshot numbers 41/44");
+        assertThat(refused(b, 5, c -> c.put(5 * 32 + JournalDescriptor.KIND_OFFSET, (byte) 2)))
+                .contains("a take record of kind 2");
+        assertThat(refused(b, 2, c -> c.put(2 * 32 + JournalDescriptor.REGION_SHIFT_OFFSET, (byte) 63)))
+                .contains("journal record 2").contains("of 2^63 bytes");
+        assertThat(refused(b, 2, c -> c.putLong(2 * 32 + JournalDescriptor.REGION_OFFSET, -1)))
+                .contains("region -1 of 2^26 bytes");
+    }
+
+    /** The message of the refusal of {@code b} with record {@code r} changed by {@code change} and resealed. */
+    private static String refused(ByteBuffer b, int r, Consumer<ByteBuffer> change) {
+        ByteBuffer c = ByteBuffer.allocate(b.limit()).put(b.duplicate()).flip();
+        change.accept(c);
+        CRC32C crc = new CRC32C();
+        crc.update(c.duplicate().position(r * 32).limit(r * 32 + JournalDescriptor.CRC_OFFSET));
+        c.putInt(r * 32 + JournalDescriptor.CRC_OFFSET, (int) crc.getValue());
+        return org.assertj.core.api.Assertions.catchThrowableOfType(StateCorruptException.class,
+                () -> JournalDescriptor.scan(c, "j")).getMessage();
     }
 
     @Test

@@ -401,6 +401,44 @@ class StateRecoveryTest {
     }
 
     @Test
+    void aJournalRecordOfANewerVersionIsRefusedAfterACrashRatherThanDroppingTheRegionsAfterIt() throws Exception {
+        Path state = dir.resolve("state");
+        Blksnap e = start(state);
+        cycle(e, "d0");
+        cycle(e, "d1");
+        write(e, "d0", 4 * MiB, 4096);
+        long epoch = StateStoreAccess.state(e, "d0").epoch();
+        CbtInfo info = e.cbtInfo("d0");
+        CbtInfo other = e.cbtInfo("d1");
+        Path crashed = crashCopy(e, state);
+        e.close();
+        // as a newer blksnapd would leave it: a record of version 3 (magic and CRC right), then a region
+        Path journal = crashed.resolve(StateStore.TRACKERS).resolve("d0").resolve("journal." + (epoch & 1));
+        ByteBuffer b = ByteBuffer.allocate(2 * JournalDescriptor.RECORD_BYTES);
+        JournalDescriptor.put(b, new JournalDescriptor.Entry(epoch, 12, 20));
+        JournalDescriptor.put(b, new JournalDescriptor.Entry(epoch, 13, 20));
+        b.putShort(JournalDescriptor.VERSION_OFFSET, (short) 3);
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        crc.update(b.array(), 0, JournalDescriptor.CRC_OFFSET);
+        b.putInt(JournalDescriptor.CRC_OFFSET, (int) crc.getValue());
+        Files.write(journal, b.array(), java.nio.file.StandardOpenOption.APPEND);
+        Files.write(state.resolve(StateStore.TRACKERS).resolve("d0").resolve("journal." + (epoch & 1)), b.array(),
+                java.nio.file.StandardOpenOption.APPEND);
+
+        Blksnap again = start(crashed);
+        CbtInfo now = again.cbtInfo("d0");
+        assertThat(now.generationReason()).isEqualTo(GenerationReason.STATE_CORRUPT);
+        assertThat(now.generationDetail()).contains(journal.toString()).contains("version 3")
+                .contains("written by a newer one");
+        assertThat(now.generationId()).isNotEqualTo(info.generationId());
+        assertThat(again.cbtInfo("d1")).as("the other device").isEqualTo(other);
+        again.close();
+        // after a clean stop (the engine closed on state) nothing is replayed: the same record changes nothing
+        Blksnap afterStop = start(state);
+        assertThat(afterStop.cbtInfo("d0")).isEqualTo(info);
+    }
+
+        @Test
     void aJournalThatCannotBeWrittenNeverFailsAWriteAndACrashAfterItGivesJournalFailed() throws Exception {
         Path state = dir.resolve("state");
         Blksnap e = start(state);
