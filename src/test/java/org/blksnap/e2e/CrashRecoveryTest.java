@@ -42,7 +42,9 @@ import tools.jackson.databind.json.JsonMapper;
  * taker creates, takes, holds for up to 300 ms (a copy-on-write storm: every first write to a chunk
  * copies it) and destroys snapshots in a loop, with their difference storage in /dev/shm, and the
  * daemon is killed at a random moment (so also in the middle of takes, of copy-on-write and of
- * checkpoints). After each restart:
+ * checkpoints). Every third cycle from the second one holds the take's checkpoint back instead (see
+ * {@link #held}), so the kill falls between a take that went to the journal and its checkpoint.
+ * After each restart:
  * <ul>
  *   <li>every write acknowledged with FUA, or acknowledged before an acknowledged flush, is on the
  *       original: each of its sectors holds that write or a later one of the same writer, read back
@@ -122,6 +124,23 @@ class CrashRecoveryTest {
     record Take(int number, String generation, long returnedNanos) {
     }
 
+    /**
+     * Whether cycle {@code cycle} holds its take's checkpoint back: cycles 2, 5, 8, ... A take whose
+     * device's last checkpoint is durable goes to the journal as a record and its checkpoint is
+     * written right after, in the background, within milliseconds: a kill at a random moment almost
+     * never falls between the two. In a held cycle the daemon runs without periodic checkpoints; once
+     * the checkpoint of the check take after the restart has landed, the taker makes
+     * {@code checkpoint.tmp} a directory (so no checkpoint can be written), takes one snapshot (its
+     * record reaches the journal; its checkpoint fails), holds it while the writers go on, and the
+     * kill comes after that take returned. The directory goes before the restart, which must then
+     * replay the take from the journal: the same generation, the take's number, every write after
+     * it above it. (A second take would find the last checkpoint not durable and write the maps
+     * itself, which fails and starts a new generation: the taker takes once.)
+     */
+    static boolean held(int cycle) {
+        return cycle % 3 == 2;
+    }
+
     @AfterEach
     void killTheDaemonLeftBehind() throws Exception {
         if (daemon != null && daemon.isAlive()) {
@@ -173,8 +192,10 @@ class CrashRecoveryTest {
         }
         long durableChecked = 0;
         int killsHolding = 0;
-        startDaemon();
+        startDaemon(false);
+        Object checkpointAtStart = checkpointKey();
         Take last = takeAndCheck(List.of(), null);
+        int heldTakes = 0;
         Map<String, Integer> resets = new TreeMap<>();
         long checkedBlocks = 0;
         int takesSeen = 0;
@@ -192,8 +213,25 @@ class CrashRecoveryTest {
             }
             Take start = last;
             long takerSeed = rnd.nextLong();
-            threads.add(Thread.ofPlatform().start(() -> takeUntilKilled(new Random(takerSeed), start, takes, run)));
-            Thread.sleep(500 + rnd.nextInt(3500)); // long enough for takes and copy-on-write on this loaded machine
+            boolean held = held(cycle);
+            Object checkpointBefore = checkpointAtStart;
+            Object landed = checkpointAtStart;
+            threads.add(Thread.ofPlatform().start(() -> {
+                if (held) {
+                    takeOnceHoldingItsCheckpoint(landed, start, takes, run);
+                } else {
+                    takeUntilKilled(new Random(takerSeed), start, takes, run);
+                }
+            }));
+            if (held) {
+                await().atMost(Duration.ofSeconds(30)).until(() -> !takes.isEmpty() || !threads.getLast().isAlive());
+                assertThat(takes).as("the take whose checkpoint is held back returned").hasSize(1);
+                heldTakes++;
+                checkpointBefore = checkpointKey(); // the checkpoint before the take, which must stay
+                Thread.sleep(rnd.nextInt(1500)); // writes after the take, journaled after its record
+            } else {
+                Thread.sleep(500 + rnd.nextInt(3500)); // long enough for takes and copy-on-write on this loaded machine
+            }
             if (inTake.get()) {
                 killsInTake++;
             }
@@ -212,7 +250,12 @@ class CrashRecoveryTest {
             }
             Take before = last;
             List<Acked> mustBeAbove = acked.stream().filter(a -> a.sentNanos() > before.returnedNanos()).toList();
-            startDaemon();
+            if (held) {
+                assertThat(checkpointKey()).as("the checkpoint was held back").isEqualTo(checkpointBefore);
+                Files.delete(checkpointTmp()); // the directory that held it: the restart writes checkpoints again
+            }
+            startDaemon(held(cycle + 1));
+            checkpointAtStart = checkpointKey();
             assertNothingCameBack();
             long durableNow = checkDurable(logs);
             durableChecked += durableNow;
@@ -222,19 +265,20 @@ class CrashRecoveryTest {
                 resets.merge(reason, 1, Integer::sum);
             }
             checkedBlocks += mustBeAbove.size();
-            LOG.info("crash cycle {}/{}: {} writes acknowledged, {} takes returned, {} writes checked above {}, now {};"
+            LOG.info("crash cycle {}/{}{}: {} writes acknowledged, {} takes returned, {} writes checked above {}, now {};"
                     + " {} durable sectors checked; kills in a take {}, while a snapshot was held {}", cycle, cycles,
-                    acked.size(), takes.size(), mustBeAbove.size(), before.number(), after.number(), durableNow,
-                    killsInTake, killsHolding);
+                    held ? " (the take's checkpoint held back)" : "", acked.size(), takes.size(), mustBeAbove.size(),
+                    before.number(), after.number(), durableNow, killsInTake, killsHolding);
             last = after;
         }
         daemon.destroy();
         daemon.waitFor(30, TimeUnit.SECONDS);
-        LOG.info("crash test done: {} cycles ({} kills during a take call, {} while a snapshot was held), {} takes,"
-                + " {} acknowledged writes checked in the CBT, {} durable sectors checked on the original,"
-                + " new generations {}", cycles, killsInTake, killsHolding, takesSeen, checkedBlocks, durableChecked,
-                resets);
+        LOG.info("crash test done: {} cycles ({} kills during a take call, {} while a snapshot was held, {} after a"
+                + " take whose checkpoint was held back), {} takes, {} acknowledged writes checked in the CBT, {} durable"
+                + " sectors checked on the original, new generations {}", cycles, killsInTake, killsHolding, heldTakes,
+                takesSeen, checkedBlocks, durableChecked, resets);
         System.out.println("CRASH-TEST-SUMMARY cycles=" + cycles + " killsDuringTake=" + killsInTake
+                + " killsAfterAJournaledTakeWithoutItsCheckpoint=" + heldTakes
                 + " killsWhileSnapshotHeld=" + killsHolding + " killsInDestroyLeavingItsFile=" + destroyedBeforeTheAnswer
                 + " seed=" + seed + " takes=" + takesSeen
                 + " checkedWrites=" + checkedBlocks + " durableSectorsChecked=" + durableChecked + " lost=0"
@@ -245,14 +289,19 @@ class CrashRecoveryTest {
 
     // ---- the daemon ---------------------------------------------------------------------------------
 
-    private void startDaemon() throws Exception {
+    /**
+     * @param held without periodic checkpoints (a cycle that holds its take's checkpoint back: a
+     *     periodic one would fail first, and the take would then write the maps itself)
+     */
+    private void startDaemon(boolean held) throws Exception {
         Path log = dir.resolve("blksnapd-" + (++starts) + ".log");
         List<String> cmd = new ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "--enable-native-access=ALL-UNNAMED", "-Xmx512m", "-cp", System.getProperty("java.class.path"),
                 "org.blksnap.daemon.Blksnapd", "--data-dir", data.toString(),
                 "--device", "d0=" + device + ":64M", "--listen", "none",
                 "--socket", data.resolve("nbd.sock").toString(), "--control", data.resolve("control.sock").toString(),
-                "--param", "diff_storage_minimum=16384", "--checkpoint-interval", "0.02", "--cbt-region", "1M"));
+                "--param", "diff_storage_minimum=16384", "--checkpoint-interval", held ? "3600" : "0.02",
+                "--cbt-region", "1M"));
         daemon = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log.toFile()).start();
         Process p = daemon;
         await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(50)).until(() -> {
@@ -261,6 +310,17 @@ class CrashRecoveryTest {
             }
             return Files.exists(data.resolve("control.sock")) && cli("version").exitCode() == 0;
         });
+    }
+
+    private Path checkpointTmp() {
+        return data.resolve("state").resolve("trackers").resolve("d0").resolve("checkpoint.tmp");
+    }
+
+    /** The file key (inode) of d0's checkpoint: each checkpoint is renamed over the last, so it changes. */
+    private Object checkpointKey() throws IOException {
+        Path ck = data.resolve("state").resolve("trackers").resolve("d0").resolve("checkpoint");
+        return Files.exists(ck) ? Files.readAttributes(ck, java.nio.file.attribute.BasicFileAttributes.class).fileKey()
+                : null;
     }
 
     private CliRun cli(String... args) {
@@ -397,6 +457,35 @@ class CrashRecoveryTest {
         try (var files = Files.list(shm)) {
             assertThat(files.map(p -> p.getFileName().toString()).toList())
                     .as("difference-storage files in %s after a restart", shm).isEmpty();
+        }
+    }
+
+    /**
+     * A held cycle's taker ({@link #held}): waits until the checkpoint of the check take after the
+     * restart has landed (the file's key moved on from {@code checkpointAtStart}), makes
+     * {@code checkpoint.tmp} a directory, takes one snapshot and holds it until the kill.
+     */
+    private void takeOnceHoldingItsCheckpoint(Object checkpointAtStart, Take start, ConcurrentLinkedQueue<Take> takes,
+            AtomicBoolean run) {
+        try {
+            await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(5))
+                    .until(() -> !java.util.Objects.equals(checkpointKey(), checkpointAtStart)
+                            && !Files.exists(checkpointTmp()));
+            Files.createDirectory(checkpointTmp());
+            String id = ok("snapshot", "create", "--device", "d0");
+            ok("snapshot", "append-storage", "--id", id, "--file", shm.resolve("held-" + starts + ".img").toString(),
+                    "--size", "64M");
+            ok("snapshot", "take", "--id", id);
+            long returned = System.nanoTime();
+            JsonNode tr = tracker();
+            assertThat(tr.path("generationId").asString()).as("the held take's generation").isEqualTo(start.generation());
+            takes.add(new Take(tr.path("snapNumber").asInt(), tr.path("generationId").asString(), returned));
+            holding.set(true);
+            while (run.get()) {
+                Thread.sleep(10); // the writers copy-on-write meanwhile
+            }
+        } catch (IOException | InterruptedException e) {
+            throw new IllegalStateException("held take", e);
         }
     }
 
