@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The first copy-on-write pass after three preludes, alternated per round on one daemon, a device of
+# SZ MiB on /dev/shm by default (docs/BENCHMARKS.md, "The eighteenth session"). Per round and prelude:
+# a base pass (1 MiB writes, QD8, no snapshot), a snapshot, the first pass after its take.
+#   plain  storage written once before append-storage (as the harness does), the pass at once
+#   read   as plain, with cold image reads first (1 MiB sequential for 4 s, then 4 KiB random for RR s)
+#   fresh  storage the daemon creates (append-storage --size: allocated, never written)
+#   R=4 RR=10 VARIANTS="plain read fresh" bench/probes/first-pass-prelude.sh    DIR=/var/tmp/fpp for ext4
+set -uo pipefail
+ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=${DIR:-/dev/shm/fpp}; SZ=${SZ:-1024}
+mkdir -p $W; D=$W/disk.img
+trap 'kill ${BP:-} 2>/dev/null; wait; rm -rf $W' EXIT
+fio --name=fill --filename=$D --rw=write --bs=1M --size=${SZ}M --ioengine=psync --output=/dev/null >/dev/null
+. "$ROOT/bench/probes/blksnapd.sh"
+start_blksnapd ${ARGS:-}
+pass() {
+  fio --name=j --ioengine=nbd --uri="$U" --rw=write --bs=1M --iodepth=8 --size=${SZ}M --output-format=json --output=$W/j.json >/dev/null 2>&1
+  jq -r '.jobs[0].write.bw_bytes/1048576|floor' $W/j.json
+}
+fio --name=w --ioengine=nbd --uri="$U" --rw=write --bs=1M --iodepth=8 --runtime=2 --time_based --output=/dev/null >/dev/null 2>&1
+for r in $(seq ${R:-3}); do
+  for v in ${VARIANTS:-plain read fresh}; do
+    b=$(pass)
+    id=$(bs snapshot create --device disk0)
+    rm -f $W/diff.img
+    if [ $v = fresh ]; then
+      bs snapshot append-storage --id $id --file $W/diff.img --size $((SZ + 256))M >/dev/null
+    else
+      dd if=/dev/zero of=$W/diff.img bs=1M count=$((SZ + 256)) conv=fsync status=none
+      bs snapshot append-storage --id $id --file $W/diff.img >/dev/null
+    fi
+    bs snapshot take --id $id
+    if [ $v = read ]; then
+      img=$(bs snapshot images --id $id | awk '{print $3}')
+      fio --name=r --ioengine=nbd --uri="$img" --rw=read --bs=1M --iodepth=8 --size=${SZ}M --runtime=4 --time_based --output=/dev/null >/dev/null 2>&1
+      fio --name=r4 --ioengine=nbd --uri="$img" --rw=randread --bs=4k --iodepth=8 --size=${SZ}M --runtime=${RR:-4} --time_based --output=/dev/null >/dev/null 2>&1
+    fi
+    s=$(pass)
+    bs snapshot destroy --id $id; rm -f $W/diff.img
+    echo "round $r $v base $b first-pass $s ratio $(echo "scale=3; $s/$b" | bc)"
+  done
+done
