@@ -3,7 +3,14 @@
 #                              properties from $OPTS), sets BP and U (the export's URI), and returns
 #                              once the control socket is up, or exits with the log if it died.
 #   bs ARGS...                 runs blksnap against it.
-# The caller's trap kills $BP and removes $W.
+#   probe_device MIB           creates $W and the device $D = $W/disk.img of MIB MiB written full
+#                              (every page exists), and sets the trap that kills $BP and removes $W.
+# Otherwise the caller's trap kills $BP and removes $W.
+probe_device() {
+  mkdir -p "$W"; D=$W/disk.img
+  trap 'kill ${BP:-} 2>/dev/null; wait; rm -rf "$W"' EXIT
+  fio --name=fill --filename="$D" --rw=write --bs=1M --size="$1"M --ioengine=psync --output=/dev/null >/dev/null
+}
 start_blksnapd() {
   BLKSNAPD_JAVA_OPTS="${OPTS:-}" "$ROOT/bin/blksnapd" --data-dir "$W/b.d" --device "disk0=$D" --listen none \
     --socket "$W/b.sock" --log-level WARN "$@" >"$W/b.log" 2>&1 &

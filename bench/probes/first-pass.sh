@@ -12,10 +12,8 @@
 #   e.g. DIR=/dev/shm/fp SZ=1024 R=4 RR=10 PRELUDES="plain read fresh" bench/probes/first-pass.sh
 set -uo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=${DIR:-/var/tmp/fp}; SZ=${SZ:-2048}
-mkdir -p $W; D=$W/disk.img
-trap 'kill ${BP:-} 2>/dev/null; wait; rm -rf $W' EXIT
-fio --name=fill --filename=$D --rw=write --bs=1M --size=${SZ}M --ioengine=psync --output=/dev/null >/dev/null
 . "$ROOT/bench/probes/blksnapd.sh"
+probe_device $SZ
 start_blksnapd ${ARGS:-}
 pass() {
   sync -f $W
