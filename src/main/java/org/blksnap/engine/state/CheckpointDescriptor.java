@@ -12,8 +12,8 @@ import org.blksnap.engine.GenerationReason;
 import org.blksnap.engine.tracker.CbtMap;
 
 /**
- * The layout of a tracker's checkpoint file, {@code trackers/<device>/checkpoint}, version 1. All
- * integers are big-endian. The file is written whole to {@code checkpoint.tmp} (its all-zero 64 KiB
+ * The layout of a tracker's checkpoint file, {@code trackers/<device>/checkpoint}, versions 1 and 2
+ * (the same layout). All integers are big-endian. The file is written whole to {@code checkpoint.tmp} (its all-zero 64 KiB
  * pieces as holes, which read back as zeros: {@link StateFiles#writeSkippingZeros}), forced, renamed over
  * {@code checkpoint} and the directory forced, so a torn write is never read as valid; every part
  * carries a CRC32C all the same (a bit flipped on disk, a file cut short by hand).
@@ -44,7 +44,10 @@ import org.blksnap.engine.tracker.CbtMap;
  *   page CRCs: u32 CRC32C of each P-byte page of the write map (the last may be shorter), then of
  *              each page of the read map
  *
- *   f: bit 0 clean (written at a clean stop; identity fields valid)
+ *   v: 1 for a clean checkpoint; 2 for a running one (its journals may hold take records, which a
+ *      reader of version 1 would stop at: it refuses the checkpoint instead, and recovers nothing
+ *      rather than under-report). Running checkpoints of builds before take records are version 1.
+ *   f: bit 0 clean (written at a clean stop; identity fields valid); never set in version 2
  *   p, a: previous and active snapshot numbers (a = p + 1 < 256); s: tracking block shift;
  *   B: block count; P: page size, a power of two from 4 KiB to 1 MiB
  *   file length = H + 2B + 4 * 2 * ceil(B / P), exactly
@@ -56,7 +59,13 @@ final class CheckpointDescriptor {
 
     /** "BLKSNPCK". */
     static final long MAGIC = 0x424C4B534E50434BL;
+    /** Version of a clean checkpoint (and of a running one written before take records existed). */
     static final int VERSION = 1;
+    /**
+     * Version of a running checkpoint: recovering from it needs the journal's take records
+     * ({@link JournalDescriptor#TAKE_VERSION}), so a build that does not know them must refuse it.
+     */
+    static final int RUNNING_VERSION = 2;
     static final int FLAG_CLEAN = 1;
 
     static final int MAGIC_OFFSET = 0;
@@ -123,7 +132,7 @@ final class CheckpointDescriptor {
         ByteBuffer b = ByteBuffer.allocate(header).order(ByteOrder.BIG_ENDIAN);
         BackingIdentity id = c.identity() == null ? BackingIdentity.sizeOnly(0) : c.identity();
         b.putLong(MAGIC_OFFSET, MAGIC)
-                .putShort(VERSION_OFFSET, (short) VERSION)
+                .putShort(VERSION_OFFSET, (short) (c.clean() ? VERSION : RUNNING_VERSION))
                 .putShort(FLAGS_OFFSET, (short) (c.clean() ? FLAG_CLEAN : 0))
                 .putInt(HEADER_LENGTH_OFFSET, header)
                 .putLong(EPOCH_OFFSET, c.epoch())
@@ -186,8 +195,12 @@ final class CheckpointDescriptor {
             throw corrupt(path, "bad magic 0x" + Long.toHexString(fixed.getLong(MAGIC_OFFSET)));
         }
         int version = Short.toUnsignedInt(fixed.getShort(VERSION_OFFSET));
-        if (version != VERSION) {
-            throw corrupt(path, "unknown version " + version + " (this daemon reads version " + VERSION + ")");
+        if (version != VERSION && version != RUNNING_VERSION) {
+            throw corrupt(path, "unknown version " + version + " (this daemon reads versions " + VERSION + " and "
+                    + RUNNING_VERSION + ")");
+        }
+        if (version == RUNNING_VERSION && (fixed.getShort(FLAGS_OFFSET) & FLAG_CLEAN) != 0) {
+            throw corrupt(path, "a checkpoint of version " + RUNNING_VERSION + " (running) with the clean flag");
         }
         int header = fixed.getInt(HEADER_LENGTH_OFFSET);
         if (header < STRINGS_OFFSET + 6 + CRC_BYTES || header > MAX_HEADER_BYTES) {

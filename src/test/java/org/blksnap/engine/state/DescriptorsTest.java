@@ -84,6 +84,39 @@ class DescriptorsTest {
         assertThat(back.identity()).isNull();
     }
 
+    /**
+     * A running checkpoint is version 2, so that a build from before take records (whose checkpoint
+     * reader refuses any version but 1) recovers nothing rather than replay a journal whose take
+     * records it would stop at; a clean one stays version 1 (nothing is replayed after it), and a
+     * running one of version 1 (written by such a build: the upgrade) is still read.
+     */
+    @Test
+    void aRunningCheckpointIsVersion2ACleanOneVersion1AndARunningVersion1IsStillRead() throws Exception {
+        assertThat(ByteBuffer.wrap(Files.readAllBytes(write(sample(true)))).getShort(CheckpointDescriptor.VERSION_OFFSET))
+                .isEqualTo((short) 1);
+        Checkpoint running = sample(false);
+        Path p = write(running); // the same file, rewritten
+        assertThat(ByteBuffer.wrap(Files.readAllBytes(p)).getShort(CheckpointDescriptor.VERSION_OFFSET)).isEqualTo((short) 2);
+        resealed(p, b -> b.putShort(CheckpointDescriptor.VERSION_OFFSET, (short) 1));
+        assertSame(running, read(p));
+        resealed(p, b -> b.putShort(CheckpointDescriptor.VERSION_OFFSET, (short) 2)
+                .putShort(CheckpointDescriptor.FLAGS_OFFSET, (short) CheckpointDescriptor.FLAG_CLEAN));
+        assertThatThrownBy(() -> read(p)).isInstanceOf(StateCorruptException.class)
+                .hasMessageContaining("version 2 (running) with the clean flag");
+    }
+
+    /** Changes the fixed header of checkpoint {@code p} and writes its header CRC again. */
+    private static void resealed(Path p, Consumer<ByteBuffer> change) throws Exception {
+        byte[] bytes = Files.readAllBytes(p);
+        ByteBuffer b = ByteBuffer.wrap(bytes);
+        change.accept(b);
+        int header = b.getInt(CheckpointDescriptor.HEADER_LENGTH_OFFSET);
+        CRC32C crc = new CRC32C();
+        crc.update(bytes, 0, header - 4);
+        b.putInt(header - 4, (int) crc.getValue());
+        Files.write(p, bytes);
+    }
+
     @Test
     void theFileHasExactlyTheLengthItsHeaderGives() throws Exception {
         Path p = write(sample(false));
@@ -139,7 +172,7 @@ class DescriptorsTest {
         }
         Files.write(p, java.util.Arrays.copyOf(full, full.length + 1));
         assertThatThrownBy(() -> read(p)).isInstanceOf(StateCorruptException.class).hasMessageContaining("too long");
-        assertThat(damaged(b -> b[CheckpointDescriptor.VERSION_OFFSET + 1] = 2)).contains("unknown version 2");
+        assertThat(damaged(b -> b[CheckpointDescriptor.VERSION_OFFSET + 1] = 3)).contains("unknown version 3");
     }
 
     @Test

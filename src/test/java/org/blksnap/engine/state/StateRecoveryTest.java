@@ -400,6 +400,32 @@ class StateRecoveryTest {
         assertThat(map[64]).as("region 4 was journaled").isEqualTo((byte) 2);
     }
 
+    /**
+     * What a build from before take records finds after each kind of stop: a crash leaves a running
+     * checkpoint of version 2, which that build's reader refuses (so it starts a new generation
+     * instead of stopping at a take record in the journal and under-reporting); a clean stop leaves
+     * version 1, which it reads (nothing is replayed after a clean stop).
+     */
+    @Test
+    void aCrashLeavesACheckpointOfVersion2AndACleanStopOneOfVersion1() throws Exception {
+        Path state = dir.resolve("state");
+        Blksnap e = start(state);
+        cycle(e, "d0");
+        write(e, "d0", 4 * MiB, 4096);
+        Path crashed = crashCopy(e, state);
+        e.close();
+        assertThat(checkpointVersion(checkpointOf(crashed, "d0"))).isEqualTo(CheckpointDescriptor.RUNNING_VERSION);
+        assertThat(checkpointVersion(checkpointOf(state, "d0"))).isEqualTo(CheckpointDescriptor.VERSION);
+        Blksnap again = start(crashed);
+        cycle(again, "d0");
+        assertThat(checkpointVersion(checkpointOf(crashed, "d0"))).as("after the restart, running again")
+                .isEqualTo(CheckpointDescriptor.RUNNING_VERSION);
+    }
+
+    private static int checkpointVersion(Path checkpoint) throws IOException {
+        return Short.toUnsignedInt(ByteBuffer.wrap(Files.readAllBytes(checkpoint)).getShort(CheckpointDescriptor.VERSION_OFFSET));
+    }
+
     @Test
     void aJournalRecordOfANewerVersionIsRefusedAfterACrashRatherThanDroppingTheRegionsAfterIt() throws Exception {
         Path state = dir.resolve("state");
