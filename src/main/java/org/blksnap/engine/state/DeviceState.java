@@ -815,11 +815,7 @@ final class DeviceState implements WriteJournal {
 
     /** Every valid record now in journal file {@code f}, takes included (tests). */
     List<JournalDescriptor.Record> journalContent(int f) throws IOException, StateCorruptException {
-        ByteBuffer b = ByteBuffer.allocate((int) Files.size(journalPaths[f]));
-        try (FileChannel ch = FileChannel.open(journalPaths[f], StandardOpenOption.READ)) {
-            StateFiles.readFully(ch, b, 0, journalPaths[f]);
-        }
-        return JournalDescriptor.scan(b.flip(), journalPaths[f].toString());
+        return JournalDescriptor.read(journalPaths[f]);
     }
 
     private void closeJournals() {

@@ -1,7 +1,12 @@
 package org.blksnap.engine.state;
 
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.zip.CRC32C;
@@ -186,6 +191,23 @@ final class JournalDescriptor {
             }
         }
         return out;
+    }
+
+    /**
+     * The records of journal file {@code p} ({@link #scan}), from its first {@link #MAX_FILE_BYTES};
+     * none if it is missing.
+     *
+     * @throws IOException           if it cannot be read
+     * @throws StateCorruptException as {@link #scan}
+     */
+    static List<Record> read(Path p) throws IOException, StateCorruptException {
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
+            ByteBuffer b = ByteBuffer.allocate((int) Math.min(ch.size(), MAX_FILE_BYTES));
+            StateFiles.readFully(ch, b, 0, p);
+            return scan(b.flip(), p.toString());
+        } catch (NoSuchFileException e) {
+            return List.of();
+        }
     }
 
     private static int crc(ByteBuffer b, int at) {

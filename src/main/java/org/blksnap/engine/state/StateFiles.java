@@ -71,14 +71,6 @@ final class StateFiles {
     private static final byte[] ZEROS = new byte[SPARSE_PIECE_BYTES];
 
     /**
-     * Writes {@code src} (a heap buffer, from its position to its limit) at offset 0 of an empty file,
-     * leaving out every all-zero piece but the last; see {@link #writeSkippingZeros(FileChannel, ByteBuffer[], Path)}.
-     */
-    static void writeSkippingZeros(FileChannel ch, ByteBuffer src, Path path) throws IOException {
-        writeSkippingZeros(ch, new ByteBuffer[] {src}, path);
-    }
-
-    /**
      * Writes the concatenation of {@code parts} (heap buffers, each from its position to its limit; not
      * changed) at offset 0 of an empty file, leaving out every piece of {@link #SPARSE_PIECE_BYTES}
      * (at offsets that are multiples of it) that is all zeros but the last: the file gets its full

@@ -5,7 +5,6 @@ import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
@@ -215,16 +214,12 @@ public final class StateStore implements AutoCloseable {
         for (int f = 0; f < 2; f++) {
             Path jp = dir.resolve("journal." + f);
             try {
-                records.addAll(readJournal(jp));
-            } catch (IOException e) {
+                records.addAll(JournalDescriptor.read(jp));
+            } catch (IOException | StateCorruptException e) {
                 if (c != null && !c.clean() && reason == null) {
                     reason = GenerationReason.STATE_CORRUPT;
-                    detail = jp + ": cannot be read: " + e.getMessage();
-                }
-            } catch (StateCorruptException e) {
-                if (c != null && !c.clean() && reason == null) {
-                    reason = GenerationReason.STATE_CORRUPT;
-                    detail = e.getMessage();
+                    detail = e instanceof StateCorruptException ? e.getMessage()
+                            : jp + ": cannot be read: " + e.getMessage();
                 }
             }
         }
@@ -325,18 +320,6 @@ public final class StateStore implements AutoCloseable {
             }
         }
         return raised;
-    }
-
-    /** The valid records of a journal file (none if it is missing). */
-    private static List<JournalDescriptor.Record> readJournal(Path p) throws IOException, StateCorruptException {
-        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.READ)) {
-            long size = Math.min(ch.size(), JournalDescriptor.MAX_FILE_BYTES);
-            ByteBuffer b = ByteBuffer.allocate((int) size);
-            StateFiles.readFully(ch, b, 0, p);
-            return JournalDescriptor.scan(b.flip(), p.toString());
-        } catch (NoSuchFileException e) {
-            return List.of();
-        }
     }
 
     /** {reason name, detail} from a failure note; unknown parts are "?". */

@@ -24,7 +24,7 @@ class StateFilesTest {
         ByteBuffer src = ByteBuffer.wrap(backing, offsetInArray, content.length).slice();
         Path f = dir.resolve("f" + System.nanoTime());
         try (FileChannel ch = FileChannel.open(f, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE)) {
-            StateFiles.writeSkippingZeros(ch, src, f);
+            StateFiles.writeSkippingZeros(ch, new ByteBuffer[] {src}, f);
         }
         return Files.readAllBytes(f);
     }
