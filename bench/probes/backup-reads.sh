@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A full backup read over NBD by a separate process (`blksnap backup --agent off`, what an S3 backup or
-# a non-root user does), one daemon per large-read path, alternated per round (docs/BENCHMARKS.md,
+# a non-root user does), one daemon per large-read path, alternated per round (docs/benchmarks-log.md,
 # "The fourteenth session"). Device: SIZE (default 2G) on /dev/shm, half random, half text; repository
 # on /dev/shm, new for every backup. Prints the seconds of each backup and the CPU of both processes.
 #   R=4 MODES="auto sendfile copy" bench/probes/backup-reads.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Random 4 KiB writes (QD32) on a tracked sparse device on the root disk, with a given checkpoint
 # interval: does each checkpoint's new epoch (every region's first write waits for a journal sync
-# again) cost random writers? (docs/BENCHMARKS.md, "The fifteenth session")
+# again) cost random writers? (docs/benchmarks-log.md, "The fifteenth session")
 #   CI=5 T=30 SZ=64G bench/probes/checkpoint-burst.sh      against CI=3600; DIR, ARGS as elsewhere
 set -uo pipefail
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}; W=${DIR:-/var/tmp/ck}; mkdir -p $W; D=$W/disk.img

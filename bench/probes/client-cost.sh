@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# perf stat of fio itself and of the server, per server (docs/BENCHMARKS.md, "The eleventh session"):
+# perf stat of fio itself and of the server, per server (docs/benchmarks-log.md, "The eleventh session"):
 # syscalls, context switches and CPU of the client and of blksnapd / nbdkit over one job, alternated.
 #   JOB=randwrite:4k:32 R=3 bench/probes/client-cost.sh     (needs perf)
 set -uo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fresh random 4 KiB writes with copy-on-write (docs/BENCHMARKS.md, "The eleventh session"): one daemon,
+# Fresh random 4 KiB writes with copy-on-write (docs/benchmarks-log.md, "The eleventh session"): one daemon,
 # a 1 GiB device on /dev/shm; per round a no-snapshot random pass over 128 MiB (each block once) and the
 # same pass right after a take onto written storage; prints both and the copy-on-write histogram.
 #   R=5 bench/probes/cow-random.sh       (OPTS=-Dblksnap.kernelCopy=false for the buffered copy)

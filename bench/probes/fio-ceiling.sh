@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The client's ceiling for 4 KiB requests at depth 32 (docs/BENCHMARKS.md, "The eleventh session"):
+# The client's ceiling for 4 KiB requests at depth 32 (docs/benchmarks-log.md, "The eleventh session"):
 # fio (ioengine=nbd) against blksnapd, nbdkit file and nbdkit null (a server with no storage behind it),
 # one 2 GiB file on /dev/shm, the order rotated per round. Prints "ROUND JOB SERVER IOPS FIO-CPU%".
 #   bench/probes/fio-ceiling.sh        (R=rounds, RT=seconds per job, JOBS="rw:bs:qd ...")

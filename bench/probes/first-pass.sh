@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The first copy-on-write pass against no snapshot, one daemon, one pass of SZ MiB each (1 MiB
-# writes, QD8), on the root disk by default (docs/BENCHMARKS.md, "The fifteenth session"). Per round:
+# writes, QD8), on the root disk by default (docs/benchmarks-log.md, "The fifteenth session"). Per round:
 # a base pass, then a snapshot onto storage written once (as the harness does) and the first pass.
 # The filesystem is written back (sync -f) before each pass.
 #   R=3 SZ=2048 bench/probes/first-pass.sh      DIR=/dev/shm/fp for tmpfs; OPTS for JVM properties,

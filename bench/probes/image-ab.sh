@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Image sequential reads against live reads of the same device, alternated, one daemon, a device of
-# SZ MiB on the root disk by default (docs/BENCHMARKS.md, "The eighteenth session"). First with the
+# SZ MiB on the root disk by default (docs/benchmarks-log.md, "The eighteenth session"). First with the
 # snapshot's chunks not copied (cold), then after a 1 MiB pass over the whole device copied them all.
 # Each read is 1 MiB QD8 looping over the device for T s; the filesystem is written back before each.
 #   R=5 T=4 SZ=2048 bench/probes/image-ab.sh     DIR=/dev/shm/ia for tmpfs; OPTS, ARGS as first-pass.sh

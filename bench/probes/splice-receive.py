@@ -2,7 +2,7 @@
 """Zero-copy receive experiment: 1 MiB payloads over a Unix stream socket, received (A) with
 recv_into + pwrite (two copies) or (B) splice socket->pipe until the whole payload is staged, then
 splice pipe->file (one copy). Sender is a forked process sending whole payloads (like libnbd).
-See docs/BENCHMARKS.md, "The eleventh session".
+See docs/benchmarks-log.md, "The eleventh session".
 
     N=2048 R=3 bench/probes/splice-receive.py        (FILE=/var/tmp/spl.img for ext4; PIPE=bytes)
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tracker attached against no tracker, 1 MiB (or 4 KiB random) writes, one daemon, a 1 GiB device on
-# /dev/shm (docs/BENCHMARKS.md, "The fourteenth session"). Per round both states, the order swapped
+# /dev/shm (docs/benchmarks-log.md, "The fourteenth session"). Per round both states, the order swapped
 # every round, each pass time-based (T seconds, 1 s ramp) so no pass is shorter than the noise.
 #   R=8 T=5 bench/probes/tracker-ab.sh        BS=4k for random 4 KiB writes; OPTS for JVM properties,
 #   ARGS for daemon flags; DIR=/var/tmp/rt for the root disk

@@ -15,8 +15,9 @@ import java.util.concurrent.TimeUnit;
  * Runs this call of the tool once more, in a JVM with the optimizing compiler.
  *
  * <p>The launcher ({@code bin/blksnap}) starts {@code backup} with the quick compiler only (C1: about
- * 40 ms less per call, docs/BENCHMARKS.md) because the daemon's resident agent usually does the
- * work and this process only relays it; it then names itself in {@link #LAUNCHER_ENV}. When the
+ * 40 ms less per call, docs/benchmarks-log.md, "The incremental with a quick relay") because the
+ * daemon's resident agent usually does the work and this process only relays it; it then names
+ * itself in {@link #LAUNCHER_ENV}. When the
  * backup is to run in this process after all (the agent refused, or an S3 repository or
  * {@code --agent off} written in a form the launcher does not look for), hashing and compressing
  * with C1 alone would run at about half speed, so the tool hands the same arguments to the launcher
