@@ -17,8 +17,8 @@ import java.util.concurrent.TimeUnit;
  * <p>The launcher ({@code bin/blksnap}) starts {@code backup} with the quick compiler only (C1: about
  * 40 ms less per call, docs/benchmarks-log.md, "The incremental with a quick relay") because the
  * daemon's resident agent usually does the work and this process only relays it; it then names
- * itself in {@link #LAUNCHER_ENV}. When the
- * backup is to run in this process after all (the agent refused, or an S3 repository or
+ * itself in {@link #LAUNCHER_ENV}. When the backup is to run in this process after all (the agent
+ * refused, or an S3 repository or
  * {@code --agent off} written in a form the launcher does not look for), hashing and compressing
  * with C1 alone would run at about half speed, so the tool hands the same arguments to the launcher
  * again with {@link #IN_PROCESS_ENV} set (the launcher then starts a JVM with C2, and the backup

@@ -14,9 +14,9 @@ import org.blksnap.engine.tracker.CbtMap;
 /**
  * The layout of a tracker's checkpoint file, {@code trackers/<device>/checkpoint}, versions 1 and 2
  * (the same layout). All integers are big-endian. The file is written whole to
- * {@code checkpoint.tmp} (its all-zero 64 KiB
- * pieces as holes, which read back as zeros: {@link StateFiles#writeSkippingZeros}), forced, renamed over
- * {@code checkpoint} and the directory forced, so a torn write is never read as valid; every part
+ * {@code checkpoint.tmp} (its all-zero 64 KiB pieces as holes, which read back as zeros:
+ * {@link StateFiles#writeSkippingZeros}), forced, renamed over {@code checkpoint} and the directory
+ * forced, so a torn write is never read as valid; every part
  * carries a CRC32C all the same (a bit flipped on disk, a file cut short by hand).
  *
  * <pre>

@@ -123,7 +123,7 @@ final class JournalDescriptor {
                 .putInt(at + PREVIOUS_OFFSET, t.previous())
                 .putInt(at + ACTIVE_OFFSET, t.active())
                 .putInt(at + GENERATION_OFFSET, t.generationHash());
-        b.putInt(at + CRC_OFFSET, crc(b, at));
+        seal(b, at);
         dst.position(at + RECORD_BYTES);
     }
 
@@ -137,7 +137,7 @@ final class JournalDescriptor {
                 .putLong(at + EPOCH_OFFSET, e.epoch())
                 .putLong(at + REGION_OFFSET, e.regionIndex())
                 .putInt(at + REGION_OFFSET + 8, 0);
-        b.putInt(at + CRC_OFFSET, crc(b, at));
+        seal(b, at);
         dst.position(at + RECORD_BYTES);
     }
 
@@ -208,6 +208,11 @@ final class JournalDescriptor {
         } catch (NoSuchFileException e) {
             return List.of();
         }
+    }
+
+    /** Writes the CRC of the record at byte {@code at} of {@code b} over what it holds now. */
+    static void seal(ByteBuffer b, int at) {
+        b.duplicate().order(ByteOrder.BIG_ENDIAN).putInt(at + CRC_OFFSET, crc(b, at));
     }
 
     private static int crc(ByteBuffer b, int at) {

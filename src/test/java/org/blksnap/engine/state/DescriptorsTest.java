@@ -227,9 +227,7 @@ class DescriptorsTest {
     private static String refused(ByteBuffer b, int r, Consumer<ByteBuffer> change) {
         ByteBuffer c = ByteBuffer.allocate(b.limit()).put(b.duplicate()).flip();
         change.accept(c);
-        CRC32C crc = new CRC32C();
-        crc.update(c.duplicate().position(r * 32).limit(r * 32 + JournalDescriptor.CRC_OFFSET));
-        c.putInt(r * 32 + JournalDescriptor.CRC_OFFSET, (int) crc.getValue());
+        JournalDescriptor.seal(c, r * JournalDescriptor.RECORD_BYTES);
         return org.assertj.core.api.Assertions.catchThrowableOfType(StateCorruptException.class,
                 () -> JournalDescriptor.scan(c, "j")).getMessage();
     }

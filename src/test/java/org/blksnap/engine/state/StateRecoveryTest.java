@@ -9,6 +9,7 @@ import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.FileTime;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -444,12 +445,10 @@ class StateRecoveryTest {
         JournalDescriptor.put(b, new JournalDescriptor.Entry(epoch, 12, 20));
         JournalDescriptor.put(b, new JournalDescriptor.Entry(epoch, 13, 20));
         b.putShort(JournalDescriptor.VERSION_OFFSET, (short) 3);
-        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
-        crc.update(b.array(), 0, JournalDescriptor.CRC_OFFSET);
-        b.putInt(JournalDescriptor.CRC_OFFSET, (int) crc.getValue());
-        Files.write(journal, b.array(), java.nio.file.StandardOpenOption.APPEND);
+        JournalDescriptor.seal(b, 0);
+        Files.write(journal, b.array(), StandardOpenOption.APPEND);
         Files.write(state.resolve(StateStore.TRACKERS).resolve("d0").resolve("journal." + (epoch & 1)), b.array(),
-                java.nio.file.StandardOpenOption.APPEND);
+                StandardOpenOption.APPEND);
 
         Blksnap again = start(crashed);
         CbtInfo now = again.cbtInfo("d0");
@@ -464,7 +463,7 @@ class StateRecoveryTest {
         assertThat(afterStop.cbtInfo("d0")).isEqualTo(info);
     }
 
-        @Test
+    @Test
     void aJournalThatCannotBeWrittenNeverFailsAWriteAndACrashAfterItGivesJournalFailed() throws Exception {
         Path state = dir.resolve("state");
         Blksnap e = start(state);
